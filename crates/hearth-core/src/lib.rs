@@ -1,0 +1,21 @@
+//! The core model of Hearth: what a series is and how every room asks for one.
+//!
+//! This room owns labels, label matchers, samples, tenants, the staleness marker and the
+//! one data seam, the [`Queryable`] trait, plus the ingest seam [`Ingester`]. It is
+//! plain data and traits: it may not do I/O, know about storage formats, HTTP or Raft.
+
+pub mod labels;
+pub mod matcher;
+pub mod queryable;
+pub mod sample;
+pub mod tenant;
+
+pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use queryable::{
+    MetricMetadata,
+    ChunkEncoding, EncodedChunk, Ingester, PushError, PushOutcome, Queryable, SelectHints,
+    Series, SeriesData, SeriesStream, StorageError, WriteBatch, WriteSeries,
+};
+pub use sample::{is_stale_nan, Sample, STALE_NAN_BITS};
+pub use tenant::{tenant_from_header, Tenant, DEFAULT_TENANT, TENANT_HEADER};

@@ -1,0 +1,156 @@
+//! The data seam. Every source of series (the head, a block reader, a gRPC client of an
+//! ingester or store gateway, the merging fan-in) implements [`Queryable`]; every sink of
+//! writes (the ingester, its Raft-replicated form, its gRPC client) implements
+//! [`Ingester`]. The PromQL engine and the HTTP API know nothing else.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+use crate::{Labels, Matcher, Sample, Tenant};
+
+/// What the query engine will do with the data, so a source may prune or pre-aggregate.
+#[derive(Clone, Debug, Default)]
+pub struct SelectHints {
+    pub start: i64,
+    pub end: i64,
+    pub step: i64,
+    pub range: i64,
+    pub func: Option<String>,
+    pub grouping: Vec<String>,
+    pub by: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkEncoding {
+    /// Prometheus' Gorilla XOR float chunk, byte for byte.
+    Xor,
+}
+
+/// One encoded chunk, shared without copying.
+#[derive(Clone, Debug)]
+pub struct EncodedChunk {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub encoding: ChunkEncoding,
+    pub data: Arc<[u8]>,
+}
+
+/// A series' data: encoded chunks as stored, or plain samples.
+#[derive(Clone, Debug)]
+pub enum SeriesData {
+    Chunks(Vec<EncodedChunk>),
+    Samples(Vec<Sample>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Series {
+    pub labels: Labels,
+    pub data: SeriesData,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal storage error: {0}")]
+    Internal(String),
+}
+
+/// Series come as a stream so a source never has to hold a whole answer.
+pub type SeriesStream = BoxStream<'static, Result<Series, StorageError>>;
+
+/// The one read seam, in the spirit of Prometheus' `storage.Querier` and Thanos' StoreAPI.
+/// Times are inclusive milliseconds. Series come sorted by labels.
+#[async_trait]
+pub trait Queryable: Send + Sync + 'static {
+    async fn select(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        hints: &SelectHints,
+    ) -> Result<SeriesStream, StorageError>;
+
+    /// Sorted label names of series that match (all series when `matchers` is empty).
+    async fn label_names(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError>;
+
+    /// Sorted values of label `name` over series that match.
+    async fn label_values(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError>;
+}
+
+/// Metric metadata as remote-write carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricMetadata {
+    pub metric_family: String,
+    /// Prometheus type name: counter, gauge, histogram, gaugehistogram, summary, info,
+    /// stateset or unknown.
+    pub metric_type: String,
+    pub help: String,
+    pub unit: String,
+}
+
+/// One series of a write: validated labels and time-ordered samples.
+#[derive(Clone, Debug)]
+pub struct WriteSeries {
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+}
+
+/// A validated write, ready for an ingester.
+#[derive(Clone, Debug, Default)]
+pub struct WriteBatch {
+    pub series: Vec<WriteSeries>,
+    pub metadata: Vec<MetricMetadata>,
+}
+
+impl WriteBatch {
+    pub fn sample_count(&self) -> usize {
+        self.series.iter().map(|s| s.samples.len()).sum()
+    }
+}
+
+/// What an ingester stored of a write. A write is partial when some samples were
+/// rejected (too old, out of order); the rest is stored and durable.
+#[derive(Clone, Debug, Default)]
+pub struct PushOutcome {
+    pub samples_written: usize,
+    pub samples_rejected: usize,
+    /// The first rejection, naming its series, for the 400 message.
+    pub first_rejection: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The ingester cannot take the write now (remote-write senders retry: 503).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The tenant is over a limit (429, retried later).
+    #[error("rate limited: {0}")]
+    RateLimited(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The write seam: a durable, acknowledged write of a batch.
+#[async_trait]
+pub trait Ingester: Send + Sync + 'static {
+    async fn push(&self, tenant: &Tenant, batch: WriteBatch) -> Result<PushOutcome, PushError>;
+}

@@ -1,0 +1,338 @@
+//! Aggregation operators and classic-histogram quantiles.
+
+use std::collections::HashMap;
+
+use hearth_core::{Labels, LabelsBuilder, METRIC_NAME};
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+
+use crate::engine::{eval, Ctx, QueryError};
+use crate::functions::{kahan_inc, quantile};
+use crate::value::{StepSeries, Value};
+
+fn group_labels(l: &Labels, m: &Option<LabelModifier>) -> Labels {
+    match m {
+        None => Labels::empty(),
+        Some(LabelModifier::Include(ls)) => l.filtered(&ls.labels, true),
+        Some(LabelModifier::Exclude(ls)) => {
+            let mut names = ls.labels.clone();
+            names.push(METRIC_NAME.to_string());
+            l.filtered(&names, false)
+        }
+    }
+}
+
+pub(crate) fn eval_aggregate(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Value, QueryError> {
+    let op = a.op.to_string();
+    let n = ctx.steps();
+    let param = match &a.param {
+        Some(p) => Some(eval(ctx, p)?),
+        None => None,
+    };
+    let input = match eval(ctx, &a.expr)? {
+        Value::Vector(v) => v,
+        _ => return Err(QueryError::BadData(format!("expected instant vector in aggregation {op}"))),
+    };
+    let scalar_param = |p: &Option<Value>| -> Result<Vec<f64>, QueryError> {
+        match p {
+            Some(Value::Scalar(s)) => Ok(s.clone()),
+            _ => Err(QueryError::BadData(format!("expected scalar parameter in aggregation {op}"))),
+        }
+    };
+    // Group series once: labels do not change across steps.
+    let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for (i, s) in input.iter().enumerate() {
+        let g = group_labels(&s.labels, &a.modifier);
+        let gi = *index.entry(g.clone()).or_insert_with(|| {
+            groups.push((g, Vec::new()));
+            groups.len() - 1
+        });
+        groups[gi].1.push(i);
+    }
+    match op.as_str() {
+        "topk" | "bottomk" | "limitk" => {
+            let k = scalar_param(&param)?;
+            let mut keep: Vec<Vec<bool>> = vec![vec![false; n]; input.len()];
+            for (_, members) in &groups {
+                for step in 0..n {
+                    if k[step].is_nan() {
+                        return Err(QueryError::Execution(format!("Parameter value is NaN for {op}")));
+                    }
+                    let kk = k[step].max(0.0).min(members.len() as f64) as usize;
+                    if kk == 0 {
+                        continue;
+                    }
+                    let mut present: Vec<(usize, f64)> = members
+                        .iter()
+                        .filter_map(|&i| input[i].values[step].map(|v| (i, v)))
+                        .collect();
+                    if op != "limitk" {
+                        let top = op == "topk";
+                        present.sort_by(|x, y| {
+                            // NaN is always the least preferred.
+                            match (x.1.is_nan(), y.1.is_nan()) {
+                                (true, false) => std::cmp::Ordering::Greater,
+                                (false, true) => std::cmp::Ordering::Less,
+                                _ => {
+                                    let o = x.1.partial_cmp(&y.1).unwrap_or(std::cmp::Ordering::Equal);
+                                    if top {
+                                        o.reverse()
+                                    } else {
+                                        o
+                                    }
+                                }
+                            }
+                        });
+                    }
+                    for (i, _) in present.into_iter().take(kk) {
+                        keep[i][step] = true;
+                    }
+                }
+            }
+            let out = input
+                .into_iter()
+                .zip(keep)
+                .filter_map(|(s, k)| {
+                    let values: Vec<Option<f64>> =
+                        s.values.iter().zip(&k).map(|(v, k)| if *k { *v } else { None }).collect();
+                    values.iter().any(Option::is_some).then_some(StepSeries { labels: s.labels, values })
+                })
+                .collect();
+            return Ok(Value::Vector(out));
+        }
+        "count_values" => {
+            let label = match &param {
+                Some(Value::String(s)) => s.clone(),
+                _ => return Err(QueryError::BadData("expected string parameter in count_values".into())),
+            };
+            let mut out: HashMap<Labels, Vec<Option<f64>>> = HashMap::new();
+            for (g, members) in &groups {
+                for step in 0..n {
+                    for &i in members {
+                        if let Some(v) = input[i].values[step] {
+                            let mut b: LabelsBuilder = g.builder();
+                            b.set(&label, &format_plain(v));
+                            let e = out.entry(b.build()).or_insert_with(|| vec![None; n]);
+                            e[step] = Some(e[step].unwrap_or(0.0) + 1.0);
+                        }
+                    }
+                }
+            }
+            return Ok(Value::Vector(out.into_iter().map(|(labels, values)| StepSeries { labels, values }).collect()));
+        }
+        _ => {}
+    }
+    let q = if op == "quantile" { Some(scalar_param(&param)?) } else { None };
+    let mut out = Vec::with_capacity(groups.len());
+    for (g, members) in groups {
+        let mut values = Vec::with_capacity(n);
+        let mut buf: Vec<f64> = Vec::new();
+        for step in 0..n {
+            buf.clear();
+            buf.extend(members.iter().filter_map(|&i| input[i].values[step]));
+            if buf.is_empty() {
+                values.push(None);
+                continue;
+            }
+            let v = match op.as_str() {
+                "sum" => {
+                    let (mut s, mut c) = (0.0, 0.0);
+                    for &x in &buf {
+                        (s, c) = kahan_inc(x, s, c);
+                    }
+                    if s.is_infinite() { s } else { s + c }
+                }
+                "avg" => {
+                    let (mut s, mut c) = (0.0, 0.0);
+                    let mut overflow = false;
+                    for &x in &buf {
+                        (s, c) = kahan_inc(x, s, c);
+                        if s.is_infinite() && !x.is_infinite() {
+                            overflow = true;
+                        }
+                    }
+                    if overflow {
+                        let mut mean = 0.0;
+                        for (i, &x) in buf.iter().enumerate() {
+                            mean += (x - mean) / (i + 1) as f64;
+                        }
+                        mean
+                    } else if s.is_infinite() {
+                        s
+                    } else {
+                        (s + c) / buf.len() as f64
+                    }
+                }
+                "count" => buf.len() as f64,
+                "group" => 1.0,
+                "min" => buf.iter().copied().reduce(|a, b| if b < a || a.is_nan() { b } else { a }).unwrap_or(f64::NAN),
+                "max" => buf.iter().copied().reduce(|a, b| if b > a || a.is_nan() { b } else { a }).unwrap_or(f64::NAN),
+                "stddev" | "stdvar" => {
+                    let (mut count, mut mean, mut cmean, mut aux, mut caux) = (0.0f64, 0.0, 0.0, 0.0, 0.0);
+                    for &x in &buf {
+                        count += 1.0;
+                        let delta = x - (mean + cmean);
+                        (mean, cmean) = kahan_inc(delta / count, mean, cmean);
+                        (aux, caux) = kahan_inc(delta * (x - (mean + cmean)), aux, caux);
+                    }
+                    let var = (aux + caux) / count;
+                    if op == "stddev" { var.sqrt() } else { var }
+                }
+                "quantile" => quantile(q.as_ref().expect("quantile param")[step], &mut buf),
+                other => return Err(QueryError::BadData(format!("aggregation {other:?} is not supported yet"))),
+            };
+            values.push(Some(v));
+        }
+        out.push(StepSeries { labels: g, values });
+    }
+    Ok(Value::Vector(out))
+}
+
+/// Formats a float as Go's `strconv.FormatFloat(v, 'f', -1, 64)` (count_values labels).
+pub fn format_plain(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    format!("{v}")
+}
+
+/// Formats a sample value as Prometheus' JSON API does: shortest round-trip digits,
+/// in exponent form below 1e-6 and from 1e21 on (Go's 'e' with a 2-digit exponent).
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    let abs = v.abs();
+    if !(1e-6..1e21).contains(&abs) {
+        // Rust's `{:e}` gives the shortest digits like Go; fix the exponent form.
+        let s = format!("{v:e}");
+        let (mant, exp) = s.split_once('e').expect("exponent form");
+        let exp: i32 = exp.parse().expect("numeric exponent");
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{mant}e{sign}{:02}", exp.abs());
+    }
+    format!("{v}")
+}
+
+/// histogram_quantile over classic `le` buckets, grouped by the labels besides `le`.
+pub(crate) fn histogram_quantile(q: &[f64], v: Vec<StepSeries>, n: usize) -> Vec<StepSeries> {
+    let mut groups: HashMap<Labels, Vec<(f64, &StepSeries)>> = HashMap::new();
+    for s in &v {
+        let Some(le) = s.labels.get("le") else { continue };
+        let Ok(ub) = parse_le(le) else { continue };
+        let key = s.labels.filtered(&["le".to_string(), METRIC_NAME.to_string()], false);
+        groups.entry(key).or_default().push((ub, s));
+    }
+    let mut out = Vec::new();
+    for (labels, buckets) in groups {
+        let mut values = Vec::with_capacity(n);
+        for step in 0..n {
+            let mut bs: Vec<(f64, f64)> = buckets
+                .iter()
+                .filter_map(|(ub, s)| s.values[step].map(|c| (*ub, c)))
+                .collect();
+            values.push(if bs.is_empty() { None } else { Some(bucket_quantile(q[step], &mut bs)) });
+        }
+        if values.iter().any(Option::is_some) {
+            out.push(StepSeries { labels, values });
+        }
+    }
+    out
+}
+
+fn parse_le(s: &str) -> Result<f64, ()> {
+    match s {
+        "+Inf" | "Inf" | "+inf" | "inf" => Ok(f64::INFINITY),
+        "-Inf" | "-inf" => Ok(f64::NEG_INFINITY),
+        _ => s.parse::<f64>().map_err(|_| ()),
+    }
+}
+
+fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
+    if !b.last().is_some_and(|x| x.0.is_infinite() && x.0 > 0.0) {
+        return f64::NAN;
+    }
+    // Coalesce equal bounds.
+    let mut c: Vec<(f64, f64)> = Vec::with_capacity(b.len());
+    for &(ub, cnt) in b.iter() {
+        match c.last_mut() {
+            Some(last) if last.0 == ub => last.1 += cnt,
+            _ => c.push((ub, cnt)),
+        }
+    }
+    // Force monotonic counts.
+    let mut max = f64::NEG_INFINITY;
+    for x in c.iter_mut() {
+        if x.1 < max {
+            x.1 = max;
+        } else {
+            max = x.1;
+        }
+    }
+    if c.len() < 2 {
+        return f64::NAN;
+    }
+    let obs = c[c.len() - 1].1;
+    if obs == 0.0 || obs.is_nan() {
+        return f64::NAN;
+    }
+    let mut rank = q * obs;
+    let last = c.len() - 1;
+    let idx = c[..last].partition_point(|x| x.1 < rank);
+    if idx == last {
+        return c[last - 1].0;
+    }
+    if idx == 0 && c[0].0 <= 0.0 {
+        return c[0].0;
+    }
+    let (mut start, end, mut count) = (0.0, c[idx].0, c[idx].1);
+    if idx > 0 {
+        start = c[idx - 1].0;
+        count -= c[idx - 1].1;
+        rank -= c[idx - 1].1;
+    }
+    start + (end - start) * (rank / count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_like_go() {
+        assert_eq!(format_value(1.0), "1");
+        assert_eq!(format_value(0.1), "0.1");
+        assert_eq!(format_value(1e21), "1e+21");
+        assert_eq!(format_value(1.5e-7), "1.5e-07");
+        assert_eq!(format_value(123456789.0), "123456789");
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
+    }
+
+    #[test]
+    fn bucket_quantile_interpolates() {
+        let mut b = vec![(0.1, 10.0), (0.5, 20.0), (f64::INFINITY, 20.0)];
+        assert!((bucket_quantile(0.5, &mut b) - 0.1).abs() < 1e-12);
+        let mut b = vec![(1.0, 0.0), (2.0, 10.0), (f64::INFINITY, 10.0)];
+        assert!((bucket_quantile(0.5, &mut b) - 1.5).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,602 @@
+//! The evaluator: an expression evaluated over every step of a query at once.
+//!
+//! Evaluation has two phases, as in Prometheus: first every selector's matchers and
+//! time range are pushed down to the `Queryable` and fetched (concurrently), then the
+//! tree is evaluated without I/O. Each node yields a value for all steps, so a range
+//! query never re-walks the tree per step.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use hearth_core::{
+    Labels, MatchOp, Matcher, Queryable, Sample, SelectHints, SeriesData, Tenant, METRIC_NAME,
+};
+use promql_parser::parser::{self, AtModifier, Expr, Offset, VectorSelector};
+
+use crate::value::{MatrixArg, QueryValue, RangeSeries, StepSeries, Value};
+use crate::{aggregate, binary, functions};
+
+/// Engine settings, as Prometheus' flags name them.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// `--query.lookback-delta`, default 5 m.
+    pub lookback_delta_ms: i64,
+    /// `--query.max-samples`, default 50,000,000.
+    pub max_samples: usize,
+    /// `--query.timeout`, default 2 m.
+    pub timeout: Duration,
+    /// Default subquery step (the global evaluation interval), default 1 m.
+    pub default_subquery_step_ms: i64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback_delta_ms: 5 * 60 * 1000,
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+            default_subquery_step_ms: 60_000,
+        }
+    }
+}
+
+/// Errors, in Prometheus' API categories.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    BadData(String),
+    #[error("{0}")]
+    Execution(String),
+    #[error("query timed out in {0}")]
+    Timeout(&'static str),
+    #[error("query processing would load too many samples into memory in {0}")]
+    TooManySamples(&'static str),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub struct Engine {
+    opts: EngineOptions,
+    queryable: Arc<dyn Queryable>,
+}
+
+type Fetched = HashMap<usize, Arc<Vec<RangeSeries>>>;
+
+struct Fetch {
+    key: usize,
+    matcher_sets: Vec<Vec<Matcher>>,
+    mint: i64,
+    maxt: i64,
+    hints: SelectHints,
+}
+
+pub(crate) struct Ctx<'a> {
+    /// Evaluation timestamps (ms).
+    pub ts: Vec<i64>,
+    pub query_start: i64,
+    pub query_end: i64,
+    pub data: &'a Fetched,
+    pub opts: &'a EngineOptions,
+    pub samples: usize,
+}
+
+pub fn duration_ms(d: &Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => duration_ms(d),
+        Some(Offset::Neg(d)) => -duration_ms(d),
+    }
+}
+
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+fn at_ms(at: &Option<AtModifier>, start: i64, end: i64) -> Option<i64> {
+    match at {
+        None => None,
+        Some(AtModifier::Start) => Some(start),
+        Some(AtModifier::End) => Some(end),
+        Some(AtModifier::At(t)) => Some(system_time_ms(t)),
+    }
+}
+
+/// Matcher sets of a selector: the name and matchers, and one set per `or` branch.
+fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, QueryError> {
+    let convert = |ms: &[promql_parser::label::Matcher]| -> Result<Vec<Matcher>, QueryError> {
+        let mut out = Vec::new();
+        for m in ms {
+            let op = match &m.op {
+                promql_parser::label::MatchOp::Equal => MatchOp::Equal,
+                promql_parser::label::MatchOp::NotEqual => MatchOp::NotEqual,
+                promql_parser::label::MatchOp::Re(_) => MatchOp::RegexMatch,
+                promql_parser::label::MatchOp::NotRe(_) => MatchOp::RegexNoMatch,
+            };
+            out.push(Matcher::new(op, &m.name, &m.value).map_err(|e| QueryError::BadData(e.to_string()))?);
+        }
+        if let Some(n) = &vs.name {
+            if !out.iter().any(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal && &m.value == n) {
+                out.push(Matcher::equal(METRIC_NAME, n));
+            }
+        }
+        Ok(out)
+    };
+    let mut sets = Vec::new();
+    if vs.matchers.or_matchers.is_empty() {
+        sets.push(convert(&vs.matchers.matchers)?);
+    } else {
+        for g in &vs.matchers.or_matchers {
+            sets.push(convert(g)?);
+        }
+    }
+    Ok(sets)
+}
+
+impl Engine {
+    pub fn new(queryable: Arc<dyn Queryable>, opts: EngineOptions) -> Engine {
+        Engine { opts, queryable }
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    pub fn parse(q: &str) -> Result<Expr, QueryError> {
+        parser::parse(q).map_err(QueryError::BadData)
+    }
+
+    /// Evaluates `expr` at one instant.
+    pub async fn instant(&self, tenant: &Tenant, expr: &Expr, t: i64) -> Result<QueryValue, QueryError> {
+        let fetched = self.fetch(tenant, expr, t, t, 0).await?;
+        let mut ctx = Ctx {
+            ts: vec![t],
+            query_start: t,
+            query_end: t,
+            data: &fetched,
+            opts: &self.opts,
+            samples: 0,
+        };
+        let v = eval(&mut ctx, expr)?;
+        Ok(match v {
+            Value::Scalar(s) => QueryValue::Scalar { t, v: s[0] },
+            Value::String(s) => QueryValue::String { t, v: s },
+            Value::Vector(vs) => QueryValue::Vector(
+                vs.into_iter()
+                    .filter_map(|s| s.values[0].map(|v| (s.labels, t, v)))
+                    .collect(),
+            ),
+            Value::Matrix(m) => {
+                let te = m.at_ms.unwrap_or(t) - m.offset_ms;
+                QueryValue::Matrix(
+                    m.series
+                        .into_iter()
+                        .map(|s| RangeSeries {
+                            labels: s.labels,
+                            samples: s
+                                .samples
+                                .into_iter()
+                                .filter(|x| x.t > te - m.range_ms && x.t <= te)
+                                .collect(),
+                        })
+                        .filter(|s| !s.samples.is_empty())
+                        .collect(),
+                )
+            }
+        })
+    }
+
+    /// Evaluates `expr` at every step of [start, end].
+    pub async fn range(
+        &self,
+        tenant: &Tenant,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<QueryValue, QueryError> {
+        if step <= 0 {
+            return Err(QueryError::BadData("zero or negative query resolution step widths are not accepted. Try a positive integer".into()));
+        }
+        match expr.value_type() {
+            parser::value::ValueType::Vector | parser::value::ValueType::Scalar => {}
+            other => {
+                return Err(QueryError::BadData(format!(
+                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                    value_type_name(other)
+                )))
+            }
+        }
+        let fetched = self.fetch(tenant, expr, start, end, step).await?;
+        let mut ts = Vec::new();
+        let mut t = start;
+        while t <= end {
+            ts.push(t);
+            t += step;
+        }
+        let mut ctx = Ctx {
+            ts: ts.clone(),
+            query_start: start,
+            query_end: end,
+            data: &fetched,
+            opts: &self.opts,
+            samples: 0,
+        };
+        let v = eval(&mut ctx, expr)?;
+        let series = match v {
+            Value::Scalar(s) => vec![StepSeries {
+                labels: Labels::empty(),
+                values: s.into_iter().map(Some).collect(),
+            }],
+            Value::Vector(vs) => vs,
+            _ => return Err(QueryError::Internal("range query produced a non-vector".into())),
+        };
+        let mut out: Vec<RangeSeries> = series
+            .into_iter()
+            .map(|s| RangeSeries {
+                labels: s.labels,
+                samples: ts
+                    .iter()
+                    .zip(s.values)
+                    .filter_map(|(t, v)| v.map(|v| Sample { t: *t, v }))
+                    .collect(),
+            })
+            .filter(|s| !s.samples.is_empty())
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(QueryValue::Matrix(out))
+    }
+
+    async fn fetch(&self, tenant: &Tenant, expr: &Expr, start: i64, end: i64, step: i64) -> Result<Fetched, QueryError> {
+        let mut plan = Vec::new();
+        plan_fetches(expr, start, end, start, end, step, &self.opts, &mut plan, None)?;
+        let mut out: Fetched = HashMap::new();
+        let futs = plan.into_iter().map(|f| {
+            let q = self.queryable.clone();
+            let tenant = tenant.clone();
+            async move {
+                let mut all: Vec<RangeSeries> = Vec::new();
+                for ms in &f.matcher_sets {
+                    let mut stream = q
+                        .select(&tenant, ms, f.mint, f.maxt, &f.hints)
+                        .await
+                        .map_err(|e| QueryError::Execution(e.to_string()))?;
+                    while let Some(s) = stream.next().await {
+                        let s = s.map_err(|e| QueryError::Execution(e.to_string()))?;
+                        let samples = decode(&s.data, f.mint, f.maxt)?;
+                        all.push(RangeSeries { labels: s.labels, samples });
+                    }
+                }
+                Ok::<_, QueryError>((f.key, merge_same_series(all)))
+            }
+        });
+        let results = futures::future::join_all(futs).await;
+        for r in results {
+            let (k, v) = r?;
+            out.insert(k, Arc::new(v));
+        }
+        Ok(out)
+    }
+}
+
+fn value_type_name(t: parser::value::ValueType) -> &'static str {
+    match t {
+        parser::value::ValueType::Vector => "vector",
+        parser::value::ValueType::Scalar => "scalar",
+        parser::value::ValueType::Matrix => "range vector",
+        parser::value::ValueType::String => "string",
+    }
+}
+
+/// Sorts by labels and merges series that came from several sources or `or` branches.
+fn merge_same_series(mut all: Vec<RangeSeries>) -> Vec<RangeSeries> {
+    all.sort_by(|a, b| a.labels.cmp(&b.labels));
+    let mut out: Vec<RangeSeries> = Vec::with_capacity(all.len());
+    for s in all {
+        match out.last_mut() {
+            Some(last) if last.labels == s.labels => {
+                last.samples.extend(s.samples);
+                last.samples.sort_by_key(|x| x.t);
+                last.samples.dedup_by_key(|x| x.t);
+            }
+            _ => out.push(s),
+        }
+    }
+    out
+}
+
+fn decode(data: &SeriesData, mint: i64, maxt: i64) -> Result<Vec<Sample>, QueryError> {
+    match data {
+        SeriesData::Samples(s) => Ok(s.iter().filter(|x| x.t >= mint && x.t <= maxt).copied().collect()),
+        SeriesData::Chunks(chunks) => {
+            let mut out = Vec::new();
+            let mut sorted = true;
+            for c in chunks {
+                if c.max_t < mint || c.min_t > maxt {
+                    continue;
+                }
+                let it = hearth_tsdb::chunkenc::XorIterator::new(&c.data)
+                    .map_err(|e| QueryError::Internal(e.to_string()))?;
+                for (t, v) in it {
+                    if t < mint || t > maxt {
+                        continue;
+                    }
+                    if let Some(last) = out.last() {
+                        let last: &Sample = last;
+                        if t <= last.t {
+                            sorted = false;
+                        }
+                    }
+                    out.push(Sample { t, v });
+                }
+            }
+            if !sorted {
+                out.sort_by_key(|x| x.t);
+                out.dedup_by_key(|x| x.t);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Walks the tree like the evaluator and records what each selector needs.
+#[allow(clippy::too_many_arguments)]
+fn plan_fetches(
+    e: &Expr,
+    eval_start: i64,
+    eval_end: i64,
+    q_start: i64,
+    q_end: i64,
+    step: i64,
+    opts: &EngineOptions,
+    out: &mut Vec<Fetch>,
+    func: Option<&str>,
+) -> Result<(), QueryError> {
+    match e {
+        Expr::VectorSelector(vs) => {
+            let off = offset_ms(&vs.offset);
+            let (s, en) = match at_ms(&vs.at, q_start, q_end) {
+                Some(a) => (a, a),
+                None => (eval_start, eval_end),
+            };
+            out.push(Fetch {
+                key: vs as *const VectorSelector as usize,
+                matcher_sets: selector_matchers(vs)?,
+                mint: s - off - opts.lookback_delta_ms + 1,
+                maxt: en - off,
+                hints: SelectHints {
+                    start: s - off,
+                    end: en - off,
+                    step,
+                    func: func.map(str::to_string),
+                    ..Default::default()
+                },
+            });
+        }
+        Expr::MatrixSelector(ms) => {
+            let vs = &ms.vs;
+            let off = offset_ms(&vs.offset);
+            let range = duration_ms(&ms.range);
+            let (s, en) = match at_ms(&vs.at, q_start, q_end) {
+                Some(a) => (a, a),
+                None => (eval_start, eval_end),
+            };
+            out.push(Fetch {
+                key: vs as *const VectorSelector as usize,
+                matcher_sets: selector_matchers(vs)?,
+                mint: s - off - range + 1,
+                maxt: en - off,
+                hints: SelectHints {
+                    start: s - off - range,
+                    end: en - off,
+                    step,
+                    range,
+                    func: func.map(str::to_string),
+                    ..Default::default()
+                },
+            });
+        }
+        Expr::Subquery(sq) => {
+            let off = offset_ms(&sq.offset);
+            let range = duration_ms(&sq.range);
+            let sstep = sq.step.as_ref().map(duration_ms).unwrap_or(opts.default_subquery_step_ms);
+            let (s, en) = match at_ms(&sq.at, q_start, q_end) {
+                Some(a) => (a, a),
+                None => (eval_start, eval_end),
+            };
+            plan_fetches(&sq.expr, s - off - range, en - off, q_start, q_end, sstep, opts, out, None)?;
+        }
+        Expr::Aggregate(a) => {
+            plan_fetches(&a.expr, eval_start, eval_end, q_start, q_end, step, opts, out, None)?;
+            if let Some(p) = &a.param {
+                plan_fetches(p, eval_start, eval_end, q_start, q_end, step, opts, out, None)?;
+            }
+        }
+        Expr::Unary(u) => plan_fetches(&u.expr, eval_start, eval_end, q_start, q_end, step, opts, out, None)?,
+        Expr::Binary(b) => {
+            plan_fetches(&b.lhs, eval_start, eval_end, q_start, q_end, step, opts, out, None)?;
+            plan_fetches(&b.rhs, eval_start, eval_end, q_start, q_end, step, opts, out, None)?;
+        }
+        Expr::Paren(p) => plan_fetches(&p.expr, eval_start, eval_end, q_start, q_end, step, opts, out, func)?,
+        Expr::Call(c) => {
+            for a in &c.args.args {
+                plan_fetches(a, eval_start, eval_end, q_start, q_end, step, opts, out, Some(c.func.name))?;
+            }
+        }
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+    Ok(())
+}
+
+impl Ctx<'_> {
+    pub fn steps(&self) -> usize {
+        self.ts.len()
+    }
+
+    pub fn add_samples(&mut self, n: usize) -> Result<(), QueryError> {
+        self.samples += n;
+        if self.samples > self.opts.max_samples {
+            return Err(QueryError::TooManySamples("query execution"));
+        }
+        Ok(())
+    }
+}
+
+/// Evaluates a node over all steps of `ctx`.
+pub(crate) fn eval(ctx: &mut Ctx<'_>, e: &Expr) -> Result<Value, QueryError> {
+    match e {
+        Expr::NumberLiteral(n) => Ok(Value::Scalar(vec![n.val; ctx.steps()])),
+        Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+        Expr::Paren(p) => eval(ctx, &p.expr),
+        Expr::Unary(u) => match eval(ctx, &u.expr)? {
+            Value::Scalar(s) => Ok(Value::Scalar(s.into_iter().map(|v| -v).collect())),
+            Value::Vector(vs) => Ok(Value::Vector(
+                vs.into_iter()
+                    .map(|s| StepSeries {
+                        labels: s.labels.without_metric_name(),
+                        values: s.values.into_iter().map(|v| v.map(|v| -v)).collect(),
+                    })
+                    .collect(),
+            )),
+            _ => Err(QueryError::BadData("unary minus only works on scalars and instant vectors".into())),
+        },
+        Expr::VectorSelector(vs) => eval_vector_selector(ctx, vs, false),
+        Expr::MatrixSelector(ms) => {
+            let vs = &ms.vs;
+            let key = vs as *const VectorSelector as usize;
+            let data = ctx.data.get(&key).cloned().unwrap_or_default();
+            let n: usize = data.iter().map(|s| s.samples.len()).sum();
+            ctx.add_samples(n)?;
+            Ok(Value::Matrix(MatrixArg {
+                series: (*data).clone(),
+                range_ms: duration_ms(&ms.range),
+                offset_ms: offset_ms(&vs.offset),
+                at_ms: at_ms(&vs.at, ctx.query_start, ctx.query_end),
+            }))
+        }
+        Expr::Subquery(sq) => eval_subquery(ctx, sq),
+        Expr::Aggregate(a) => aggregate::eval_aggregate(ctx, a),
+        Expr::Binary(b) => binary::eval_binary(ctx, b),
+        Expr::Call(c) => functions::eval_call(ctx, c),
+        Expr::Extension(_) => Err(QueryError::BadData("unsupported expression".into())),
+    }
+}
+
+/// Instant-vector selection: per step the newest sample in `(te - lookback, te]`,
+/// ignoring staleness markers. With `timestamps`, yields sample times (for timestamp()).
+pub(crate) fn eval_vector_selector(ctx: &mut Ctx<'_>, vs: &VectorSelector, timestamps: bool) -> Result<Value, QueryError> {
+    let key = vs as *const VectorSelector as usize;
+    let data = ctx.data.get(&key).cloned().unwrap_or_default();
+    let off = offset_ms(&vs.offset);
+    let at = at_ms(&vs.at, ctx.query_start, ctx.query_end);
+    let lookback = ctx.opts.lookback_delta_ms;
+    let mut out = Vec::with_capacity(data.len());
+    let mut loaded = 0usize;
+    for s in data.iter() {
+        let mut values = Vec::with_capacity(ctx.ts.len());
+        let mut idx = 0usize;
+        let mut any = false;
+        for &t in &ctx.ts {
+            let te = at.unwrap_or(t) - off;
+            // Advance to the last sample <= te (timestamps increase with steps, unless @).
+            if at.is_some() {
+                idx = s.samples.partition_point(|x| x.t <= te);
+            } else {
+                while idx < s.samples.len() && s.samples[idx].t <= te {
+                    idx += 1;
+                }
+            }
+            let v = if idx > 0 {
+                let x = s.samples[idx - 1];
+                if x.t > te - lookback && !hearth_core::is_stale_nan(x.v) {
+                    any = true;
+                    loaded += 1;
+                    Some(if timestamps { x.t as f64 / 1000.0 } else { x.v })
+                } else {
+                    None
+                }
+            } else {
+                None
+            };
+            values.push(v);
+        }
+        if any {
+            out.push(StepSeries {
+                labels: s.labels.clone(),
+                values,
+            });
+        }
+    }
+    ctx.add_samples(loaded)?;
+    Ok(Value::Vector(out))
+}
+
+fn eval_subquery(ctx: &mut Ctx<'_>, sq: &promql_parser::parser::SubqueryExpr) -> Result<Value, QueryError> {
+    let off = offset_ms(&sq.offset);
+    let range = duration_ms(&sq.range);
+    let step = sq
+        .step
+        .as_ref()
+        .map(duration_ms)
+        .unwrap_or(ctx.opts.default_subquery_step_ms);
+    if step <= 0 {
+        return Err(QueryError::BadData("subquery step must be positive".into()));
+    }
+    let at = at_ms(&sq.at, ctx.query_start, ctx.query_end);
+    let (first, last) = match at {
+        Some(a) => (a, a),
+        None => (ctx.ts[0], *ctx.ts.last().expect("at least one step")),
+    };
+    // The first step-aligned timestamp after (first - offset - range), as Prometheus aligns.
+    let lo = first - off - range;
+    let mut start = step * lo.div_euclid(step);
+    if start <= lo {
+        start += step;
+    }
+    let end = last - off;
+    let mut ts = Vec::new();
+    let mut t = start;
+    while t <= end {
+        ts.push(t);
+        t += step;
+    }
+    let inner_ts = std::mem::replace(&mut ctx.ts, ts.clone());
+    let v = if ts.is_empty() {
+        Ok(Value::Vector(Vec::new()))
+    } else {
+        eval(ctx, &sq.expr)
+    };
+    ctx.ts = inner_ts;
+    let series = match v? {
+        Value::Vector(vs) => vs
+            .into_iter()
+            .map(|s| RangeSeries {
+                labels: s.labels,
+                samples: ts
+                    .iter()
+                    .zip(s.values)
+                    .filter_map(|(t, v)| v.map(|v| Sample { t: *t, v }))
+                    .collect(),
+            })
+            .collect(),
+        Value::Scalar(s) => vec![RangeSeries {
+            labels: Labels::empty(),
+            samples: ts.iter().zip(s).map(|(t, v)| Sample { t: *t, v }).collect(),
+        }],
+        _ => return Err(QueryError::BadData("subquery is only allowed on instant vector or scalar".into())),
+    };
+    Ok(Value::Matrix(MatrixArg {
+        series,
+        range_ms: range,
+        offset_ms: off,
+        at_ms: at,
+    }))
+}

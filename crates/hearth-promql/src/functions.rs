@@ -1,0 +1,722 @@
+//! PromQL functions. Range functions see, per step, the samples of a series in the
+//! window `(te - range, te]`; instant functions map an instant vector step by step.
+
+use chrono::{Datelike, TimeZone, Timelike, Utc};
+use hearth_core::{Labels, Sample, METRIC_NAME};
+use promql_parser::parser::{Call, Expr};
+
+use crate::engine::{eval, eval_vector_selector, Ctx, QueryError};
+use crate::value::{MatrixArg, StepSeries, Value};
+
+/// Kahan-Babuska-Neumaier summation step, as Prometheus' `kahansum.Inc`.
+#[inline]
+pub fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if t.is_infinite() {
+        0.0
+    } else if sum.abs() >= inc.abs() {
+        c + ((sum - t) + inc)
+    } else {
+        c + ((inc - t) + sum)
+    };
+    (t, c)
+}
+
+fn arg_scalar(ctx: &mut Ctx<'_>, e: &Expr) -> Result<Vec<f64>, QueryError> {
+    match eval(ctx, e)? {
+        Value::Scalar(s) => Ok(s),
+        _ => Err(QueryError::BadData("expected a scalar argument".into())),
+    }
+}
+
+fn arg_vector(ctx: &mut Ctx<'_>, e: &Expr) -> Result<Vec<StepSeries>, QueryError> {
+    match eval(ctx, e)? {
+        Value::Vector(v) => Ok(v),
+        _ => Err(QueryError::BadData("expected an instant vector argument".into())),
+    }
+}
+
+fn arg_matrix(ctx: &mut Ctx<'_>, e: &Expr) -> Result<MatrixArg, QueryError> {
+    match eval(ctx, e)? {
+        Value::Matrix(m) => Ok(m),
+        _ => Err(QueryError::BadData("expected a range vector argument".into())),
+    }
+}
+
+fn arg_string(ctx: &mut Ctx<'_>, e: &Expr) -> Result<String, QueryError> {
+    match eval(ctx, e)? {
+        Value::String(s) => Ok(s),
+        _ => Err(QueryError::BadData("expected a string argument".into())),
+    }
+}
+
+/// Applies `f` to each series' window at each step.
+fn over_windows(
+    ctx: &Ctx<'_>,
+    m: &MatrixArg,
+    keep_name: bool,
+    mut f: impl FnMut(&[Sample], i64, i64) -> Option<f64>,
+) -> Vec<StepSeries> {
+    let mut out = Vec::with_capacity(m.series.len());
+    for s in &m.series {
+        let mut values = Vec::with_capacity(ctx.ts.len());
+        let mut any = false;
+        for &t in &ctx.ts {
+            let te = m.at_ms.unwrap_or(t) - m.offset_ms;
+            let ts = te - m.range_ms;
+            let lo = s.samples.partition_point(|x| x.t <= ts);
+            let hi = s.samples.partition_point(|x| x.t <= te);
+            let w = &s.samples[lo..hi];
+            let v = if w.is_empty() { None } else { f(w, ts, te) };
+            any |= v.is_some();
+            values.push(v);
+        }
+        if any {
+            out.push(StepSeries {
+                labels: if keep_name { s.labels.clone() } else { s.labels.without_metric_name() },
+                values,
+            });
+        }
+    }
+    out
+}
+
+/// Drops staleness markers from windows of raw samples (subquery output has none).
+fn without_stale(w: &[Sample]) -> std::borrow::Cow<'_, [Sample]> {
+    if w.iter().any(|s| hearth_core::is_stale_nan(s.v)) {
+        std::borrow::Cow::Owned(w.iter().filter(|s| !hearth_core::is_stale_nan(s.v)).copied().collect())
+    } else {
+        std::borrow::Cow::Borrowed(w)
+    }
+}
+
+/// Prometheus' `extrapolatedRate` for rate, increase and delta.
+fn extrapolated_rate(w: &[Sample], range_start: i64, range_end: i64, is_counter: bool, is_rate: bool) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let first = w[0];
+    let last = w[w.len() - 1];
+    let mut result = last.v - first.v;
+    if is_counter {
+        let mut prev = first.v;
+        for s in &w[1..] {
+            if s.v < prev {
+                result += prev;
+            }
+            prev = s.v;
+        }
+    }
+    let mut to_start = (first.t - range_start) as f64 / 1000.0;
+    let mut to_end = (range_end - last.t) as f64 / 1000.0;
+    let sampled = (last.t - first.t) as f64 / 1000.0;
+    let avg = sampled / (w.len() - 1) as f64;
+    let threshold = avg * 1.1;
+    if to_start >= threshold {
+        to_start = avg / 2.0;
+    }
+    if is_counter && result > 0.0 && first.v >= 0.0 {
+        let to_zero = sampled * (first.v / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = avg / 2.0;
+    }
+    let mut factor = (sampled + to_start + to_end) / sampled;
+    if is_rate {
+        factor /= (range_end - range_start) as f64 / 1000.0;
+    }
+    Some(result * factor)
+}
+
+fn instant_value(w: &[Sample], is_rate: bool) -> Option<f64> {
+    if w.len() < 2 {
+        return None;
+    }
+    let last = w[w.len() - 1];
+    let prev = w[w.len() - 2];
+    let mut v = if is_rate && last.v < prev.v { last.v } else { last.v - prev.v };
+    let dt = last.t - prev.t;
+    if dt == 0 {
+        return None;
+    }
+    if is_rate {
+        v /= dt as f64 / 1000.0;
+    }
+    Some(v)
+}
+
+/// Least-squares slope and intercept at `intercept_t` (Prometheus' linearRegression).
+fn linear_regression(w: &[Sample], intercept_t: i64) -> (f64, f64) {
+    let (mut n, mut sx, mut cx, mut sy, mut cy, mut sxy, mut cxy, mut sx2, mut cx2) =
+        (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
+    let const_y = w.iter().all(|s| s.v == w[0].v);
+    if const_y {
+        return (0.0, w[0].v);
+    }
+    for s in w {
+        let x = (s.t - intercept_t) as f64 / 1000.0;
+        n += 1.0;
+        (sx, cx) = kahan_inc(x, sx, cx);
+        (sy, cy) = kahan_inc(s.v, sy, cy);
+        (sxy, cxy) = kahan_inc(x * s.v, sxy, cxy);
+        (sx2, cx2) = kahan_inc(x * x, sx2, cx2);
+    }
+    let sx = sx + cx;
+    let sy = sy + cy;
+    let sxy = sxy + cxy;
+    let sx2 = sx2 + cx2;
+    let cov = sxy - sx * sy / n;
+    let var = sx2 - sx * sx / n;
+    let slope = cov / var;
+    let intercept = sy / n - slope * sx / n;
+    (slope, intercept)
+}
+
+fn kahan_sum(w: &[Sample]) -> f64 {
+    let (mut s, mut c) = (0.0, 0.0);
+    for x in w {
+        (s, c) = kahan_inc(x.v, s, c);
+    }
+    if s.is_infinite() {
+        s
+    } else {
+        s + c
+    }
+}
+
+fn avg_over(w: &[Sample]) -> f64 {
+    // Kahan sum, falling back to an incremental mean when the sum overflows.
+    let (mut s, mut c) = (w[0].v, 0.0);
+    let mut incremental = false;
+    let mut mean = 0.0;
+    let mut kc = 0.0;
+    for (i, x) in w.iter().enumerate().skip(1) {
+        let count = (i + 1) as f64;
+        if !incremental {
+            let (ns, nc) = kahan_inc(x.v, s, c);
+            if !ns.is_infinite() {
+                s = ns;
+                c = nc;
+                continue;
+            }
+            incremental = true;
+            mean = s / (count - 1.0);
+            kc = c / (count - 1.0);
+        }
+        let q = (count - 1.0) / count;
+        (mean, kc) = kahan_inc(x.v / count, q * mean, q * kc);
+    }
+    if incremental {
+        mean + kc
+    } else {
+        let n = w.len() as f64;
+        s / n + c / n
+    }
+}
+
+fn variance(w: &[Sample]) -> f64 {
+    let (mut count, mut mean, mut cmean, mut aux, mut caux) = (0.0f64, 0.0, 0.0, 0.0, 0.0);
+    for x in w {
+        count += 1.0;
+        let delta = x.v - (mean + cmean);
+        (mean, cmean) = kahan_inc(delta / count, mean, cmean);
+        (aux, caux) = kahan_inc(delta * (x.v - (mean + cmean)), aux, caux);
+    }
+    (aux + caux) / count
+}
+
+/// The φ-quantile of values (Prometheus' `quantile`), sorting in place.
+pub fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+fn map_vector(vs: Vec<StepSeries>, keep_name: bool, f: impl Fn(f64) -> f64) -> Value {
+    Value::Vector(
+        vs.into_iter()
+            .map(|s| StepSeries {
+                labels: if keep_name { s.labels } else { s.labels.without_metric_name() },
+                values: s.values.into_iter().map(|v| v.map(&f)).collect(),
+            })
+            .collect(),
+    )
+}
+
+fn date_fn(ctx: &mut Ctx<'_>, c: &Call, f: fn(chrono::DateTime<Utc>) -> f64) -> Result<Value, QueryError> {
+    let conv = move |secs: f64| -> f64 {
+        if secs.is_nan() || secs.is_infinite() {
+            return f64::NAN;
+        }
+        match Utc.timestamp_opt(secs.floor() as i64, 0).single() {
+            Some(d) => f(d),
+            None => f64::NAN,
+        }
+    };
+    if c.args.args.is_empty() {
+        let ts = ctx.ts.clone();
+        return Ok(Value::Vector(vec![StepSeries {
+            labels: Labels::empty(),
+            values: ts.iter().map(|t| Some(conv(*t as f64 / 1000.0))).collect(),
+        }]));
+    }
+    let v = arg_vector(ctx, &c.args.args[0])?;
+    Ok(map_vector(v, false, conv))
+}
+
+fn days_in_month(d: chrono::DateTime<Utc>) -> f64 {
+    let (y, m) = (d.year(), d.month());
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    let first_next = chrono::NaiveDate::from_ymd_opt(ny, nm, 1).expect("valid date");
+    let first = chrono::NaiveDate::from_ymd_opt(y, m, 1).expect("valid date");
+    (first_next - first).num_days() as f64
+}
+
+pub(crate) fn eval_call(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
+    let name = c.func.name;
+    let args = &c.args.args;
+    let n = ctx.steps();
+    macro_rules! range_fn {
+        ($keep:expr, $f:expr) => {{
+            let m = arg_matrix(ctx, &args[0])?;
+            Ok(Value::Vector(over_windows(ctx, &m, $keep, $f)))
+        }};
+    }
+    match name {
+        "rate" => range_fn!(false, |w, s, e| extrapolated_rate(&without_stale(w), s, e, true, true)),
+        "increase" => range_fn!(false, |w, s, e| extrapolated_rate(&without_stale(w), s, e, true, false)),
+        "delta" => range_fn!(false, |w, s, e| extrapolated_rate(&without_stale(w), s, e, false, false)),
+        "irate" => range_fn!(false, |w, _, _| instant_value(&without_stale(w), true)),
+        "idelta" => range_fn!(false, |w, _, _| instant_value(&without_stale(w), false)),
+        "avg_over_time" => range_fn!(false, |w, _, _| {
+            let w = without_stale(w);
+            (!w.is_empty()).then(|| avg_over(&w))
+        }),
+        "sum_over_time" => range_fn!(false, |w, _, _| {
+            let w = without_stale(w);
+            (!w.is_empty()).then(|| kahan_sum(&w))
+        }),
+        "count_over_time" => range_fn!(false, |w, _, _| {
+            let w = without_stale(w);
+            (!w.is_empty()).then(|| w.len() as f64)
+        }),
+        "min_over_time" => range_fn!(false, |w, _, _| {
+            let w = without_stale(w);
+            w.iter().map(|s| s.v).reduce(|a, b| if b < a || a.is_nan() { b } else { a })
+        }),
+        "max_over_time" => range_fn!(false, |w, _, _| {
+            let w = without_stale(w);
+            w.iter().map(|s| s.v).reduce(|a, b| if b > a || a.is_nan() { b } else { a })
+        }),
+        "last_over_time" => range_fn!(true, |w, _, _| without_stale(w).last().map(|s| s.v)),
+        "first_over_time" => range_fn!(true, |w, _, _| without_stale(w).first().map(|s| s.v)),
+        "present_over_time" => range_fn!(false, |w, _, _| (!without_stale(w).is_empty()).then_some(1.0)),
+        "stddev_over_time" => range_fn!(false, |w, _, _| {
+            let w = without_stale(w);
+            (!w.is_empty()).then(|| variance(&w).sqrt())
+        }),
+        "stdvar_over_time" => range_fn!(false, |w, _, _| {
+            let w = without_stale(w);
+            (!w.is_empty()).then(|| variance(&w))
+        }),
+        "changes" => range_fn!(false, |w, _, _| {
+            let w = without_stale(w);
+            if w.is_empty() {
+                return None;
+            }
+            let mut c = 0.0;
+            for p in w.windows(2) {
+                if p[1].v != p[0].v && !(p[1].v.is_nan() && p[0].v.is_nan()) {
+                    c += 1.0;
+                }
+            }
+            Some(c)
+        }),
+        "resets" => range_fn!(false, |w, _, _| {
+            let w = without_stale(w);
+            if w.is_empty() {
+                return None;
+            }
+            Some(w.windows(2).filter(|p| p[1].v < p[0].v).count() as f64)
+        }),
+        "deriv" => range_fn!(false, |w, _, _| {
+            let w = without_stale(w);
+            if w.len() < 2 {
+                return None;
+            }
+            Some(linear_regression(&w, w[0].t).0)
+        }),
+        "predict_linear" => {
+            let m = arg_matrix(ctx, &args[0])?;
+            let dur = arg_scalar(ctx, &args[1])?;
+            let ts = ctx.ts.clone();
+            let mut step = 0usize;
+            let mut out = Vec::new();
+            for s in &m.series {
+                let mut values = Vec::with_capacity(ts.len());
+                let mut any = false;
+                for (i, &t) in ts.iter().enumerate() {
+                    step = i;
+                    let te = m.at_ms.unwrap_or(t) - m.offset_ms;
+                    let lo = s.samples.partition_point(|x| x.t <= te - m.range_ms);
+                    let hi = s.samples.partition_point(|x| x.t <= te);
+                    let w = without_stale(&s.samples[lo..hi]);
+                    let v = if w.len() < 2 {
+                        None
+                    } else {
+                        let (slope, intercept) = linear_regression(&w, t);
+                        Some(slope * dur[step] + intercept)
+                    };
+                    any |= v.is_some();
+                    values.push(v);
+                }
+                if any {
+                    out.push(StepSeries { labels: s.labels.without_metric_name(), values });
+                }
+            }
+            let _ = step;
+            Ok(Value::Vector(out))
+        }
+        "quantile_over_time" => {
+            let q = arg_scalar(ctx, &args[0])?;
+            let m = arg_matrix(ctx, &args[1])?;
+            let ts = ctx.ts.clone();
+            let mut out = Vec::new();
+            for s in &m.series {
+                let mut values = Vec::with_capacity(ts.len());
+                let mut any = false;
+                for (i, &t) in ts.iter().enumerate() {
+                    let te = m.at_ms.unwrap_or(t) - m.offset_ms;
+                    let lo = s.samples.partition_point(|x| x.t <= te - m.range_ms);
+                    let hi = s.samples.partition_point(|x| x.t <= te);
+                    let mut vals: Vec<f64> = without_stale(&s.samples[lo..hi]).iter().map(|x| x.v).collect();
+                    let v = if vals.is_empty() { None } else { Some(quantile(q[i], &mut vals)) };
+                    any |= v.is_some();
+                    values.push(v);
+                }
+                if any {
+                    out.push(StepSeries { labels: s.labels.without_metric_name(), values });
+                }
+            }
+            Ok(Value::Vector(out))
+        }
+        "double_exponential_smoothing" | "holt_winters" => {
+            let m = arg_matrix(ctx, &args[0])?;
+            let sf = arg_scalar(ctx, &args[1])?;
+            let tf = arg_scalar(ctx, &args[2])?;
+            if sf[0] <= 0.0 || sf[0] >= 1.0 {
+                return Err(QueryError::Execution(format!("invalid smoothing factor. Expected: 0 < sf < 1, got: {}", sf[0])));
+            }
+            if tf[0] <= 0.0 || tf[0] >= 1.0 {
+                return Err(QueryError::Execution(format!("invalid trend factor. Expected: 0 < tf < 1, got: {}", tf[0])));
+            }
+            let (sf, tf) = (sf[0], tf[0]);
+            Ok(Value::Vector(over_windows(ctx, &m, false, |w, _, _| {
+                let w = without_stale(w);
+                if w.len() < 2 {
+                    return None;
+                }
+                let mut s0 = 0.0;
+                let mut s1 = w[0].v;
+                let mut b = w[1].v - w[0].v;
+                for (i, x) in w.iter().enumerate().skip(1) {
+                    if i > 1 {
+                        b = tf * (s1 - s0) + (1.0 - tf) * b;
+                    }
+                    let next = sf * x.v + (1.0 - sf) * (s1 + b);
+                    s0 = s1;
+                    s1 = next;
+                }
+                Some(s1)
+            })))
+        }
+        "absent_over_time" => {
+            let m = arg_matrix(ctx, &args[0])?;
+            let present = over_windows(ctx, &m, false, |w, _, _| (!without_stale(w).is_empty()).then_some(1.0));
+            let labels = absent_labels(&args[0]);
+            let values = (0..n)
+                .map(|i| if present.iter().any(|s| s.values[i].is_some()) { None } else { Some(1.0) })
+                .collect();
+            Ok(Value::Vector(vec![StepSeries { labels, values }]))
+        }
+        "absent" => {
+            let v = arg_vector(ctx, &args[0])?;
+            let labels = absent_labels(&args[0]);
+            let values = (0..n)
+                .map(|i| if v.iter().any(|s| s.values[i].is_some()) { None } else { Some(1.0) })
+                .collect();
+            Ok(Value::Vector(vec![StepSeries { labels, values }]))
+        }
+        "abs" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::abs)),
+        "ceil" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::ceil)),
+        "floor" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::floor)),
+        "exp" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::exp)),
+        "sqrt" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::sqrt)),
+        "ln" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::ln)),
+        "log2" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::log2)),
+        "log10" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::log10)),
+        "sin" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::sin)),
+        "cos" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::cos)),
+        "tan" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::tan)),
+        "asin" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::asin)),
+        "acos" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::acos)),
+        "atan" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::atan)),
+        "sinh" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::sinh)),
+        "cosh" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::cosh)),
+        "tanh" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::tanh)),
+        "asinh" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::asinh)),
+        "acosh" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::acosh)),
+        "atanh" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::atanh)),
+        "deg" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::to_degrees)),
+        "rad" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::to_radians)),
+        "sgn" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, |v| {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                v
+            }
+        })),
+        "pi" => Ok(Value::Scalar(vec![std::f64::consts::PI; n])),
+        "time" => Ok(Value::Scalar(ctx.ts.iter().map(|t| *t as f64 / 1000.0).collect())),
+        "round" => {
+            let v = arg_vector(ctx, &args[0])?;
+            let to = if args.len() > 1 { arg_scalar(ctx, &args[1])?[0] } else { 1.0 };
+            let inv = 1.0 / to;
+            Ok(map_vector(v, false, move |x| (x * inv + 0.5).floor() / inv))
+        }
+        "clamp" => {
+            let v = arg_vector(ctx, &args[0])?;
+            let lo = arg_scalar(ctx, &args[1])?[0];
+            let hi = arg_scalar(ctx, &args[2])?[0];
+            if hi < lo {
+                return Ok(Value::Vector(Vec::new()));
+            }
+            Ok(map_vector(v, false, move |x| x.max(lo).min(hi)))
+        }
+        "clamp_min" => {
+            let v = arg_vector(ctx, &args[0])?;
+            let lo = arg_scalar(ctx, &args[1])?[0];
+            Ok(map_vector(v, false, move |x| if x.is_nan() { x } else { x.max(lo) }))
+        }
+        "clamp_max" => {
+            let v = arg_vector(ctx, &args[0])?;
+            let hi = arg_scalar(ctx, &args[1])?[0];
+            Ok(map_vector(v, false, move |x| if x.is_nan() { x } else { x.min(hi) }))
+        }
+        "timestamp" => {
+            if let Expr::VectorSelector(vs) = &*args[0] {
+                return match eval_vector_selector(ctx, vs, true)? {
+                    Value::Vector(v) => Ok(map_vector(v, false, |x| x)),
+                    other => Ok(other),
+                };
+            }
+            let v = arg_vector(ctx, &args[0])?;
+            let ts = ctx.ts.clone();
+            Ok(Value::Vector(
+                v.into_iter()
+                    .map(|s| StepSeries {
+                        labels: s.labels.without_metric_name(),
+                        values: s.values.iter().zip(&ts).map(|(v, t)| v.map(|_| *t as f64 / 1000.0)).collect(),
+                    })
+                    .collect(),
+            ))
+        }
+        "vector" => {
+            let s = arg_scalar(ctx, &args[0])?;
+            Ok(Value::Vector(vec![StepSeries {
+                labels: Labels::empty(),
+                values: s.into_iter().map(Some).collect(),
+            }]))
+        }
+        "scalar" => {
+            let v = arg_vector(ctx, &args[0])?;
+            Ok(Value::Scalar(
+                (0..n)
+                    .map(|i| {
+                        let mut it = v.iter().filter_map(|s| s.values[i]);
+                        match (it.next(), it.next()) {
+                            (Some(x), None) => x,
+                            _ => f64::NAN,
+                        }
+                    })
+                    .collect(),
+            ))
+        }
+        "sort" | "sort_desc" => {
+            let mut v = arg_vector(ctx, &args[0])?;
+            // Only meaningful for instant queries; range results are sorted by labels.
+            let desc = name == "sort_desc";
+            v.sort_by(|a, b| {
+                let (x, y) = (a.values[0].unwrap_or(f64::NAN), b.values[0].unwrap_or(f64::NAN));
+                let o = if desc {
+                    y.partial_cmp(&x)
+                } else {
+                    x.partial_cmp(&y)
+                };
+                o.unwrap_or_else(|| {
+                    // NaN sorts last either way.
+                    x.is_nan().cmp(&y.is_nan())
+                })
+            });
+            Ok(Value::Vector(v))
+        }
+        "sort_by_label" | "sort_by_label_desc" => {
+            let mut v = arg_vector(ctx, &args[0])?;
+            let mut names = Vec::new();
+            for a in &args[1..] {
+                names.push(arg_string(ctx, a)?);
+            }
+            let desc = name == "sort_by_label_desc";
+            v.sort_by(|a, b| {
+                let mut o = std::cmp::Ordering::Equal;
+                for n in &names {
+                    o = natural_cmp(a.labels.get(n).unwrap_or(""), b.labels.get(n).unwrap_or(""));
+                    if o != std::cmp::Ordering::Equal {
+                        break;
+                    }
+                }
+                if o == std::cmp::Ordering::Equal {
+                    o = a.labels.cmp(&b.labels);
+                }
+                if desc {
+                    o.reverse()
+                } else {
+                    o
+                }
+            });
+            Ok(Value::Vector(v))
+        }
+        "label_replace" => {
+            let v = arg_vector(ctx, &args[0])?;
+            let dst = arg_string(ctx, &args[1])?;
+            let repl = arg_string(ctx, &args[2])?;
+            let src = arg_string(ctx, &args[3])?;
+            let re_s = arg_string(ctx, &args[4])?;
+            let re = regex::Regex::new(&format!("^(?s:{re_s})$"))
+                .map_err(|e| QueryError::BadData(format!("invalid regular expression in label_replace(): {re_s}: {e}")))?;
+            if !is_valid_label_name(&dst) {
+                return Err(QueryError::Execution(format!("invalid destination label name in label_replace(): {dst}")));
+            }
+            let mut out = Vec::with_capacity(v.len());
+            for s in v {
+                let sv = s.labels.get(&src).unwrap_or("").to_string();
+                let labels = match re.captures(&sv) {
+                    Some(caps) => {
+                        let mut res = String::new();
+                        caps.expand(&go_template(&repl), &mut res);
+                        let mut b = s.labels.builder();
+                        b.set(&dst, &res);
+                        b.build()
+                    }
+                    None => s.labels,
+                };
+                out.push(StepSeries { labels, values: s.values });
+            }
+            check_duplicates(&out, n)?;
+            Ok(Value::Vector(out))
+        }
+        "label_join" => {
+            let v = arg_vector(ctx, &args[0])?;
+            let dst = arg_string(ctx, &args[1])?;
+            let sep = arg_string(ctx, &args[2])?;
+            let mut srcs = Vec::new();
+            for a in &args[3..] {
+                srcs.push(arg_string(ctx, a)?);
+            }
+            if !is_valid_label_name(&dst) {
+                return Err(QueryError::Execution(format!("invalid destination label name in label_join(): {dst}")));
+            }
+            let mut out = Vec::with_capacity(v.len());
+            for s in v {
+                let joined: Vec<&str> = srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect();
+                let mut b = s.labels.builder();
+                b.set(&dst, &joined.join(&sep));
+                out.push(StepSeries { labels: b.build(), values: s.values });
+            }
+            check_duplicates(&out, n)?;
+            Ok(Value::Vector(out))
+        }
+        "histogram_quantile" => {
+            let q = arg_scalar(ctx, &args[0])?;
+            let v = arg_vector(ctx, &args[1])?;
+            Ok(Value::Vector(crate::aggregate::histogram_quantile(&q, v, n)))
+        }
+        "minute" => date_fn(ctx, c, |d| d.minute() as f64),
+        "hour" => date_fn(ctx, c, |d| d.hour() as f64),
+        "day_of_week" => date_fn(ctx, c, |d| d.weekday().num_days_from_sunday() as f64),
+        "day_of_month" => date_fn(ctx, c, |d| d.day() as f64),
+        "day_of_year" => date_fn(ctx, c, |d| d.ordinal() as f64),
+        "days_in_month" => date_fn(ctx, c, days_in_month),
+        "month" => date_fn(ctx, c, |d| d.month() as f64),
+        "year" => date_fn(ctx, c, |d| d.year() as f64),
+        other => Err(QueryError::BadData(format!("function {other:?} is not supported yet"))),
+    }
+}
+
+fn is_valid_label_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty() && (b[0].is_ascii_alphabetic() || b[0] == b'_') && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+/// Go's `$1`/`${1}` templates mean the same in the regex crate, except that Go treats
+/// `$1x` as the group named `1x`; the regex crate does too. Nothing to translate.
+fn go_template(s: &str) -> String {
+    s.to_string()
+}
+
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    a.cmp(b)
+}
+
+fn check_duplicates(v: &[StepSeries], n: usize) -> Result<(), QueryError> {
+    let mut seen = std::collections::HashSet::new();
+    for s in v {
+        if !seen.insert(s.labels.hash64()) {
+            for i in 0..n {
+                let c = v.iter().filter(|x| x.labels == s.labels && x.values[i].is_some()).count();
+                if c > 1 {
+                    return Err(QueryError::Execution("vector cannot contain metrics with the same labelset".into()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Labels of `absent(...)`: the equality matchers of the selector, except the name.
+fn absent_labels(e: &Expr) -> Labels {
+    let vs = match e {
+        Expr::VectorSelector(vs) => vs,
+        Expr::MatrixSelector(ms) => &ms.vs,
+        _ => return Labels::empty(),
+    };
+    let mut b = hearth_core::LabelsBuilder::new();
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for m in &vs.matchers.matchers {
+        *seen.entry(m.name.as_str()).or_default() += 1;
+    }
+    for m in &vs.matchers.matchers {
+        if m.name != METRIC_NAME && matches!(m.op, promql_parser::label::MatchOp::Equal) && seen[m.name.as_str()] == 1 {
+            b.set(&m.name, &m.value);
+        }
+    }
+    b.build()
+}

@@ -1,0 +1,499 @@
+//! Routes of /api/v1, in Prometheus' shapes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures::StreamExt;
+use hearth_core::{tenant_from_header, Labels, Matcher, MetricMetadata, Queryable, SelectHints, Tenant, TENANT_HEADER};
+use hearth_promql::{Engine, QueryError};
+use promql_parser::parser::Expr;
+use serde_json::{json, Value as Json};
+
+use crate::json::{push_labels, query_data};
+use crate::params::{parse_duration, parse_time, Params, MAX_TIME_MS, MIN_TIME_MS};
+
+/// Head statistics for /api/v1/status/tsdb, in Prometheus' field names.
+#[derive(Default, Clone, Debug)]
+pub struct TsdbStatus {
+    pub num_series: u64,
+    pub num_label_pairs: u64,
+    pub chunk_count: u64,
+    pub min_time: i64,
+    pub max_time: i64,
+    pub series_count_by_metric_name: Vec<(String, u64)>,
+    pub label_value_count_by_label_name: Vec<(String, u64)>,
+    pub memory_in_bytes_by_label_name: Vec<(String, u64)>,
+    pub series_count_by_label_value_pair: Vec<(String, u64)>,
+}
+
+/// What the API asks of ingesters besides series: metadata and head statistics.
+#[async_trait]
+pub trait StatusSource: Send + Sync + 'static {
+    async fn metadata(&self, tenant: &Tenant) -> HashMap<String, Vec<MetricMetadata>>;
+    async fn tsdb_status(&self, tenant: &Tenant, limit: usize) -> TsdbStatus;
+}
+
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    pub multitenancy: bool,
+    /// Command-line flags for /api/v1/status/flags.
+    pub flags: BTreeMap<String, String>,
+    /// The YAML configuration for /api/v1/status/config.
+    pub config_yaml: String,
+    pub storage_retention: String,
+}
+
+pub struct QuerierState {
+    pub queryable: Arc<dyn Queryable>,
+    pub engine: Engine,
+    pub status: Arc<dyn StatusSource>,
+    pub cfg: ApiConfig,
+    pub started: SystemTime,
+    pub started_instant: Instant,
+}
+
+pub fn router(state: Arc<QuerierState>) -> Router {
+    Router::new()
+        .route("/api/v1/query", get(query).post(query))
+        .route("/api/v1/query_range", get(query_range).post(query_range))
+        .route("/api/v1/series", get(series).post(series))
+        .route("/api/v1/labels", get(labels).post(labels))
+        .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/metadata", get(metadata))
+        .route("/api/v1/format_query", get(format_query).post(format_query))
+        .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/status/flags", get(flags))
+        .route("/api/v1/status/config", get(config))
+        .route("/api/v1/status/runtimeinfo", get(runtimeinfo))
+        .route("/api/v1/status/tsdb", get(tsdb_status))
+        .route("/api/v1/query_exemplars", get(query_exemplars).post(query_exemplars))
+        .with_state(state)
+}
+
+/// An API error in Prometheus' shape.
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    msg: String,
+}
+
+impl ApiError {
+    fn bad_data(msg: impl Into<String>) -> ApiError {
+        ApiError { status: StatusCode::BAD_REQUEST, kind: "bad_data", msg: msg.into() }
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> ApiError {
+        let (status, kind) = match &e {
+            QueryError::BadData(_) => (StatusCode::BAD_REQUEST, "bad_data"),
+            QueryError::Execution(_) | QueryError::TooManySamples(_) => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),
+            QueryError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            QueryError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError { status, kind, msg: e.to_string() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"status": "error", "errorType": self.kind, "error": self.msg});
+        (self.status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn success_raw(data: &str) -> Response {
+    let body = format!("{{\"status\":\"success\",\"data\":{data}}}");
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn success(data: Json) -> Response {
+    success_raw(&data.to_string())
+}
+
+fn tenant(state: &QuerierState, headers: &HeaderMap) -> Result<Tenant, ApiError> {
+    let h = headers.get(TENANT_HEADER).and_then(|v| v.to_str().ok());
+    tenant_from_header(h, state.cfg.multitenancy).map_err(|e| ApiError {
+        status: StatusCode::UNAUTHORIZED,
+        kind: "bad_data",
+        msg: e,
+    })
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn time_param(p: &Params, name: &str, default: i64) -> Result<i64, ApiError> {
+    match p.get(name) {
+        None | Some("") => Ok(default),
+        Some(s) => parse_time(s).map_err(|e| ApiError::bad_data(format!("invalid parameter \"{name}\": {e}"))),
+    }
+}
+
+fn parse_expr(q: &str) -> Result<Expr, ApiError> {
+    Engine::parse(q).map_err(|e| ApiError::bad_data(format!("invalid parameter \"query\": {e}")))
+}
+
+async fn with_timeout<T>(
+    state: &QuerierState,
+    p: &Params,
+    fut: impl std::future::Future<Output = Result<T, QueryError>>,
+) -> Result<T, ApiError> {
+    let mut timeout = state.engine.options().timeout;
+    if let Some(t) = p.get("timeout") {
+        let ms = parse_duration(t).map_err(|e| ApiError::bad_data(format!("invalid parameter \"timeout\": {e}")))?;
+        if ms > 0 {
+            timeout = timeout.min(std::time::Duration::from_millis(ms as u64));
+        }
+    }
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(_) => Err(QueryError::Timeout("query execution").into()),
+    }
+}
+
+async fn query(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let p = Params::from_request(&method, &uri, &headers, &body);
+    let tenant = tenant(&s, &headers)?;
+    let q = p.get("query").ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query must not be empty"))?;
+    let t = time_param(&p, "time", now_ms())?;
+    let expr = parse_expr(q)?;
+    let v = with_timeout(&s, &p, s.engine.instant(&tenant, &expr, t)).await?;
+    Ok(success_raw(&query_data(&v)))
+}
+
+async fn query_range(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let p = Params::from_request(&method, &uri, &headers, &body);
+    let tenant = tenant(&s, &headers)?;
+    let start = match p.get("start") {
+        Some(v) => parse_time(v).map_err(|e| ApiError::bad_data(format!("invalid parameter \"start\": {e}")))?,
+        None => return Err(ApiError::bad_data("invalid parameter \"start\": cannot parse \"\" to a valid timestamp")),
+    };
+    let end = match p.get("end") {
+        Some(v) => parse_time(v).map_err(|e| ApiError::bad_data(format!("invalid parameter \"end\": {e}")))?,
+        None => return Err(ApiError::bad_data("invalid parameter \"end\": cannot parse \"\" to a valid timestamp")),
+    };
+    if end < start {
+        return Err(ApiError::bad_data("invalid parameter \"end\": end timestamp must not be before start time"));
+    }
+    let step = match p.get("step") {
+        Some(v) => parse_duration(v).map_err(|e| ApiError::bad_data(format!("invalid parameter \"step\": {e}")))?,
+        None => return Err(ApiError::bad_data("invalid parameter \"step\": cannot parse \"\" to a valid duration")),
+    };
+    if step <= 0 {
+        return Err(ApiError::bad_data("invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer"));
+    }
+    if (end - start) / step > 11000 {
+        return Err(ApiError::bad_data("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"));
+    }
+    let q = p.get("query").ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query must not be empty"))?;
+    let expr = parse_expr(q)?;
+    let v = with_timeout(&s, &p, s.engine.range(&tenant, &expr, start, end, step)).await?;
+    Ok(success_raw(&query_data(&v)))
+}
+
+/// `match[]` selectors as matcher sets.
+fn match_sets(p: &Params, required: bool) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    let raw = p.all("match[]");
+    if raw.is_empty() && required {
+        return Err(ApiError::bad_data("no match[] parameter provided"));
+    }
+    let mut out = Vec::new();
+    for m in raw {
+        let e = Engine::parse(m).map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?;
+        let Expr::VectorSelector(vs) = e else {
+            return Err(ApiError::bad_data(format!("invalid parameter \"match[]\": {m} is not a vector selector")));
+        };
+        let conv = |ms: &[promql_parser::label::Matcher]| -> Result<Vec<Matcher>, ApiError> {
+            let mut set = Vec::new();
+            for x in ms {
+                let op = match &x.op {
+                    promql_parser::label::MatchOp::Equal => hearth_core::MatchOp::Equal,
+                    promql_parser::label::MatchOp::NotEqual => hearth_core::MatchOp::NotEqual,
+                    promql_parser::label::MatchOp::Re(_) => hearth_core::MatchOp::RegexMatch,
+                    promql_parser::label::MatchOp::NotRe(_) => hearth_core::MatchOp::RegexNoMatch,
+                };
+                set.push(Matcher::new(op, &x.name, &x.value).map_err(|e| ApiError::bad_data(e.to_string()))?);
+            }
+            if let Some(n) = &vs.name {
+                set.push(Matcher::equal("__name__", n));
+            }
+            Ok(set)
+        };
+        if vs.matchers.or_matchers.is_empty() {
+            out.push(conv(&vs.matchers.matchers)?);
+        } else {
+            for g in &vs.matchers.or_matchers {
+                out.push(conv(g)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn limit_param(p: &Params) -> Result<usize, ApiError> {
+    match p.get("limit") {
+        None | Some("") => Ok(0),
+        Some(v) => v
+            .parse::<i64>()
+            .map(|l| l.max(0) as usize)
+            .map_err(|_| ApiError::bad_data(format!("invalid parameter \"limit\": cannot parse {v:?} to a valid limit"))),
+    }
+}
+
+fn with_limit_warning(mut data: Vec<Json>, limit: usize) -> Response {
+    if limit > 0 && data.len() > limit {
+        data.truncate(limit);
+        let body = json!({"status": "success", "data": data, "warnings": ["results truncated due to limit"]});
+        return ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+    }
+    success(Json::Array(data))
+}
+
+async fn series(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let p = Params::from_request(&method, &uri, &headers, &body);
+    let tenant = tenant(&s, &headers)?;
+    let sets = match_sets(&p, true)?;
+    let start = time_param(&p, "start", MIN_TIME_MS)?;
+    let end = time_param(&p, "end", MAX_TIME_MS)?;
+    let limit = limit_param(&p)?;
+    let mut all: BTreeSet<Labels> = BTreeSet::new();
+    for set in sets {
+        let hints = SelectHints { start, end, func: Some("series".into()), ..Default::default() };
+        let mut st = s
+            .queryable
+            .select(&tenant, &set, start, end, &hints)
+            .await
+            .map_err(|e| ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, kind: "execution", msg: e.to_string() })?;
+        while let Some(x) = st.next().await {
+            let x = x.map_err(|e| ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, kind: "execution", msg: e.to_string() })?;
+            all.insert(x.labels);
+        }
+    }
+    let data: Vec<Json> = all
+        .iter()
+        .map(|l| {
+            let mut out = String::new();
+            push_labels(&mut out, l);
+            serde_json::from_str(&out).expect("labels are valid JSON")
+        })
+        .collect();
+    Ok(with_limit_warning(data, limit))
+}
+
+async fn labels(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let p = Params::from_request(&method, &uri, &headers, &body);
+    let tenant = tenant(&s, &headers)?;
+    let sets = match_sets(&p, false)?;
+    let start = time_param(&p, "start", MIN_TIME_MS)?;
+    let end = time_param(&p, "end", MAX_TIME_MS)?;
+    let limit = limit_param(&p)?;
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    let sets = if sets.is_empty() { vec![Vec::new()] } else { sets };
+    for set in sets {
+        let v = s
+            .queryable
+            .label_names(&tenant, &set, start, end)
+            .await
+            .map_err(|e| ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, kind: "execution", msg: e.to_string() })?;
+        names.extend(v);
+    }
+    Ok(with_limit_warning(names.into_iter().map(Json::String).collect(), limit))
+}
+
+async fn label_values(
+    State(s): State<Arc<QuerierState>>,
+    Path(name): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult {
+    let p = Params::from_request(&method, &uri, &headers, &[]);
+    let tenant = tenant(&s, &headers)?;
+    // Prometheus 3 accepts UTF-8 names escaped as U__...; plain names are the common case.
+    let name = if let Some(rest) = name.strip_prefix("U__") { unescape_utf8_name(rest).unwrap_or(name.clone()) } else { name };
+    let sets = match_sets(&p, false)?;
+    let start = time_param(&p, "start", MIN_TIME_MS)?;
+    let end = time_param(&p, "end", MAX_TIME_MS)?;
+    let limit = limit_param(&p)?;
+    let mut values: BTreeSet<String> = BTreeSet::new();
+    let sets = if sets.is_empty() { vec![Vec::new()] } else { sets };
+    for set in sets {
+        let v = s
+            .queryable
+            .label_values(&tenant, &name, &set, start, end)
+            .await
+            .map_err(|e| ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, kind: "execution", msg: e.to_string() })?;
+        values.extend(v);
+    }
+    Ok(with_limit_warning(values.into_iter().map(Json::String).collect(), limit))
+}
+
+/// Prometheus' `U__` escaping: `_` stays, `__` is `_`, `_XX_` is the code point XX (hex).
+fn unescape_utf8_name(s: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '_' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'_') {
+            chars.next();
+            out.push('_');
+            continue;
+        }
+        let mut hex = String::new();
+        loop {
+            match chars.next() {
+                Some('_') => break,
+                Some(h) if h.is_ascii_hexdigit() => hex.push(h),
+                _ => return None,
+            }
+        }
+        out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+    }
+    Some(out)
+}
+
+async fn metadata(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, headers: HeaderMap) -> ApiResult {
+    let p = Params::from_request(&method, &uri, &headers, &[]);
+    let tenant = tenant(&s, &headers)?;
+    let limit = limit_param(&p)?;
+    let per_metric = match p.get("limit_per_metric") {
+        None | Some("") => 0usize,
+        Some(v) => v.parse::<i64>().map(|l| l.max(0) as usize).map_err(|_| ApiError::bad_data("invalid parameter \"limit_per_metric\""))?,
+    };
+    let metric = p.get("metric").filter(|m| !m.is_empty());
+    let md = s.status.metadata(&tenant).await;
+    let mut sorted: Vec<(String, Vec<MetricMetadata>)> = md.into_iter().filter(|(k, _)| metric.is_none_or(|m| m == k)).collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = serde_json::Map::new();
+    for (k, list) in sorted {
+        if limit > 0 && out.len() >= limit {
+            break;
+        }
+        let mut items = Vec::new();
+        for m in list {
+            if per_metric > 0 && items.len() >= per_metric {
+                break;
+            }
+            items.push(json!({"type": m.metric_type, "help": m.help, "unit": m.unit}));
+        }
+        out.insert(k, Json::Array(items));
+    }
+    Ok(success(Json::Object(out)))
+}
+
+async fn format_query(State(_s): State<Arc<QuerierState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let p = Params::from_request(&method, &uri, &headers, &body);
+    let q = p.get("query").unwrap_or("");
+    let e = parse_expr(q)?;
+    Ok(success(Json::String(e.prettify())))
+}
+
+async fn query_exemplars(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> ApiResult {
+    // Exemplars are not stored yet: answer the valid empty result Prometheus gives for
+    // a query whose series have none, after validating the query.
+    let p = Params::from_request(&method, &uri, &headers, &body);
+    let _ = tenant(&s, &headers)?;
+    let q = p.get("query").ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query must not be empty"))?;
+    parse_expr(q)?;
+    Ok(success(json!([])))
+}
+
+async fn buildinfo() -> ApiResult {
+    Ok(success(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "revision": option_env!("HEARTH_GIT_REVISION").unwrap_or("unknown"),
+        "branch": "main",
+        "buildUser": "hearth",
+        "buildDate": "unknown",
+        "goVersion": "rust",
+    })))
+}
+
+async fn flags(State(s): State<Arc<QuerierState>>) -> ApiResult {
+    Ok(success(json!(s.cfg.flags)))
+}
+
+async fn config(State(s): State<Arc<QuerierState>>) -> ApiResult {
+    Ok(success(json!({"yaml": s.cfg.config_yaml})))
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+async fn runtimeinfo(State(s): State<Arc<QuerierState>>) -> ApiResult {
+    let start = chrono::DateTime::<chrono::Utc>::from(s.started).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let threads = std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0);
+    Ok(success(json!({
+        "startTime": start,
+        "CWD": std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),
+        "reloadConfigSuccess": true,
+        "lastConfigTime": start,
+        "corruptionCount": 0,
+        "goroutineCount": threads,
+        "GOMAXPROCS": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "GOMEMLIMIT": i64::MAX,
+        "GOGC": "",
+        "GODEBUG": "",
+        "storageRetention": s.cfg.storage_retention,
+        "rssBytes": rss_bytes(),
+        "uptimeSeconds": s.started_instant.elapsed().as_secs(),
+    })))
+}
+
+async fn tsdb_status(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, headers: HeaderMap) -> ApiResult {
+    let p = Params::from_request(&method, &uri, &headers, &[]);
+    let tenant = tenant(&s, &headers)?;
+    let limit = match p.get("limit") {
+        None | Some("") => 10,
+        Some(v) => match v.parse::<usize>() {
+            Ok(l) if l > 0 => l,
+            _ => return Err(ApiError::bad_data("limit must be a positive number")),
+        },
+    };
+    let st = s.status.tsdb_status(&tenant, limit).await;
+    let pairs = |v: &[(String, u64)]| -> Json { Json::Array(v.iter().map(|(n, c)| json!({"name": n, "value": c})).collect()) };
+    Ok(success(json!({
+        "headStats": {
+            "numSeries": st.num_series,
+            "numLabelPairs": st.num_label_pairs,
+            "chunkCount": st.chunk_count,
+            "minTime": st.min_time,
+            "maxTime": st.max_time,
+        },
+        "seriesCountByMetricName": pairs(&st.series_count_by_metric_name),
+        "labelValueCountByLabelName": pairs(&st.label_value_count_by_label_name),
+        "memoryInBytesByLabelName": pairs(&st.memory_in_bytes_by_label_name),
+        "seriesCountByLabelValuePair": pairs(&st.series_count_by_label_value_pair),
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf8_names() {
+        assert_eq!(unescape_utf8_name("my_2e_name").unwrap(), "my.name");
+        assert_eq!(unescape_utf8_name("a__b").unwrap(), "a_b");
+    }
+}

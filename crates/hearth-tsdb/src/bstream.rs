@@ -1,0 +1,156 @@
+//! A bit stream, most significant bit first, as Prometheus' `chunkenc/bstream.go` lays
+//! out bits: the XOR chunk format depends on exactly this bit order.
+
+/// Appends bits to a byte vector.
+#[derive(Clone, Debug, Default)]
+pub struct BitWriter {
+    pub(crate) bytes: Vec<u8>,
+    /// Bits still free in the last byte (0 means: start a new byte).
+    pub(crate) free: u8,
+}
+
+impl BitWriter {
+    pub fn from_bytes(bytes: Vec<u8>, free: u8) -> BitWriter {
+        BitWriter { bytes, free }
+    }
+
+    #[inline]
+    pub fn write_bit(&mut self, bit: bool) {
+        if self.free == 0 {
+            self.bytes.push(0);
+            self.free = 8;
+        }
+        if bit {
+            *self.bytes.last_mut().expect("a byte was pushed") |= 1 << (self.free - 1);
+        }
+        self.free -= 1;
+    }
+
+    #[inline]
+    pub fn write_byte(&mut self, b: u8) {
+        if self.free == 0 {
+            self.bytes.push(b);
+            return;
+        }
+        let free = self.free;
+        *self.bytes.last_mut().expect("free > 0 implies a byte") |= b >> (8 - free);
+        self.bytes.push(b << free);
+    }
+
+    /// Writes the low `nbits` bits of `u`, most significant first.
+    #[inline]
+    pub fn write_bits(&mut self, u: u64, nbits: u8) {
+        if nbits == 0 {
+            return;
+        }
+        let mut u = u << (64 - nbits as u32);
+        let mut n = nbits;
+        while n >= 8 {
+            self.write_byte((u >> 56) as u8);
+            u <<= 8;
+            n -= 8;
+        }
+        while n > 0 {
+            self.write_bit((u >> 63) == 1);
+            u <<= 1;
+            n -= 1;
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Reads bits from a byte slice.
+#[derive(Clone, Debug)]
+pub struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    pub fn new(data: &'a [u8]) -> BitReader<'a> {
+        BitReader { data, pos: 0 }
+    }
+
+    #[inline]
+    fn bits_left(&self) -> usize {
+        self.data.len() * 8 - self.pos
+    }
+
+    #[inline]
+    pub fn read_bit(&mut self) -> Option<bool> {
+        if self.pos >= self.data.len() * 8 {
+            return None;
+        }
+        let b = self.data[self.pos >> 3] & (0x80 >> (self.pos & 7)) != 0;
+        self.pos += 1;
+        Some(b)
+    }
+
+    /// Reads `n` (<= 64) bits as an unsigned big-endian number.
+    #[inline]
+    pub fn read_bits(&mut self, n: u8) -> Option<u64> {
+        let n = n as usize;
+        if n == 0 {
+            return Some(0);
+        }
+        if n > self.bits_left() {
+            return None;
+        }
+        let byte = self.pos >> 3;
+        let off = self.pos & 7;
+        if off + n <= 64 && byte + 8 <= self.data.len() {
+            let word = u64::from_be_bytes(self.data[byte..byte + 8].try_into().ok()?);
+            self.pos += n;
+            return Some((word << off) >> (64 - n));
+        }
+        let mut v: u64 = 0;
+        let mut need = n;
+        while need > 0 {
+            let byte = self.data[self.pos >> 3];
+            let off = self.pos & 7;
+            let avail = 8 - off;
+            let take = avail.min(need);
+            let bits = ((byte << off) >> (8 - take)) as u64;
+            v = if take == 64 { bits } else { (v << take) | bits };
+            self.pos += take;
+            need -= take;
+        }
+        Some(v)
+    }
+
+    #[inline]
+    pub fn read_byte(&mut self) -> Option<u8> {
+        self.read_bits(8).map(|b| b as u8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_mixed_widths() {
+        let mut w = BitWriter::default();
+        let items: Vec<(u64, u8)> = (0..500u64)
+            .map(|i| {
+                let n = (i % 64 + 1) as u8;
+                let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+                (i.wrapping_mul(0x9e37_79b9_7f4a_7c15) & mask, n)
+            })
+            .collect();
+        for (v, n) in &items {
+            w.write_bits(*v, *n);
+        }
+        w.write_bit(true);
+        w.write_byte(0xab);
+        let mut r = BitReader::new(w.bytes());
+        for (v, n) in &items {
+            assert_eq!(r.read_bits(*n), Some(*v), "width {n}");
+        }
+        assert_eq!(r.read_bit(), Some(true));
+        assert_eq!(r.read_byte(), Some(0xab));
+    }
+}

@@ -1,0 +1,275 @@
+//! Head checkpoints: the whole head at one log index, so replay starts there and the
+//! log before it can be purged (Raft's snapshot, in the replicated form).
+//!
+//! File `checkpoint.<index>`: magic, term, index, then per tenant its metadata and
+//! series (labels, closed chunks, open chunk, out-of-order samples), and a trailing
+//! CRC-32C of everything before it. Written to a temporary name, fsynced and renamed, so
+//! a checkpoint is either whole or absent.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hearth_core::{Label, Labels, MetricMetadata, Sample, Tenant};
+use tracing::{info, warn};
+
+use crate::chunkenc::XorAppender;
+use crate::codec::{Dec, DecodeError, Enc};
+use crate::head::{ClosedChunk, Head, SeriesState};
+use crate::wal::LogId;
+
+const MAGIC: &[u8; 8] = b"HRTHCKP1";
+
+/// A copy of one series, taken under its lock (chunks shared, not copied).
+pub struct SeriesSnapshot {
+    pub labels: Labels,
+    pub closed: Vec<ClosedChunk>,
+    pub head: Option<(i64, Vec<u8>)>,
+    pub max_t: i64,
+    pub last_v: f64,
+    pub ooo: Vec<Sample>,
+}
+
+pub struct TenantSnapshot {
+    pub tenant: Tenant,
+    pub metadata: Vec<MetricMetadata>,
+    pub series: Vec<SeriesSnapshot>,
+}
+
+/// The head as of one log index.
+pub struct HeadSnapshot {
+    pub log_id: LogId,
+    pub tenants: Vec<TenantSnapshot>,
+}
+
+/// Copies the head. Call it where no write is being applied (the commit thread), so
+/// the copy is exactly the state after `log_id`.
+pub fn capture(head: &Head, log_id: LogId) -> HeadSnapshot {
+    let mut tenants = Vec::new();
+    for (tenant, th) in head.tenants() {
+        let mut series = Vec::new();
+        for s in th.all_series() {
+            let st = s.state.lock();
+            series.push(SeriesSnapshot {
+                labels: s.labels.clone(),
+                closed: st.closed.clone(),
+                head: st.head.as_ref().map(|(t, a)| (*t, a.bytes().to_vec())),
+                max_t: st.max_t,
+                last_v: st.last_v,
+                ooo: st.ooo.clone(),
+            });
+        }
+        let metadata = th.metadata().into_values().flatten().collect();
+        tenants.push(TenantSnapshot {
+            tenant,
+            metadata,
+            series,
+        });
+    }
+    HeadSnapshot { log_id, tenants }
+}
+
+fn file_name(index: u64) -> String {
+    format!("checkpoint.{index:020}")
+}
+
+struct CrcWriter<W: Write> {
+    inner: W,
+    crc: u32,
+}
+
+impl<W: Write> CrcWriter<W> {
+    fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.crc = crc32c::crc32c_append(self.crc, b);
+        self.inner.write_all(b)
+    }
+}
+
+/// Writes a snapshot durably and removes older checkpoints. Returns its path.
+pub fn write(dir: &Path, snap: &HeadSnapshot) -> std::io::Result<PathBuf> {
+    fs::create_dir_all(dir)?;
+    let path = dir.join(file_name(snap.log_id.index));
+    let tmp = dir.join(format!("{}.tmp", file_name(snap.log_id.index)));
+    let f = File::create(&tmp)?;
+    let mut w = CrcWriter {
+        inner: BufWriter::with_capacity(1 << 20, f),
+        crc: 0,
+    };
+    let mut e = Enc::default();
+    e.buf.extend_from_slice(MAGIC);
+    e.uvarint(snap.log_id.term);
+    e.uvarint(snap.log_id.index);
+    e.uvarint(snap.tenants.len() as u64);
+    let mut series_total = 0usize;
+    for t in &snap.tenants {
+        e.str(t.tenant.as_str());
+        e.uvarint(t.metadata.len() as u64);
+        for m in &t.metadata {
+            e.str(&m.metric_family);
+            e.str(&m.metric_type);
+            e.str(&m.help);
+            e.str(&m.unit);
+        }
+        e.uvarint(t.series.len() as u64);
+        for s in &t.series {
+            series_total += 1;
+            e.uvarint(s.labels.len() as u64);
+            for l in &s.labels {
+                e.str(&l.name);
+                e.str(&l.value);
+            }
+            e.varint(s.max_t);
+            e.f64(s.last_v);
+            e.uvarint(s.closed.len() as u64);
+            for c in &s.closed {
+                e.varint(c.min_t);
+                e.varint(c.max_t);
+                e.bytes(&c.data);
+            }
+            match &s.head {
+                Some((min_t, bytes)) => {
+                    e.u8(1);
+                    e.varint(*min_t);
+                    e.bytes(bytes);
+                }
+                None => e.u8(0),
+            }
+            e.uvarint(s.ooo.len() as u64);
+            for x in &s.ooo {
+                e.varint(x.t);
+                e.f64(x.v);
+            }
+            if e.buf.len() > 1 << 20 {
+                w.put(&e.buf)?;
+                e.buf.clear();
+            }
+        }
+    }
+    w.put(&e.buf)?;
+    let crc = w.crc;
+    w.inner.write_all(&crc.to_le_bytes())?;
+    let f = w.inner.into_inner().map_err(|e| e.into_error())?;
+    f.sync_all()?;
+    fs::rename(&tmp, &path)?;
+    File::open(dir)?.sync_all()?;
+    for old in list(dir)? {
+        if old.0 < snap.log_id.index {
+            let _ = fs::remove_file(&old.1);
+        }
+    }
+    info!(path = %path.display(), series = series_total, index = snap.log_id.index, "wrote head checkpoint");
+    Ok(path)
+}
+
+/// Checkpoints in `dir`, oldest first; leftover temporary files are removed.
+fn list(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for e in rd {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.ends_with(".tmp") {
+            let _ = fs::remove_file(e.path());
+            continue;
+        }
+        if let Some(n) = name.strip_prefix("checkpoint.") {
+            if let Ok(i) = n.parse::<u64>() {
+                out.push((i, e.path()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Loads the newest valid checkpoint into `head`; returns its log id. A corrupt
+/// checkpoint is reported and skipped for an older one.
+pub fn load_latest(dir: &Path, head: &Head) -> std::io::Result<Option<LogId>> {
+    for (_, path) in list(dir)?.into_iter().rev() {
+        let mut data = Vec::new();
+        File::open(&path)?.read_to_end(&mut data)?;
+        match decode_into(&data, head) {
+            Ok(id) => {
+                info!(path = %path.display(), index = id.index, "loaded head checkpoint");
+                return Ok(Some(id));
+            }
+            Err(_) => warn!(path = %path.display(), "checkpoint is corrupt; trying an older one"),
+        }
+    }
+    Ok(None)
+}
+
+fn decode_into(data: &[u8], head: &Head) -> Result<LogId, DecodeError> {
+    if data.len() < MAGIC.len() + 4 {
+        return Err(DecodeError);
+    }
+    let (body, crc) = data.split_at(data.len() - 4);
+    if crc32c::crc32c(body).to_le_bytes() != crc {
+        return Err(DecodeError);
+    }
+    if &body[..8] != MAGIC {
+        return Err(DecodeError);
+    }
+    let mut d = Dec::new(&body[8..]);
+    let term = d.uvarint()?;
+    let index = d.uvarint()?;
+    let nt = d.count(2)?;
+    for _ in 0..nt {
+        let tenant = Tenant::new(d.str()?).map_err(|_| DecodeError)?;
+        let th = head.tenant_or_create(&tenant);
+        for _ in 0..d.count(4)? {
+            th.set_metadata(MetricMetadata {
+                metric_family: d.str()?.to_string(),
+                metric_type: d.str()?.to_string(),
+                help: d.str()?.to_string(),
+                unit: d.str()?.to_string(),
+            });
+        }
+        let ns = d.count(4)?;
+        for _ in 0..ns {
+            let nl = d.count(2)?;
+            let mut labels = Vec::with_capacity(nl);
+            for _ in 0..nl {
+                let n = d.str()?;
+                let v = d.str()?;
+                labels.push(Label::new(n, v));
+            }
+            let max_t = d.varint()?;
+            let last_v = d.f64()?;
+            let nc = d.count(3)?;
+            let mut closed = Vec::with_capacity(nc);
+            for _ in 0..nc {
+                let min_t = d.varint()?;
+                let cmax = d.varint()?;
+                let b = d.bytes()?;
+                closed.push(ClosedChunk {
+                    min_t,
+                    max_t: cmax,
+                    data: Arc::from(b),
+                });
+            }
+            let head_chunk = match d.u8()? {
+                1 => {
+                    let min_t = d.varint()?;
+                    let b = d.bytes()?;
+                    Some((min_t, XorAppender::from_bytes(b).map_err(|_| DecodeError)?))
+                }
+                _ => None,
+            };
+            let no = d.count(9)?;
+            let mut ooo = Vec::with_capacity(no);
+            for _ in 0..no {
+                let t = d.varint()?;
+                ooo.push(Sample { t, v: d.f64()? });
+            }
+            let state = SeriesState::from_parts(closed, head_chunk, max_t, last_v, ooo);
+            head.restore_series(&tenant, &Labels::from_sorted(labels), state);
+        }
+    }
+    Ok(LogId { term, index })
+}

@@ -1,0 +1,430 @@
+//! The ingester's storage: the head plus its write-ahead log and checkpoints, with a
+//! group-committing write path.
+//!
+//! A write is encoded on the caller's task, queued to the commit thread, appended to
+//! the log together with every other write waiting (one fsync for the group), then
+//! applied to the head in log order, and only then acknowledged. On start the newest
+//! checkpoint is loaded and the log after it replayed through the same `apply`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use futures::stream;
+use hearth_core::{
+    Ingester, Matcher, PushError, PushOutcome, Queryable, SelectHints, SeriesStream,
+    StorageError, Tenant, WriteBatch,
+};
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+
+use crate::checkpoint;
+use crate::head::{Head, HeadOptions};
+use crate::record;
+use crate::wal::{Entry, LogError, LogId, LogStorage, SegmentLog, SegmentLogOptions};
+
+/// The single-node term: without Raft every entry is written in term 1.
+const LOCAL_TERM: u64 = 1;
+
+#[derive(Clone, Debug)]
+pub struct DbOptions {
+    pub dir: PathBuf,
+    pub head: HeadOptions,
+    pub wal: SegmentLogOptions,
+    /// Write a head checkpoint (and purge the log before it) after this many log bytes.
+    pub checkpoint_after_bytes: u64,
+    /// Writes queued for the commit thread before new ones get 503.
+    pub max_pending_writes: usize,
+}
+
+impl DbOptions {
+    pub fn new(dir: impl AsRef<Path>) -> DbOptions {
+        DbOptions {
+            dir: dir.as_ref().to_path_buf(),
+            head: HeadOptions::default(),
+            wal: SegmentLogOptions::default(),
+            checkpoint_after_bytes: 256 << 20,
+            max_pending_writes: 4096,
+        }
+    }
+}
+
+/// Counters for /metrics.
+#[derive(Default)]
+pub struct DbStats {
+    pub samples_appended: AtomicU64,
+    pub samples_rejected: AtomicU64,
+    pub writes: AtomicU64,
+    pub commit_groups: AtomicU64,
+    pub log_bytes_written: AtomicU64,
+    pub checkpoints: AtomicU64,
+    pub replayed_entries: AtomicU64,
+    pub replay_seconds_millis: AtomicU64,
+}
+
+struct Pending {
+    tenant: Tenant,
+    batch: WriteBatch,
+    payload: Vec<u8>,
+    reply: oneshot::Sender<Result<PushOutcome, PushError>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("write-ahead log: {0}")]
+    Log(#[from] LogError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Db {
+    head: Arc<Head>,
+    log: Arc<SegmentLog>,
+    tx: SyncSender<Pending>,
+    stats: Arc<DbStats>,
+    failed: Arc<AtomicBool>,
+}
+
+impl Db {
+    /// Opens the storage at `opts.dir`, replaying checkpoint and log.
+    pub fn open(opts: DbOptions) -> Result<Db, OpenError> {
+        let started = Instant::now();
+        std::fs::create_dir_all(&opts.dir)?;
+        let head = Arc::new(Head::new(opts.head.clone()));
+        let log = Arc::new(SegmentLog::open(opts.dir.join("wal"), opts.wal.clone())?);
+        let stats = Arc::new(DbStats::default());
+        let cp_dir = opts.dir.join("checkpoints");
+        let cp = checkpoint::load_latest(&cp_dir, &head)?;
+        let from = cp.map_or(1, |c| c.index + 1);
+        let last = log.state().last.map_or(0, |l| l.index);
+        let mut replayed = 0u64;
+        let mut at = from;
+        while at <= last {
+            let to = (at + 1023).min(last);
+            for e in log.read_range(at..=to)? {
+                match record::decode_write(&e.payload) {
+                    Ok((tenant, batch)) => {
+                        head.apply(&tenant, &batch);
+                    }
+                    Err(_) => warn!(index = e.log_id.index, "skipping undecodable log entry"),
+                }
+                replayed += 1;
+            }
+            at = to + 1;
+        }
+        stats.replayed_entries.store(replayed, Ordering::Relaxed);
+        stats
+            .replay_seconds_millis
+            .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        info!(
+            checkpoint = cp.map(|c| c.index),
+            replayed,
+            series = head.num_series(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "head restored"
+        );
+        let next_index = log.state().last.map_or(from, |l| l.index + 1).max(from);
+        let (tx, rx) = sync_channel(opts.max_pending_writes);
+        let failed = Arc::new(AtomicBool::new(false));
+        let committer = Committer {
+            head: head.clone(),
+            log: log.clone(),
+            stats: stats.clone(),
+            failed: failed.clone(),
+            next_index,
+            bytes_since_checkpoint: log.disk_bytes(),
+            checkpoint_after: opts.checkpoint_after_bytes,
+            checkpoint_dir: cp_dir,
+            checkpoint_running: Arc::new(AtomicBool::new(false)),
+        };
+        std::thread::Builder::new()
+            .name("hearth-commit".into())
+            .spawn(move || committer.run(rx))?;
+        Ok(Db {
+            head,
+            log,
+            tx,
+            stats,
+            failed,
+        })
+    }
+
+    pub fn head(&self) -> &Arc<Head> {
+        &self.head
+    }
+
+    pub fn stats(&self) -> &Arc<DbStats> {
+        &self.stats
+    }
+
+    pub fn wal_disk_bytes(&self) -> u64 {
+        self.log.disk_bytes()
+    }
+
+    pub fn wal_segments(&self) -> usize {
+        self.log.segment_count()
+    }
+}
+
+struct Committer {
+    head: Arc<Head>,
+    log: Arc<SegmentLog>,
+    stats: Arc<DbStats>,
+    failed: Arc<AtomicBool>,
+    next_index: u64,
+    bytes_since_checkpoint: u64,
+    checkpoint_after: u64,
+    checkpoint_dir: PathBuf,
+    checkpoint_running: Arc<AtomicBool>,
+}
+
+/// Most writes one fsync covers.
+const MAX_GROUP: usize = 512;
+
+impl Committer {
+    fn run(mut self, rx: Receiver<Pending>) {
+        while let Ok(first) = rx.recv() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(p) => group.push(p),
+                    Err(_) => break,
+                }
+            }
+            self.commit(group);
+        }
+    }
+
+    fn commit(&mut self, group: Vec<Pending>) {
+        if self.failed.load(Ordering::Acquire) {
+            for p in group {
+                let _ = p.reply.send(Err(PushError::Unavailable(
+                    "write-ahead log failed; restart the ingester".into(),
+                )));
+            }
+            return;
+        }
+        let entries: Vec<Entry> = group
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Entry {
+                log_id: LogId {
+                    term: LOCAL_TERM,
+                    index: self.next_index + i as u64,
+                },
+                payload: p.payload.clone(),
+            })
+            .collect();
+        let bytes: u64 = entries.iter().map(|e| e.payload.len() as u64 + 24).sum();
+        if let Err(e) = self.log.append(&entries) {
+            error!(error = %e, "write-ahead log append failed; writes are not acknowledged");
+            // Undo any partial write so the log stays contiguous; if even that fails,
+            // stop taking writes rather than acknowledge what may not be durable.
+            if self.log.truncate(self.next_index).is_err() {
+                self.failed.store(true, Ordering::Release);
+            }
+            for p in group {
+                let _ = p.reply.send(Err(PushError::Unavailable(format!(
+                    "write-ahead log append failed: {e}"
+                ))));
+            }
+            return;
+        }
+        self.next_index += entries.len() as u64;
+        self.stats.commit_groups.fetch_add(1, Ordering::Relaxed);
+        self.stats.log_bytes_written.fetch_add(bytes, Ordering::Relaxed);
+        self.bytes_since_checkpoint += bytes;
+        for p in group {
+            let out = self.head.apply(&p.tenant, &p.batch);
+            self.stats
+                .samples_appended
+                .fetch_add(out.samples_written as u64, Ordering::Relaxed);
+            self.stats
+                .samples_rejected
+                .fetch_add(out.samples_rejected as u64, Ordering::Relaxed);
+            self.stats.writes.fetch_add(1, Ordering::Relaxed);
+            let _ = p.reply.send(Ok(out));
+        }
+        if self.bytes_since_checkpoint >= self.checkpoint_after
+            && !self.checkpoint_running.swap(true, Ordering::AcqRel)
+        {
+            self.bytes_since_checkpoint = 0;
+            let log_id = LogId {
+                term: LOCAL_TERM,
+                index: self.next_index - 1,
+            };
+            // Capture here, between applies, so the snapshot is exactly the state at
+            // `log_id`; write it on another thread so ingestion goes on.
+            let snap = checkpoint::capture(&self.head, log_id);
+            let dir = self.checkpoint_dir.clone();
+            let log = self.log.clone();
+            let running = self.checkpoint_running.clone();
+            let stats = self.stats.clone();
+            let spawned = std::thread::Builder::new()
+                .name("hearth-checkpoint".into())
+                .spawn(move || {
+                    match checkpoint::write(&dir, &snap) {
+                        Ok(_) => {
+                            stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                            if let Err(e) = log.purge(log_id) {
+                                warn!(error = %e, "purging the write-ahead log failed");
+                            }
+                        }
+                        Err(e) => warn!(error = %e, "writing a head checkpoint failed; the log is kept"),
+                    }
+                    running.store(false, Ordering::Release);
+                });
+            if spawned.is_err() {
+                self.checkpoint_running.store(false, Ordering::Release);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Ingester for Db {
+    async fn push(&self, tenant: &Tenant, batch: WriteBatch) -> Result<PushOutcome, PushError> {
+        if batch.series.is_empty() && batch.metadata.is_empty() {
+            return Ok(PushOutcome::default());
+        }
+        if self.failed.load(Ordering::Acquire) {
+            return Err(PushError::Unavailable(
+                "write-ahead log failed; restart the ingester".into(),
+            ));
+        }
+        let payload = record::encode_write(tenant, &batch);
+        let (reply, rx) = oneshot::channel();
+        let p = Pending {
+            tenant: tenant.clone(),
+            batch,
+            payload,
+            reply,
+        };
+        match self.tx.try_send(p) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(PushError::Unavailable(
+                    "too many writes waiting for the write-ahead log".into(),
+                ))
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(PushError::Unavailable("ingester is shutting down".into()))
+            }
+        }
+        rx.await
+            .map_err(|_| PushError::Internal("commit thread stopped".into()))?
+    }
+}
+
+#[async_trait]
+impl Queryable for Db {
+    async fn select(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        _hints: &SelectHints,
+    ) -> Result<SeriesStream, StorageError> {
+        let series = self.head.select(tenant, matchers, mint, maxt);
+        Ok(Box::pin(stream::iter(series.into_iter().map(Ok))))
+    }
+
+    async fn label_names(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        _mint: i64,
+        _maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        Ok(self
+            .head
+            .tenant(tenant)
+            .map(|t| t.label_names(matchers))
+            .unwrap_or_default())
+    }
+
+    async fn label_values(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        matchers: &[Matcher],
+        _mint: i64,
+        _maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        Ok(self
+            .head
+            .tenant(tenant)
+            .map(|t| t.label_values(name, matchers))
+            .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_core::{Labels, MatchOp, Sample, SeriesData, WriteSeries};
+
+    fn batch(i: i64) -> WriteBatch {
+        WriteBatch {
+            series: (0..10)
+                .map(|s| WriteSeries {
+                    labels: Labels::from_pairs(&[("__name__", "m"), ("s", &s.to_string())]),
+                    samples: vec![Sample::new(i * 1000, (i * 10 + s) as f64)],
+                })
+                .collect(),
+            metadata: vec![],
+        }
+    }
+
+    fn count(db: &Db) -> usize {
+        let m = Matcher::new(MatchOp::Equal, "__name__", "m").unwrap();
+        db.head()
+            .select(&Tenant::anonymous(), &[m], i64::MIN, i64::MAX)
+            .iter()
+            .map(|s| match &s.data {
+                SeriesData::Chunks(c) => c
+                    .iter()
+                    .map(|c| crate::chunkenc::decode_all(&c.data).unwrap().len())
+                    .sum::<usize>(),
+                SeriesData::Samples(s) => s.len(),
+            })
+            .sum()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replays_log_and_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = DbOptions::new(dir.path());
+        opts.checkpoint_after_bytes = 2000;
+        opts.wal.segment_bytes = 1500;
+        {
+            let db = Db::open(opts.clone()).unwrap();
+            let t = Tenant::anonymous();
+            for i in 0..300 {
+                let out = db.push(&t, batch(i)).await.unwrap();
+                assert_eq!(out.samples_written, 10);
+            }
+            assert_eq!(count(&db), 3000);
+            // Let a checkpoint finish.
+            for _ in 0..100 {
+                if db.stats().checkpoints.load(Ordering::Relaxed) > 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            assert!(db.stats().checkpoints.load(Ordering::Relaxed) > 0);
+        }
+        let db = Db::open(opts.clone()).unwrap();
+        assert_eq!(count(&db), 3000);
+        // Appends continue after replay, in order.
+        let out = db.push(&Tenant::anonymous(), batch(300)).await.unwrap();
+        assert_eq!(out.samples_written, 10);
+        drop(db);
+        let db = Db::open(opts).unwrap();
+        assert_eq!(count(&db), 3010);
+    }
+}

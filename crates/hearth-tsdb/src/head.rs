@@ -1,0 +1,696 @@
+//! The in-memory head: every series of every tenant with its recent chunks, the label
+//! index, and the append rules (bounds, order, out-of-order window, duplicates).
+//!
+//! Appends are applied by one thread at a time, in write-ahead-log order (the state
+//! machine of the log), so the outcome of a write is a pure function of the log. Readers
+//! run concurrently, taking short per-series locks.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::Arc;
+
+use hearth_core::{
+    ChunkEncoding, EncodedChunk, Label, Labels, Matcher, MetricMetadata, PushOutcome, Sample,
+    Series, SeriesData, Tenant, WriteBatch,
+};
+use parking_lot::{Mutex, RwLock};
+
+use crate::chunkenc::{XorAppender, SAMPLES_PER_CHUNK};
+use crate::postings::{MemPostings, SeriesId};
+
+const STRIPES: usize = 64;
+
+/// Settings of the head, as Prometheus names them.
+#[derive(Clone, Debug)]
+pub struct HeadOptions {
+    /// The block range: chunks never span a multiple of it, and samples older than half
+    /// of it behind the newest sample are out of bounds. Default 2 h.
+    pub block_range_ms: i64,
+    /// `out_of_order_time_window`: how far behind the newest sample an out-of-order
+    /// sample is still accepted. 0 (the default) turns out-of-order ingestion off.
+    pub out_of_order_window_ms: i64,
+}
+
+impl Default for HeadOptions {
+    fn default() -> Self {
+        HeadOptions {
+            block_range_ms: 2 * 3600 * 1000,
+            out_of_order_window_ms: 0,
+        }
+    }
+}
+
+/// A chunk that will not change any more.
+#[derive(Clone, Debug)]
+pub struct ClosedChunk {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub data: Arc<[u8]>,
+}
+
+/// The mutable part of a series.
+#[derive(Debug)]
+pub struct SeriesState {
+    pub closed: Vec<ClosedChunk>,
+    pub head: Option<(i64, XorAppender)>,
+    /// Newest in-order timestamp and its value (for duplicate detection).
+    pub max_t: i64,
+    pub last_v: f64,
+    /// Out-of-order samples, sorted by time, unique timestamps.
+    pub ooo: Vec<Sample>,
+}
+
+impl SeriesState {
+    fn new() -> SeriesState {
+        SeriesState {
+            closed: Vec::new(),
+            head: None,
+            max_t: i64::MIN,
+            last_v: 0.0,
+            ooo: Vec::new(),
+        }
+    }
+
+    fn min_t(&self) -> i64 {
+        let a = self.closed.first().map(|c| c.min_t);
+        let b = self.head.as_ref().map(|h| h.0);
+        let c = self.ooo.first().map(|s| s.t);
+        [a, b, c].into_iter().flatten().min().unwrap_or(i64::MAX)
+    }
+
+    fn append_in_order(&mut self, t: i64, v: f64, block_range: i64) {
+        let cut = match &self.head {
+            None => true,
+            Some((min_t, app)) => {
+                app.num_samples() >= SAMPLES_PER_CHUNK
+                    || t >= chunk_range_end(*min_t, block_range)
+            }
+        };
+        if cut {
+            if let Some((min_t, app)) = self.head.take() {
+                self.closed.push(ClosedChunk {
+                    min_t,
+                    max_t: app.last_timestamp(),
+                    data: Arc::from(app.bytes()),
+                });
+            }
+            self.head = Some((t, XorAppender::new()));
+        }
+        let (_, app) = self.head.as_mut().expect("head chunk exists after cut");
+        app.append(t, v);
+        self.max_t = t;
+        self.last_v = v;
+    }
+
+    fn insert_ooo(&mut self, s: Sample) -> Result<(), RejectReason> {
+        match self.ooo.binary_search_by_key(&s.t, |x| x.t) {
+            Ok(i) => {
+                if self.ooo[i].v.to_bits() == s.v.to_bits() {
+                    Ok(())
+                } else {
+                    Err(RejectReason::Duplicate)
+                }
+            }
+            Err(i) => {
+                self.ooo.insert(i, s);
+                Ok(())
+            }
+        }
+    }
+
+    /// Chunks and samples overlapping [mint, maxt].
+    pub fn data_in(&self, mint: i64, maxt: i64) -> SeriesData {
+        let mut chunks: Vec<EncodedChunk> = self
+            .closed
+            .iter()
+            .filter(|c| c.max_t >= mint && c.min_t <= maxt)
+            .map(|c| EncodedChunk {
+                min_t: c.min_t,
+                max_t: c.max_t,
+                encoding: ChunkEncoding::Xor,
+                data: c.data.clone(),
+            })
+            .collect();
+        if let Some((min_t, app)) = &self.head {
+            if app.last_timestamp() >= mint && *min_t <= maxt {
+                chunks.push(EncodedChunk {
+                    min_t: *min_t,
+                    max_t: app.last_timestamp(),
+                    encoding: ChunkEncoding::Xor,
+                    data: Arc::from(app.bytes()),
+                });
+            }
+        }
+        if self.ooo.is_empty() {
+            return SeriesData::Chunks(chunks);
+        }
+        // Merge in-order chunks with the out-of-order buffer.
+        let mut samples: Vec<Sample> = Vec::new();
+        for c in &chunks {
+            for (t, v) in crate::chunkenc::XorIterator::new(&c.data).into_iter().flatten() {
+                if t >= mint && t <= maxt {
+                    samples.push(Sample { t, v });
+                }
+            }
+        }
+        samples.extend(self.ooo.iter().filter(|s| s.t >= mint && s.t <= maxt));
+        samples.sort_by_key(|s| s.t);
+        samples.dedup_by_key(|s| s.t);
+        SeriesData::Samples(samples)
+    }
+}
+
+/// The end of the chunk range that holds `t`: chunks never span a block boundary.
+fn chunk_range_end(min_t: i64, block_range: i64) -> i64 {
+    min_t.div_euclid(block_range) * block_range + block_range
+}
+
+#[derive(Debug)]
+pub struct MemSeries {
+    pub id: SeriesId,
+    pub labels: Labels,
+    pub state: Mutex<SeriesState>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RejectReason {
+    OutOfBounds,
+    OutOfOrder,
+    TooOldForOutOfOrder,
+    Duplicate,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::OutOfBounds => "out of bounds",
+            RejectReason::OutOfOrder => "out of order sample",
+            RejectReason::TooOldForOutOfOrder => "too old sample",
+            RejectReason::Duplicate => "duplicate sample for timestamp",
+        }
+    }
+}
+
+/// One tenant's series and index.
+pub struct TenantHead {
+    strings: Mutex<HashSet<Arc<str>>>,
+    stripes: Vec<RwLock<HashMap<u64, Vec<SeriesId>>>>,
+    series: RwLock<Vec<Arc<MemSeries>>>,
+    postings: RwLock<MemPostings>,
+    next_id: AtomicU32,
+    min_t: AtomicI64,
+    max_t: AtomicI64,
+    metadata: RwLock<HashMap<String, Vec<MetricMetadata>>>,
+}
+
+impl Default for TenantHead {
+    fn default() -> Self {
+        TenantHead {
+            strings: Mutex::new(HashSet::new()),
+            stripes: (0..STRIPES).map(|_| RwLock::new(HashMap::new())).collect(),
+            series: RwLock::new(Vec::new()),
+            postings: RwLock::new(MemPostings::default()),
+            next_id: AtomicU32::new(0),
+            min_t: AtomicI64::new(i64::MAX),
+            max_t: AtomicI64::new(i64::MIN),
+            metadata: RwLock::new(HashMap::new()),
+        }
+    }
+}
+
+impl TenantHead {
+    fn intern(&self, s: &Arc<str>) -> Arc<str> {
+        let mut set = self.strings.lock();
+        if let Some(x) = set.get(s) {
+            return x.clone();
+        }
+        set.insert(s.clone());
+        s.clone()
+    }
+
+    /// The series with exactly these labels, if it exists.
+    pub fn get(&self, labels: &Labels, hash: u64) -> Option<Arc<MemSeries>> {
+        let stripe = self.stripes[(hash as usize) % STRIPES].read();
+        let ids = stripe.get(&hash)?;
+        let all = self.series.read();
+        ids.iter()
+            .map(|&id| &all[id as usize])
+            .find(|s| s.labels == *labels)
+            .cloned()
+    }
+
+    /// Finds or creates a series; hash collisions are resolved by comparing labels.
+    pub fn get_or_create(&self, labels: &Labels) -> Arc<MemSeries> {
+        let hash = labels.hash64();
+        if let Some(s) = self.get(labels, hash) {
+            return s;
+        }
+        let mut stripe = self.stripes[(hash as usize) % STRIPES].write();
+        if let Some(ids) = stripe.get(&hash) {
+            let all = self.series.read();
+            if let Some(s) = ids
+                .iter()
+                .map(|&id| &all[id as usize])
+                .find(|s| s.labels == *labels)
+            {
+                return s.clone();
+            }
+        }
+        let interned = Labels::from_sorted(
+            labels
+                .iter()
+                .map(|l| Label {
+                    name: self.intern(&l.name),
+                    value: self.intern(&l.value),
+                })
+                .collect(),
+        );
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let s = Arc::new(MemSeries {
+            id,
+            labels: interned,
+            state: Mutex::new(SeriesState::new()),
+        });
+        {
+            let mut all = self.series.write();
+            debug_assert_eq!(all.len(), id as usize);
+            all.push(s.clone());
+        }
+        self.postings.write().add(id, &s.labels);
+        stripe.entry(hash).or_default().push(id);
+        s
+    }
+
+    pub fn num_series(&self) -> usize {
+        self.series.read().len()
+    }
+
+    pub fn min_time(&self) -> i64 {
+        self.min_t.load(Ordering::Acquire)
+    }
+
+    pub fn max_time(&self) -> i64 {
+        self.max_t.load(Ordering::Acquire)
+    }
+
+    fn note_time(&self, t: i64) {
+        self.min_t.fetch_min(t, Ordering::AcqRel);
+        self.max_t.fetch_max(t, Ordering::AcqRel);
+    }
+
+    /// Series matching all matchers, sorted by labels.
+    pub fn select_series(&self, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
+        let ids = self.postings.read().select(matchers);
+        let all = self.series.read();
+        let mut out: Vec<Arc<MemSeries>> = ids
+            .into_iter()
+            .filter_map(|id| all.get(id as usize).cloned())
+            .collect();
+        drop(all);
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+
+    pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
+        if matchers.is_empty() {
+            let p = self.postings.read();
+            let mut v: Vec<String> = p.label_names().map(|s| s.to_string()).collect();
+            v.sort();
+            return v;
+        }
+        let mut set: HashSet<Arc<str>> = HashSet::new();
+        for s in self.select_series(matchers) {
+            for l in &s.labels {
+                set.insert(l.name.clone());
+            }
+        }
+        let mut v: Vec<String> = set.into_iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    pub fn label_values(&self, name: &str, matchers: &[Matcher]) -> Vec<String> {
+        if matchers.is_empty() {
+            let p = self.postings.read();
+            let mut v: Vec<String> = p.label_values(name).map(|s| s.to_string()).collect();
+            v.sort();
+            return v;
+        }
+        let mut set: HashSet<Arc<str>> = HashSet::new();
+        for s in self.select_series(matchers) {
+            for l in &s.labels {
+                if &*l.name == name {
+                    set.insert(l.value.clone());
+                }
+            }
+        }
+        let mut v: Vec<String> = set.into_iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    pub fn metadata(&self) -> HashMap<String, Vec<MetricMetadata>> {
+        self.metadata.read().clone()
+    }
+
+    /// (label name, distinct values), (label name, series with it), (pair, series).
+    pub fn postings_stats(&self) -> PostingsStats {
+        let p = self.postings.read();
+        let card = p.cardinality();
+        PostingsStats {
+            values_per_name: card.iter().map(|(n, v, _)| (n.to_string(), *v)).collect(),
+            series_per_name: card.iter().map(|(n, _, s)| (n.to_string(), *s)).collect(),
+            series_per_pair: p
+                .pair_counts()
+                .into_iter()
+                .map(|(n, v, c)| (format!("{n}={v}"), c))
+                .collect(),
+            series_per_metric: p
+                .label_values("__name__")
+                .map(|v| (v.to_string(), p.get("__name__", v).len()))
+                .collect(),
+            memory_in_bytes_per_name: card
+                .iter()
+                .map(|(n, _, _)| {
+                    let bytes: usize = p.label_values(n).map(|v| v.len()).sum();
+                    (n.to_string(), bytes)
+                })
+                .collect(),
+        }
+    }
+
+    pub fn all_series(&self) -> Vec<Arc<MemSeries>> {
+        self.series.read().clone()
+    }
+
+    pub fn set_metadata(&self, m: MetricMetadata) {
+        let mut map = self.metadata.write();
+        let list = map.entry(m.metric_family.clone()).or_default();
+        if !list.contains(&m) {
+            // The newest metadata first; keep a few distinct versions as Prometheus does.
+            list.insert(0, m);
+            list.truncate(4);
+        }
+    }
+}
+
+/// Index statistics for /api/v1/status/tsdb.
+pub struct PostingsStats {
+    pub values_per_name: Vec<(String, usize)>,
+    pub series_per_name: Vec<(String, usize)>,
+    pub series_per_pair: Vec<(String, usize)>,
+    pub series_per_metric: Vec<(String, usize)>,
+    pub memory_in_bytes_per_name: Vec<(String, usize)>,
+}
+
+/// The head of every tenant.
+pub struct Head {
+    opts: HeadOptions,
+    tenants: RwLock<HashMap<Tenant, Arc<TenantHead>>>,
+}
+
+impl Head {
+    pub fn new(opts: HeadOptions) -> Head {
+        Head {
+            opts,
+            tenants: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn options(&self) -> &HeadOptions {
+        &self.opts
+    }
+
+    pub fn tenant(&self, t: &Tenant) -> Option<Arc<TenantHead>> {
+        self.tenants.read().get(t).cloned()
+    }
+
+    pub fn tenant_or_create(&self, t: &Tenant) -> Arc<TenantHead> {
+        if let Some(h) = self.tenant(t) {
+            return h;
+        }
+        self.tenants.write().entry(t.clone()).or_default().clone()
+    }
+
+    pub fn tenants(&self) -> Vec<(Tenant, Arc<TenantHead>)> {
+        let mut v: Vec<_> = self
+            .tenants
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    pub fn num_series(&self) -> usize {
+        self.tenants.read().values().map(|t| t.num_series()).sum()
+    }
+
+    /// Applies one committed write. Deterministic: the same log applied in the same
+    /// order gives the same head and the same outcome, which is what replay and Raft
+    /// replicas rely on.
+    pub fn apply(&self, tenant: &Tenant, batch: &WriteBatch) -> PushOutcome {
+        let th = self.tenant_or_create(tenant);
+        let mut out = PushOutcome::default();
+        for m in &batch.metadata {
+            th.set_metadata(m.clone());
+        }
+        for ws in &batch.series {
+            let mut series: Option<Arc<MemSeries>> = None;
+            for s in &ws.samples {
+                let head_max = th.max_time();
+                match self.check_bounds(head_max, s.t) {
+                    Err(r) => {
+                        reject(&mut out, r, &ws.labels, s.t);
+                        continue;
+                    }
+                    Ok(bounds) => {
+                        let ms = series.get_or_insert_with(|| th.get_or_create(&ws.labels));
+                        let mut st = ms.state.lock();
+                        let res = self.append_one(&mut st, *s, bounds, head_max);
+                        drop(st);
+                        match res {
+                            Ok(true) => {
+                                out.samples_written += 1;
+                                th.note_time(s.t);
+                            }
+                            Ok(false) => out.samples_written += 1, // identical duplicate: a no-op
+                            Err(r) => reject(&mut out, r, &ws.labels, s.t),
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Ok(true) when the sample is in the in-order window, Ok(false) when only the
+    /// out-of-order window takes it.
+    fn check_bounds(&self, head_max: i64, t: i64) -> Result<bool, RejectReason> {
+        if head_max == i64::MIN {
+            return Ok(true); // A fresh head accepts any timestamp (backfill).
+        }
+        let min_valid = head_max.saturating_sub(self.opts.block_range_ms / 2);
+        if t >= min_valid {
+            return Ok(true);
+        }
+        if self.opts.out_of_order_window_ms > 0
+            && t >= head_max.saturating_sub(self.opts.out_of_order_window_ms)
+        {
+            return Ok(false);
+        }
+        if self.opts.out_of_order_window_ms > 0 {
+            Err(RejectReason::TooOldForOutOfOrder)
+        } else {
+            Err(RejectReason::OutOfBounds)
+        }
+    }
+
+    /// Ok(true): stored; Ok(false): an exact duplicate, ignored.
+    fn append_one(
+        &self,
+        st: &mut SeriesState,
+        s: Sample,
+        in_bounds: bool,
+        head_max: i64,
+    ) -> Result<bool, RejectReason> {
+        let ooo_on = self.opts.out_of_order_window_ms > 0;
+        if in_bounds && s.t > st.max_t {
+            st.append_in_order(s.t, s.v, self.opts.block_range_ms);
+            return Ok(true);
+        }
+        if s.t == st.max_t {
+            return if st.last_v.to_bits() == s.v.to_bits() {
+                Ok(false)
+            } else {
+                Err(RejectReason::Duplicate)
+            };
+        }
+        if !ooo_on {
+            return Err(RejectReason::OutOfOrder);
+        }
+        if s.t < head_max.saturating_sub(self.opts.out_of_order_window_ms) {
+            return Err(RejectReason::TooOldForOutOfOrder);
+        }
+        st.insert_ooo(s).map(|_| true)
+    }
+
+    /// Every series of a tenant that matches, with its data in [mint, maxt], sorted.
+    pub fn select(&self, tenant: &Tenant, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Series> {
+        let Some(th) = self.tenant(tenant) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for s in th.select_series(matchers) {
+            let st = s.state.lock();
+            if st.max_t < mint && st.ooo.last().is_none_or(|x| x.t < mint) {
+                continue;
+            }
+            if st.min_t() > maxt {
+                continue;
+            }
+            let data = st.data_in(mint, maxt);
+            drop(st);
+            let empty = match &data {
+                SeriesData::Chunks(c) => c.is_empty(),
+                SeriesData::Samples(s) => s.is_empty(),
+            };
+            if !empty {
+                out.push(Series {
+                    labels: s.labels.clone(),
+                    data,
+                });
+            }
+        }
+        out
+    }
+
+    /// Restores one series from a checkpoint.
+    pub fn restore_series(&self, tenant: &Tenant, labels: &Labels, state: SeriesState) {
+        let th = self.tenant_or_create(tenant);
+        let ms = th.get_or_create(labels);
+        let min = state.min_t();
+        let max = state.max_t.max(state.ooo.last().map_or(i64::MIN, |s| s.t));
+        *ms.state.lock() = state;
+        if min != i64::MAX {
+            th.note_time(min);
+        }
+        if max != i64::MIN {
+            th.note_time(max);
+        }
+    }
+}
+
+fn reject(out: &mut PushOutcome, r: RejectReason, labels: &Labels, t: i64) {
+    out.samples_rejected += 1;
+    if out.first_rejection.is_none() {
+        out.first_rejection = Some(format!("{}: series {}, timestamp {}", r.as_str(), labels, t));
+    }
+}
+
+impl SeriesState {
+    /// Rebuilds a series state from checkpointed parts.
+    pub fn from_parts(
+        closed: Vec<ClosedChunk>,
+        head: Option<(i64, XorAppender)>,
+        max_t: i64,
+        last_v: f64,
+        ooo: Vec<Sample>,
+    ) -> SeriesState {
+        SeriesState {
+            closed,
+            head,
+            max_t,
+            last_v,
+            ooo,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_core::{MatchOp, WriteSeries};
+
+    fn batch(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> WriteBatch {
+        WriteBatch {
+            series: vec![WriteSeries {
+                labels: Labels::from_pairs(labels),
+                samples: samples.iter().map(|&(t, v)| Sample { t, v }).collect(),
+            }],
+            metadata: vec![],
+        }
+    }
+
+    fn samples(head: &Head, name: &str) -> Vec<(i64, f64)> {
+        let m = Matcher::new(MatchOp::Equal, "__name__", name).unwrap();
+        let mut out = Vec::new();
+        for s in head.select(&Tenant::anonymous(), &[m], i64::MIN, i64::MAX) {
+            match s.data {
+                SeriesData::Chunks(cs) => {
+                    for c in cs {
+                        out.extend(crate::chunkenc::decode_all(&c.data).unwrap());
+                    }
+                }
+                SeriesData::Samples(ss) => out.extend(ss.iter().map(|s| (s.t, s.v))),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn cuts_chunks_at_120_samples_and_block_boundaries() {
+        let head = Head::new(HeadOptions::default());
+        let t = Tenant::anonymous();
+        let pts: Vec<(i64, f64)> = (0..1000).map(|i| (i * 15_000, i as f64)).collect();
+        let out = head.apply(&t, &batch(&[("__name__", "m")], &pts));
+        assert_eq!(out.samples_written, 1000);
+        assert_eq!(samples(&head, "m"), pts);
+        let th = head.tenant(&t).unwrap();
+        let s = &th.all_series()[0];
+        let st = s.state.lock();
+        assert!(st.closed.iter().all(|c| c.max_t < chunk_range_end(c.min_t, 7_200_000)));
+        assert!(st.closed.iter().all(|c| c.data.len() > 2));
+    }
+
+    #[test]
+    fn rejects_out_of_order_duplicates_and_out_of_bounds() {
+        let head = Head::new(HeadOptions::default());
+        let t = Tenant::anonymous();
+        head.apply(&t, &batch(&[("__name__", "m")], &[(10_000_000, 1.0)]));
+        let out = head.apply(
+            &t,
+            &batch(&[("__name__", "m")], &[(9_999_000, 1.0), (10_000_000, 1.0), (10_000_000, 2.0), (1, 1.0)]),
+        );
+        assert_eq!(out.samples_written, 1); // the identical duplicate is a no-op success
+        assert_eq!(out.samples_rejected, 3);
+        assert!(out.first_rejection.unwrap().starts_with("out of order sample: series m"));
+    }
+
+    #[test]
+    fn out_of_order_window_accepts_and_merges() {
+        let head = Head::new(HeadOptions {
+            out_of_order_window_ms: 3_600_000,
+            ..HeadOptions::default()
+        });
+        let t = Tenant::anonymous();
+        head.apply(&t, &batch(&[("__name__", "m")], &[(10_000_000, 1.0), (10_030_000, 3.0)]));
+        let out = head.apply(&t, &batch(&[("__name__", "m")], &[(10_015_000, 2.0), (1, 0.0)]));
+        assert_eq!(out.samples_written, 1);
+        assert_eq!(out.samples_rejected, 1);
+        assert_eq!(
+            samples(&head, "m"),
+            vec![(10_000_000, 1.0), (10_015_000, 2.0), (10_030_000, 3.0)]
+        );
+    }
+
+    #[test]
+    fn tenants_are_isolated() {
+        let head = Head::new(HeadOptions::default());
+        let a = Tenant::new("a").unwrap();
+        head.apply(&a, &batch(&[("__name__", "m")], &[(1, 1.0)]));
+        assert!(samples(&head, "m").is_empty());
+        assert_eq!(head.tenant(&a).unwrap().num_series(), 1);
+    }
+}
