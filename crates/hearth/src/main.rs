@@ -1,1 +1,172 @@
-fn main() {}
+//! The `hearth` binary: parses flags and the YAML file, wires the roles together and
+//! serves them. With no arguments every role runs in one process on the embedded
+//! default (data under ./data, 127.0.0.1:9009), connected through the same service
+//! traits (`Ingester`, `Queryable`) a cluster uses between processes.
+
+mod config;
+mod metrics;
+mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use clap::Parser;
+use hearth_distributor::{push_handler, DistributorConfig, DistributorState};
+use hearth_promql::{Engine, EngineOptions};
+use hearth_querier::{ApiConfig, QuerierState};
+use hearth_tsdb::{Db, DbOptions, HeadOptions};
+use tracing::info;
+
+use crate::config::{Config, Flags};
+use crate::metrics::SelfMetrics;
+
+struct App {
+    db: Arc<Db>,
+    distributor: Arc<DistributorState>,
+    metrics: SelfMetrics,
+}
+
+fn init_tracing(cfg: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(format!(
+        "{},h2=warn,hyper=warn,tower=warn",
+        cfg.log_level
+    ))
+    .map_err(|e| anyhow::anyhow!("log.level {:?}: {e}", cfg.log_level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cfg.log_format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    let cfg = match Config::resolve(&flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hearth: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_tracing(&cfg)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("hearth")
+        .build()?
+        .block_on(run(cfg))
+}
+
+async fn run(cfg: Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    info!(version = env!("CARGO_PKG_VERSION"), target = %cfg.target, storage = %cfg.storage_path.display(), "starting hearth");
+    let mut db_opts = DbOptions::new(&cfg.storage_path);
+    db_opts.head = HeadOptions {
+        block_range_ms: cfg.block_duration_ms,
+        out_of_order_window_ms: cfg.ooo_window_ms,
+    };
+    db_opts.checkpoint_after_bytes = cfg.checkpoint_after_bytes;
+    let db = tokio::task::spawn_blocking(move || Db::open(db_opts)).await??;
+    let db = Arc::new(db);
+
+    let distributor = Arc::new(DistributorState {
+        ingester: db.clone(),
+        cfg: DistributorConfig {
+            max_decompressed_bytes: cfg.max_recv_msg_size,
+            multitenancy: cfg.multitenancy,
+            ..DistributorConfig::default()
+        },
+        metrics: Default::default(),
+    });
+    let engine = Engine::new(
+        db.clone(),
+        EngineOptions {
+            lookback_delta_ms: cfg.lookback_delta_ms,
+            max_samples: cfg.max_samples,
+            timeout: Duration::from_millis(cfg.query_timeout_ms.max(1) as u64),
+            ..EngineOptions::default()
+        },
+    );
+    let querier = Arc::new(QuerierState {
+        queryable: db.clone(),
+        engine,
+        status: Arc::new(status::HeadStatus(db.clone())),
+        cfg: ApiConfig {
+            multitenancy: cfg.multitenancy,
+            flags: cfg.flag_map(),
+            config_yaml: cfg.raw_yaml.clone(),
+            storage_retention: "unlimited (no blocks yet)".into(),
+        },
+        started: SystemTime::now(),
+        started_instant: Instant::now(),
+    });
+    let app = Arc::new(App {
+        db: db.clone(),
+        distributor: distributor.clone(),
+        metrics: SelfMetrics::new(),
+    });
+
+    let push = Router::new()
+        .route("/api/v1/push", post(push_handler))
+        .route("/api/v1/write", post(push_handler))
+        .layer(DefaultBodyLimit::max(distributor.cfg.max_body_bytes()))
+        .with_state(distributor.clone());
+    let ops = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/-/ready", get(|| async { "Hearth is Ready.\n" }))
+        .route("/-/healthy", get(|| async { "Hearth is Healthy.\n" }))
+        .route("/", get(|| async { "Hearth: a Prometheus-compatible metrics backend. See /api/v1 and /metrics.\n" }))
+        .with_state(app.clone());
+    let router = Router::new()
+        .merge(push)
+        .merge(ops)
+        .merge(hearth_querier::router(querier))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+
+    let addr: SocketAddr = cfg
+        .listen_address
+        .parse()
+        .map_err(|e| anyhow::anyhow!("web.listen-address {:?}: {e}", cfg.listen_address))?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    info!(address = %listener.local_addr()?, series = db.head().num_series(), startup_ms = started.elapsed().as_millis() as u64, "listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    info!("stopped");
+    Ok(())
+}
+
+async fn metrics_handler(State(app): State<Arc<App>>) -> impl IntoResponse {
+    let body = app.metrics.render(&app.db, &app.distributor.metrics);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        body,
+    )
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    info!("shutting down");
+}

@@ -1,0 +1,145 @@
+//! Self-metrics on /metrics, in the Prometheus text format (prometheus-client).
+//! Values owned by other rooms (head, log, distributor) are read from their counters at
+//! scrape time, so the hot paths only touch atomics.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+
+use hearth_distributor::http::DistributorMetrics;
+use hearth_tsdb::Db;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+pub struct SelfMetrics {
+    registry: Registry,
+    head_series: Gauge,
+    samples_appended: Counter<u64, AtomicU64>,
+    samples_rejected: Counter<u64, AtomicU64>,
+    wal_writes: Counter<u64, AtomicU64>,
+    wal_commit_groups: Counter<u64, AtomicU64>,
+    wal_bytes_written: Counter<u64, AtomicU64>,
+    wal_disk_bytes: Gauge,
+    wal_segments: Gauge,
+    checkpoints: Counter<u64, AtomicU64>,
+    replayed_entries: Gauge,
+    replay_ms: Gauge,
+    push_requests: Counter<u64, AtomicU64>,
+    push_failed: Counter<u64, AtomicU64>,
+    push_samples: Counter<u64, AtomicU64>,
+    push_rejected: Counter<u64, AtomicU64>,
+    rss: Gauge,
+    cpu_seconds: Gauge<f64, AtomicU64>,
+    start_time: Gauge,
+}
+
+fn set_counter(c: &Counter<u64, AtomicU64>, v: u64) {
+    c.inner().store(v, Ordering::Relaxed);
+}
+
+impl SelfMetrics {
+    pub fn new() -> SelfMetrics {
+        let mut r = Registry::default();
+        let m = SelfMetrics {
+            head_series: Gauge::default(),
+            samples_appended: Counter::default(),
+            samples_rejected: Counter::default(),
+            wal_writes: Counter::default(),
+            wal_commit_groups: Counter::default(),
+            wal_bytes_written: Counter::default(),
+            wal_disk_bytes: Gauge::default(),
+            wal_segments: Gauge::default(),
+            checkpoints: Counter::default(),
+            replayed_entries: Gauge::default(),
+            replay_ms: Gauge::default(),
+            push_requests: Counter::default(),
+            push_failed: Counter::default(),
+            push_samples: Counter::default(),
+            push_rejected: Counter::default(),
+            rss: Gauge::default(),
+            cpu_seconds: Gauge::default(),
+            start_time: Gauge::default(),
+            registry: Registry::default(),
+        };
+        r.register(
+            "hearth_build",
+            "Hearth build information",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        r.register("hearth_head_series", "Series in the head", m.head_series.clone());
+        r.register("hearth_head_samples_appended", "Samples appended to the head", m.samples_appended.clone());
+        r.register("hearth_head_samples_rejected", "Samples rejected by the head (out of order, out of bounds, duplicates)", m.samples_rejected.clone());
+        r.register("hearth_wal_writes", "Write batches committed to the write-ahead log", m.wal_writes.clone());
+        r.register("hearth_wal_commit_groups", "Group commits (one fsync each)", m.wal_commit_groups.clone());
+        r.register("hearth_wal_written_bytes", "Bytes written to the write-ahead log", m.wal_bytes_written.clone());
+        r.register("hearth_wal_disk_bytes", "Bytes of write-ahead log on disk", m.wal_disk_bytes.clone());
+        r.register("hearth_wal_segments", "Write-ahead log segment files", m.wal_segments.clone());
+        r.register("hearth_head_checkpoints", "Head checkpoints written", m.checkpoints.clone());
+        r.register("hearth_wal_replayed_entries", "Log entries replayed at the last start", m.replayed_entries.clone());
+        r.register("hearth_head_restore_milliseconds", "Time to restore the head at the last start", m.replay_ms.clone());
+        r.register("hearth_distributor_push_requests", "Remote-write requests received", m.push_requests.clone());
+        r.register("hearth_distributor_push_failed_requests", "Remote-write requests answered with a non-2xx status", m.push_failed.clone());
+        r.register("hearth_distributor_received_samples", "Valid samples received by remote-write", m.push_samples.clone());
+        r.register("hearth_distributor_rejected_samples", "Samples rejected by the ingester", m.push_rejected.clone());
+        r.register("process_resident_memory_bytes", "Resident memory size in bytes", m.rss.clone());
+        r.register("process_cpu_seconds", "Total user and system CPU time spent in seconds", m.cpu_seconds.clone());
+        r.register("process_start_time_seconds", "Start time of the process since unix epoch in seconds", m.start_time.clone());
+        m.start_time.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+        );
+        SelfMetrics { registry: r, ..m }
+    }
+
+    pub fn render(&self, db: &Db, dist: &DistributorMetrics) -> String {
+        let s = db.stats();
+        self.head_series.set(db.head().num_series() as i64);
+        set_counter(&self.samples_appended, s.samples_appended.load(Ordering::Relaxed));
+        set_counter(&self.samples_rejected, s.samples_rejected.load(Ordering::Relaxed));
+        set_counter(&self.wal_writes, s.writes.load(Ordering::Relaxed));
+        set_counter(&self.wal_commit_groups, s.commit_groups.load(Ordering::Relaxed));
+        set_counter(&self.wal_bytes_written, s.log_bytes_written.load(Ordering::Relaxed));
+        self.wal_disk_bytes.set(db.wal_disk_bytes() as i64);
+        self.wal_segments.set(db.wal_segments() as i64);
+        set_counter(&self.checkpoints, s.checkpoints.load(Ordering::Relaxed));
+        self.replayed_entries.set(s.replayed_entries.load(Ordering::Relaxed) as i64);
+        self.replay_ms.set(s.replay_seconds_millis.load(Ordering::Relaxed) as i64);
+        set_counter(&self.push_requests, dist.requests.load(Ordering::Relaxed));
+        set_counter(&self.push_failed, dist.requests_failed.load(Ordering::Relaxed));
+        set_counter(&self.push_samples, dist.samples_received.load(Ordering::Relaxed));
+        set_counter(&self.push_rejected, dist.samples_rejected.load(Ordering::Relaxed));
+        let (rss, cpu) = proc_stats();
+        self.rss.set(rss as i64);
+        self.cpu_seconds.set(cpu);
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// (resident bytes, CPU seconds) of this process from /proc.
+pub fn proc_stats() -> (u64, f64) {
+    let rss = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map(|p| p * 4096)
+        .unwrap_or(0);
+    let cpu = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0);
+    (rss, cpu)
+}
+

@@ -1,0 +1,191 @@
+//! Helpers shared by the end-to-end tests: start and stop real processes (Hearth,
+//! Prometheus) on free loopback ports, and speak remote-write to them.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hearth_proto::prometheus as pb;
+use prost::Message;
+
+/// The `hearth` binary built next to the test executable (target/<profile>/hearth).
+pub fn hearth_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("HEARTH_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let bin = dir.join("hearth");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build -p hearth` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// A child process that is killed (by its PID) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn kill9(&mut self) {
+        unsafe {
+            libc::kill(self.pid(), libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&mut self) {
+        unsafe {
+            libc::kill(self.pid(), libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill9();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill9();
+        }
+    }
+}
+
+pub struct Hearth {
+    pub proc: Proc,
+    pub port: u16,
+    pub data: PathBuf,
+}
+
+impl Hearth {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+}
+
+/// Starts `hearth` on a free port with `data` as its storage path and waits until ready.
+pub async fn start_hearth(data: &Path, extra: &[&str]) -> Hearth {
+    let port = free_port();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.with_extension("log"))
+        .expect("log file");
+    let child = Command::new(hearth_bin())
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg(format!("--storage.path={}", data.display()))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start hearth");
+    let h = Hearth {
+        proc: Proc { child, name: "hearth".into() },
+        port,
+        data: data.to_path_buf(),
+    };
+    wait_ready(&h.url("/-/ready"), Duration::from_secs(60)).await;
+    h
+}
+
+pub async fn wait_ready(url: &str, timeout: Duration) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(r) = client.get(url).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{url} not ready within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Is a real peer installed? Under CI=true a missing peer fails the test loudly;
+/// elsewhere the test is skipped with a message.
+pub fn require_peer(bin: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {bin}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{bin} is required under CI=true but is not installed (apt-get install prometheus)");
+        }
+        eprintln!("SKIPPED: {bin} is not installed");
+    }
+    found
+}
+
+pub fn label(n: &str, v: &str) -> pb::Label {
+    pb::Label { name: n.into(), value: v.into() }
+}
+
+pub fn snappy(b: &[u8]) -> Vec<u8> {
+    snap::raw::Encoder::new().compress_vec(b).expect("snappy")
+}
+
+pub fn write_request(series: Vec<pb::TimeSeries>) -> Vec<u8> {
+    snappy(&pb::WriteRequest { timeseries: series, metadata: vec![] }.encode_to_vec())
+}
+
+/// POSTs a remote-write 1.0 body; returns (status, body text).
+pub async fn push(client: &reqwest::Client, url: &str, body: Vec<u8>, content_type: &str) -> (u16, String) {
+    let r = client
+        .post(url)
+        .header("Content-Type", content_type)
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .body(body)
+        .send()
+        .await
+        .expect("push request");
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap_or_default())
+}
+
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    let r = client.get(url).send().await.expect("GET");
+    let status = r.status();
+    let text = r.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {status}: {e}: {text}"))
+}
+
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
