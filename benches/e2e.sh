@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# End-to-end ingest benchmark: Hearth, Prometheus 2.42 and VictoriaMetrics 1.79 (Debian
+# packages) take the same load from hearth-loadgen in one run, one after the other, on
+# loopback. Prints one JSON line per server and a markdown table with ratios.
+#
+#   benches/e2e.sh [SERIES] [ROUNDS] [CONCURRENCY]     (defaults: 100000 20 4)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SERIES=${1:-100000}
+ROUNDS=${2:-20}
+CONC=${3:-4}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hearth-target}"
+cargo build --release -p hearth -p hearth-benches --bins >/dev/null
+BIN="$CARGO_TARGET_DIR/release"
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 1 300); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+START_MS=$(( ($(date +%s) - ROUNDS * 15) * 1000 ))
+RESULTS="$WORK/results.jsonl"
+
+run() { # name pid url data flush
+  "$BIN/hearth-loadgen" --name "$1" --pid "$2" --url "$3" --data-dir "$4" ${5:+--flush-url "$5"} \
+    --series "$SERIES" --rounds "$ROUNDS" --concurrency "$CONC" --start-ms "$START_MS" | tee -a "$RESULTS"
+  kill "$2"; wait "$2" 2>/dev/null || true
+}
+
+P=$(port); mkdir -p "$WORK/hearth"
+"$BIN/hearth" --web.listen-address=127.0.0.1:$P --storage.path="$WORK/hearth" --log.level=warn & H=$!; PIDS+=($H)
+wait_http "http://127.0.0.1:$P/-/ready"
+run hearth $H "http://127.0.0.1:$P/api/v1/push" "$WORK/hearth" ""
+
+P=$(port); mkdir -p "$WORK/prom"
+printf 'global:\n  scrape_interval: 1h\n' > "$WORK/prom.yml"
+prometheus --config.file="$WORK/prom.yml" --storage.tsdb.path="$WORK/prom" --web.listen-address=127.0.0.1:$P \
+  --web.enable-remote-write-receiver --log.level=warn 2>"$WORK/prom.log" & PR=$!; PIDS+=($PR)
+wait_http "http://127.0.0.1:$P/-/ready"
+run prometheus $PR "http://127.0.0.1:$P/api/v1/write" "$WORK/prom" ""
+
+P=$(port); mkdir -p "$WORK/vm"
+victoria-metrics -storageDataPath="$WORK/vm" -httpListenAddr=127.0.0.1:$P -loggerLevel=ERROR 2>"$WORK/vm.log" & VM=$!; PIDS+=($VM)
+wait_http "http://127.0.0.1:$P/health"
+run victoria-metrics $VM "http://127.0.0.1:$P/api/v1/write" "$WORK/vm" "http://127.0.0.1:$P/internal/force_flush"
+
+python3 - "$RESULTS" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+by = {r["name"]: r for r in rows}
+vm = by.get("victoria-metrics")
+print()
+print("| server | samples/s | CPU µs/sample | peak RSS MiB | disk bytes/sample |")
+print("|---|---|---|---|---|")
+for r in rows:
+    print(f"| {r['name']} | {r['samples_per_second']:,.0f} | {r['cpu_us_per_sample']:.3f} | {r['peak_rss_bytes']/2**20:,.0f} | {r['disk_bytes_per_sample']:.2f} |")
+if vm and "hearth" in by:
+    h = by["hearth"]
+    print()
+    print(f"Hearth / VictoriaMetrics: CPU per sample {h['cpu_us_per_sample']/vm['cpu_us_per_sample']:.2f}x, "
+          f"samples/s {h['samples_per_second']/vm['samples_per_second']:.2f}x, "
+          f"peak RSS {h['peak_rss_bytes']/vm['peak_rss_bytes']:.2f}x, "
+          f"disk bytes/sample {h['disk_bytes_per_sample']/vm['disk_bytes_per_sample']:.2f}x")
+    if "prometheus" in by:
+        p = by["prometheus"]
+        print(f"Hearth / Prometheus: CPU per sample {h['cpu_us_per_sample']/p['cpu_us_per_sample']:.2f}x, "
+              f"samples/s {h['samples_per_second']/p['samples_per_second']:.2f}x, "
+              f"peak RSS {h['peak_rss_bytes']/p['peak_rss_bytes']:.2f}x, "
+              f"disk bytes/sample {h['disk_bytes_per_sample']/p['disk_bytes_per_sample']:.2f}x")
+PY

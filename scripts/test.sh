@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need on a fresh Debian machine (the real
+# Prometheus the interop test talks to), builds the hearth binary the end-to-end tests
+# start, and runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]} (Debian packages) for the interop tests"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+# A warm target directory outside the clone keeps CI incremental.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hearth-target}"
+# The PromQL corpus from the Prometheus repository, beside the clone.
+if [ -z "${HEARTH_PROMQLTEST_DIR:-}" ] && [ -d ../shared/promqltest ]; then
+  export HEARTH_PROMQLTEST_DIR="$(cd ../shared/promqltest && pwd)"
+fi
+
+cargo build -p hearth
+cargo test --workspace
