@@ -139,13 +139,13 @@ impl XorAppender {
                 self.w.write_bits(v.to_bits(), 64);
             }
             1 => {
-                let t_delta = (t - self.t) as u64;
+                let t_delta = t.wrapping_sub(self.t) as u64;
                 put_uvarint(&mut self.w, t_delta);
                 self.write_value(v);
                 self.t_delta = t_delta;
             }
             _ => {
-                let t_delta = (t - self.t) as u64;
+                let t_delta = t.wrapping_sub(self.t) as u64;
                 let dod = t_delta.wrapping_sub(self.t_delta) as i64;
                 if dod == 0 {
                     self.w.write_bit(false);

@@ -1,0 +1,8 @@
+//! Log records are read back after crashes: a damaged record must decode to an error.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = hearth_tsdb::record::decode_write(data);
+});
