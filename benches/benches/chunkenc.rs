@@ -1,6 +1,8 @@
 //! Chunk encoding hot path: appending to and iterating XOR chunks.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hearth_tsdb::chunkenc::{XorAppender, XorIterator};
 
 fn samples() -> Vec<(i64, f64)> {

@@ -1,6 +1,8 @@
 //! Postings hot path: intersecting sorted series-id lists and resolving matchers.
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
 use hearth_core::{Labels, MatchOp, Matcher};
 use hearth_tsdb::postings::{intersect, MemPostings};
 

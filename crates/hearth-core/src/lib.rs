@@ -4,6 +4,7 @@
 //! one data seam, the [`Queryable`] trait, plus the ingest seam [`Ingester`]. It is
 //! plain data and traits: it may not do I/O, know about storage formats, HTTP or Raft.
 
+pub mod batch;
 pub mod labels;
 pub mod matcher;
 pub mod queryable;
@@ -15,7 +16,8 @@ pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use queryable::{
     MetricMetadata,
     ChunkEncoding, EncodedChunk, Ingester, PushError, PushOutcome, Queryable, SelectHints,
-    Series, SeriesData, SeriesStream, StorageError, WriteBatch, WriteSeries,
+    Series, SeriesData, SeriesStream, StorageError,
 };
+pub use batch::{hash_label_bytes, ArenaLabel, ArenaSeries, BatchSeries, LabelsRef, WriteBatch};
 pub use sample::{is_stale_nan, Sample, STALE_NAN_BITS};
 pub use tenant::{tenant_from_header, Tenant, DEFAULT_TENANT, TENANT_HEADER};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
-use crate::{Labels, Matcher, Sample, Tenant};
+use crate::{Labels, Matcher, Sample, Tenant, WriteBatch};
 
 /// What the query engine will do with the data, so a source may prune or pre-aggregate.
 #[derive(Clone, Debug, Default)]
@@ -105,26 +105,6 @@ pub struct MetricMetadata {
     pub metric_type: String,
     pub help: String,
     pub unit: String,
-}
-
-/// One series of a write: validated labels and time-ordered samples.
-#[derive(Clone, Debug)]
-pub struct WriteSeries {
-    pub labels: Labels,
-    pub samples: Vec<Sample>,
-}
-
-/// A validated write, ready for an ingester.
-#[derive(Clone, Debug, Default)]
-pub struct WriteBatch {
-    pub series: Vec<WriteSeries>,
-    pub metadata: Vec<MetricMetadata>,
-}
-
-impl WriteBatch {
-    pub fn sample_count(&self) -> usize {
-        self.series.iter().map(|s| s.samples.len()).sum()
-    }
 }
 
 /// What an ingester stored of a write. A write is partial when some samples were

@@ -8,6 +8,7 @@
 
 pub mod decode;
 pub mod http;
+pub mod pbwire;
 pub mod validate;
 
 pub use decode::{decode_request, DecodeError, Decoded, Protocol};

@@ -1,7 +1,7 @@
 //! Validation of incoming series, with Mimir's default limits and Prometheus' legacy
-//! name rules.
+//! name rules. Works on label positions inside the request buffer: nothing is copied.
 
-use hearth_core::{Label, Labels, METRIC_NAME};
+use hearth_core::{hash_label_bytes, ArenaLabel};
 
 /// Per-series limits (Mimir's defaults).
 #[derive(Clone, Debug)]
@@ -31,110 +31,122 @@ impl std::fmt::Display for ValidationError {
 }
 
 /// `[a-zA-Z_][a-zA-Z0-9_]*`
-pub fn is_valid_label_name(n: &str) -> bool {
-    let b = n.as_bytes();
+pub fn is_valid_label_name(b: &[u8]) -> bool {
     !b.is_empty()
         && (b[0].is_ascii_alphabetic() || b[0] == b'_')
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
 /// `[a-zA-Z_:][a-zA-Z0-9_:]*`
-pub fn is_valid_metric_name(n: &str) -> bool {
-    let b = n.as_bytes();
+pub fn is_valid_metric_name(b: &[u8]) -> bool {
     !b.is_empty()
         && (b[0].is_ascii_alphabetic() || b[0] == b'_' || b[0] == b':')
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
 }
 
-fn describe(pairs: &[(String, String)]) -> String {
-    let name = pairs
+#[inline]
+fn slice(buf: &[u8], r: (u32, u32)) -> &[u8] {
+    &buf[r.0 as usize..r.1 as usize]
+}
+
+/// The series as Prometheus prints it, for error messages.
+pub fn describe(buf: &[u8], labels: &[ArenaLabel]) -> String {
+    let s = |r| String::from_utf8_lossy(slice(buf, r)).into_owned();
+    let name = labels
         .iter()
-        .find(|(n, _)| n == METRIC_NAME)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("");
-    let rest: Vec<String> = pairs
+        .find(|l| slice(buf, l.name) == b"__name__")
+        .map(|l| s(l.value))
+        .unwrap_or_default();
+    let rest: Vec<String> = labels
         .iter()
-        .filter(|(n, _)| n != METRIC_NAME)
-        .map(|(n, v)| format!("{n}={v:?}"))
+        .filter(|l| slice(buf, l.name) != b"__name__")
+        .map(|l| format!("{}={:?}", s(l.name), s(l.value)))
         .collect();
     format!("{name}{{{}}}", rest.join(", "))
 }
 
-/// Checks and sorts a series' labels; empty-valued labels are dropped as Prometheus
-/// drops them.
-pub fn validate_labels(pairs: Vec<(String, String)>, limits: &Limits) -> Result<Labels, ValidationError> {
-    let mut v: Vec<(String, String)> = pairs.into_iter().filter(|(_, v)| !v.is_empty()).collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    let series = || describe(&v);
-    match v.iter().find(|(n, _)| n == METRIC_NAME) {
-        None => return Err(ValidationError(format!("sample missing metric name: series {}", series()))),
-        Some((_, name)) if !is_valid_metric_name(name) => {
-            return Err(ValidationError(format!(
-                "invalid metric name {name:?}: series {}",
-                series()
-            )))
+/// Checks one series' labels in place: drops empty values (an empty value means "no
+/// such label"), sorts by name, applies the rules; returns the label hash.
+pub fn validate_series(buf: &[u8], labels: &mut Vec<ArenaLabel>, limits: &Limits) -> Result<u64, ValidationError> {
+    labels.retain(|l| l.value.0 != l.value.1);
+    labels.sort_unstable_by(|a, b| slice(buf, a.name).cmp(slice(buf, b.name)));
+    let err = |labels: &[ArenaLabel], msg: String| ValidationError(format!("{msg}: series {}", describe(buf, labels)));
+    match labels.iter().find(|l| slice(buf, l.name) == b"__name__") {
+        None => return Err(err(labels, "sample missing metric name".into())),
+        Some(l) if !is_valid_metric_name(slice(buf, l.value)) => {
+            let n = String::from_utf8_lossy(slice(buf, l.value)).into_owned();
+            return Err(err(labels, format!("invalid metric name {n:?}")));
         }
         _ => {}
     }
-    if v.len() > limits.max_label_names_per_series {
-        return Err(ValidationError(format!(
-            "series has {} label names, more than the limit of {}: series {}",
-            v.len(),
-            limits.max_label_names_per_series,
-            series()
-        )));
+    if labels.len() > limits.max_label_names_per_series {
+        return Err(err(
+            labels,
+            format!(
+                "series has {} label names, more than the limit of {}",
+                labels.len(),
+                limits.max_label_names_per_series
+            ),
+        ));
     }
-    for w in v.windows(2) {
-        if w[0].0 == w[1].0 {
-            return Err(ValidationError(format!(
-                "duplicate label name {:?}: series {}",
-                w[0].0,
-                series()
-            )));
+    for w in labels.windows(2) {
+        if slice(buf, w[0].name) == slice(buf, w[1].name) {
+            let n = String::from_utf8_lossy(slice(buf, w[0].name)).into_owned();
+            return Err(err(labels, format!("duplicate label name {n:?}")));
         }
     }
-    for (n, val) in &v {
-        if n != METRIC_NAME && !is_valid_label_name(n) {
-            return Err(ValidationError(format!("invalid label name {n:?}: series {}", series())));
+    for l in labels.iter() {
+        let n = slice(buf, l.name);
+        let v = slice(buf, l.value);
+        if n != b"__name__" && !is_valid_label_name(n) {
+            let n = String::from_utf8_lossy(n).into_owned();
+            return Err(err(labels, format!("invalid label name {n:?}")));
         }
         if n.len() > limits.max_label_name_length {
-            return Err(ValidationError(format!(
-                "label name longer than {} bytes: series {}",
-                limits.max_label_name_length,
-                series()
-            )));
+            return Err(err(labels, format!("label name longer than {} bytes", limits.max_label_name_length)));
         }
-        if val.len() > limits.max_label_value_length {
-            return Err(ValidationError(format!(
-                "label value of {n:?} longer than {} bytes: series {}",
-                limits.max_label_value_length,
-                series()
-            )));
+        if v.len() > limits.max_label_value_length {
+            let n = String::from_utf8_lossy(n).into_owned();
+            return Err(err(labels, format!("label value of {n:?} longer than {} bytes", limits.max_label_value_length)));
+        }
+        if !v.is_ascii() && std::str::from_utf8(v).is_err() {
+            let n = String::from_utf8_lossy(n).into_owned();
+            return Err(err(labels, format!("label value of {n:?} is not valid UTF-8")));
         }
     }
-    Ok(Labels::from_sorted(
-        v.into_iter().map(|(n, val)| Label::new(n, val)).collect(),
-    ))
+    Ok(hash_label_bytes(labels.iter().map(|l| (slice(buf, l.name), slice(buf, l.value)))))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hearth_core::Labels;
 
-    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    /// Lays pairs out in a buffer like a decoder would find them.
+    fn check(pairs: &[(&str, &str)]) -> Result<(u64, String), ValidationError> {
+        let mut buf = Vec::new();
+        let mut labels = Vec::new();
+        for (n, v) in pairs {
+            let n0 = buf.len() as u32;
+            buf.extend_from_slice(n.as_bytes());
+            let n1 = buf.len() as u32;
+            buf.extend_from_slice(v.as_bytes());
+            labels.push(ArenaLabel { name: (n0, n1), value: (n1, buf.len() as u32) });
+        }
+        let h = validate_series(&buf, &mut labels, &Limits::default())?;
+        Ok((h, describe(&buf, &labels)))
     }
 
     #[test]
     fn rules() {
-        let l = Limits::default();
-        assert!(validate_labels(p(&[("__name__", "up"), ("job", "x")]), &l).is_ok());
-        assert!(validate_labels(p(&[("job", "x")]), &l).unwrap_err().0.contains("missing metric name"));
-        assert!(validate_labels(p(&[("__name__", "")]), &l).is_err());
-        assert!(validate_labels(p(&[("__name__", "1up")]), &l).is_err());
-        assert!(validate_labels(p(&[("__name__", "up"), ("a-b", "x")]), &l).unwrap_err().0.contains("invalid label name"));
-        assert!(validate_labels(p(&[("__name__", "up"), ("a", "x"), ("a", "y")]), &l).unwrap_err().0.contains("duplicate"));
-        let sorted = validate_labels(p(&[("z", "1"), ("__name__", "up"), ("a", "2")]), &l).unwrap();
-        assert_eq!(sorted.to_string(), r#"up{a="2", z="1"}"#);
+        assert!(check(&[("__name__", "up"), ("job", "x")]).is_ok());
+        assert!(check(&[("job", "x")]).unwrap_err().0.contains("missing metric name"));
+        assert!(check(&[("__name__", "")]).is_err());
+        assert!(check(&[("__name__", "1up")]).is_err());
+        assert!(check(&[("__name__", "up"), ("a-b", "x")]).unwrap_err().0.contains("invalid label name"));
+        assert!(check(&[("__name__", "up"), ("a", "x"), ("a", "y")]).unwrap_err().0.contains("duplicate"));
+        let (h, d) = check(&[("z", "1"), ("__name__", "up"), ("a", "2"), ("empty", "")]).unwrap();
+        assert_eq!(d, r#"up{a="2", z="1"}"#);
+        assert_eq!(h, Labels::from_pairs(&[("__name__", "up"), ("a", "2"), ("z", "1")]).hash64());
     }
 }

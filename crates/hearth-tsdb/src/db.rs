@@ -6,6 +6,7 @@
 //! applied to the head in log order, and only then acknowledged. On start the newest
 //! checkpoint is loaded and the log after it replayed through the same `apply`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -22,7 +23,8 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use crate::checkpoint;
-use crate::head::{Head, HeadOptions};
+use crate::head::{Head, HeadOptions, TenantHead};
+use crate::postings::SeriesId;
 use crate::record;
 use crate::wal::{Entry, LogError, LogId, LogStorage, SegmentLog, SegmentLogOptions};
 
@@ -68,8 +70,15 @@ pub struct DbStats {
 struct Pending {
     tenant: Tenant,
     batch: WriteBatch,
-    payload: Vec<u8>,
     reply: oneshot::Sender<Result<PushOutcome, PushError>>,
+}
+
+/// A write of a group with its series resolved to ids; `new` are (id, series index)
+/// of the series this write creates.
+struct Plan {
+    th: Arc<TenantHead>,
+    ids: Vec<SeriesId>,
+    new: Vec<(SeriesId, usize)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,8 +115,8 @@ impl Db {
             let to = (at + 1023).min(last);
             for e in log.read_range(at..=to)? {
                 match record::decode_write(&e.payload) {
-                    Ok((tenant, batch)) => {
-                        head.apply(&tenant, &batch);
+                    Ok(rec) => {
+                        head.apply_record(&rec);
                     }
                     Err(_) => warn!(index = e.log_id.index, "skipping undecodable log entry"),
                 }
@@ -207,17 +216,57 @@ impl Committer {
             }
             return;
         }
-        let entries: Vec<Entry> = group
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Entry {
+        // Resolve every series to an id, assigning new ids in log order. Nothing is
+        // created in the head until the log holds the entries that create it.
+        let mut plans: Vec<Plan> = Vec::with_capacity(group.len());
+        let mut entries: Vec<Entry> = Vec::with_capacity(group.len());
+        let mut next_ids: HashMap<Tenant, SeriesId> = HashMap::new();
+        let mut pending_new: HashMap<(Tenant, u64), Vec<(SeriesId, usize, usize)>> = HashMap::new();
+        for (gi, p) in group.iter().enumerate() {
+            let th = self.head.tenant_or_create(&p.tenant);
+            let mut ids = Vec::with_capacity(p.batch.len());
+            let mut new = Vec::new();
+            for (si, s) in p.batch.iter().enumerate() {
+                let id = match th.lookup(s.hash, &s.labels) {
+                    Some(id) => id,
+                    None => {
+                        let key = (p.tenant.clone(), s.hash);
+                        let earlier = pending_new.get(&key).and_then(|v| {
+                            v.iter()
+                                .find(|(_, g, i)| group[*g].batch.get(*i).labels.eq_ref(&s.labels))
+                                .map(|(id, _, _)| *id)
+                        });
+                        match earlier {
+                            Some(id) => id,
+                            None => {
+                                let n = next_ids.entry(p.tenant.clone()).or_insert_with(|| th.next_id());
+                                let id = *n;
+                                *n += 1;
+                                pending_new.entry(key).or_default().push((id, gi, si));
+                                new.push((id, si));
+                                id
+                            }
+                        }
+                    }
+                };
+                ids.push(id);
+            }
+            let payload = record::encode_write(
+                &p.tenant,
+                &p.batch.metadata,
+                new.iter().map(|(id, si)| (*id, p.batch.get(*si).labels)),
+                ids.iter().zip(p.batch.iter()).map(|(id, s)| (*id, s.samples)),
+                p.batch.sample_count() * 12 + new.len() * 128 + 64,
+            );
+            entries.push(Entry {
                 log_id: LogId {
                     term: LOCAL_TERM,
-                    index: self.next_index + i as u64,
+                    index: self.next_index + gi as u64,
                 },
-                payload: p.payload.clone(),
-            })
-            .collect();
+                payload,
+            });
+            plans.push(Plan { th, ids, new });
+        }
         let bytes: u64 = entries.iter().map(|e| e.payload.len() as u64 + 24).sum();
         if let Err(e) = self.log.append(&entries) {
             error!(error = %e, "write-ahead log append failed; writes are not acknowledged");
@@ -237,8 +286,14 @@ impl Committer {
         self.stats.commit_groups.fetch_add(1, Ordering::Relaxed);
         self.stats.log_bytes_written.fetch_add(bytes, Ordering::Relaxed);
         self.bytes_since_checkpoint += bytes;
-        for p in group {
-            let out = self.head.apply(&p.tenant, &p.batch);
+        for (p, plan) in group.into_iter().zip(plans) {
+            for (id, si) in &plan.new {
+                let labels = p.batch.get(*si).labels.to_labels();
+                if plan.th.create_with_id(*id, &labels).is_none() {
+                    error!(id, series = %labels, "series id assignment diverged from the head");
+                }
+            }
+            let out = self.head.apply_resolved(&plan.th, &p.batch, &plan.ids);
             self.stats
                 .samples_appended
                 .fetch_add(out.samples_written as u64, Ordering::Relaxed);
@@ -287,7 +342,7 @@ impl Committer {
 #[async_trait]
 impl Ingester for Db {
     async fn push(&self, tenant: &Tenant, batch: WriteBatch) -> Result<PushOutcome, PushError> {
-        if batch.series.is_empty() && batch.metadata.is_empty() {
+        if batch.is_empty() && batch.metadata.is_empty() {
             return Ok(PushOutcome::default());
         }
         if self.failed.load(Ordering::Acquire) {
@@ -295,12 +350,10 @@ impl Ingester for Db {
                 "write-ahead log failed; restart the ingester".into(),
             ));
         }
-        let payload = record::encode_write(tenant, &batch);
         let (reply, rx) = oneshot::channel();
         let p = Pending {
             tenant: tenant.clone(),
             batch,
-            payload,
             reply,
         };
         match self.tx.try_send(p) {
@@ -366,18 +419,18 @@ impl Queryable for Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hearth_core::{Labels, MatchOp, Sample, SeriesData, WriteSeries};
+    use hearth_core::{Labels, MatchOp, Sample, SeriesData};
 
     fn batch(i: i64) -> WriteBatch {
-        WriteBatch {
-            series: (0..10)
-                .map(|s| WriteSeries {
-                    labels: Labels::from_pairs(&[("__name__", "m"), ("s", &s.to_string())]),
-                    samples: vec![Sample::new(i * 1000, (i * 10 + s) as f64)],
-                })
-                .collect(),
-            metadata: vec![],
-        }
+        let series: Vec<(Labels, Vec<Sample>)> = (0..10)
+            .map(|s| {
+                (
+                    Labels::from_pairs(&[("__name__", "m"), ("s", &s.to_string())]),
+                    vec![Sample::new(i * 1000, (i * 10 + s) as f64)],
+                )
+            })
+            .collect();
+        WriteBatch::from_series(&series)
     }
 
     fn count(db: &Db) -> usize {

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use hearth_core::{
-    ChunkEncoding, EncodedChunk, Label, Labels, Matcher, MetricMetadata, PushOutcome, Sample,
-    Series, SeriesData, Tenant, WriteBatch,
+    ChunkEncoding, EncodedChunk, Label, Labels, LabelsRef, Matcher, MetricMetadata, PushOutcome,
+    Sample, Series, SeriesData, Tenant, WriteBatch,
 };
 use parking_lot::{Mutex, RwLock};
 
@@ -239,12 +239,45 @@ impl TenantHead {
             .cloned()
     }
 
+    /// The id of the series with these labels, if it exists (the write path's lookup:
+    /// no allocation; hash collisions are resolved by comparing labels).
+    pub fn lookup(&self, hash: u64, labels: &LabelsRef<'_>) -> Option<SeriesId> {
+        let stripe = self.stripes[(hash as usize) % STRIPES].read();
+        let ids = stripe.get(&hash)?;
+        let all = self.series.read();
+        ids.iter()
+            .copied()
+            .find(|&id| labels.eq_labels(&all[id as usize].labels))
+    }
+
+    /// The id the next new series gets.
+    pub fn next_id(&self) -> SeriesId {
+        self.next_id.load(Ordering::Acquire)
+    }
+
+    pub fn series(&self, id: SeriesId) -> Option<Arc<MemSeries>> {
+        self.series.read().get(id as usize).cloned()
+    }
+
+    /// Creates a series with the id the log assigned. Ids are dense and come in order;
+    /// anything else means the log and the head disagree, and the series is not created.
+    pub fn create_with_id(&self, id: SeriesId, labels: &Labels) -> Option<Arc<MemSeries>> {
+        if id != self.next_id() {
+            return None;
+        }
+        Some(self.create(labels.hash64(), labels))
+    }
+
     /// Finds or creates a series; hash collisions are resolved by comparing labels.
     pub fn get_or_create(&self, labels: &Labels) -> Arc<MemSeries> {
         let hash = labels.hash64();
         if let Some(s) = self.get(labels, hash) {
             return s;
         }
+        self.create(hash, labels)
+    }
+
+    fn create(&self, hash: u64, labels: &Labels) -> Arc<MemSeries> {
         let mut stripe = self.stripes[(hash as usize) % STRIPES].write();
         if let Some(ids) = stripe.get(&hash) {
             let all = self.series.read();
@@ -447,42 +480,87 @@ impl Head {
         self.tenants.read().values().map(|t| t.num_series()).sum()
     }
 
-    /// Applies one committed write. Deterministic: the same log applied in the same
-    /// order gives the same head and the same outcome, which is what replay and Raft
-    /// replicas rely on.
+    /// Applies a write directly (resolving and creating series as needed). The log's
+    /// write path uses [`Head::apply_resolved`] instead, after assigning ids.
     pub fn apply(&self, tenant: &Tenant, batch: &WriteBatch) -> PushOutcome {
         let th = self.tenant_or_create(tenant);
+        let ids: Vec<SeriesId> = batch
+            .iter()
+            .map(|s| match th.lookup(s.hash, &s.labels) {
+                Some(id) => id,
+                None => th.get_or_create(&s.labels.to_labels()).id,
+            })
+            .collect();
+        self.apply_resolved(&th, batch, &ids)
+    }
+
+    /// Applies one committed write whose series are resolved to ids. Deterministic: the
+    /// same log applied in the same order gives the same head and the same outcome,
+    /// which is what replay and Raft replicas rely on.
+    pub fn apply_resolved(&self, th: &TenantHead, batch: &WriteBatch, ids: &[SeriesId]) -> PushOutcome {
         let mut out = PushOutcome::default();
         for m in &batch.metadata {
             th.set_metadata(m.clone());
         }
-        for ws in &batch.series {
-            let mut series: Option<Arc<MemSeries>> = None;
-            for s in &ws.samples {
-                let head_max = th.max_time();
-                match self.check_bounds(head_max, s.t) {
-                    Err(r) => {
-                        reject(&mut out, r, &ws.labels, s.t);
-                        continue;
-                    }
-                    Ok(bounds) => {
-                        let ms = series.get_or_insert_with(|| th.get_or_create(&ws.labels));
-                        let mut st = ms.state.lock();
-                        let res = self.append_one(&mut st, *s, bounds, head_max);
-                        drop(st);
-                        match res {
-                            Ok(true) => {
-                                out.samples_written += 1;
-                                th.note_time(s.t);
-                            }
-                            Ok(false) => out.samples_written += 1, // identical duplicate: a no-op
-                            Err(r) => reject(&mut out, r, &ws.labels, s.t),
-                        }
+        for (s, &id) in batch.iter().zip(ids) {
+            let Some(ms) = th.series(id) else { continue };
+            self.append_samples(th, &ms, s.samples, &mut out, &|| s.labels.to_string());
+        }
+        out
+    }
+
+    /// Replays one log entry: creates its new series with the ids it names, then applies
+    /// its samples, exactly as the write path did.
+    pub fn apply_record(&self, rec: &crate::record::WriteRecord) -> PushOutcome {
+        let mut out = PushOutcome::default();
+        let Some(tenant) = &rec.tenant else { return out };
+        let th = self.tenant_or_create(tenant);
+        for m in &rec.metadata {
+            th.set_metadata(m.clone());
+        }
+        for (id, labels) in &rec.new_series {
+            if th.series(*id).is_none() && th.create_with_id(*id, labels).is_none() {
+                tracing::warn!(tenant = %tenant, id, next = th.next_id(), series = %labels, "log names a series id out of order; its samples are skipped");
+            }
+        }
+        for (id, samples) in &rec.samples {
+            if let Some(ms) = th.series(*id) {
+                self.append_samples(&th, &ms, samples, &mut out, &|| ms.labels.to_string());
+            }
+        }
+        out
+    }
+
+    /// Applies samples to one series under the append rules, counting the outcome.
+    pub fn append_samples(
+        &self,
+        th: &TenantHead,
+        ms: &MemSeries,
+        samples: &[Sample],
+        out: &mut PushOutcome,
+        describe: &dyn Fn() -> String,
+    ) {
+        let mut st = ms.state.lock();
+        for s in samples {
+            let head_max = th.max_time();
+            let res = self
+                .check_bounds(head_max, s.t)
+                .and_then(|in_bounds| self.append_one(&mut st, *s, in_bounds, head_max));
+            match res {
+                Ok(true) => {
+                    out.samples_written += 1;
+                    th.note_time(s.t);
+                }
+                // An identical duplicate: a no-op that counts as written (senders retry).
+                Ok(false) => out.samples_written += 1,
+                Err(r) => {
+                    out.samples_rejected += 1;
+                    if out.first_rejection.is_none() {
+                        out.first_rejection = Some(format!("{}: series {}, timestamp {}", r.as_str(), describe(), s.t));
                     }
                 }
             }
         }
-        out
     }
 
     /// Ok(true) when the sample is in the in-order window, Ok(false) when only the
@@ -570,6 +648,7 @@ impl Head {
     pub fn restore_series(&self, tenant: &Tenant, labels: &Labels, state: SeriesState) {
         let th = self.tenant_or_create(tenant);
         let ms = th.get_or_create(labels);
+        debug_assert_eq!(ms.id + 1, th.next_id(), "checkpoints restore series in id order");
         let min = state.min_t();
         let max = state.max_t.max(state.ooo.last().map_or(i64::MIN, |s| s.t));
         *ms.state.lock() = state;
@@ -579,13 +658,6 @@ impl Head {
         if max != i64::MIN {
             th.note_time(max);
         }
-    }
-}
-
-fn reject(out: &mut PushOutcome, r: RejectReason, labels: &Labels, t: i64) {
-    out.samples_rejected += 1;
-    if out.first_rejection.is_none() {
-        out.first_rejection = Some(format!("{}: series {}, timestamp {}", r.as_str(), labels, t));
     }
 }
 
@@ -611,16 +683,13 @@ impl SeriesState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hearth_core::{MatchOp, WriteSeries};
+    use hearth_core::MatchOp;
 
     fn batch(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> WriteBatch {
-        WriteBatch {
-            series: vec![WriteSeries {
-                labels: Labels::from_pairs(labels),
-                samples: samples.iter().map(|&(t, v)| Sample { t, v }).collect(),
-            }],
-            metadata: vec![],
-        }
+        WriteBatch::from_series(&[(
+            Labels::from_pairs(labels),
+            samples.iter().map(|&(t, v)| Sample { t, v }).collect(),
+        )])
     }
 
     fn samples(head: &Head, name: &str) -> Vec<(i64, f64)> {

@@ -1,77 +1,82 @@
-//! The payload of a log entry: one committed write batch of one tenant.
+//! The payload of a log entry: one committed write of one tenant, with its series
+//! resolved to head ids.
 //!
-//! Layout: a kind byte, a compression byte (0 none, 1 snappy), then the body: tenant,
-//! metadata, and per series its labels and samples (timestamps delta-encoded as
-//! varints, values as raw 64-bit floats, so staleness markers survive bit for bit).
+//! A series appears with its labels once, in the entry that creates it; every later
+//! sample names it by id. Ids are assigned by the one thread that appends to the log,
+//! densely and in log order, so replaying the log assigns the same ids. Layout:
+//!
+//! ```text
+//!     u8 kind (2), u8 reserved (0)
+//!     tenant, metadata (count, then family/type/help/unit strings)
+//!     new series: count, then per series id, label count, name/value strings
+//!     samples: count of series, then per series id, sample count, and per sample the
+//!              timestamp delta to the previous sample of the entry (zig-zag varint)
+//!              and the raw 64-bit value (staleness markers survive bit for bit)
+//! ```
 
-use hearth_core::{Labels, LabelsBuilder, MetricMetadata, Sample, Tenant, WriteBatch, WriteSeries};
+use hearth_core::{Label, Labels, LabelsRef, MetricMetadata, Sample, Tenant};
 
 use crate::codec::{Dec, DecodeError, Enc};
+use crate::postings::SeriesId;
 
-const KIND_WRITE: u8 = 1;
-const COMPRESS_NONE: u8 = 0;
-const COMPRESS_SNAPPY: u8 = 1;
+const KIND_WRITE: u8 = 2;
 
-pub fn encode_write(tenant: &Tenant, batch: &WriteBatch) -> Vec<u8> {
-    let mut e = Enc::default();
+/// A decoded entry.
+#[derive(Debug, Default)]
+pub struct WriteRecord {
+    pub tenant: Option<Tenant>,
+    pub metadata: Vec<MetricMetadata>,
+    pub new_series: Vec<(SeriesId, Labels)>,
+    pub samples: Vec<(SeriesId, Vec<Sample>)>,
+}
+
+/// Encodes an entry. `new_series` are created before `samples` are applied.
+pub fn encode_write<'a>(
+    tenant: &Tenant,
+    metadata: &[MetricMetadata],
+    new_series: impl ExactSizeIterator<Item = (SeriesId, LabelsRef<'a>)>,
+    samples: impl ExactSizeIterator<Item = (SeriesId, &'a [Sample])>,
+    size_hint: usize,
+) -> Vec<u8> {
+    let mut e = Enc { buf: Vec::with_capacity(size_hint) };
+    e.u8(KIND_WRITE);
+    e.u8(0);
     e.str(tenant.as_str());
-    e.uvarint(batch.metadata.len() as u64);
-    for m in &batch.metadata {
+    e.uvarint(metadata.len() as u64);
+    for m in metadata {
         e.str(&m.metric_family);
         e.str(&m.metric_type);
         e.str(&m.help);
         e.str(&m.unit);
     }
-    e.uvarint(batch.series.len() as u64);
-    for s in &batch.series {
-        e.uvarint(s.labels.len() as u64);
-        for l in &s.labels {
-            e.str(&l.name);
-            e.str(&l.value);
-        }
-        e.uvarint(s.samples.len() as u64);
-        let mut prev = 0i64;
-        for smp in &s.samples {
-            e.varint(smp.t.wrapping_sub(prev));
-            prev = smp.t;
-            e.f64(smp.v);
+    e.uvarint(new_series.len() as u64);
+    for (id, labels) in new_series {
+        e.uvarint(id as u64);
+        e.uvarint(labels.len() as u64);
+        for (n, v) in labels.iter_bytes() {
+            e.bytes(n);
+            e.bytes(v);
         }
     }
-    let body = e.buf;
-    let mut out = Vec::with_capacity(body.len() / 2 + 8);
-    out.push(KIND_WRITE);
-    if body.len() > 256 {
-        if let Ok(c) = snap::raw::Encoder::new().compress_vec(&body) {
-            out.push(COMPRESS_SNAPPY);
-            out.extend_from_slice(&c);
-            return out;
+    e.uvarint(samples.len() as u64);
+    let mut prev = 0i64;
+    for (id, ss) in samples {
+        e.uvarint(id as u64);
+        e.uvarint(ss.len() as u64);
+        for s in ss {
+            e.varint(s.t.wrapping_sub(prev));
+            prev = s.t;
+            e.f64(s.v);
         }
     }
-    out.push(COMPRESS_NONE);
-    out.extend_from_slice(&body);
-    out
+    e.buf
 }
 
-pub fn decode_write(payload: &[u8]) -> Result<(Tenant, WriteBatch), DecodeError> {
-    if payload.len() < 2 || payload[0] != KIND_WRITE {
+pub fn decode_write(payload: &[u8]) -> Result<WriteRecord, DecodeError> {
+    if payload.len() < 2 || payload[0] != KIND_WRITE || payload[1] != 0 {
         return Err(DecodeError);
     }
-    let owned;
-    let body: &[u8] = match payload[1] {
-        COMPRESS_NONE => &payload[2..],
-        COMPRESS_SNAPPY => {
-            let n = snap::raw::decompress_len(&payload[2..]).map_err(|_| DecodeError)?;
-            if n > 1 << 30 {
-                return Err(DecodeError);
-            }
-            owned = snap::raw::Decoder::new()
-                .decompress_vec(&payload[2..])
-                .map_err(|_| DecodeError)?;
-            &owned
-        }
-        _ => return Err(DecodeError),
-    };
-    let mut d = Dec::new(body);
+    let mut d = Dec::new(&payload[2..]);
     let tenant = Tenant::new(d.str()?).map_err(|_| DecodeError)?;
     let nm = d.count(4)?;
     let mut metadata = Vec::with_capacity(nm);
@@ -83,59 +88,82 @@ pub fn decode_write(payload: &[u8]) -> Result<(Tenant, WriteBatch), DecodeError>
             unit: d.str()?.to_string(),
         });
     }
-    let ns = d.count(2)?;
-    let mut series = Vec::with_capacity(ns);
-    for _ in 0..ns {
+    let nn = d.count(2)?;
+    let mut new_series = Vec::with_capacity(nn);
+    for _ in 0..nn {
+        let id = u32::try_from(d.uvarint()?).map_err(|_| DecodeError)?;
         let nl = d.count(2)?;
-        let mut b = LabelsBuilder::new();
+        let mut labels = Vec::with_capacity(nl);
         for _ in 0..nl {
             let n = d.str()?;
             let v = d.str()?;
-            b.set(n, v);
+            labels.push(Label::new(n, v));
         }
-        let labels: Labels = b.build();
-        let nsmp = d.count(9)?;
-        let mut samples = Vec::with_capacity(nsmp);
-        let mut prev = 0i64;
-        for _ in 0..nsmp {
+        if labels.windows(2).any(|w| w[0].name >= w[1].name) {
+            return Err(DecodeError);
+        }
+        new_series.push((id, Labels::from_sorted(labels)));
+    }
+    let ns = d.count(2)?;
+    let mut samples = Vec::with_capacity(ns);
+    let mut prev = 0i64;
+    for _ in 0..ns {
+        let id = u32::try_from(d.uvarint()?).map_err(|_| DecodeError)?;
+        let n = d.count(9)?;
+        let mut ss = Vec::with_capacity(n);
+        for _ in 0..n {
             let t = prev.wrapping_add(d.varint()?);
             prev = t;
-            samples.push(Sample { t, v: d.f64()? });
+            ss.push(Sample { t, v: d.f64()? });
         }
-        series.push(WriteSeries { labels, samples });
+        samples.push((id, ss));
     }
-    Ok((tenant, WriteBatch { series, metadata }))
+    Ok(WriteRecord {
+        tenant: Some(tenant),
+        metadata,
+        new_series,
+        samples,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hearth_core::WriteBatch;
 
     #[test]
     fn round_trip_and_garbage() {
-        let batch = WriteBatch {
-            series: (0..50)
-                .map(|i| WriteSeries {
-                    labels: Labels::from_pairs(&[("__name__", "m"), ("i", &i.to_string())]),
-                    samples: vec![Sample::new(1000 + i, i as f64), Sample::new(2000 + i, f64::NAN)],
-                })
-                .collect(),
-            metadata: vec![MetricMetadata {
-                metric_family: "m".into(),
-                metric_type: "gauge".into(),
-                help: "h".into(),
-                unit: "".into(),
-            }],
-        };
+        let series: Vec<(Labels, Vec<Sample>)> = (0..50)
+            .map(|i| {
+                (
+                    Labels::from_pairs(&[("__name__", "m"), ("i", &i.to_string())]),
+                    vec![Sample::new(1000 + i, i as f64), Sample::new(2000 + i, f64::NAN)],
+                )
+            })
+            .collect();
+        let batch = WriteBatch::from_series(&series);
+        let md = vec![MetricMetadata {
+            metric_family: "m".into(),
+            metric_type: "gauge".into(),
+            help: "h".into(),
+            unit: "".into(),
+        }];
         let t = Tenant::new("t1").unwrap();
-        let enc = encode_write(&t, &batch);
-        let (t2, b2) = decode_write(&enc).unwrap();
-        assert_eq!(t2, t);
-        assert_eq!(b2.series.len(), 50);
-        assert_eq!(b2.series[7].labels, batch.series[7].labels);
-        assert_eq!(b2.series[7].samples[0], batch.series[7].samples[0]);
-        assert!(b2.series[7].samples[1].v.is_nan());
-        assert_eq!(b2.metadata, batch.metadata);
+        let enc = encode_write(
+            &t,
+            &md,
+            batch.iter().enumerate().take(10).map(|(i, s)| (i as u32, s.labels)),
+            batch.iter().enumerate().map(|(i, s)| (i as u32, s.samples)),
+            0,
+        );
+        let r = decode_write(&enc).unwrap();
+        assert_eq!(r.tenant, Some(t));
+        assert_eq!(r.new_series.len(), 10);
+        assert_eq!(r.new_series[7], (7, series[7].0.clone()));
+        assert_eq!(r.samples.len(), 50);
+        assert_eq!(r.samples[7].1[0], series[7].1[0]);
+        assert!(r.samples[7].1[1].v.is_nan());
+        assert_eq!(r.metadata, md);
         for cut in 0..enc.len() {
             let _ = decode_write(&enc[..cut]);
         }
