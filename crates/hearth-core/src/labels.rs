@@ -85,14 +85,7 @@ impl Labels {
 
     /// A stable 64-bit hash of the label set (xxh3 over `name 0xff value 0xff ...`).
     pub fn hash64(&self) -> u64 {
-        let mut h = Xxh3::new();
-        for l in &self.0 {
-            h.update(l.name.as_bytes());
-            h.update(&[0xff]);
-            h.update(l.value.as_bytes());
-            h.update(&[0xff]);
-        }
-        h.digest()
+        crate::batch::hash_label_bytes(self.0.iter().map(|l| (l.name.as_bytes(), l.value.as_bytes())))
     }
 
     /// Hash of only the named labels (`on`) or of all but the named ones (`ignoring`).

@@ -20,6 +20,56 @@ use crate::postings::{MemPostings, SeriesId};
 
 const STRIPES: usize = 64;
 
+/// Hashes an already-hashed u64 key with one multiply (keys are xxh3 digests; the
+/// multiply spreads the bits the stripe choice consumed).
+#[derive(Default, Clone, Copy)]
+struct PrehashedHasher(u64);
+
+impl std::hash::Hasher for PrehashedHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) ^ b as u64;
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type Prehashed = std::hash::BuildHasherDefault<PrehashedHasher>;
+
+/// One stripe of the series-by-hash map: hash -> first series id, and the rare further
+/// ids whose labels hash the same (collisions) on the side.
+#[derive(Default)]
+struct HashStripe {
+    first: HashMap<u64, SeriesId, Prehashed>,
+    collisions: HashMap<u64, Vec<SeriesId>, Prehashed>,
+}
+
+impl HashStripe {
+    fn candidates(&self, hash: u64) -> impl Iterator<Item = SeriesId> + '_ {
+        self.first
+            .get(&hash)
+            .copied()
+            .into_iter()
+            .chain(self.collisions.get(&hash).into_iter().flatten().copied())
+    }
+
+    fn insert(&mut self, hash: u64, id: SeriesId) {
+        match self.first.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(id);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collisions.entry(hash).or_default().push(id);
+            }
+        }
+    }
+}
+
 /// Settings of the head, as Prometheus names them.
 #[derive(Clone, Debug)]
 pub struct HeadOptions {
@@ -194,7 +244,7 @@ impl RejectReason {
 /// One tenant's series and index.
 pub struct TenantHead {
     strings: Mutex<HashSet<Arc<str>>>,
-    stripes: Vec<RwLock<HashMap<u64, Vec<SeriesId>>>>,
+    stripes: Vec<RwLock<HashStripe>>,
     series: RwLock<Vec<Arc<MemSeries>>>,
     postings: RwLock<MemPostings>,
     next_id: AtomicU32,
@@ -207,7 +257,7 @@ impl Default for TenantHead {
     fn default() -> Self {
         TenantHead {
             strings: Mutex::new(HashSet::new()),
-            stripes: (0..STRIPES).map(|_| RwLock::new(HashMap::new())).collect(),
+            stripes: (0..STRIPES).map(|_| RwLock::new(HashStripe::default())).collect(),
             series: RwLock::new(Vec::new()),
             postings: RwLock::new(MemPostings::default()),
             next_id: AtomicU32::new(0),
@@ -231,23 +281,24 @@ impl TenantHead {
     /// The series with exactly these labels, if it exists.
     pub fn get(&self, labels: &Labels, hash: u64) -> Option<Arc<MemSeries>> {
         let stripe = self.stripes[(hash as usize) % STRIPES].read();
-        let ids = stripe.get(&hash)?;
         let all = self.series.read();
-        ids.iter()
-            .map(|&id| &all[id as usize])
+        let found = stripe
+            .candidates(hash)
+            .map(|id| &all[id as usize])
             .find(|s| s.labels == *labels)
-            .cloned()
+            .cloned();
+        found
     }
 
     /// The id of the series with these labels, if it exists (the write path's lookup:
     /// no allocation; hash collisions are resolved by comparing labels).
     pub fn lookup(&self, hash: u64, labels: &LabelsRef<'_>) -> Option<SeriesId> {
         let stripe = self.stripes[(hash as usize) % STRIPES].read();
-        let ids = stripe.get(&hash)?;
         let all = self.series.read();
-        ids.iter()
-            .copied()
-            .find(|&id| labels.eq_labels(&all[id as usize].labels))
+        let found = stripe
+            .candidates(hash)
+            .find(|&id| labels.eq_labels(&all[id as usize].labels));
+        found
     }
 
     /// The id the next new series gets.
@@ -279,11 +330,11 @@ impl TenantHead {
 
     fn create(&self, hash: u64, labels: &Labels) -> Arc<MemSeries> {
         let mut stripe = self.stripes[(hash as usize) % STRIPES].write();
-        if let Some(ids) = stripe.get(&hash) {
+        {
             let all = self.series.read();
-            if let Some(s) = ids
-                .iter()
-                .map(|&id| &all[id as usize])
+            if let Some(s) = stripe
+                .candidates(hash)
+                .map(|id| &all[id as usize])
                 .find(|s| s.labels == *labels)
             {
                 return s.clone();
@@ -310,7 +361,7 @@ impl TenantHead {
             all.push(s.clone());
         }
         self.postings.write().add(id, &s.labels);
-        stripe.entry(hash).or_default().push(id);
+        stripe.insert(hash, id);
         s
     }
 
@@ -752,6 +803,23 @@ mod tests {
             samples(&head, "m"),
             vec![(10_000_000, 1.0), (10_015_000, 2.0), (10_030_000, 3.0)]
         );
+    }
+
+    #[test]
+    fn hash_collisions_resolve_by_labels() {
+        let mut stripe = HashStripe::default();
+        stripe.insert(42, 1);
+        stripe.insert(42, 7);
+        stripe.insert(43, 2);
+        assert_eq!(stripe.candidates(42).collect::<Vec<_>>(), vec![1, 7]);
+        // A lookup whose hash matches another series' must still compare labels.
+        let th = TenantHead::default();
+        let a = Labels::from_pairs(&[("__name__", "a")]);
+        let b = WriteBatch::from_series(&[(Labels::from_pairs(&[("__name__", "b")]), vec![])]);
+        let sa = th.get_or_create(&a);
+        assert_eq!(th.lookup(a.hash64(), &b.get(0).labels), None);
+        let ba = WriteBatch::from_series(&[(a.clone(), vec![])]);
+        assert_eq!(th.lookup(a.hash64(), &ba.get(0).labels), Some(sa.id));
     }
 
     #[test]

@@ -6,10 +6,11 @@
 //! densely and in log order, so replaying the log assigns the same ids. Layout:
 //!
 //! ```text
-//!     u8 kind (2), u8 reserved (0)
+//!     u8 kind (2), u8 compression (0 none, 1 snappy: the rest is one snappy block)
 //!     tenant, metadata (count, then family/type/help/unit strings)
 //!     new series: count, then per series id, label count, name/value strings
-//!     samples: count of series, then per series id, sample count, and per sample the
+//!     samples: count of series, then per series the id (zig-zag delta to the previous
+//!              id of the entry), sample count, and per sample the
 //!              timestamp delta to the previous sample of the entry (zig-zag varint)
 //!              and the raw 64-bit value (staleness markers survive bit for bit)
 //! ```
@@ -20,6 +21,10 @@ use crate::codec::{Dec, DecodeError, Enc};
 use crate::postings::SeriesId;
 
 const KIND_WRITE: u8 = 2;
+const COMPRESS_NONE: u8 = 0;
+const COMPRESS_SNAPPY: u8 = 1;
+/// Entries smaller than this are not worth compressing.
+const COMPRESS_MIN: usize = 512;
 
 /// A decoded entry.
 #[derive(Debug, Default)]
@@ -40,7 +45,7 @@ pub fn encode_write<'a>(
 ) -> Vec<u8> {
     let mut e = Enc { buf: Vec::with_capacity(size_hint) };
     e.u8(KIND_WRITE);
-    e.u8(0);
+    e.u8(COMPRESS_NONE);
     e.str(tenant.as_str());
     e.uvarint(metadata.len() as u64);
     for m in metadata {
@@ -60,8 +65,10 @@ pub fn encode_write<'a>(
     }
     e.uvarint(samples.len() as u64);
     let mut prev = 0i64;
+    let mut prev_id = 0i64;
     for (id, ss) in samples {
-        e.uvarint(id as u64);
+        e.varint(id as i64 - prev_id);
+        prev_id = id as i64;
         e.uvarint(ss.len() as u64);
         for s in ss {
             e.varint(s.t.wrapping_sub(prev));
@@ -69,14 +76,40 @@ pub fn encode_write<'a>(
             e.f64(s.v);
         }
     }
+    if e.buf.len() >= COMPRESS_MIN {
+        if let Ok(c) = snap::raw::Encoder::new().compress_vec(&e.buf[2..]) {
+            if c.len() < e.buf.len() - 2 {
+                let mut out = Vec::with_capacity(c.len() + 2);
+                out.push(KIND_WRITE);
+                out.push(COMPRESS_SNAPPY);
+                out.extend_from_slice(&c);
+                return out;
+            }
+        }
+    }
     e.buf
 }
 
 pub fn decode_write(payload: &[u8]) -> Result<WriteRecord, DecodeError> {
-    if payload.len() < 2 || payload[0] != KIND_WRITE || payload[1] != 0 {
+    if payload.len() < 2 || payload[0] != KIND_WRITE {
         return Err(DecodeError);
     }
-    let mut d = Dec::new(&payload[2..]);
+    let owned;
+    let body: &[u8] = match payload[1] {
+        COMPRESS_NONE => &payload[2..],
+        COMPRESS_SNAPPY => {
+            let n = snap::raw::decompress_len(&payload[2..]).map_err(|_| DecodeError)?;
+            if n > 1 << 30 {
+                return Err(DecodeError);
+            }
+            owned = snap::raw::Decoder::new()
+                .decompress_vec(&payload[2..])
+                .map_err(|_| DecodeError)?;
+            &owned
+        }
+        _ => return Err(DecodeError),
+    };
+    let mut d = Dec::new(body);
     let tenant = Tenant::new(d.str()?).map_err(|_| DecodeError)?;
     let nm = d.count(4)?;
     let mut metadata = Vec::with_capacity(nm);
@@ -107,8 +140,10 @@ pub fn decode_write(payload: &[u8]) -> Result<WriteRecord, DecodeError> {
     let ns = d.count(2)?;
     let mut samples = Vec::with_capacity(ns);
     let mut prev = 0i64;
+    let mut prev_id = 0i64;
     for _ in 0..ns {
-        let id = u32::try_from(d.uvarint()?).map_err(|_| DecodeError)?;
+        prev_id = prev_id.checked_add(d.varint()?).ok_or(DecodeError)?;
+        let id = u32::try_from(prev_id).map_err(|_| DecodeError)?;
         let n = d.count(9)?;
         let mut ss = Vec::with_capacity(n);
         for _ in 0..n {
