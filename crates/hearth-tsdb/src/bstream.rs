@@ -37,23 +37,30 @@ impl BitWriter {
         self.bytes.push(b << free);
     }
 
-    /// Writes the low `nbits` bits of `u`, most significant first.
+    /// Writes the low `nbits` bits of `u`, most significant first: first into the free
+    /// bits of the last byte, then whole bytes, then the rest into a new byte.
     #[inline]
     pub fn write_bits(&mut self, u: u64, nbits: u8) {
         if nbits == 0 {
             return;
         }
-        let mut u = u << (64 - nbits as u32);
-        let mut n = nbits;
-        while n >= 8 {
-            self.write_byte((u >> 56) as u8);
-            u <<= 8;
-            n -= 8;
+        let mut n = nbits as u32;
+        let u = if n == 64 { u } else { u & ((1u64 << n) - 1) };
+        if self.free > 0 {
+            let free = self.free as u32;
+            let take = free.min(n);
+            let bits = ((u >> (n - take)) & ((1u64 << take) - 1)) as u8;
+            *self.bytes.last_mut().expect("free > 0 implies a byte") |= bits << (free - take);
+            self.free -= take as u8;
+            n -= take;
         }
-        while n > 0 {
-            self.write_bit((u >> 63) == 1);
-            u <<= 1;
-            n -= 1;
+        while n >= 8 {
+            n -= 8;
+            self.bytes.push((u >> n) as u8);
+        }
+        if n > 0 {
+            self.bytes.push(((u << (8 - n)) & 0xff) as u8);
+            self.free = (8 - n) as u8;
         }
     }
 
