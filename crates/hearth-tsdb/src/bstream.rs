@@ -1,11 +1,15 @@
 //! A bit stream, most significant bit first, as Prometheus' `chunkenc/bstream.go` lays
 //! out bits: the XOR chunk format depends on exactly this bit order.
 
-/// Appends bits to a byte vector.
+/// Appends bits to a byte vector, in exactly the states Prometheus' bstream goes
+/// through: writing a whole byte at a byte boundary leaves a trailing zero byte with all
+/// 8 bits free (as `bstream.writeByte` does), which shows in the chunk's bytes when
+/// nothing follows. Byte-identical chunks need that detail.
 #[derive(Clone, Debug, Default)]
 pub struct BitWriter {
     pub(crate) bytes: Vec<u8>,
-    /// Bits still free in the last byte (0 means: start a new byte).
+    /// Bits still free in the last byte: 0 means "start a new byte"; 8 is the trailing
+    /// zero byte a whole-byte write leaves.
     pub(crate) free: u8,
 }
 
@@ -29,16 +33,16 @@ impl BitWriter {
     #[inline]
     pub fn write_byte(&mut self, b: u8) {
         if self.free == 0 {
-            self.bytes.push(b);
-            return;
+            self.bytes.push(0);
+            self.free = 8;
         }
-        let free = self.free;
-        *self.bytes.last_mut().expect("free > 0 implies a byte") |= b >> (8 - free);
-        self.bytes.push(b << free);
+        let free = self.free as u32;
+        *self.bytes.last_mut().expect("free > 0 implies a byte") |= ((b as u32) >> (8 - free)) as u8;
+        self.bytes.push(((b as u32) << free) as u8);
     }
 
-    /// Writes the low `nbits` bits of `u`, most significant first: first into the free
-    /// bits of the last byte, then whole bytes, then the rest into a new byte.
+    /// Writes the low `nbits` bits of `u`, most significant first: whole bytes as
+    /// `write_byte` would, then the remaining bits in one step.
     #[inline]
     pub fn write_bits(&mut self, u: u64, nbits: u8) {
         if nbits == 0 {
@@ -46,21 +50,28 @@ impl BitWriter {
         }
         let mut n = nbits as u32;
         let u = if n == 64 { u } else { u & ((1u64 << n) - 1) };
-        if self.free > 0 {
-            let free = self.free as u32;
-            let take = free.min(n);
-            let bits = ((u >> (n - take)) & ((1u64 << take) - 1)) as u8;
-            *self.bytes.last_mut().expect("free > 0 implies a byte") |= bits << (free - take);
-            self.free -= take as u8;
-            n -= take;
-        }
         while n >= 8 {
             n -= 8;
-            self.bytes.push((u >> n) as u8);
+            self.write_byte((u >> n) as u8);
         }
-        if n > 0 {
-            self.bytes.push(((u << (8 - n)) & 0xff) as u8);
-            self.free = (8 - n) as u8;
+        if n == 0 {
+            return;
+        }
+        if self.free == 0 {
+            self.bytes.push(0);
+            self.free = 8;
+        }
+        let free = self.free as u32;
+        let bits = u & ((1u64 << n) - 1);
+        let last = self.bytes.last_mut().expect("a byte exists");
+        if n <= free {
+            *last |= (bits << (free - n)) as u8;
+            self.free -= n as u8;
+        } else {
+            let hi = n - free;
+            *last |= (bits >> hi) as u8;
+            self.bytes.push(((bits << (8 - hi)) & 0xff) as u8);
+            self.free = (8 - hi) as u8;
         }
     }
 

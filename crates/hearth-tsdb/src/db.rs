@@ -372,8 +372,12 @@ impl Ingester for Db {
     }
 }
 
+/// The head as a `Queryable` (the ingester's read seam; also what tests load data into).
+#[derive(Clone)]
+pub struct HeadQueryable(pub Arc<Head>);
+
 #[async_trait]
-impl Queryable for Db {
+impl Queryable for HeadQueryable {
     async fn select(
         &self,
         tenant: &Tenant,
@@ -382,7 +386,7 @@ impl Queryable for Db {
         maxt: i64,
         _hints: &SelectHints,
     ) -> Result<SeriesStream, StorageError> {
-        let series = self.head.select(tenant, matchers, mint, maxt);
+        let series = self.0.select(tenant, matchers, mint, maxt);
         Ok(Box::pin(stream::iter(series.into_iter().map(Ok))))
     }
 
@@ -394,7 +398,7 @@ impl Queryable for Db {
         _maxt: i64,
     ) -> Result<Vec<String>, StorageError> {
         Ok(self
-            .head
+            .0
             .tenant(tenant)
             .map(|t| t.label_names(matchers))
             .unwrap_or_default())
@@ -409,10 +413,51 @@ impl Queryable for Db {
         _maxt: i64,
     ) -> Result<Vec<String>, StorageError> {
         Ok(self
-            .head
+            .0
             .tenant(tenant)
             .map(|t| t.label_values(name, matchers))
             .unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl Queryable for Db {
+    async fn select(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        hints: &SelectHints,
+    ) -> Result<SeriesStream, StorageError> {
+        HeadQueryable(self.head.clone())
+            .select(tenant, matchers, mint, maxt, hints)
+            .await
+    }
+
+    async fn label_names(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        HeadQueryable(self.head.clone())
+            .label_names(tenant, matchers, mint, maxt)
+            .await
+    }
+
+    async fn label_values(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        HeadQueryable(self.head.clone())
+            .label_values(tenant, name, matchers, mint, maxt)
+            .await
     }
 }
 

@@ -17,5 +17,5 @@ pub mod postings;
 pub mod record;
 pub mod wal;
 
-pub use db::{Db, DbOptions, DbStats};
+pub use db::{Db, DbOptions, DbStats, HeadQueryable};
 pub use head::{Head, HeadOptions};
