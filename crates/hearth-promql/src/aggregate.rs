@@ -89,16 +89,42 @@ pub(crate) fn eval_aggregate(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Val
                     }
                 }
             }
-            let out = input
+            let mut out: Vec<(usize, StepSeries)> = input
                 .into_iter()
                 .zip(keep)
-                .filter_map(|(s, k)| {
+                .enumerate()
+                .filter_map(|(i, (s, k))| {
                     let values: Vec<Option<f64>> =
                         s.values.iter().zip(&k).map(|(v, k)| if *k { *v } else { None }).collect();
-                    values.iter().any(Option::is_some).then_some(StepSeries { labels: s.labels, values })
+                    values.iter().any(Option::is_some).then_some((i, StepSeries { labels: s.labels, values }))
                 })
                 .collect();
-            return Ok(Value::Vector(out));
+            if n == 1 && op != "limitk" {
+                // An instant result lists each group's selection best first, as Prometheus.
+                let group_of: HashMap<usize, usize> = groups
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(g, (_, m))| m.iter().map(move |&i| (i, g)))
+                    .collect();
+                let top = op == "topk";
+                out.sort_by(|(ia, a), (ib, b)| {
+                    let (ga, gb) = (group_of[ia], group_of[ib]);
+                    let (x, y) = (a.values[0].unwrap_or(f64::NAN), b.values[0].unwrap_or(f64::NAN));
+                    ga.cmp(&gb).then_with(|| match (x.is_nan(), y.is_nan()) {
+                        (true, false) => std::cmp::Ordering::Greater,
+                        (false, true) => std::cmp::Ordering::Less,
+                        _ => {
+                            let o = x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal);
+                            if top {
+                                o.reverse()
+                            } else {
+                                o
+                            }
+                        }
+                    })
+                });
+            }
+            return Ok(Value::Vector(out.into_iter().map(|(_, s)| s).collect()));
         }
         "count_values" => {
             let label = match &param {
@@ -142,27 +168,7 @@ pub(crate) fn eval_aggregate(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Val
                     }
                     if s.is_infinite() { s } else { s + c }
                 }
-                "avg" => {
-                    let (mut s, mut c) = (0.0, 0.0);
-                    let mut overflow = false;
-                    for &x in &buf {
-                        (s, c) = kahan_inc(x, s, c);
-                        if s.is_infinite() && !x.is_infinite() {
-                            overflow = true;
-                        }
-                    }
-                    if overflow {
-                        let mut mean = 0.0;
-                        for (i, &x) in buf.iter().enumerate() {
-                            mean += (x - mean) / (i + 1) as f64;
-                        }
-                        mean
-                    } else if s.is_infinite() {
-                        s
-                    } else {
-                        (s + c) / buf.len() as f64
-                    }
-                }
+                "avg" => crate::functions::kahan_mean(buf.iter().copied()),
                 "count" => buf.len() as f64,
                 "group" => 1.0,
                 "min" => buf.iter().copied().reduce(|a, b| if b < a || a.is_nan() { b } else { a }).unwrap_or(f64::NAN),

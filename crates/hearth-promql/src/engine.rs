@@ -458,14 +458,17 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, e: &Expr) -> Result<Value, QueryError> {
         Expr::Paren(p) => eval(ctx, &p.expr),
         Expr::Unary(u) => match eval(ctx, &u.expr)? {
             Value::Scalar(s) => Ok(Value::Scalar(s.into_iter().map(|v| -v).collect())),
-            Value::Vector(vs) => Ok(Value::Vector(
-                vs.into_iter()
+            Value::Vector(vs) => {
+                let out: Vec<StepSeries> = vs
+                    .into_iter()
                     .map(|s| StepSeries {
                         labels: s.labels.without_metric_name(),
                         values: s.values.into_iter().map(|v| v.map(|v| -v)).collect(),
                     })
-                    .collect(),
-            )),
+                    .collect();
+                crate::functions::check_duplicates(&out, ctx.steps())?;
+                Ok(Value::Vector(out))
+            }
             _ => Err(QueryError::BadData("unary minus only works on scalars and instant vectors".into())),
         },
         Expr::VectorSelector(vs) => eval_vector_selector(ctx, vs, false),

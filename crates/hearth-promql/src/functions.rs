@@ -188,32 +188,43 @@ fn kahan_sum(w: &[Sample]) -> f64 {
 }
 
 fn avg_over(w: &[Sample]) -> f64 {
-    // Kahan sum, falling back to an incremental mean when the sum overflows.
-    let (mut s, mut c) = (w[0].v, 0.0);
+    kahan_mean(w.iter().map(|s| s.v))
+}
+
+/// The mean as Prometheus computes it: a Kahan sum divided at the end, switching to an
+/// incremental mean only if the sum would overflow, and keeping an infinite mean when
+/// finite values follow it (so `Inf, 1` stays `Inf` instead of `Inf - Inf = NaN`).
+pub fn kahan_mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut sum, mut mean, mut count, mut c) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
     let mut incremental = false;
-    let mut mean = 0.0;
-    let mut kc = 0.0;
-    for (i, x) in w.iter().enumerate().skip(1) {
-        let count = (i + 1) as f64;
+    for f in values {
+        count += 1.0;
         if !incremental {
-            let (ns, nc) = kahan_inc(x.v, s, c);
-            if !ns.is_infinite() {
-                s = ns;
+            let (ns, nc) = kahan_inc(f, sum, c);
+            if count == 1.0 || !ns.is_infinite() {
+                sum = ns;
                 c = nc;
                 continue;
             }
             incremental = true;
-            mean = s / (count - 1.0);
-            kc = c / (count - 1.0);
+            mean = sum / (count - 1.0);
+            c /= count - 1.0;
         }
-        let q = (count - 1.0) / count;
-        (mean, kc) = kahan_inc(x.v / count, q * mean, q * kc);
+        if mean.is_infinite() {
+            if f.is_infinite() && (mean > 0.0) == (f > 0.0) {
+                continue;
+            }
+            if !f.is_infinite() && !f.is_nan() {
+                continue;
+            }
+        }
+        let corrected = mean + c;
+        (mean, c) = kahan_inc(f / count - corrected / count, mean, c);
     }
     if incremental {
-        mean + kc
+        mean + c
     } else {
-        let n = w.len() as f64;
-        s / n + c / n
+        sum / count + c / count
     }
 }
 
@@ -289,6 +300,14 @@ fn days_in_month(d: chrono::DateTime<Utc>) -> f64 {
 }
 
 pub(crate) fn eval_call(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
+    let v = eval_call_inner(ctx, c)?;
+    if let Value::Vector(vs) = &v {
+        check_duplicates(vs, ctx.steps())?;
+    }
+    Ok(v)
+}
+
+fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
     let name = c.func.name;
     let args = &c.args.args;
     let n = ctx.steps();
@@ -326,6 +345,38 @@ pub(crate) fn eval_call(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError
         }),
         "last_over_time" => range_fn!(true, |w, _, _| without_stale(w).last().map(|s| s.v)),
         "first_over_time" => range_fn!(true, |w, _, _| without_stale(w).first().map(|s| s.v)),
+        "mad_over_time" => range_fn!(false, |w, _, _| {
+            let w = without_stale(w);
+            if w.is_empty() {
+                return None;
+            }
+            let mut vals: Vec<f64> = w.iter().map(|s| s.v).collect();
+            let median = quantile(0.5, &mut vals);
+            let mut dev: Vec<f64> = w.iter().map(|s| (s.v - median).abs()).collect();
+            Some(quantile(0.5, &mut dev))
+        }),
+        "ts_of_min_over_time" => range_fn!(false, |w, _, _| {
+            let w = without_stale(w);
+            let mut best: Option<Sample> = None;
+            for s in w.iter() {
+                if best.is_none_or(|b| s.v <= b.v || b.v.is_nan()) {
+                    best = Some(*s);
+                }
+            }
+            best.map(|b| b.t as f64 / 1000.0)
+        }),
+        "ts_of_max_over_time" => range_fn!(false, |w, _, _| {
+            let w = without_stale(w);
+            let mut best: Option<Sample> = None;
+            for s in w.iter() {
+                if best.is_none_or(|b| s.v >= b.v || b.v.is_nan()) {
+                    best = Some(*s);
+                }
+            }
+            best.map(|b| b.t as f64 / 1000.0)
+        }),
+        "ts_of_last_over_time" => range_fn!(false, |w, _, _| without_stale(w).last().map(|s| s.t as f64 / 1000.0)),
+        "ts_of_first_over_time" => range_fn!(false, |w, _, _| without_stale(w).first().map(|s| s.t as f64 / 1000.0)),
         "present_over_time" => range_fn!(false, |w, _, _| (!without_stale(w).is_empty()).then_some(1.0)),
         "stddev_over_time" => range_fn!(false, |w, _, _| {
             let w = without_stale(w);
@@ -630,7 +681,6 @@ pub(crate) fn eval_call(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError
                 };
                 out.push(StepSeries { labels, values: s.values });
             }
-            check_duplicates(&out, n)?;
             Ok(Value::Vector(out))
         }
         "label_join" => {
@@ -651,7 +701,6 @@ pub(crate) fn eval_call(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError
                 b.set(&dst, &joined.join(&sep));
                 out.push(StepSeries { labels: b.build(), values: s.values });
             }
-            check_duplicates(&out, n)?;
             Ok(Value::Vector(out))
         }
         "histogram_quantile" => {
@@ -682,20 +731,50 @@ fn go_template(s: &str) -> String {
     s.to_string()
 }
 
+/// Natural order: runs of digits compare as numbers ("2" < "10"), the rest bytewise.
 fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    a.cmp(b)
+    use std::cmp::Ordering;
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i].is_ascii_digit() && b[j].is_ascii_digit() {
+            let si = i;
+            while i < a.len() && a[i].is_ascii_digit() {
+                i += 1;
+            }
+            let sj = j;
+            while j < b.len() && b[j].is_ascii_digit() {
+                j += 1;
+            }
+            let na = std::str::from_utf8(&a[si..i]).unwrap_or("").trim_start_matches('0');
+            let nb = std::str::from_utf8(&b[sj..j]).unwrap_or("").trim_start_matches('0');
+            let o = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
+            if o != Ordering::Equal {
+                return o;
+            }
+            continue;
+        }
+        let o = a[i].cmp(&b[j]);
+        if o != Ordering::Equal {
+            return o;
+        }
+        i += 1;
+        j += 1;
+    }
+    (a.len() - i).cmp(&(b.len() - j))
 }
 
-fn check_duplicates(v: &[StepSeries], n: usize) -> Result<(), QueryError> {
-    let mut seen = std::collections::HashSet::new();
-    for s in v {
-        if !seen.insert(s.labels.hash64()) {
-            for i in 0..n {
-                let c = v.iter().filter(|x| x.labels == s.labels && x.values[i].is_some()).count();
-                if c > 1 {
-                    return Err(QueryError::Execution("vector cannot contain metrics with the same labelset".into()));
-                }
+/// Prometheus' "vector cannot contain metrics with the same labelset": two series of
+/// one result with equal labels (after dropping names) that both have a value at a step.
+pub(crate) fn check_duplicates(v: &[StepSeries], n: usize) -> Result<(), QueryError> {
+    let mut first: std::collections::HashMap<u64, usize> = std::collections::HashMap::with_capacity(v.len());
+    for (i, s) in v.iter().enumerate() {
+        if let Some(&j) = first.get(&s.labels.hash64()) {
+            if v[j].labels == s.labels && (0..n).any(|k| v[j].values[k].is_some() && s.values[k].is_some()) {
+                return Err(QueryError::Execution("vector cannot contain metrics with the same labelset".into()));
             }
+        } else {
+            first.insert(s.labels.hash64(), i);
         }
     }
     Ok(())

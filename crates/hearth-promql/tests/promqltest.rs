@@ -49,7 +49,7 @@ struct Eval {
 
 #[derive(Debug)]
 enum Cmd {
-    Load { interval: i64, series: Vec<(Labels, Vec<Val>)> },
+    Load { interval: i64, series: Vec<(Labels, Vec<Val>)>, nhcb: bool },
     Clear,
     Eval(Box<Eval>),
 }
@@ -97,9 +97,6 @@ fn parse_float(s: &str) -> Option<f64> {
         "-Inf" | "-inf" => return Some(f64::NEG_INFINITY),
         "NaN" | "nan" => return Some(f64::NAN),
         _ => {}
-    }
-    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        return i64::from_str_radix(h, 16).ok().map(|v| v as f64);
     }
     s.parse::<f64>().ok()
 }
@@ -156,7 +153,8 @@ fn parse_values(s: &str) -> Option<Vec<Val>> {
         }
         // a, axN, a+bxN, a-bxN
         let (base, times) = match tok.rfind('x') {
-            Some(i) if tok[i + 1..].chars().all(|c| c.is_ascii_digit()) && i + 1 < tok.len() && !tok.starts_with("0x") => {
+            // In series values `x` is always the repeat operator (`0x59` is 0, 59 more times).
+            Some(i) if tok[i + 1..].chars().all(|c| c.is_ascii_digit()) && i + 1 < tok.len() => {
                 (&tok[..i], Some(tok[i + 1..].parse::<usize>().ok()?))
             }
             _ => (tok.as_str(), None),
@@ -307,7 +305,9 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
             i += 1;
             continue;
         }
-        if let Some(r) = t.strip_prefix("load_with_nhcb ").or_else(|| t.strip_prefix("load ")) {
+        if let Some(r) = t.strip_prefix("load_with_nhcb ") {
+            // Classic histograms are also loaded as native histograms with custom buckets
+            // under the base name: evals on those need native histograms.
             let interval = parse_duration(r.trim()).ok_or(format!("line {}: bad interval", i + 1))?;
             let mut series = Vec::new();
             i += 1;
@@ -320,7 +320,23 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
                 }
                 i += 1;
             }
-            cmds.push(Cmd::Load { interval, series });
+            cmds.push(Cmd::Load { interval, series, nhcb: true });
+            continue;
+        }
+        if let Some(r) = t.strip_prefix("load ") {
+            let interval = parse_duration(r.trim()).ok_or(format!("line {}: bad interval", i + 1))?;
+            let mut series = Vec::new();
+            i += 1;
+            while i < lines.len() && !lines[i].trim().is_empty() && !is_cmd(lines[i]) {
+                let l = lines[i].trim();
+                if !l.starts_with('#') {
+                    let (labels, rest) = parse_series_desc(l).ok_or(format!("line {}: bad series", i + 1))?;
+                    let vals = parse_values(rest).ok_or(format!("line {}: bad values {rest:?}", i + 1))?;
+                    series.push((labels, vals));
+                }
+                i += 1;
+            }
+            cmds.push(Cmd::Load { interval, series, nhcb: false });
             continue;
         }
         if t.starts_with("eval") {
@@ -539,11 +555,21 @@ fn compare(ev: &Eval, got: QueryValue) -> Result<(), String> {
     Ok(())
 }
 
+/// Does the expression name `metric` as a whole identifier?
+fn mentions(expr: &str, metric: &str) -> bool {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    expr.match_indices(metric).any(|(i, _)| {
+        let before = expr[..i].chars().next_back();
+        let after = expr[i + metric.len()..].chars().next();
+        !before.is_some_and(ident) && !after.is_some_and(ident)
+    })
+}
+
 async fn run_eval(head: &Arc<Head>, ev: &Eval, histogram_metrics: &[String]) -> Outcome {
     if ev.histogram_expected {
         return Outcome::Skip("native histograms");
     }
-    if histogram_metrics.iter().any(|m| ev.expr.contains(m.as_str())) {
+    if histogram_metrics.iter().any(|m| mentions(&ev.expr, m)) {
         return Outcome::Skip("native histograms");
     }
     let engine = Engine::new(Arc::new(HeadQueryable(head.clone())), EngineOptions::default());
@@ -594,12 +620,15 @@ async fn run_eval(head: &Arc<Head>, ev: &Eval, histogram_metrics: &[String]) -> 
 }
 
 fn load(head: &Head, interval: i64, series: &[(Labels, Vec<Val>)], histogram_metrics: &mut Vec<String>) {
-    let mut batch = WriteBatch::default();
+    // A series listed twice keeps the later value at a timestamp, as Prometheus' loader.
+    let mut merged: BTreeMap<Labels, BTreeMap<i64, f64>> = BTreeMap::new();
     for (labels, vals) in series {
-        let mut samples = Vec::new();
+        let entry = merged.entry(labels.clone()).or_default();
         for (i, v) in vals.iter().enumerate() {
             match v {
-                Val::Float(f) => samples.push(Sample::new(i as i64 * interval, *f)),
+                Val::Float(f) => {
+                    entry.insert(i as i64 * interval, *f);
+                }
                 Val::Missing => {}
                 Val::Histogram => {
                     if let Some(n) = labels.metric_name() {
@@ -610,6 +639,10 @@ fn load(head: &Head, interval: i64, series: &[(Labels, Vec<Val>)], histogram_met
                 }
             }
         }
+    }
+    let mut batch = WriteBatch::default();
+    for (labels, samples) in &merged {
+        let samples: Vec<Sample> = samples.iter().map(|(t, v)| Sample::new(*t, *v)).collect();
         batch.push(labels, &samples);
     }
     let out = head.apply(&Tenant::anonymous(), &batch);
@@ -673,7 +706,18 @@ async fn prometheus_promql_corpus() {
                     head = new_head();
                     histogram_metrics.clear();
                 }
-                Cmd::Load { interval, series } => load(&head, *interval, series, &mut histogram_metrics),
+                Cmd::Load { interval, series, nhcb } => {
+                    if *nhcb {
+                        for (l, _) in series {
+                            if let Some(base) = l.metric_name().and_then(|n| n.strip_suffix("_bucket")) {
+                                if !histogram_metrics.iter().any(|m| m == base) {
+                                    histogram_metrics.push(base.to_string());
+                                }
+                            }
+                        }
+                    }
+                    load(&head, *interval, series, &mut histogram_metrics)
+                }
                 Cmd::Eval(ev) => {
                     let outcome = match experimental {
                         Some(r) => Outcome::Skip(r),
