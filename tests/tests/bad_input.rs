@@ -175,6 +175,11 @@ async fn bad_input_gets_clear_errors() {
     }
     still_serving(&client, &h).await;
 
+    // Annotations travel beside the data, as Prometheus sends them.
+    let v = get_json(&client, &h.url(&format!("/api/v1/query?query={}&time={}", urlencode("quantile(2, v2_metric)"), (t + 10 * 3_600_000) as f64 / 1000.0))).await;
+    assert_eq!(v["status"], "success", "{v}");
+    assert!(v["warnings"][0].as_str().unwrap().contains("quantile value should be between 0 and 1"), "{v}");
+
     // Query API errors in Prometheus' shape.
     let v = get_json(&client, &h.url("/api/v1/query?query=sum(")).await;
     assert_eq!(v["status"], "error");

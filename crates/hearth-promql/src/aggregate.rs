@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use hearth_core::{Labels, LabelsBuilder, METRIC_NAME};
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
-use crate::engine::{eval, Ctx, QueryError};
+use crate::engine::{eval, Annotations, Ctx, QueryError};
 use crate::functions::{kahan_inc, quantile};
 use crate::value::{StepSeries, Value};
 
@@ -149,6 +149,9 @@ pub(crate) fn eval_aggregate(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Val
         _ => {}
     }
     let q = if op == "quantile" { Some(scalar_param(&param)?) } else { None };
+    if let Some(q) = &q {
+        crate::functions::warn_quantile(ctx, q);
+    }
     let mut out = Vec::with_capacity(groups.len());
     for (g, members) in groups {
         let mut values = Vec::with_capacity(n);
@@ -230,11 +233,81 @@ pub fn format_value(v: f64) -> String {
 }
 
 /// histogram_quantile over classic `le` buckets, grouped by the labels besides `le`.
-pub(crate) fn histogram_quantile(q: &[f64], v: Vec<StepSeries>, n: usize) -> Vec<StepSeries> {
+/// Classic buckets grouped by their labels besides `le` and the name; a bucket with a
+/// missing or malformed `le` is dropped with a warning, as Prometheus does.
+fn bucket_groups<'a>(v: &'a [StepSeries], ann: &mut Annotations) -> HashMap<Labels, Vec<(f64, &'a StepSeries)>> {
+    let mut groups: HashMap<Labels, Vec<(f64, &StepSeries)>> = HashMap::new();
+    for s in v {
+        let le = s.labels.get("le").unwrap_or("");
+        let Ok(ub) = parse_le(le) else {
+            ann.warn(format!("bucket label \"le\" is missing or has a malformed value of {le:?}"));
+            continue;
+        };
+        let key = s.labels.filtered(&["le".to_string(), METRIC_NAME.to_string()], false);
+        groups.entry(key).or_default().push((ub, s));
+    }
+    groups
+}
+
+/// histogram_fraction(lower, upper, buckets) over classic buckets: the estimated share
+/// of observations in [lower, upper], interpolating linearly inside buckets.
+pub(crate) fn histogram_fraction(lo: &[f64], hi: &[f64], v: Vec<StepSeries>, n: usize, ann: &mut Annotations) -> Vec<StepSeries> {
+    let groups = bucket_groups(&v, ann);
+    let mut out = Vec::new();
+    for (labels, buckets) in groups {
+        let mut values = Vec::with_capacity(n);
+        for step in 0..n {
+            let mut bs: Vec<(f64, f64)> = buckets.iter().filter_map(|(ub, s)| s.values[step].map(|c| (*ub, c))).collect();
+            values.push(if bs.is_empty() { None } else { Some(bucket_fraction(lo[step], hi[step], &mut bs)) });
+        }
+        if values.iter().any(Option::is_some) {
+            out.push(StepSeries { labels, values });
+        }
+    }
+    out
+}
+
+fn bucket_fraction(lower: f64, upper: f64, b: &mut [(f64, f64)]) -> f64 {
+    b.sort_by(|x, y| x.0.partial_cmp(&y.0).unwrap_or(std::cmp::Ordering::Equal));
+    if b.len() < 2 || !b.last().is_some_and(|x| x.0 == f64::INFINITY) {
+        return f64::NAN;
+    }
+    let total = b[b.len() - 1].1;
+    if total == 0.0 || total.is_nan() || lower.is_nan() || upper.is_nan() || lower >= upper {
+        return if lower >= upper && !lower.is_nan() && !upper.is_nan() && total > 0.0 { 0.0 } else { f64::NAN };
+    }
+    // Cumulative count at x, interpolating linearly within a bucket; the lowest bucket
+    // starts at 0 when its upper bound is positive (as for histogram_quantile).
+    let cum_at = |x: f64| -> f64 {
+        let mut prev_ub = f64::NEG_INFINITY;
+        let mut prev_c = 0.0;
+        for (i, &(ub, c)) in b.iter().enumerate() {
+            if x <= ub {
+                if ub == f64::INFINITY {
+                    return prev_c;
+                }
+                let start = if i == 0 { if ub > 0.0 { 0.0 } else { return if x >= ub { c } else { 0.0 } } } else { prev_ub };
+                if x <= start {
+                    return prev_c;
+                }
+                return prev_c + (c - prev_c) * (x - start) / (ub - start);
+            }
+            prev_ub = ub;
+            prev_c = c;
+        }
+        total
+    };
+    (cum_at(upper) - cum_at(lower)) / total
+}
+
+pub(crate) fn histogram_quantile(q: &[f64], v: Vec<StepSeries>, n: usize, ann: &mut Annotations) -> Vec<StepSeries> {
     let mut groups: HashMap<Labels, Vec<(f64, &StepSeries)>> = HashMap::new();
     for s in &v {
-        let Some(le) = s.labels.get("le") else { continue };
-        let Ok(ub) = parse_le(le) else { continue };
+        let le = s.labels.get("le").unwrap_or("");
+        let Ok(ub) = parse_le(le) else {
+            ann.warn(format!("bucket label \"le\" is missing or has a malformed value of {le:?}"));
+            continue;
+        };
         let key = s.labels.filtered(&["le".to_string(), METRIC_NAME.to_string()], false);
         groups.entry(key).or_default().push((ub, s));
     }
@@ -246,7 +319,15 @@ pub(crate) fn histogram_quantile(q: &[f64], v: Vec<StepSeries>, n: usize) -> Vec
                 .iter()
                 .filter_map(|(ub, s)| s.values[step].map(|c| (*ub, c)))
                 .collect();
-            values.push(if bs.is_empty() { None } else { Some(bucket_quantile(q[step], &mut bs)) });
+            values.push(if bs.is_empty() {
+                None
+            } else {
+                let (v, fixed) = bucket_quantile(q[step], &mut bs);
+                if fixed {
+                    ann.info("input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"\"".to_string());
+                }
+                Some(v)
+            });
         }
         if values.iter().any(Option::is_some) {
             out.push(StepSeries { labels, values });
@@ -263,7 +344,14 @@ fn parse_le(s: &str) -> Result<f64, ()> {
     }
 }
 
-fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> f64 {
+/// (quantile, whether the counts had to be forced monotonic).
+fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> (f64, bool) {
+    let mut fixed = false;
+    let v = bucket_quantile_inner(q, b, &mut fixed);
+    (v, fixed)
+}
+
+fn bucket_quantile_inner(q: f64, b: &mut Vec<(f64, f64)>, fixed: &mut bool) -> f64 {
     if q.is_nan() {
         return f64::NAN;
     }
@@ -285,10 +373,13 @@ fn bucket_quantile(q: f64, b: &mut Vec<(f64, f64)>) -> f64 {
             _ => c.push((ub, cnt)),
         }
     }
-    // Force monotonic counts.
+    // Force monotonic counts, ignoring tiny float deltas (as Prometheus' 1e-12 tolerance).
     let mut max = f64::NEG_INFINITY;
     for x in c.iter_mut() {
         if x.1 < max {
+            if max - x.1 > 1e-12 * max.abs() {
+                *fixed = true;
+            }
             x.1 = max;
         } else {
             max = x.1;
@@ -337,8 +428,8 @@ mod tests {
     #[test]
     fn bucket_quantile_interpolates() {
         let mut b = vec![(0.1, 10.0), (0.5, 20.0), (f64::INFINITY, 20.0)];
-        assert!((bucket_quantile(0.5, &mut b) - 0.1).abs() < 1e-12);
+        assert!((bucket_quantile(0.5, &mut b).0 - 0.1).abs() < 1e-12);
         let mut b = vec![(1.0, 0.0), (2.0, 10.0), (f64::INFINITY, 10.0)];
-        assert!((bucket_quantile(0.5, &mut b) - 1.5).abs() < 1e-12);
+        assert!((bucket_quantile(0.5, &mut b).0 - 1.5).abs() < 1e-12);
     }
 }

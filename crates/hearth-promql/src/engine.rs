@@ -80,6 +80,36 @@ pub(crate) struct Ctx<'a> {
     pub data: &'a Fetched,
     pub opts: &'a EngineOptions,
     pub samples: usize,
+    pub annotations: Annotations,
+}
+
+/// Warnings and infos of a query, as Prometheus reports them beside the result.
+#[derive(Clone, Debug, Default)]
+pub struct Annotations {
+    pub warnings: Vec<String>,
+    pub infos: Vec<String>,
+}
+
+impl Annotations {
+    pub fn warn(&mut self, msg: String) {
+        let msg = format!("PromQL warning: {msg}");
+        if !self.warnings.contains(&msg) {
+            self.warnings.push(msg);
+        }
+    }
+    pub fn info(&mut self, msg: String) {
+        let msg = format!("PromQL info: {msg}");
+        if !self.infos.contains(&msg) {
+            self.infos.push(msg);
+        }
+    }
+}
+
+/// A query's value and its annotations.
+#[derive(Clone, Debug)]
+pub struct QueryOutput {
+    pub value: QueryValue,
+    pub annotations: Annotations,
 }
 
 pub fn duration_ms(d: &Duration) -> i64 {
@@ -155,7 +185,7 @@ impl Engine {
     }
 
     /// Evaluates `expr` at one instant.
-    pub async fn instant(&self, tenant: &Tenant, expr: &Expr, t: i64) -> Result<QueryValue, QueryError> {
+    pub async fn instant(&self, tenant: &Tenant, expr: &Expr, t: i64) -> Result<QueryOutput, QueryError> {
         let fetched = self.fetch(tenant, expr, t, t, 0).await?;
         let mut ctx = Ctx {
             ts: vec![t],
@@ -164,9 +194,11 @@ impl Engine {
             data: &fetched,
             opts: &self.opts,
             samples: 0,
+            annotations: Annotations::default(),
         };
         let v = eval(&mut ctx, expr)?;
-        Ok(match v {
+        let annotations = std::mem::take(&mut ctx.annotations);
+        let value = match v {
             Value::Scalar(s) => QueryValue::Scalar { t, v: s[0] },
             Value::String(s) => QueryValue::String { t, v: s },
             Value::Vector(vs) => QueryValue::Vector(
@@ -191,7 +223,8 @@ impl Engine {
                         .collect(),
                 )
             }
-        })
+        };
+        Ok(QueryOutput { value, annotations })
     }
 
     /// Evaluates `expr` at every step of [start, end].
@@ -202,7 +235,7 @@ impl Engine {
         start: i64,
         end: i64,
         step: i64,
-    ) -> Result<QueryValue, QueryError> {
+    ) -> Result<QueryOutput, QueryError> {
         if step <= 0 {
             return Err(QueryError::BadData("zero or negative query resolution step widths are not accepted. Try a positive integer".into()));
         }
@@ -229,8 +262,10 @@ impl Engine {
             data: &fetched,
             opts: &self.opts,
             samples: 0,
+            annotations: Annotations::default(),
         };
         let v = eval(&mut ctx, expr)?;
+        let annotations = std::mem::take(&mut ctx.annotations);
         let series = match v {
             Value::Scalar(s) => vec![StepSeries {
                 labels: Labels::empty(),
@@ -252,7 +287,10 @@ impl Engine {
             .filter(|s| !s.samples.is_empty())
             .collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(QueryValue::Matrix(out))
+        Ok(QueryOutput {
+            value: QueryValue::Matrix(out),
+            annotations,
+        })
     }
 
     async fn fetch(&self, tenant: &Tenant, expr: &Expr, start: i64, end: i64, step: i64) -> Result<Fetched, QueryError> {

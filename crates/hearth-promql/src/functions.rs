@@ -317,9 +317,26 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
             Ok(Value::Vector(over_windows(ctx, &m, $keep, $f)))
         }};
     }
+    macro_rules! counter_fn {
+        ($f:expr) => {{
+            let m = arg_matrix(ctx, &args[0])?;
+            // As Prometheus: an info per series that has samples and whose name does not
+            // look like a counter's.
+            for s in &m.series {
+                if let Some(metric) = s.labels.metric_name() {
+                    if !s.samples.is_empty() && !["_total", "_sum", "_count", "_bucket"].iter().any(|x| metric.ends_with(x)) {
+                        ctx.annotations.info(format!(
+                            "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {metric:?}"
+                        ));
+                    }
+                }
+            }
+            Ok(Value::Vector(over_windows(ctx, &m, false, $f)))
+        }};
+    }
     match name {
-        "rate" => range_fn!(false, |w, s, e| extrapolated_rate(&without_stale(w), s, e, true, true)),
-        "increase" => range_fn!(false, |w, s, e| extrapolated_rate(&without_stale(w), s, e, true, false)),
+        "rate" => counter_fn!(|w, s, e| extrapolated_rate(&without_stale(w), s, e, true, true)),
+        "increase" => counter_fn!(|w, s, e| extrapolated_rate(&without_stale(w), s, e, true, false)),
         "delta" => range_fn!(false, |w, s, e| extrapolated_rate(&without_stale(w), s, e, false, false)),
         "irate" => range_fn!(false, |w, _, _| instant_value(&without_stale(w), true)),
         "idelta" => range_fn!(false, |w, _, _| instant_value(&without_stale(w), false)),
@@ -446,6 +463,7 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
         }
         "quantile_over_time" => {
             let q = arg_scalar(ctx, &args[0])?;
+            warn_quantile(ctx, &q);
             let m = arg_matrix(ctx, &args[1])?;
             let ts = ctx.ts.clone();
             let mut out = Vec::new();
@@ -705,8 +723,16 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
         }
         "histogram_quantile" => {
             let q = arg_scalar(ctx, &args[0])?;
+            warn_quantile(ctx, &q);
             let v = arg_vector(ctx, &args[1])?;
-            Ok(Value::Vector(crate::aggregate::histogram_quantile(&q, v, n)))
+            let out = crate::aggregate::histogram_quantile(&q, v, n, &mut ctx.annotations);
+            Ok(Value::Vector(out))
+        }
+        "histogram_fraction" => {
+            let lo = arg_scalar(ctx, &args[0])?;
+            let hi = arg_scalar(ctx, &args[1])?;
+            let v = arg_vector(ctx, &args[2])?;
+            Ok(Value::Vector(crate::aggregate::histogram_fraction(&lo, &hi, v, n, &mut ctx.annotations)))
         }
         "minute" => date_fn(ctx, c, |d| d.minute() as f64),
         "hour" => date_fn(ctx, c, |d| d.hour() as f64),
@@ -717,6 +743,13 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
         "month" => date_fn(ctx, c, |d| d.month() as f64),
         "year" => date_fn(ctx, c, |d| d.year() as f64),
         other => Err(QueryError::BadData(format!("function {other:?} is not supported yet"))),
+    }
+}
+
+/// Prometheus warns once per query when a quantile parameter is outside [0, 1].
+pub(crate) fn warn_quantile(ctx: &mut Ctx<'_>, q: &[f64]) {
+    if let Some(bad) = q.iter().find(|q| q.is_nan() || **q < 0.0 || **q > 1.0) {
+        ctx.annotations.warn(format!("quantile value should be between 0 and 1, got {bad}"));
     }
 }
 

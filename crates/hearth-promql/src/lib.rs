@@ -13,5 +13,5 @@ pub mod functions;
 pub mod value;
 
 pub use aggregate::format_value;
-pub use engine::{Engine, EngineOptions, QueryError};
+pub use engine::{Annotations, Engine, EngineOptions, QueryError, QueryOutput};
 pub use value::{QueryValue, RangeSeries};

@@ -117,6 +117,21 @@ fn success_raw(data: &str) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// A query response with its annotations, in Prometheus' shape.
+fn query_success(out: &hearth_promql::QueryOutput) -> Response {
+    let mut body = format!("{{\"status\":\"success\",\"data\":{}", query_data(&out.value));
+    if !out.annotations.warnings.is_empty() {
+        body.push_str(",\"warnings\":");
+        body.push_str(&Json::from(out.annotations.warnings.clone()).to_string());
+    }
+    if !out.annotations.infos.is_empty() {
+        body.push_str(",\"infos\":");
+        body.push_str(&Json::from(out.annotations.infos.clone()).to_string());
+    }
+    body.push('}');
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 fn success(data: Json) -> Response {
     success_raw(&data.to_string())
 }
@@ -169,8 +184,8 @@ async fn query(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, hea
     let q = p.get("query").ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query must not be empty"))?;
     let t = time_param(&p, "time", now_ms())?;
     let expr = parse_expr(q)?;
-    let v = with_timeout(&s, &p, s.engine.instant(&tenant, &expr, t)).await?;
-    Ok(success_raw(&query_data(&v)))
+    let out = with_timeout(&s, &p, s.engine.instant(&tenant, &expr, t)).await?;
+    Ok(query_success(&out))
 }
 
 async fn query_range(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> ApiResult {
@@ -199,8 +214,8 @@ async fn query_range(State(s): State<Arc<QuerierState>>, method: Method, uri: Ur
     }
     let q = p.get("query").ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query must not be empty"))?;
     let expr = parse_expr(q)?;
-    let v = with_timeout(&s, &p, s.engine.range(&tenant, &expr, start, end, step)).await?;
-    Ok(success_raw(&query_data(&v)))
+    let out = with_timeout(&s, &p, s.engine.range(&tenant, &expr, start, end, step)).await?;
+    Ok(query_success(&out))
 }
 
 /// `match[]` selectors as matcher sets.
