@@ -10,8 +10,12 @@ fn bench(c: &mut Criterion) {
     let a: Vec<u32> = (0..1_000_000).step_by(3).collect();
     let b: Vec<u32> = (0..1_000_000).step_by(7).collect();
     let small: Vec<u32> = (0..1_000_000).step_by(997).collect();
-    c.bench_function("intersect_333k_x_142k", |bn| bn.iter(|| black_box(intersect(&a, &b).len())));
-    c.bench_function("intersect_1k_x_333k_gallop", |bn| bn.iter(|| black_box(intersect(&small, &a).len())));
+    c.bench_function("intersect_333k_x_142k", |bn| {
+        bn.iter(|| black_box(intersect(&a, &b).len()))
+    });
+    c.bench_function("intersect_1k_x_333k_gallop", |bn| {
+        bn.iter(|| black_box(intersect(&small, &a).len()))
+    });
 
     // 100k node_exporter-like series: 100 instances x 1000 series.
     let mut p = MemPostings::default();
@@ -39,8 +43,12 @@ fn bench(c: &mut Criterion) {
         Matcher::new(MatchOp::RegexMatch, "instance", "host-4.*").unwrap(),
         Matcher::new(MatchOp::NotEqual, "cpu", "3").unwrap(),
     ];
-    c.bench_function("select_eq_eq_100k_series", |bn| bn.iter(|| black_box(p.select(&eq).len())));
-    c.bench_function("select_eq_re_neq_100k_series", |bn| bn.iter(|| black_box(p.select(&re).len())));
+    c.bench_function("select_eq_eq_100k_series", |bn| {
+        bn.iter(|| black_box(p.select(&eq).len()))
+    });
+    c.bench_function("select_eq_re_neq_100k_series", |bn| {
+        bn.iter(|| black_box(p.select(&re).len()))
+    });
 }
 
 criterion_group!(benches, bench);

@@ -11,17 +11,39 @@ fn request(series: usize) -> Vec<u8> {
     let ts: Vec<pb::TimeSeries> = (0..series)
         .map(|i| pb::TimeSeries {
             labels: vec![
-                pb::Label { name: "__name__".into(), value: format!("node_metric_{}", i % 100) },
-                pb::Label { name: "cpu".into(), value: (i % 8).to_string() },
-                pb::Label { name: "instance".into(), value: format!("host-{}:9100", i / 800) },
-                pb::Label { name: "job".into(), value: "node".into() },
-                pb::Label { name: "mode".into(), value: "user".into() },
+                pb::Label {
+                    name: "__name__".into(),
+                    value: format!("node_metric_{}", i % 100),
+                },
+                pb::Label {
+                    name: "cpu".into(),
+                    value: (i % 8).to_string(),
+                },
+                pb::Label {
+                    name: "instance".into(),
+                    value: format!("host-{}:9100", i / 800),
+                },
+                pb::Label {
+                    name: "job".into(),
+                    value: "node".into(),
+                },
+                pb::Label {
+                    name: "mode".into(),
+                    value: "user".into(),
+                },
             ],
-            samples: vec![pb::Sample { value: i as f64 * 1.5, timestamp: 1_700_000_000_000 }],
+            samples: vec![pb::Sample {
+                value: i as f64 * 1.5,
+                timestamp: 1_700_000_000_000,
+            }],
             ..Default::default()
         })
         .collect();
-    let raw = pb::WriteRequest { timeseries: ts, metadata: vec![] }.encode_to_vec();
+    let raw = pb::WriteRequest {
+        timeseries: ts,
+        metadata: vec![],
+    }
+    .encode_to_vec();
     snap::raw::Encoder::new().compress_vec(&raw).unwrap()
 }
 
@@ -31,7 +53,14 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("remote_write_v1");
     g.throughput(Throughput::Elements(2000));
     g.bench_function("decode_validate_2000_series", |b| {
-        b.iter(|| black_box(decode_request(Protocol::V1, &body, 10 << 20, &limits).unwrap().batch.len()))
+        b.iter(|| {
+            black_box(
+                decode_request(Protocol::V1, &body, 10 << 20, &limits)
+                    .unwrap()
+                    .batch
+                    .len(),
+            )
+        })
     });
     g.finish();
 }

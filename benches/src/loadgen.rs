@@ -89,17 +89,46 @@ fn make_series(n: usize) -> Vec<SeriesGen> {
             let (name, counter) = METRICS[within / 100];
             let k = within % 100;
             let mut labels = vec![
-                pb::Label { name: "__name__".into(), value: name.into() },
-                pb::Label { name: "cpu".into(), value: (k / 10).to_string() },
-                pb::Label { name: "instance".into(), value: format!("host-{inst:05}.example.org:9100") },
-                pb::Label { name: "job".into(), value: "node".into() },
+                pb::Label {
+                    name: "__name__".into(),
+                    value: name.into(),
+                },
+                pb::Label {
+                    name: "cpu".into(),
+                    value: (k / 10).to_string(),
+                },
+                pb::Label {
+                    name: "instance".into(),
+                    value: format!("host-{inst:05}.example.org:9100"),
+                },
+                pb::Label {
+                    name: "job".into(),
+                    value: "node".into(),
+                },
                 pb::Label {
                     name: "mode".into(),
-                    value: ["user", "system", "idle", "iowait", "irq", "softirq", "steal", "nice", "guest", "guest_nice"][k % 10].into(),
+                    value: [
+                        "user",
+                        "system",
+                        "idle",
+                        "iowait",
+                        "irq",
+                        "softirq",
+                        "steal",
+                        "nice",
+                        "guest",
+                        "guest_nice",
+                    ][k % 10]
+                        .into(),
                 },
             ];
             labels.sort_by(|a, b| a.name.cmp(&b.name));
-            SeriesGen { labels, counter, value: (i % 977) as f64 * 13.0, seed: i as u64 * 2654435761 + 1 }
+            SeriesGen {
+                labels,
+                counter,
+                value: (i % 977) as f64 * 13.0,
+                seed: i as u64 * 2654435761 + 1,
+            }
         })
         .collect()
 }
@@ -108,7 +137,7 @@ fn next_value(s: &mut SeriesGen) -> f64 {
     let r = xorshift(&mut s.seed);
     if s.counter {
         // Counters grow by realistic, often integral, increments.
-        s.value += (r % 5000) as f64 * if r % 3 == 0 { 1.0 } else { 0.01 };
+        s.value += (r % 5000) as f64 * if r.is_multiple_of(3) { 1.0 } else { 0.01 };
     } else {
         s.value = (s.value + ((r % 2001) as f64 - 1000.0) * 0.5).abs();
     }
@@ -149,9 +178,14 @@ fn dir_bytes(p: &Path) -> u64 {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut series = make_series(args.series);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
     let start = args.start_ms.unwrap_or(now - args.rounds as i64 * 15_000);
-    eprintln!("encoding {} rounds x {} series ...", args.rounds, args.series);
+    eprintln!(
+        "encoding {} rounds x {} series ...",
+        args.rounds, args.series
+    );
     let mut requests: Vec<Vec<u8>> = Vec::new();
     for r in 0..args.rounds {
         let t = start + r as i64 * 15_000;
@@ -160,17 +194,26 @@ async fn main() -> anyhow::Result<()> {
                 .iter_mut()
                 .map(|s| pb::TimeSeries {
                     labels: s.labels.clone(),
-                    samples: vec![pb::Sample { value: next_value(s), timestamp: t }],
+                    samples: vec![pb::Sample {
+                        value: next_value(s),
+                        timestamp: t,
+                    }],
                     ..Default::default()
                 })
                 .collect();
-            let raw = pb::WriteRequest { timeseries: ts, metadata: vec![] }.encode_to_vec();
+            let raw = pb::WriteRequest {
+                timeseries: ts,
+                metadata: vec![],
+            }
+            .encode_to_vec();
             requests.push(snap::raw::Encoder::new().compress_vec(&raw)?);
         }
     }
     let total_samples = (args.rounds * args.series) as u64;
     let per_round = args.series.div_ceil(args.batch);
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()?;
     let cpu0 = args.pid.and_then(proc_cpu_us);
     let began = Instant::now();
     let requests = Arc::new(requests);
@@ -202,7 +245,10 @@ async fn main() -> anyhow::Result<()> {
                         Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => {}
                         Ok(r) => {
                             let s = r.status();
-                            return Err(anyhow::anyhow!("status {s}: {}", r.text().await.unwrap_or_default()));
+                            return Err(anyhow::anyhow!(
+                                "status {s}: {}",
+                                r.text().await.unwrap_or_default()
+                            ));
                         }
                         Err(e) if attempt > 20 => return Err(e.into()),
                         Err(_) => {}

@@ -15,25 +15,48 @@ const V2: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
 fn good_series(name: &str, t: i64) -> pb::TimeSeries {
     pb::TimeSeries {
         labels: vec![label("__name__", name), label("job", "bad-input")],
-        samples: vec![pb::Sample { value: 42.0, timestamp: t }],
+        samples: vec![pb::Sample {
+            value: 42.0,
+            timestamp: t,
+        }],
         ..Default::default()
     }
 }
 
 async fn still_serving(client: &reqwest::Client, h: &Hearth) {
-    let r = client.get(h.url("/-/ready")).send().await.expect("server still up");
+    let r = client
+        .get(h.url("/-/ready"))
+        .send()
+        .await
+        .expect("server still up");
     assert!(r.status().is_success());
 }
 
 async fn value_of(client: &reqwest::Client, h: &Hearth, q: &str, t: i64) -> Option<String> {
-    let v = get_json(client, &h.url(&format!("/api/v1/query?query={}&time={}", urlencode(q), t as f64 / 1000.0))).await;
-    v["data"]["result"].as_array().unwrap().first().map(|s| s["value"][1].as_str().unwrap().to_string())
+    let v = get_json(
+        client,
+        &h.url(&format!(
+            "/api/v1/query?query={}&time={}",
+            urlencode(q),
+            t as f64 / 1000.0
+        )),
+    )
+    .await;
+    v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .first()
+        .map(|s| s["value"][1].as_str().unwrap().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let h = start_hearth(&dir.path().join("data"), &["--distributor.max-recv-msg-size=1048576"]).await;
+    let h = start_hearth(
+        &dir.path().join("data"),
+        &["--distributor.max-recv-msg-size=1048576"],
+    )
+    .await;
     let client = reqwest::Client::new();
     let url = h.url("/api/v1/push");
     let t = 1_700_000_000_000i64;
@@ -50,7 +73,11 @@ async fn bad_input_gets_clear_errors() {
     assert_eq!(s, 400, "{m}");
 
     // Valid snappy around truncated protobuf.
-    let raw = pb::WriteRequest { timeseries: vec![good_series("ok_metric", t); 3], metadata: vec![] }.encode_to_vec();
+    let raw = pb::WriteRequest {
+        timeseries: vec![good_series("ok_metric", t); 3],
+        metadata: vec![],
+    }
+    .encode_to_vec();
     let (s, m) = push(&client, &url, snappy(&raw[..raw.len() - 7]), V1).await;
     assert_eq!(s, 400, "{m}");
     assert!(m.contains("protobuf"), "{m}");
@@ -58,7 +85,13 @@ async fn bad_input_gets_clear_errors() {
     // Wrong content type and encoding.
     let (s, m) = push(&client, &url, good.clone(), "application/json").await;
     assert_eq!(s, 415, "{m}");
-    let (s, m) = push(&client, &url, good.clone(), "application/x-protobuf;proto=foo.Bar").await;
+    let (s, m) = push(
+        &client,
+        &url,
+        good.clone(),
+        "application/x-protobuf;proto=foo.Bar",
+    )
+    .await;
     assert_eq!(s, 415, "{m}");
     let r = client
         .post(&url)
@@ -73,8 +106,14 @@ async fn bad_input_gets_clear_errors() {
     // Oversized: 2 MiB decompressed against a 1 MiB limit.
     let big: Vec<pb::TimeSeries> = (0..20000)
         .map(|i| pb::TimeSeries {
-            labels: vec![label("__name__", "big_metric"), label("i", &format!("{i:0>60}"))],
-            samples: vec![pb::Sample { value: 1.0, timestamp: t }],
+            labels: vec![
+                label("__name__", "big_metric"),
+                label("i", &format!("{i:0>60}")),
+            ],
+            samples: vec![pb::Sample {
+                value: 1.0,
+                timestamp: t,
+            }],
             ..Default::default()
         })
         .collect();
@@ -86,44 +125,96 @@ async fn bad_input_gets_clear_errors() {
     // Invalid labels: 400 naming the series; the valid rest is stored.
     for (bad, why) in [
         (vec![label("job", "x")], "missing metric name"),
-        (vec![label("__name__", "m"), label("bad-name", "x")], "invalid label name"),
-        (vec![label("__name__", "m"), label("a", "1"), label("a", "2")], "duplicate label name"),
-        (vec![label("__name__", "0starts_with_digit")], "invalid metric name"),
+        (
+            vec![label("__name__", "m"), label("bad-name", "x")],
+            "invalid label name",
+        ),
+        (
+            vec![label("__name__", "m"), label("a", "1"), label("a", "2")],
+            "duplicate label name",
+        ),
+        (
+            vec![label("__name__", "0starts_with_digit")],
+            "invalid metric name",
+        ),
     ] {
         let series = vec![
-            pb::TimeSeries { labels: bad, samples: vec![pb::Sample { value: 1.0, timestamp: t }], ..Default::default() },
+            pb::TimeSeries {
+                labels: bad,
+                samples: vec![pb::Sample {
+                    value: 1.0,
+                    timestamp: t,
+                }],
+                ..Default::default()
+            },
             good_series(&format!("rest_is_stored_{}", why.replace(' ', "_")), t),
         ];
         let (s, m) = push(&client, &url, write_request(series), V1).await;
         assert_eq!(s, 400, "{why}: {m}");
         assert!(m.contains(why), "{why}: {m}");
         let name = format!("rest_is_stored_{}", why.replace(' ', "_"));
-        assert_eq!(value_of(&client, &h, &name, t).await.as_deref(), Some("42"), "{why}: valid rest lost");
+        assert_eq!(
+            value_of(&client, &h, &name, t).await.as_deref(),
+            Some("42"),
+            "{why}: valid rest lost"
+        );
     }
 
     // Out of order and too old: 400 naming the first offending series; the rest stored.
-    let (s, _) = push(&client, &url, write_request(vec![good_series("ooo_metric", t + 10 * 3_600_000)]), V1).await;
+    let (s, _) = push(
+        &client,
+        &url,
+        write_request(vec![good_series("ooo_metric", t + 10 * 3_600_000)]),
+        V1,
+    )
+    .await;
     assert_eq!(s, 204);
     let (s, m) = push(
         &client,
         &url,
-        write_request(vec![good_series("ooo_metric", t + 10 * 3_600_000 - 1000), good_series("fresh_metric", t + 10 * 3_600_000)]),
+        write_request(vec![
+            good_series("ooo_metric", t + 10 * 3_600_000 - 1000),
+            good_series("fresh_metric", t + 10 * 3_600_000),
+        ]),
         V1,
     )
     .await;
     assert_eq!(s, 400, "{m}");
-    assert!(m.contains("out of order sample") && m.contains("ooo_metric"), "{m}");
-    assert_eq!(value_of(&client, &h, "fresh_metric", t + 10 * 3_600_000).await.as_deref(), Some("42"));
-    let (s, m) = push(&client, &url, write_request(vec![good_series("ancient_metric", t)]), V1).await;
+    assert!(
+        m.contains("out of order sample") && m.contains("ooo_metric"),
+        "{m}"
+    );
+    assert_eq!(
+        value_of(&client, &h, "fresh_metric", t + 10 * 3_600_000)
+            .await
+            .as_deref(),
+        Some("42")
+    );
+    let (s, m) = push(
+        &client,
+        &url,
+        write_request(vec![good_series("ancient_metric", t)]),
+        V1,
+    )
+    .await;
     assert_eq!(s, 400, "{m}");
     assert!(m.contains("out of bounds"), "{m}");
 
     // Remote-write 2.0 with its written-count headers.
     let req = write_v2::Request {
-        symbols: vec!["".into(), "__name__".into(), "v2_metric".into(), "job".into(), "x".into()],
+        symbols: vec![
+            "".into(),
+            "__name__".into(),
+            "v2_metric".into(),
+            "job".into(),
+            "x".into(),
+        ],
         timeseries: vec![write_v2::TimeSeries {
             labels_refs: vec![1, 2, 3, 4],
-            samples: vec![write_v2::Sample { value: 7.0, timestamp: t + 10 * 3_600_000 }],
+            samples: vec![write_v2::Sample {
+                value: 7.0,
+                timestamp: t + 10 * 3_600_000,
+            }],
             ..Default::default()
         }],
     };
@@ -137,14 +228,28 @@ async fn bad_input_gets_clear_errors() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 204);
-    assert_eq!(r.headers()["X-Prometheus-Remote-Write-Samples-Written"], "1");
-    assert_eq!(r.headers()["X-Prometheus-Remote-Write-Histograms-Written"], "0");
-    assert_eq!(value_of(&client, &h, "v2_metric", t + 10 * 3_600_000).await.as_deref(), Some("7"));
+    assert_eq!(
+        r.headers()["X-Prometheus-Remote-Write-Samples-Written"],
+        "1"
+    );
+    assert_eq!(
+        r.headers()["X-Prometheus-Remote-Write-Histograms-Written"],
+        "0"
+    );
+    assert_eq!(
+        value_of(&client, &h, "v2_metric", t + 10 * 3_600_000)
+            .await
+            .as_deref(),
+        Some("7")
+    );
 
     // A v2 body sent as v1 and a v2 body with a bad symbol reference.
     let bad_ref = write_v2::Request {
         symbols: vec!["".into(), "__name__".into()],
-        timeseries: vec![write_v2::TimeSeries { labels_refs: vec![1, 9], ..Default::default() }],
+        timeseries: vec![write_v2::TimeSeries {
+            labels_refs: vec![1, 9],
+            ..Default::default()
+        }],
     };
     let r = client
         .post(&url)
@@ -176,14 +281,32 @@ async fn bad_input_gets_clear_errors() {
     still_serving(&client, &h).await;
 
     // Annotations travel beside the data, as Prometheus sends them.
-    let v = get_json(&client, &h.url(&format!("/api/v1/query?query={}&time={}", urlencode("quantile(2, v2_metric)"), (t + 10 * 3_600_000) as f64 / 1000.0))).await;
+    let v = get_json(
+        &client,
+        &h.url(&format!(
+            "/api/v1/query?query={}&time={}",
+            urlencode("quantile(2, v2_metric)"),
+            (t + 10 * 3_600_000) as f64 / 1000.0
+        )),
+    )
+    .await;
     assert_eq!(v["status"], "success", "{v}");
-    assert!(v["warnings"][0].as_str().unwrap().contains("quantile value should be between 0 and 1"), "{v}");
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("quantile value should be between 0 and 1"),
+        "{v}"
+    );
 
     // Query API errors in Prometheus' shape.
     let v = get_json(&client, &h.url("/api/v1/query?query=sum(")).await;
     assert_eq!(v["status"], "error");
     assert_eq!(v["errorType"], "bad_data");
-    let v = get_json(&client, &h.url("/api/v1/query_range?query=up&start=10&end=0&step=1")).await;
+    let v = get_json(
+        &client,
+        &h.url("/api/v1/query_range?query=up&start=10&end=0&step=1"),
+    )
+    .await;
     assert_eq!(v["errorType"], "bad_data");
 }

@@ -20,8 +20,18 @@ const SERIES_PER_WRITER: usize = 20;
 
 type Acked = Arc<Mutex<HashMap<(usize, usize), Vec<(i64, f64)>>>>;
 
-async fn writer(url: String, w: usize, start_step: i64, base: i64, acked: Acked, stop: Arc<std::sync::atomic::AtomicBool>) -> i64 {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+async fn writer(
+    url: String,
+    w: usize,
+    start_step: i64,
+    base: i64,
+    acked: Acked,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> i64 {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let mut step = start_step;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         let t = base + step * 1000;
@@ -32,7 +42,10 @@ async fn writer(url: String, w: usize, start_step: i64, base: i64, acked: Acked,
                     label("writer", &w.to_string()),
                     label("series", &s.to_string()),
                 ],
-                samples: vec![pb::Sample { value: (step * 1000 + s as i64) as f64 + 0.25, timestamp: t }],
+                samples: vec![pb::Sample {
+                    value: (step * 1000 + s as i64) as f64 + 0.25,
+                    timestamp: t,
+                }],
                 ..Default::default()
             })
             .collect();
@@ -48,11 +61,17 @@ async fn writer(url: String, w: usize, start_step: i64, base: i64, acked: Acked,
             Ok(resp) if resp.status().as_u16() == 204 => {
                 let mut a = acked.lock().unwrap();
                 for s in 0..SERIES_PER_WRITER {
-                    a.entry((w, s)).or_default().push((t, (step * 1000 + s as i64) as f64 + 0.25));
+                    a.entry((w, s))
+                        .or_default()
+                        .push((t, (step * 1000 + s as i64) as f64 + 0.25));
                 }
                 step += 1;
             }
-            Ok(resp) => panic!("unexpected status {} from a live Hearth: {:?}", resp.status(), resp.text().await),
+            Ok(resp) => panic!(
+                "unexpected status {} from a live Hearth: {:?}",
+                resp.status(),
+                resp.text().await
+            ),
             Err(_) => break, // killed
         }
     }
@@ -67,7 +86,11 @@ async fn verify(h: &Hearth, acked: &Acked, base: i64) -> usize {
         // Raw samples through a range selector at a time after every write.
         let q = urlencode(&format!("crash_test_metric{{writer=\"{w}\"}}[7d]"));
         let t = (base + 10_000_000) as f64 / 1000.0;
-        let v = get_json(&client, &h.url(&format!("/api/v1/query?query={q}&time={t}"))).await;
+        let v = get_json(
+            &client,
+            &h.url(&format!("/api/v1/query?query={q}&time={t}")),
+        )
+        .await;
         assert_eq!(v["status"], "success", "{v}");
         let mut got: HashMap<usize, Vec<(i64, f64)>> = HashMap::new();
         for s in v["data"]["result"].as_array().unwrap() {
@@ -86,9 +109,18 @@ async fn verify(h: &Hearth, acked: &Acked, base: i64) -> usize {
         }
         for s in 0..SERIES_PER_WRITER {
             let want = acked.get(&(w, s)).cloned().unwrap_or_default();
-            let have: std::collections::HashMap<i64, f64> = got.get(&s).cloned().unwrap_or_default().into_iter().collect();
+            let have: std::collections::HashMap<i64, f64> = got
+                .get(&s)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
             for (t, v) in want {
-                assert_eq!(have.get(&t), Some(&v), "acknowledged sample writer={w} series={s} t={t} is lost");
+                assert_eq!(
+                    have.get(&t),
+                    Some(&v),
+                    "acknowledged sample writer={w} series={s} t={t} is lost"
+                );
                 checked += 1;
             }
         }
@@ -114,7 +146,14 @@ async fn acknowledged_samples_survive_kill_9() {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let handles: Vec<_> = (0..WRITERS)
             .map(|w| {
-                tokio::spawn(writer(h.url("/api/v1/push"), w, next_step[w], base, acked.clone(), stop.clone()))
+                tokio::spawn(writer(
+                    h.url("/api/v1/push"),
+                    w,
+                    next_step[w],
+                    base,
+                    acked.clone(),
+                    stop.clone(),
+                ))
             })
             .collect();
         let wait = rng.random_range(800..2500);
@@ -129,5 +168,8 @@ async fn acknowledged_samples_survive_kill_9() {
     let h = start_hearth(&data, &[]).await;
     let n = verify(&h, &acked, base).await;
     eprintln!("final: {n} acknowledged samples verified");
-    assert!(n > 1000, "too few samples were written to prove anything: {n}");
+    assert!(
+        n > 1000,
+        "too few samples were written to prove anything: {n}"
+    );
 }

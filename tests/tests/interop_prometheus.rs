@@ -41,13 +41,22 @@ remote_write:
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", cfg_path.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("prom-data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("prom-data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("start prometheus");
-    (Proc { child, name: "prometheus".into() }, port)
+    (
+        Proc {
+            child,
+            name: "prometheus".into(),
+        },
+        port,
+    )
 }
 
 /// Series of an API result as (labels JSON, [(t, value string)]), sorted.
@@ -59,7 +68,15 @@ fn normalise(v: &Value) -> Vec<(String, Vec<(String, String)>)> {
             .as_array()
             .unwrap()
             .iter()
-            .map(|s| (s["metric"].to_string(), vec![(s["value"][0].to_string(), s["value"][1].as_str().unwrap().to_string())]))
+            .map(|s| {
+                (
+                    s["metric"].to_string(),
+                    vec![(
+                        s["value"][0].to_string(),
+                        s["value"][1].as_str().unwrap().to_string(),
+                    )],
+                )
+            })
             .collect(),
         "matrix" => data["result"]
             .as_array()
@@ -68,7 +85,12 @@ fn normalise(v: &Value) -> Vec<(String, Vec<(String, String)>)> {
             .map(|s| {
                 (
                     s["metric"].to_string(),
-                    s["values"].as_array().unwrap().iter().map(|p| (p[0].to_string(), p[1].as_str().unwrap().to_string())).collect(),
+                    s["values"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|p| (p[0].to_string(), p[1].as_str().unwrap().to_string()))
+                        .collect(),
                 )
             })
             .collect(),
@@ -99,28 +121,59 @@ fn same_values(a: &str, b: &str) -> bool {
 fn assert_same(q: &str, prom: &Value, hearth: &Value) {
     let p = normalise(prom);
     let h = normalise(hearth);
-    assert!(!p.is_empty(), "{q}: Prometheus returned nothing; the test proves nothing");
-    assert_eq!(p.len(), h.len(), "{q}: series count differs\nprometheus: {p:?}\nhearth: {h:?}");
+    assert!(
+        !p.is_empty(),
+        "{q}: Prometheus returned nothing; the test proves nothing"
+    );
+    assert_eq!(
+        p.len(),
+        h.len(),
+        "{q}: series count differs\nprometheus: {p:?}\nhearth: {h:?}"
+    );
     for (ps, hs) in p.iter().zip(&h) {
         assert_eq!(ps.0, hs.0, "{q}: labels differ");
-        assert_eq!(ps.1.len(), hs.1.len(), "{q} {}: point count differs\nprometheus: {:?}\nhearth: {:?}", ps.0, ps.1, hs.1);
+        assert_eq!(
+            ps.1.len(),
+            hs.1.len(),
+            "{q} {}: point count differs\nprometheus: {:?}\nhearth: {:?}",
+            ps.0,
+            ps.1,
+            hs.1
+        );
         for (pp, hp) in ps.1.iter().zip(&hs.1) {
             assert_eq!(pp.0, hp.0, "{q} {}: timestamps differ", ps.0);
-            assert!(same_values(&pp.1, &hp.1), "{q} {} at {}: prometheus {} hearth {}", ps.0, pp.0, pp.1, hp.1);
+            assert!(
+                same_values(&pp.1, &hp.1),
+                "{q} {} at {}: prometheus {} hearth {}",
+                ps.0,
+                pp.0,
+                pp.1,
+                hp.1
+            );
         }
     }
 }
 
 /// Remote-read with STREAMED_XOR_CHUNKS: frames of uvarint length, big-endian CRC-32C,
 /// then a `ChunkedReadResponse`. Returns the raw XOR chunk bytes.
-async fn remote_read_chunks(client: &reqwest::Client, url: &str, metric_re: &str, start: i64, end: i64) -> Vec<Vec<u8>> {
+async fn remote_read_chunks(
+    client: &reqwest::Client,
+    url: &str,
+    metric_re: &str,
+    start: i64,
+    end: i64,
+) -> Vec<Vec<u8>> {
     use hearth_proto::prometheus as pb;
     use prost::Message;
     let req = pb::ReadRequest {
         queries: vec![pb::Query {
             start_timestamp_ms: start,
             end_timestamp_ms: end,
-            matchers: vec![pb::LabelMatcher { r#type: 2, name: "__name__".into(), value: metric_re.into() }],
+            matchers: vec![pb::LabelMatcher {
+                r#type: 2,
+                name: "__name__".into(),
+                value: metric_re.into(),
+            }],
             hints: None,
         }],
         accepted_response_types: vec![pb::read_request::ResponseType::StreamedXorChunks as i32],
@@ -174,14 +227,21 @@ fn crc32c(data: &[u8]) -> u32 {
     for &byte in data {
         crc ^= byte as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,7 +257,11 @@ async fn answers_match_prometheus() {
     let client = reqwest::Client::new();
     // The first sample Hearth holds: compared windows start after it.
     let first_t = loop {
-        let v = get_json(&client, &h.url(&format!("/api/v1/query?query={}", urlencode("up[10m]")))).await;
+        let v = get_json(
+            &client,
+            &h.url(&format!("/api/v1/query?query={}", urlencode("up[10m]"))),
+        )
+        .await;
         if let Some(t) = v["data"]["result"][0]["values"][0][0].as_f64() {
             break (t * 1000.0).round() as i64;
         }
@@ -212,18 +276,30 @@ async fn answers_match_prometheus() {
     // Prometheus) and half a scrape interval away from the scrape ticks, so no sample
     // sits on a range boundary (where Prometheus 2.x and 3.x differ).
     let v = get_json(&client, &purl("/api/v1/query?query=timestamp(up)")).await;
-    let last_scrape: f64 = v["data"]["result"][0]["value"][1].as_str().unwrap().parse().unwrap();
+    let last_scrape: f64 = v["data"]["result"][0]["value"][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let t = ((last_scrape - 8.0) * 1000.0).round() as i64 + 500;
-    assert!(t - 20_000 - 60_000 > first_t, "not enough data yet: t={t} first={first_t}");
+    assert!(
+        t - 20_000 - 60_000 > first_t,
+        "not enough data yet: t={t} first={first_t}"
+    );
     // Wait until Hearth holds samples newer than t (remote-write lags a little).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let v = get_json(&client, &h.url("/api/v1/query?query=timestamp(up)")).await;
-        let ts = v["data"]["result"][0]["value"][1].as_str().and_then(|s| s.parse::<f64>().ok());
+        let ts = v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|s| s.parse::<f64>().ok());
         if ts.is_some_and(|ts| (ts * 1000.0) as i64 > t + 2000) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "Hearth never received samples past t={t}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Hearth never received samples past t={t}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let ts = format!("{}.{:03}", t / 1000, t % 1000);
@@ -245,8 +321,16 @@ async fn answers_match_prometheus() {
     let mut compared = 0;
     for q in queries {
         let enc = urlencode(q);
-        let p = get_json(&client, &purl(&format!("/api/v1/query?query={enc}&time={ts}"))).await;
-        let hh = get_json(&client, &h.url(&format!("/api/v1/query?query={enc}&time={ts}"))).await;
+        let p = get_json(
+            &client,
+            &purl(&format!("/api/v1/query?query={enc}&time={ts}")),
+        )
+        .await;
+        let hh = get_json(
+            &client,
+            &h.url(&format!("/api/v1/query?query={enc}&time={ts}")),
+        )
+        .await;
         assert_same(q, &p, &hh);
         let path = format!("/api/v1/query_range?query={enc}&start={start}&end={ts}&step=1");
         let p = get_json(&client, &purl(&path)).await;
@@ -257,14 +341,40 @@ async fn answers_match_prometheus() {
 
     // Series and label names over the range both hold.
     let range = format!("start={start}&end={ts}");
-    let p = get_json(&client, &purl(&format!("/api/v1/series?match[]=up&{range}"))).await;
-    let hh = get_json(&client, &h.url(&format!("/api/v1/series?match[]=up&{range}"))).await;
+    let p = get_json(
+        &client,
+        &purl(&format!("/api/v1/series?match[]=up&{range}")),
+    )
+    .await;
+    let hh = get_json(
+        &client,
+        &h.url(&format!("/api/v1/series?match[]=up&{range}")),
+    )
+    .await;
     assert_eq!(p["data"], hh["data"], "series differ");
     let m = urlencode("{__name__=~\"prometheus_http.*\"}");
-    let p = get_json(&client, &purl(&format!("/api/v1/series?match[]={m}&{range}"))).await;
-    let hh = get_json(&client, &h.url(&format!("/api/v1/series?match[]={m}&{range}"))).await;
-    let mut ps: Vec<String> = p["data"].as_array().unwrap().iter().map(|x| x.to_string()).collect();
-    let mut hs: Vec<String> = hh["data"].as_array().unwrap().iter().map(|x| x.to_string()).collect();
+    let p = get_json(
+        &client,
+        &purl(&format!("/api/v1/series?match[]={m}&{range}")),
+    )
+    .await;
+    let hh = get_json(
+        &client,
+        &h.url(&format!("/api/v1/series?match[]={m}&{range}")),
+    )
+    .await;
+    let mut ps: Vec<String> = p["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+    let mut hs: Vec<String> = hh["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
     ps.sort();
     hs.sort();
     assert!(!ps.is_empty());
@@ -273,15 +383,33 @@ async fn answers_match_prometheus() {
     let hh = get_json(&client, &h.url(&format!("/api/v1/labels?{range}"))).await;
     assert_eq!(p["data"], hh["data"], "label names differ");
     let p = get_json(&client, &purl(&format!("/api/v1/label/job/values?{range}"))).await;
-    let hh = get_json(&client, &h.url(&format!("/api/v1/label/job/values?{range}"))).await;
+    let hh = get_json(
+        &client,
+        &h.url(&format!("/api/v1/label/job/values?{range}")),
+    )
+    .await;
     assert_eq!(p["data"], hh["data"], "job values differ");
     // Metadata arrives by remote-write too.
-    let hh = get_json(&client, &h.url("/api/v1/metadata?metric=prometheus_http_requests_total")).await;
-    assert_eq!(hh["data"]["prometheus_http_requests_total"][0]["type"], "counter", "{hh}");
+    let hh = get_json(
+        &client,
+        &h.url("/api/v1/metadata?metric=prometheus_http_requests_total"),
+    )
+    .await;
+    assert_eq!(
+        hh["data"]["prometheus_http_requests_total"][0]["type"], "counter",
+        "{hh}"
+    );
 
     // Chunk bytes: Prometheus streams its own XOR chunks over remote-read; Hearth's
     // decoder must read them and Hearth's encoder must write the very same bytes.
-    let chunks = remote_read_chunks(&client, &purl("/api/v1/read"), "go_.*|process_.*|prometheus_.*", t - 120_000, t).await;
+    let chunks = remote_read_chunks(
+        &client,
+        &purl("/api/v1/read"),
+        "go_.*|process_.*|prometheus_.*",
+        t - 120_000,
+        t,
+    )
+    .await;
     assert!(!chunks.is_empty(), "remote-read returned no chunks");
     let mut samples_checked = 0;
     for data in &chunks {
@@ -290,7 +418,11 @@ async fn answers_match_prometheus() {
         for (t, v) in &decoded {
             app.append(*t, *v);
         }
-        assert_eq!(app.bytes(), &data[..], "re-encoded chunk differs from Prometheus' bytes");
+        assert_eq!(
+            app.bytes(),
+            &data[..],
+            "re-encoded chunk differs from Prometheus' bytes"
+        );
         samples_checked += decoded.len();
     }
     eprintln!("{} Prometheus chunks ({samples_checked} samples) are byte-identical when re-encoded by Hearth", chunks.len());

@@ -85,7 +85,11 @@ impl Labels {
 
     /// A stable 64-bit hash of the label set (xxh3 over `name 0xff value 0xff ...`).
     pub fn hash64(&self) -> u64 {
-        crate::batch::hash_label_bytes(self.0.iter().map(|l| (l.name.as_bytes(), l.value.as_bytes())))
+        crate::batch::hash_label_bytes(
+            self.0
+                .iter()
+                .map(|l| (l.name.as_bytes(), l.value.as_bytes())),
+        )
     }
 
     /// Hash of only the named labels (`on`) or of all but the named ones (`ignoring`).
@@ -143,11 +147,7 @@ impl fmt::Display for Labels {
         if let Some(n) = name {
             f.write_str(n)?;
         }
-        let rest: Vec<&Label> = self
-            .0
-            .iter()
-            .filter(|l| &*l.name != METRIC_NAME)
-            .collect();
+        let rest: Vec<&Label> = self.0.iter().filter(|l| &*l.name != METRIC_NAME).collect();
         if rest.is_empty() && name.is_some() {
             return Ok(());
         }
@@ -229,7 +229,10 @@ mod tests {
         let l = Labels::from_pairs(&[("job", "a"), ("__name__", "up"), ("instance", "x")]);
         assert_eq!(l.to_string(), r#"up{instance="x", job="a"}"#);
         assert_eq!(l.get("job"), Some("a"));
-        assert_eq!(l.without_metric_name().to_string(), r#"{instance="x", job="a"}"#);
+        assert_eq!(
+            l.without_metric_name().to_string(),
+            r#"{instance="x", job="a"}"#
+        );
         assert_ne!(l.hash64(), l.without_metric_name().hash64());
     }
 

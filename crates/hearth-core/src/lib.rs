@@ -5,19 +5,19 @@
 //! plain data and traits: it may not do I/O, know about storage formats, HTTP or Raft.
 
 pub mod batch;
+pub mod duration;
 pub mod labels;
 pub mod matcher;
 pub mod queryable;
 pub mod sample;
 pub mod tenant;
 
+pub use batch::{hash_label_bytes, ArenaLabel, ArenaSeries, BatchSeries, LabelsRef, WriteBatch};
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use queryable::{
-    MetricMetadata,
-    ChunkEncoding, EncodedChunk, Ingester, PushError, PushOutcome, Queryable, SelectHints,
-    Series, SeriesData, SeriesStream, StorageError,
+    ChunkEncoding, EncodedChunk, Ingester, MetricMetadata, PushError, PushOutcome, Queryable,
+    SelectHints, Series, SeriesData, SeriesStream, StorageError,
 };
-pub use batch::{hash_label_bytes, ArenaLabel, ArenaSeries, BatchSeries, LabelsRef, WriteBatch};
 pub use sample::{is_stale_nan, Sample, STALE_NAN_BITS};
 pub use tenant::{tenant_from_header, Tenant, DEFAULT_TENANT, TENANT_HEADER};

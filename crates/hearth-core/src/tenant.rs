@@ -62,6 +62,18 @@ impl fmt::Display for Tenant {
     }
 }
 
+/// The tenant of a request from its `X-Scope-OrgID` header. With multi-tenancy off every
+/// request belongs to `anonymous`; with it on the header is required.
+pub fn tenant_from_header(header: Option<&str>, multitenancy: bool) -> Result<Tenant, String> {
+    if !multitenancy {
+        return Ok(Tenant::anonymous());
+    }
+    match header {
+        None => Err("no org id".to_string()),
+        Some(h) => Tenant::new(h.trim()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,17 +85,5 @@ mod tests {
         assert!(Tenant::new("..").is_err());
         assert!(Tenant::new("a/b").is_err());
         assert!(Tenant::new(&"x".repeat(151)).is_err());
-    }
-}
-
-/// The tenant of a request from its `X-Scope-OrgID` header. With multi-tenancy off every
-/// request belongs to `anonymous`; with it on the header is required.
-pub fn tenant_from_header(header: Option<&str>, multitenancy: bool) -> Result<Tenant, String> {
-    if !multitenancy {
-        return Ok(Tenant::anonymous());
-    }
-    match header {
-        None => Err("no org id".to_string()),
-        Some(h) => Tenant::new(h.trim()),
     }
 }

@@ -92,7 +92,8 @@ fn wire(e: WireError) -> DecodeError {
 }
 
 fn utf8(buf: &[u8], r: (usize, usize)) -> Result<&str, DecodeError> {
-    std::str::from_utf8(&buf[r.0..r.1]).map_err(|_| DecodeError::Malformed("protobuf: string field is not valid UTF-8".into()))
+    std::str::from_utf8(&buf[r.0..r.1])
+        .map_err(|_| DecodeError::Malformed("protobuf: string field is not valid UTF-8".into()))
 }
 
 /// Tables a decoder fills while it borrows the buffer; turned into a batch at the end.
@@ -161,7 +162,10 @@ fn read_sample(r: &mut Reader<'_>) -> Result<Sample, WireError> {
 
 pub fn decode_v1(raw: Vec<u8>, limits: &Limits) -> Result<Decoded, DecodeError> {
     if raw.len() > u32::MAX as usize {
-        return Err(DecodeError::TooLarge { limit: u32::MAX as usize, size: raw.len() });
+        return Err(DecodeError::TooLarge {
+            limit: u32::MAX as usize,
+            size: raw.len(),
+        });
     }
     let mut out = Decoded::default();
     let mut t = Tables::default();
@@ -197,7 +201,10 @@ pub fn decode_v1(raw: Vec<u8>, limits: &Limits) -> Result<Decoded, DecodeError> 
                                         _ => lr.skip(wt).map_err(wire)?,
                                     }
                                 }
-                                scratch.push(ArenaLabel { name: pos(name), value: pos(value) });
+                                scratch.push(ArenaLabel {
+                                    name: pos(name),
+                                    value: pos(value),
+                                });
                             }
                             2 => {
                                 Reader::expect(wt, LEN).map_err(wire)?;
@@ -230,10 +237,19 @@ pub fn decode_v1(raw: Vec<u8>, limits: &Limits) -> Result<Decoded, DecodeError> 
                     while !mr.eof() {
                         let (f, wt) = mr.key().map_err(wire)?;
                         match (f, wt) {
-                            (1, VARINT) => m.metric_type = metric_type_name(mr.varint().map_err(wire)?).into(),
-                            (2, LEN) => m.metric_family = utf8(buf, mr.len_delimited().map_err(wire)?)?.into(),
-                            (4, LEN) => m.help = utf8(buf, mr.len_delimited().map_err(wire)?)?.into(),
-                            (5, LEN) => m.unit = utf8(buf, mr.len_delimited().map_err(wire)?)?.into(),
+                            (1, VARINT) => {
+                                m.metric_type = metric_type_name(mr.varint().map_err(wire)?).into()
+                            }
+                            (2, LEN) => {
+                                m.metric_family =
+                                    utf8(buf, mr.len_delimited().map_err(wire)?)?.into()
+                            }
+                            (4, LEN) => {
+                                m.help = utf8(buf, mr.len_delimited().map_err(wire)?)?.into()
+                            }
+                            (5, LEN) => {
+                                m.unit = utf8(buf, mr.len_delimited().map_err(wire)?)?.into()
+                            }
                             _ => mr.skip(wt).map_err(wire)?,
                         }
                     }
@@ -250,7 +266,10 @@ pub fn decode_v1(raw: Vec<u8>, limits: &Limits) -> Result<Decoded, DecodeError> 
 
 pub fn decode_v2(raw: Vec<u8>, limits: &Limits) -> Result<Decoded, DecodeError> {
     if raw.len() > u32::MAX as usize {
-        return Err(DecodeError::TooLarge { limit: u32::MAX as usize, size: raw.len() });
+        return Err(DecodeError::TooLarge {
+            limit: u32::MAX as usize,
+            size: raw.len(),
+        });
     }
     let mut out = Decoded::default();
     let mut t = Tables::default();
@@ -272,7 +291,9 @@ pub fn decode_v2(raw: Vec<u8>, limits: &Limits) -> Result<Decoded, DecodeError> 
             }
         }
         if symbols.first().is_some_and(|s| s.0 != s.1) {
-            return Err(DecodeError::Malformed("symbols table must start with the empty string".into()));
+            return Err(DecodeError::Malformed(
+                "symbols table must start with the empty string".into(),
+            ));
         }
         let sym = |i: u64| symbols.get(i as usize).copied();
         // Pass 2: the series.
@@ -336,14 +357,17 @@ pub fn decode_v2(raw: Vec<u8>, limits: &Limits) -> Result<Decoded, DecodeError> 
                     _ => ts.skip(wt).map_err(wire)?,
                 }
             }
-            if refs.len() % 2 != 0 {
+            if !refs.len().is_multiple_of(2) {
                 out.reject("labels_refs has an odd length".into());
                 continue;
             }
             let mut bad_ref = None;
             for p in refs.chunks_exact(2) {
                 match (sym(p[0]), sym(p[1])) {
-                    (Some(n), Some(v)) => scratch.push(ArenaLabel { name: pos(n), value: pos(v) }),
+                    (Some(n), Some(v)) => scratch.push(ArenaLabel {
+                        name: pos(n),
+                        value: pos(v),
+                    }),
                     _ => {
                         bad_ref = Some(p[0].max(p[1]));
                         break;
@@ -363,7 +387,10 @@ pub fn decode_v2(raw: Vec<u8>, limits: &Limits) -> Result<Decoded, DecodeError> 
                 let family = scratch
                     .iter()
                     .find(|l| &buf[l.name.0 as usize..l.name.1 as usize] == b"__name__")
-                    .map(|l| String::from_utf8_lossy(&buf[l.value.0 as usize..l.value.1 as usize]).into_owned());
+                    .map(|l| {
+                        String::from_utf8_lossy(&buf[l.value.0 as usize..l.value.1 as usize])
+                            .into_owned()
+                    });
                 if let Some(family) = family {
                     if ty != 0 || !help.is_empty() || !unit.is_empty() {
                         let m = MetricMetadata {
@@ -401,15 +428,30 @@ mod tests {
             timeseries: vec![
                 pb::TimeSeries {
                     labels: vec![
-                        pb::Label { name: "job".into(), value: "a".into() },
-                        pb::Label { name: "__name__".into(), value: "up".into() },
+                        pb::Label {
+                            name: "job".into(),
+                            value: "a".into(),
+                        },
+                        pb::Label {
+                            name: "__name__".into(),
+                            value: "up".into(),
+                        },
                     ],
-                    samples: vec![pb::Sample { value: 1.0, timestamp: 1000 }],
+                    samples: vec![pb::Sample {
+                        value: 1.0,
+                        timestamp: 1000,
+                    }],
                     ..Default::default()
                 },
                 pb::TimeSeries {
-                    labels: vec![pb::Label { name: "bad-name".into(), value: "x".into() }],
-                    samples: vec![pb::Sample { value: 1.0, timestamp: 1000 }],
+                    labels: vec![pb::Label {
+                        name: "bad-name".into(),
+                        value: "x".into(),
+                    }],
+                    samples: vec![pb::Sample {
+                        value: 1.0,
+                        timestamp: 1000,
+                    }],
                     ..Default::default()
                 },
             ],
@@ -429,19 +471,45 @@ mod tests {
     #[test]
     fn v2_symbols() {
         let req = write_v2::Request {
-            symbols: vec!["".into(), "__name__".into(), "up".into(), "job".into(), "a".into(), "help!".into()],
-            timeseries: vec![write_v2::TimeSeries {
-                labels_refs: vec![1, 2, 3, 4],
-                samples: vec![write_v2::Sample { value: 2.0, timestamp: 5 }],
-                metadata: Some(write_v2::Metadata { r#type: 2, help_ref: 5, unit_ref: 0 }),
-                ..Default::default()
-            }, write_v2::TimeSeries {
-                labels_refs: vec![1, 99],
-                samples: vec![write_v2::Sample { value: 2.0, timestamp: 5 }],
-                ..Default::default()
-            }],
+            symbols: vec![
+                "".into(),
+                "__name__".into(),
+                "up".into(),
+                "job".into(),
+                "a".into(),
+                "help!".into(),
+            ],
+            timeseries: vec![
+                write_v2::TimeSeries {
+                    labels_refs: vec![1, 2, 3, 4],
+                    samples: vec![write_v2::Sample {
+                        value: 2.0,
+                        timestamp: 5,
+                    }],
+                    metadata: Some(write_v2::Metadata {
+                        r#type: 2,
+                        help_ref: 5,
+                        unit_ref: 0,
+                    }),
+                    ..Default::default()
+                },
+                write_v2::TimeSeries {
+                    labels_refs: vec![1, 99],
+                    samples: vec![write_v2::Sample {
+                        value: 2.0,
+                        timestamp: 5,
+                    }],
+                    ..Default::default()
+                },
+            ],
         };
-        let d = decode_request(Protocol::V2, &snappy(&req.encode_to_vec()), 1 << 20, &Limits::default()).unwrap();
+        let d = decode_request(
+            Protocol::V2,
+            &snappy(&req.encode_to_vec()),
+            1 << 20,
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!(d.batch.len(), 1);
         assert_eq!(d.batch.get(0).labels.to_string(), r#"up{job="a"}"#);
         assert_eq!(d.batch.metadata[0].metric_type, "gauge");
@@ -462,21 +530,48 @@ mod tests {
         for _ in 0..200 {
             let mut req = pb::WriteRequest::default();
             for i in 0..rnd(20) {
-                let mut labels = vec![pb::Label { name: "__name__".into(), value: format!("m{}", rnd(5)) }];
+                let mut labels = vec![pb::Label {
+                    name: "__name__".into(),
+                    value: format!("m{}", rnd(5)),
+                }];
                 for j in 0..rnd(6) {
-                    labels.push(pb::Label { name: format!("l{j}"), value: format!("v{}é", rnd(3)) });
+                    labels.push(pb::Label {
+                        name: format!("l{j}"),
+                        value: format!("v{}é", rnd(3)),
+                    });
                 }
-                let samples = (0..rnd(4)).map(|k| pb::Sample { value: (i * k) as f64 / 3.0, timestamp: (k as i64) * 15_000 - 7 }).collect();
-                req.timeseries.push(pb::TimeSeries { labels, samples, ..Default::default() });
+                let samples = (0..rnd(4))
+                    .map(|k| pb::Sample {
+                        value: (i * k) as f64 / 3.0,
+                        timestamp: (k as i64) * 15_000 - 7,
+                    })
+                    .collect();
+                req.timeseries.push(pb::TimeSeries {
+                    labels,
+                    samples,
+                    ..Default::default()
+                });
             }
             let raw = req.encode_to_vec();
             let d = decode_v1(raw, &Limits::default()).unwrap();
-            let want: Vec<_> = req.timeseries.iter().filter(|t| !t.samples.is_empty()).collect();
+            let want: Vec<_> = req
+                .timeseries
+                .iter()
+                .filter(|t| !t.samples.is_empty())
+                .collect();
             assert_eq!(d.batch.len(), want.len());
             for (got, want) in d.batch.iter().zip(want) {
-                let mut pairs: Vec<(String, String)> = want.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
+                let mut pairs: Vec<(String, String)> = want
+                    .labels
+                    .iter()
+                    .map(|l| (l.name.clone(), l.value.clone()))
+                    .collect();
                 pairs.sort();
-                let got_pairs: Vec<(String, String)> = got.labels.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+                let got_pairs: Vec<(String, String)> = got
+                    .labels
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect();
                 assert_eq!(got_pairs, pairs);
                 assert_eq!(got.samples.len(), want.samples.len());
                 for (a, b) in got.samples.iter().zip(&want.samples) {
@@ -491,13 +586,19 @@ mod tests {
     #[test]
     fn hostile_bodies() {
         let l = Limits::default();
-        assert!(matches!(decode_request(Protocol::V1, b"garbage", 1 << 20, &l), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            decode_request(Protocol::V1, b"garbage", 1 << 20, &l),
+            Err(DecodeError::Malformed(_))
+        ));
         let body = v1_body();
         for cut in 0..body.len() {
             let _ = decode_request(Protocol::V1, &body[..cut], 1 << 20, &l);
             let _ = decode_request(Protocol::V2, &body[..cut], 1 << 20, &l);
         }
         let big = snappy(&vec![0u8; 2 << 20]);
-        assert!(matches!(decode_request(Protocol::V1, &big, 1 << 20, &l), Err(DecodeError::TooLarge { .. })));
+        assert!(matches!(
+            decode_request(Protocol::V1, &big, 1 << 20, &l),
+            Err(DecodeError::TooLarge { .. })
+        ));
     }
 }

@@ -92,7 +92,12 @@ pub fn negotiate(content_type: Option<&str>) -> Result<Protocol, String> {
 fn text(status: StatusCode, msg: impl Into<String>) -> Response {
     let mut msg = msg.into();
     msg.push('\n');
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], msg).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        msg,
+    )
+        .into_response()
 }
 
 pub async fn push_handler(
@@ -103,7 +108,10 @@ pub async fn push_handler(
     state.metrics.requests.fetch_add(1, Ordering::Relaxed);
     let resp = handle(&state, &headers, &body).await;
     if !resp.status().is_success() {
-        state.metrics.requests_failed.fetch_add(1, Ordering::Relaxed);
+        state
+            .metrics
+            .requests_failed
+            .fetch_add(1, Ordering::Relaxed);
     }
     resp
 }
@@ -126,21 +134,22 @@ async fn handle(state: &DistributorState, headers: &HeaderMap, body: &[u8]) -> R
             );
         }
     }
-    let decoded = match decode_request(
-        protocol,
-        body,
-        state.cfg.max_decompressed_bytes,
-        &state.cfg.limits,
-    ) {
-        Ok(d) => d,
-        Err(DecodeError::TooLarge { limit, size }) => {
-            return text(
+    let decoded =
+        match decode_request(
+            protocol,
+            body,
+            state.cfg.max_decompressed_bytes,
+            &state.cfg.limits,
+        ) {
+            Ok(d) => d,
+            Err(DecodeError::TooLarge { limit, size }) => return text(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("decompressed body of {size} bytes is larger than the limit of {limit} bytes"),
-            )
-        }
-        Err(DecodeError::Malformed(m)) => return text(StatusCode::BAD_REQUEST, m),
-    };
+                format!(
+                    "decompressed body of {size} bytes is larger than the limit of {limit} bytes"
+                ),
+            ),
+            Err(DecodeError::Malformed(m)) => return text(StatusCode::BAD_REQUEST, m),
+        };
     let received = decoded.batch.sample_count();
     state
         .metrics
@@ -191,7 +200,9 @@ mod tests {
         assert_eq!(negotiate(None), Ok(Protocol::V1));
         assert_eq!(negotiate(Some("application/x-protobuf")), Ok(Protocol::V1));
         assert_eq!(
-            negotiate(Some("application/x-protobuf;proto=io.prometheus.write.v2.Request")),
+            negotiate(Some(
+                "application/x-protobuf;proto=io.prometheus.write.v2.Request"
+            )),
             Ok(Protocol::V2)
         );
         assert!(negotiate(Some("application/json")).is_err());

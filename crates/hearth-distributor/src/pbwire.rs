@@ -19,12 +19,20 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Reader<'a> {
-        Reader { buf, pos: 0, end: buf.len() }
+        Reader {
+            buf,
+            pos: 0,
+            end: buf.len(),
+        }
     }
 
     /// A reader over `[start, end)` of the same buffer (positions stay absolute).
     pub fn sub(&self, start: usize, end: usize) -> Reader<'a> {
-        Reader { buf: self.buf, pos: start, end }
+        Reader {
+            buf: self.buf,
+            pos: start,
+            end,
+        }
     }
 
     pub fn eof(&self) -> bool {
@@ -65,7 +73,11 @@ impl<'a> Reader<'a> {
         if self.end - self.pos < 8 {
             return Err(WireError("truncated fixed64"));
         }
-        let v = u64::from_le_bytes(self.buf[self.pos..self.pos + 8].try_into().map_err(|_| WireError("fixed64"))?);
+        let v = u64::from_le_bytes(
+            self.buf[self.pos..self.pos + 8]
+                .try_into()
+                .map_err(|_| WireError("fixed64"))?,
+        );
         self.pos += 8;
         Ok(v)
     }

@@ -41,7 +41,8 @@ pub fn is_valid_label_name(b: &[u8]) -> bool {
 pub fn is_valid_metric_name(b: &[u8]) -> bool {
     !b.is_empty()
         && (b[0].is_ascii_alphabetic() || b[0] == b'_' || b[0] == b':')
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
 }
 
 #[inline]
@@ -67,13 +68,22 @@ pub fn describe(buf: &[u8], labels: &[ArenaLabel]) -> String {
 
 /// Checks one series' labels in place: drops empty values (an empty value means "no
 /// such label"), sorts by name, applies the rules; returns the label hash.
-pub fn validate_series(buf: &[u8], labels: &mut Vec<ArenaLabel>, limits: &Limits) -> Result<u64, ValidationError> {
+pub fn validate_series(
+    buf: &[u8],
+    labels: &mut Vec<ArenaLabel>,
+    limits: &Limits,
+) -> Result<u64, ValidationError> {
     labels.retain(|l| l.value.0 != l.value.1);
     // Senders sort labels (the specification asks them to); sort only when they did not.
-    if !labels.windows(2).all(|w| slice(buf, w[0].name) <= slice(buf, w[1].name)) {
+    if !labels
+        .windows(2)
+        .all(|w| slice(buf, w[0].name) <= slice(buf, w[1].name))
+    {
         labels.sort_unstable_by(|a, b| slice(buf, a.name).cmp(slice(buf, b.name)));
     }
-    let err = |labels: &[ArenaLabel], msg: String| ValidationError(format!("{msg}: series {}", describe(buf, labels)));
+    let err = |labels: &[ArenaLabel], msg: String| {
+        ValidationError(format!("{msg}: series {}", describe(buf, labels)))
+    };
     match labels.iter().find(|l| slice(buf, l.name) == b"__name__") {
         None => return Err(err(labels, "sample missing metric name".into())),
         Some(l) if !is_valid_metric_name(slice(buf, l.value)) => {
@@ -106,18 +116,37 @@ pub fn validate_series(buf: &[u8], labels: &mut Vec<ArenaLabel>, limits: &Limits
             return Err(err(labels, format!("invalid label name {n:?}")));
         }
         if n.len() > limits.max_label_name_length {
-            return Err(err(labels, format!("label name longer than {} bytes", limits.max_label_name_length)));
+            return Err(err(
+                labels,
+                format!(
+                    "label name longer than {} bytes",
+                    limits.max_label_name_length
+                ),
+            ));
         }
         if v.len() > limits.max_label_value_length {
             let n = String::from_utf8_lossy(n).into_owned();
-            return Err(err(labels, format!("label value of {n:?} longer than {} bytes", limits.max_label_value_length)));
+            return Err(err(
+                labels,
+                format!(
+                    "label value of {n:?} longer than {} bytes",
+                    limits.max_label_value_length
+                ),
+            ));
         }
         if !v.is_ascii() && std::str::from_utf8(v).is_err() {
             let n = String::from_utf8_lossy(n).into_owned();
-            return Err(err(labels, format!("label value of {n:?} is not valid UTF-8")));
+            return Err(err(
+                labels,
+                format!("label value of {n:?} is not valid UTF-8"),
+            ));
         }
     }
-    Ok(hash_label_bytes(labels.iter().map(|l| (slice(buf, l.name), slice(buf, l.value)))))
+    Ok(hash_label_bytes(
+        labels
+            .iter()
+            .map(|l| (slice(buf, l.name), slice(buf, l.value))),
+    ))
 }
 
 #[cfg(test)]
@@ -134,7 +163,10 @@ mod tests {
             buf.extend_from_slice(n.as_bytes());
             let n1 = buf.len() as u32;
             buf.extend_from_slice(v.as_bytes());
-            labels.push(ArenaLabel { name: (n0, n1), value: (n1, buf.len() as u32) });
+            labels.push(ArenaLabel {
+                name: (n0, n1),
+                value: (n1, buf.len() as u32),
+            });
         }
         let h = validate_series(&buf, &mut labels, &Limits::default())?;
         Ok((h, describe(&buf, &labels)))
@@ -143,13 +175,25 @@ mod tests {
     #[test]
     fn rules() {
         assert!(check(&[("__name__", "up"), ("job", "x")]).is_ok());
-        assert!(check(&[("job", "x")]).unwrap_err().0.contains("missing metric name"));
+        assert!(check(&[("job", "x")])
+            .unwrap_err()
+            .0
+            .contains("missing metric name"));
         assert!(check(&[("__name__", "")]).is_err());
         assert!(check(&[("__name__", "1up")]).is_err());
-        assert!(check(&[("__name__", "up"), ("a-b", "x")]).unwrap_err().0.contains("invalid label name"));
-        assert!(check(&[("__name__", "up"), ("a", "x"), ("a", "y")]).unwrap_err().0.contains("duplicate"));
+        assert!(check(&[("__name__", "up"), ("a-b", "x")])
+            .unwrap_err()
+            .0
+            .contains("invalid label name"));
+        assert!(check(&[("__name__", "up"), ("a", "x"), ("a", "y")])
+            .unwrap_err()
+            .0
+            .contains("duplicate"));
         let (h, d) = check(&[("z", "1"), ("__name__", "up"), ("a", "2"), ("empty", "")]).unwrap();
         assert_eq!(d, r#"up{a="2", z="1"}"#);
-        assert_eq!(h, Labels::from_pairs(&[("__name__", "up"), ("a", "2"), ("z", "1")]).hash64());
+        assert_eq!(
+            h,
+            Labels::from_pairs(&[("__name__", "up"), ("a", "2"), ("z", "1")]).hash64()
+        );
     }
 }

@@ -30,12 +30,18 @@ pub(crate) fn eval_aggregate(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Val
     };
     let input = match eval(ctx, &a.expr)? {
         Value::Vector(v) => v,
-        _ => return Err(QueryError::BadData(format!("expected instant vector in aggregation {op}"))),
+        _ => {
+            return Err(QueryError::BadData(format!(
+                "expected instant vector in aggregation {op}"
+            )))
+        }
     };
     let scalar_param = |p: &Option<Value>| -> Result<Vec<f64>, QueryError> {
         match p {
             Some(Value::Scalar(s)) => Ok(s.clone()),
-            _ => Err(QueryError::BadData(format!("expected scalar parameter in aggregation {op}"))),
+            _ => Err(QueryError::BadData(format!(
+                "expected scalar parameter in aggregation {op}"
+            ))),
         }
     };
     // Group series once: labels do not change across steps.
@@ -56,7 +62,9 @@ pub(crate) fn eval_aggregate(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Val
             for (_, members) in &groups {
                 for step in 0..n {
                     if k[step].is_nan() {
-                        return Err(QueryError::Execution(format!("Parameter value is NaN for {op}")));
+                        return Err(QueryError::Execution(format!(
+                            "Parameter value is NaN for {op}"
+                        )));
                     }
                     let kk = k[step].max(0.0).min(members.len() as f64) as usize;
                     if kk == 0 {
@@ -74,7 +82,8 @@ pub(crate) fn eval_aggregate(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Val
                                 (true, false) => std::cmp::Ordering::Greater,
                                 (false, true) => std::cmp::Ordering::Less,
                                 _ => {
-                                    let o = x.1.partial_cmp(&y.1).unwrap_or(std::cmp::Ordering::Equal);
+                                    let o =
+                                        x.1.partial_cmp(&y.1).unwrap_or(std::cmp::Ordering::Equal);
                                     if top {
                                         o.reverse()
                                     } else {
@@ -94,9 +103,19 @@ pub(crate) fn eval_aggregate(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Val
                 .zip(keep)
                 .enumerate()
                 .filter_map(|(i, (s, k))| {
-                    let values: Vec<Option<f64>> =
-                        s.values.iter().zip(&k).map(|(v, k)| if *k { *v } else { None }).collect();
-                    values.iter().any(Option::is_some).then_some((i, StepSeries { labels: s.labels, values }))
+                    let values: Vec<Option<f64>> = s
+                        .values
+                        .iter()
+                        .zip(&k)
+                        .map(|(v, k)| if *k { *v } else { None })
+                        .collect();
+                    values.iter().any(Option::is_some).then_some((
+                        i,
+                        StepSeries {
+                            labels: s.labels,
+                            values,
+                        },
+                    ))
                 })
                 .collect();
             if n == 1 && op != "limitk" {
@@ -109,7 +128,10 @@ pub(crate) fn eval_aggregate(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Val
                 let top = op == "topk";
                 out.sort_by(|(ia, a), (ib, b)| {
                     let (ga, gb) = (group_of[ia], group_of[ib]);
-                    let (x, y) = (a.values[0].unwrap_or(f64::NAN), b.values[0].unwrap_or(f64::NAN));
+                    let (x, y) = (
+                        a.values[0].unwrap_or(f64::NAN),
+                        b.values[0].unwrap_or(f64::NAN),
+                    );
                     ga.cmp(&gb).then_with(|| match (x.is_nan(), y.is_nan()) {
                         (true, false) => std::cmp::Ordering::Greater,
                         (false, true) => std::cmp::Ordering::Less,
@@ -129,7 +151,11 @@ pub(crate) fn eval_aggregate(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Val
         "count_values" => {
             let label = match &param {
                 Some(Value::String(s)) => s.clone(),
-                _ => return Err(QueryError::BadData("expected string parameter in count_values".into())),
+                _ => {
+                    return Err(QueryError::BadData(
+                        "expected string parameter in count_values".into(),
+                    ))
+                }
             };
             let mut out: HashMap<Labels, Vec<Option<f64>>> = HashMap::new();
             for (g, members) in &groups {
@@ -144,11 +170,19 @@ pub(crate) fn eval_aggregate(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Val
                     }
                 }
             }
-            return Ok(Value::Vector(out.into_iter().map(|(labels, values)| StepSeries { labels, values }).collect()));
+            return Ok(Value::Vector(
+                out.into_iter()
+                    .map(|(labels, values)| StepSeries { labels, values })
+                    .collect(),
+            ));
         }
         _ => {}
     }
-    let q = if op == "quantile" { Some(scalar_param(&param)?) } else { None };
+    let q = if op == "quantile" {
+        Some(scalar_param(&param)?)
+    } else {
+        None
+    };
     if let Some(q) = &q {
         crate::functions::warn_quantile(ctx, q);
     }
@@ -169,15 +203,28 @@ pub(crate) fn eval_aggregate(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Val
                     for &x in &buf {
                         (s, c) = kahan_inc(x, s, c);
                     }
-                    if s.is_infinite() { s } else { s + c }
+                    if s.is_infinite() {
+                        s
+                    } else {
+                        s + c
+                    }
                 }
                 "avg" => crate::functions::kahan_mean(buf.iter().copied()),
                 "count" => buf.len() as f64,
                 "group" => 1.0,
-                "min" => buf.iter().copied().reduce(|a, b| if b < a || a.is_nan() { b } else { a }).unwrap_or(f64::NAN),
-                "max" => buf.iter().copied().reduce(|a, b| if b > a || a.is_nan() { b } else { a }).unwrap_or(f64::NAN),
+                "min" => buf
+                    .iter()
+                    .copied()
+                    .reduce(|a, b| if b < a || a.is_nan() { b } else { a })
+                    .unwrap_or(f64::NAN),
+                "max" => buf
+                    .iter()
+                    .copied()
+                    .reduce(|a, b| if b > a || a.is_nan() { b } else { a })
+                    .unwrap_or(f64::NAN),
                 "stddev" | "stdvar" => {
-                    let (mut count, mut mean, mut cmean, mut aux, mut caux) = (0.0f64, 0.0, 0.0, 0.0, 0.0);
+                    let (mut count, mut mean, mut cmean, mut aux, mut caux) =
+                        (0.0f64, 0.0, 0.0, 0.0, 0.0);
                     for &x in &buf {
                         count += 1.0;
                         let delta = x - (mean + cmean);
@@ -185,10 +232,18 @@ pub(crate) fn eval_aggregate(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Val
                         (aux, caux) = kahan_inc(delta * (x - (mean + cmean)), aux, caux);
                     }
                     let var = (aux + caux) / count;
-                    if op == "stddev" { var.sqrt() } else { var }
+                    if op == "stddev" {
+                        var.sqrt()
+                    } else {
+                        var
+                    }
                 }
                 "quantile" => quantile(q.as_ref().expect("quantile param")[step], &mut buf),
-                other => return Err(QueryError::BadData(format!("aggregation {other:?} is not supported yet"))),
+                other => {
+                    return Err(QueryError::BadData(format!(
+                        "aggregation {other:?} is not supported yet"
+                    )))
+                }
             };
             values.push(Some(v));
         }
@@ -203,7 +258,11 @@ pub fn format_plain(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     format!("{v}")
 }
@@ -215,10 +274,18 @@ pub fn format_value(v: f64) -> String {
         return "NaN".into();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     if v == 0.0 {
-        return if v.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if v.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     let abs = v.abs();
     if !(1e-6..1e21).contains(&abs) {
@@ -232,18 +299,24 @@ pub fn format_value(v: f64) -> String {
     format!("{v}")
 }
 
-/// histogram_quantile over classic `le` buckets, grouped by the labels besides `le`.
 /// Classic buckets grouped by their labels besides `le` and the name; a bucket with a
 /// missing or malformed `le` is dropped with a warning, as Prometheus does.
-fn bucket_groups<'a>(v: &'a [StepSeries], ann: &mut Annotations) -> HashMap<Labels, Vec<(f64, &'a StepSeries)>> {
+fn bucket_groups<'a>(
+    v: &'a [StepSeries],
+    ann: &mut Annotations,
+) -> HashMap<Labels, Vec<(f64, &'a StepSeries)>> {
     let mut groups: HashMap<Labels, Vec<(f64, &StepSeries)>> = HashMap::new();
     for s in v {
         let le = s.labels.get("le").unwrap_or("");
         let Ok(ub) = parse_le(le) else {
-            ann.warn(format!("bucket label \"le\" is missing or has a malformed value of {le:?}"));
+            ann.warn(format!(
+                "bucket label \"le\" is missing or has a malformed value of {le:?}"
+            ));
             continue;
         };
-        let key = s.labels.filtered(&["le".to_string(), METRIC_NAME.to_string()], false);
+        let key = s
+            .labels
+            .filtered(&["le".to_string(), METRIC_NAME.to_string()], false);
         groups.entry(key).or_default().push((ub, s));
     }
     groups
@@ -251,14 +324,27 @@ fn bucket_groups<'a>(v: &'a [StepSeries], ann: &mut Annotations) -> HashMap<Labe
 
 /// histogram_fraction(lower, upper, buckets) over classic buckets: the estimated share
 /// of observations in [lower, upper], interpolating linearly inside buckets.
-pub(crate) fn histogram_fraction(lo: &[f64], hi: &[f64], v: Vec<StepSeries>, n: usize, ann: &mut Annotations) -> Vec<StepSeries> {
+pub(crate) fn histogram_fraction(
+    lo: &[f64],
+    hi: &[f64],
+    v: Vec<StepSeries>,
+    n: usize,
+    ann: &mut Annotations,
+) -> Vec<StepSeries> {
     let groups = bucket_groups(&v, ann);
     let mut out = Vec::new();
     for (labels, buckets) in groups {
         let mut values = Vec::with_capacity(n);
         for step in 0..n {
-            let mut bs: Vec<(f64, f64)> = buckets.iter().filter_map(|(ub, s)| s.values[step].map(|c| (*ub, c))).collect();
-            values.push(if bs.is_empty() { None } else { Some(bucket_fraction(lo[step], hi[step], &mut bs)) });
+            let mut bs: Vec<(f64, f64)> = buckets
+                .iter()
+                .filter_map(|(ub, s)| s.values[step].map(|c| (*ub, c)))
+                .collect();
+            values.push(if bs.is_empty() {
+                None
+            } else {
+                Some(bucket_fraction(lo[step], hi[step], &mut bs))
+            });
         }
         if values.iter().any(Option::is_some) {
             out.push(StepSeries { labels, values });
@@ -274,7 +360,11 @@ fn bucket_fraction(lower: f64, upper: f64, b: &mut [(f64, f64)]) -> f64 {
     }
     let total = b[b.len() - 1].1;
     if total == 0.0 || total.is_nan() || lower.is_nan() || upper.is_nan() || lower >= upper {
-        return if lower >= upper && !lower.is_nan() && !upper.is_nan() && total > 0.0 { 0.0 } else { f64::NAN };
+        return if lower >= upper && !lower.is_nan() && !upper.is_nan() && total > 0.0 {
+            0.0
+        } else {
+            f64::NAN
+        };
     }
     // Cumulative count at x, interpolating linearly within a bucket; the lowest bucket
     // starts at 0 when its upper bound is positive (as for histogram_quantile).
@@ -286,7 +376,15 @@ fn bucket_fraction(lower: f64, upper: f64, b: &mut [(f64, f64)]) -> f64 {
                 if ub == f64::INFINITY {
                     return prev_c;
                 }
-                let start = if i == 0 { if ub > 0.0 { 0.0 } else { return if x >= ub { c } else { 0.0 } } } else { prev_ub };
+                let start = if i == 0 {
+                    if ub > 0.0 {
+                        0.0
+                    } else {
+                        return if x >= ub { c } else { 0.0 };
+                    }
+                } else {
+                    prev_ub
+                };
                 if x <= start {
                     return prev_c;
                 }
@@ -300,17 +398,14 @@ fn bucket_fraction(lower: f64, upper: f64, b: &mut [(f64, f64)]) -> f64 {
     (cum_at(upper) - cum_at(lower)) / total
 }
 
-pub(crate) fn histogram_quantile(q: &[f64], v: Vec<StepSeries>, n: usize, ann: &mut Annotations) -> Vec<StepSeries> {
-    let mut groups: HashMap<Labels, Vec<(f64, &StepSeries)>> = HashMap::new();
-    for s in &v {
-        let le = s.labels.get("le").unwrap_or("");
-        let Ok(ub) = parse_le(le) else {
-            ann.warn(format!("bucket label \"le\" is missing or has a malformed value of {le:?}"));
-            continue;
-        };
-        let key = s.labels.filtered(&["le".to_string(), METRIC_NAME.to_string()], false);
-        groups.entry(key).or_default().push((ub, s));
-    }
+/// histogram_quantile over classic `le` buckets, grouped by the labels besides `le`.
+pub(crate) fn histogram_quantile(
+    q: &[f64],
+    v: Vec<StepSeries>,
+    n: usize,
+    ann: &mut Annotations,
+) -> Vec<StepSeries> {
+    let groups = bucket_groups(&v, ann);
     let mut out = Vec::new();
     for (labels, buckets) in groups {
         let mut values = Vec::with_capacity(n);

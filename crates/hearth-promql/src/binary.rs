@@ -48,7 +48,11 @@ impl Op {
             "and" => Op::And,
             "or" => Op::Or,
             "unless" => Op::Unless,
-            other => return Err(QueryError::BadData(format!("unknown binary operator {other:?}"))),
+            other => {
+                return Err(QueryError::BadData(format!(
+                    "unknown binary operator {other:?}"
+                )))
+            }
         })
     }
     fn is_comparison(self) -> bool {
@@ -91,15 +95,23 @@ pub(crate) fn eval_binary(ctx: &mut Ctx<'_>, b: &BinaryExpr) -> Result<Value, Qu
                 .map(|i| {
                     let (v, keep) = apply(op, l[i], r[i]);
                     if op.is_comparison() {
-                        if keep { 1.0 } else { 0.0 }
+                        if keep {
+                            1.0
+                        } else {
+                            0.0
+                        }
                     } else {
                         v
                     }
                 })
                 .collect(),
         )),
-        (Value::Vector(v), Value::Scalar(s)) => Ok(Value::Vector(vector_scalar(op, v, &s, false, return_bool))),
-        (Value::Scalar(s), Value::Vector(v)) => Ok(Value::Vector(vector_scalar(op, v, &s, true, return_bool))),
+        (Value::Vector(v), Value::Scalar(s)) => {
+            Ok(Value::Vector(vector_scalar(op, v, &s, false, return_bool)))
+        }
+        (Value::Scalar(s), Value::Vector(v)) => {
+            Ok(Value::Vector(vector_scalar(op, v, &s, true, return_bool)))
+        }
         (Value::Vector(l), Value::Vector(r)) => {
             let card = b
                 .modifier
@@ -113,11 +125,19 @@ pub(crate) fn eval_binary(ctx: &mut Ctx<'_>, b: &BinaryExpr) -> Result<Value, Qu
                 vector_vector(op, l, r, &card, &matching, return_bool, n).map(Value::Vector)
             }
         }
-        _ => Err(QueryError::BadData("binary operators only work on scalars and instant vectors".into())),
+        _ => Err(QueryError::BadData(
+            "binary operators only work on scalars and instant vectors".into(),
+        )),
     }
 }
 
-fn vector_scalar(op: Op, v: Vec<StepSeries>, s: &[f64], swap: bool, return_bool: bool) -> Vec<StepSeries> {
+fn vector_scalar(
+    op: Op,
+    v: Vec<StepSeries>,
+    s: &[f64],
+    swap: bool,
+    return_bool: bool,
+) -> Vec<StepSeries> {
     let drop_name = !op.is_comparison() || return_bool;
     v.into_iter()
         .filter_map(|series| {
@@ -142,7 +162,11 @@ fn vector_scalar(op: Op, v: Vec<StepSeries>, s: &[f64], swap: bool, return_bool:
                 })
                 .collect();
             values.iter().any(Option::is_some).then(|| StepSeries {
-                labels: if drop_name { series.labels.without_metric_name() } else { series.labels },
+                labels: if drop_name {
+                    series.labels.without_metric_name()
+                } else {
+                    series.labels
+                },
                 values,
             })
         })
@@ -161,13 +185,24 @@ fn signature(l: &Labels, matching: &Option<LabelModifier>) -> u64 {
     }
 }
 
-fn set_op(op: Op, l: Vec<StepSeries>, r: Vec<StepSeries>, matching: &Option<LabelModifier>, n: usize) -> Vec<StepSeries> {
+fn set_op(
+    op: Op,
+    l: Vec<StepSeries>,
+    r: Vec<StepSeries>,
+    matching: &Option<LabelModifier>,
+    n: usize,
+) -> Vec<StepSeries> {
     let lsig: Vec<u64> = l.iter().map(|s| signature(&s.labels, matching)).collect();
     let rsig: Vec<u64> = r.iter().map(|s| signature(&s.labels, matching)).collect();
     // Per step, the signatures present on the other side.
-    let present = |sigs: &[u64], side: &[StepSeries], step: usize| -> std::collections::HashSet<u64> {
-        side.iter().zip(sigs).filter(|(s, _)| s.values[step].is_some()).map(|(_, g)| *g).collect()
-    };
+    let present =
+        |sigs: &[u64], side: &[StepSeries], step: usize| -> std::collections::HashSet<u64> {
+            side.iter()
+                .zip(sigs)
+                .filter(|(s, _)| s.values[step].is_some())
+                .map(|(_, g)| *g)
+                .collect()
+        };
     match op {
         Op::And | Op::Unless => {
             let sets: Vec<_> = (0..n).map(|i| present(&rsig, &r, i)).collect();
@@ -180,10 +215,17 @@ fn set_op(op: Op, l: Vec<StepSeries>, r: Vec<StepSeries>, matching: &Option<Labe
                         .enumerate()
                         .map(|(i, v)| {
                             let hit = sets[i].contains(&g);
-                            if (op == Op::And) == hit { *v } else { None }
+                            if (op == Op::And) == hit {
+                                *v
+                            } else {
+                                None
+                            }
                         })
                         .collect();
-                    values.iter().any(Option::is_some).then_some(StepSeries { labels: s.labels, values })
+                    values.iter().any(Option::is_some).then_some(StepSeries {
+                        labels: s.labels,
+                        values,
+                    })
                 })
                 .collect()
         }
@@ -198,7 +240,10 @@ fn set_op(op: Op, l: Vec<StepSeries>, r: Vec<StepSeries>, matching: &Option<Labe
                     .map(|(i, v)| if sets[i].contains(&g) { None } else { *v })
                     .collect();
                 if values.iter().any(Option::is_some) {
-                    out.push(StepSeries { labels: s.labels, values });
+                    out.push(StepSeries {
+                        labels: s.labels,
+                        values,
+                    });
                 }
             }
             out
@@ -260,7 +305,10 @@ fn vector_vector(
     // group_right swaps the sides: the "one" side is always `one`.
     let swapped = matches!(card, VectorMatchCardinality::OneToMany(_));
     let (many, one) = if swapped { (&r, &l) } else { (&l, &r) };
-    let many_sig: Vec<u64> = many.iter().map(|s| signature(&s.labels, matching)).collect();
+    let many_sig: Vec<u64> = many
+        .iter()
+        .map(|s| signature(&s.labels, matching))
+        .collect();
     let one_sig: Vec<u64> = one.iter().map(|s| signature(&s.labels, matching)).collect();
     let drop_name = !op.is_comparison() || return_bool;
     let mut out: HashMap<Labels, Vec<Option<f64>>> = HashMap::new();
@@ -279,7 +327,9 @@ fn vector_vector(
         let mut matched_one: HashMap<u64, usize> = HashMap::new();
         for (i, s) in many.iter().enumerate() {
             let Some(mv) = s.values[step] else { continue };
-            let Some(&j) = one_at.get(&many_sig[i]) else { continue };
+            let Some(&j) = one_at.get(&many_sig[i]) else {
+                continue;
+            };
             if matches!(card, VectorMatchCardinality::OneToOne) {
                 if let Some(prev) = matched_one.insert(many_sig[i], i) {
                     let _ = prev;
@@ -305,7 +355,8 @@ fn vector_vector(
             });
             if e[step].is_some() {
                 return Err(QueryError::Execution(
-                    "multiple matches for labels: grouping labels must ensure unique matches".into(),
+                    "multiple matches for labels: grouping labels must ensure unique matches"
+                        .into(),
                 ));
             }
             e[step] = Some(val);

@@ -151,10 +151,16 @@ fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, QueryErro
                 promql_parser::label::MatchOp::Re(_) => MatchOp::RegexMatch,
                 promql_parser::label::MatchOp::NotRe(_) => MatchOp::RegexNoMatch,
             };
-            out.push(Matcher::new(op, &m.name, &m.value).map_err(|e| QueryError::BadData(e.to_string()))?);
+            out.push(
+                Matcher::new(op, &m.name, &m.value)
+                    .map_err(|e| QueryError::BadData(e.to_string()))?,
+            );
         }
         if let Some(n) = &vs.name {
-            if !out.iter().any(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal && &m.value == n) {
+            if !out
+                .iter()
+                .any(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal && &m.value == n)
+            {
                 out.push(Matcher::equal(METRIC_NAME, n));
             }
         }
@@ -185,7 +191,12 @@ impl Engine {
     }
 
     /// Evaluates `expr` at one instant.
-    pub async fn instant(&self, tenant: &Tenant, expr: &Expr, t: i64) -> Result<QueryOutput, QueryError> {
+    pub async fn instant(
+        &self,
+        tenant: &Tenant,
+        expr: &Expr,
+        t: i64,
+    ) -> Result<QueryOutput, QueryError> {
         let fetched = self.fetch(tenant, expr, t, t, 0).await?;
         let mut ctx = Ctx {
             ts: vec![t],
@@ -241,12 +252,10 @@ impl Engine {
         }
         match expr.value_type() {
             parser::value::ValueType::Vector | parser::value::ValueType::Scalar => {}
-            other => {
-                return Err(QueryError::BadData(format!(
-                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
-                    value_type_name(other)
-                )))
-            }
+            other => return Err(QueryError::BadData(format!(
+                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                value_type_name(other)
+            ))),
         }
         let fetched = self.fetch(tenant, expr, start, end, step).await?;
         let mut ts = Vec::new();
@@ -272,7 +281,11 @@ impl Engine {
                 values: s.into_iter().map(Some).collect(),
             }],
             Value::Vector(vs) => vs,
-            _ => return Err(QueryError::Internal("range query produced a non-vector".into())),
+            _ => {
+                return Err(QueryError::Internal(
+                    "range query produced a non-vector".into(),
+                ))
+            }
         };
         let mut out: Vec<RangeSeries> = series
             .into_iter()
@@ -293,9 +306,18 @@ impl Engine {
         })
     }
 
-    async fn fetch(&self, tenant: &Tenant, expr: &Expr, start: i64, end: i64, step: i64) -> Result<Fetched, QueryError> {
+    async fn fetch(
+        &self,
+        tenant: &Tenant,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<Fetched, QueryError> {
         let mut plan = Vec::new();
-        plan_fetches(expr, start, end, start, end, step, &self.opts, &mut plan, None)?;
+        plan_fetches(
+            expr, start, end, start, end, step, &self.opts, &mut plan, None,
+        )?;
         let mut out: Fetched = HashMap::new();
         let futs = plan.into_iter().map(|f| {
             let q = self.queryable.clone();
@@ -310,7 +332,10 @@ impl Engine {
                     while let Some(s) = stream.next().await {
                         let s = s.map_err(|e| QueryError::Execution(e.to_string()))?;
                         let samples = decode(&s.data, f.mint, f.maxt)?;
-                        all.push(RangeSeries { labels: s.labels, samples });
+                        all.push(RangeSeries {
+                            labels: s.labels,
+                            samples,
+                        });
                     }
                 }
                 Ok::<_, QueryError>((f.key, merge_same_series(all)))
@@ -353,7 +378,11 @@ fn merge_same_series(mut all: Vec<RangeSeries>) -> Vec<RangeSeries> {
 
 fn decode(data: &SeriesData, mint: i64, maxt: i64) -> Result<Vec<Sample>, QueryError> {
     match data {
-        SeriesData::Samples(s) => Ok(s.iter().filter(|x| x.t >= mint && x.t <= maxt).copied().collect()),
+        SeriesData::Samples(s) => Ok(s
+            .iter()
+            .filter(|x| x.t >= mint && x.t <= maxt)
+            .copied()
+            .collect()),
         SeriesData::Chunks(chunks) => {
             let mut out = Vec::new();
             let mut sorted = true;
@@ -445,28 +474,64 @@ fn plan_fetches(
         Expr::Subquery(sq) => {
             let off = offset_ms(&sq.offset);
             let range = duration_ms(&sq.range);
-            let sstep = sq.step.as_ref().map(duration_ms).unwrap_or(opts.default_subquery_step_ms);
+            let sstep = sq
+                .step
+                .as_ref()
+                .map(duration_ms)
+                .unwrap_or(opts.default_subquery_step_ms);
             let (s, en) = match at_ms(&sq.at, q_start, q_end) {
                 Some(a) => (a, a),
                 None => (eval_start, eval_end),
             };
-            plan_fetches(&sq.expr, s - off - range, en - off, q_start, q_end, sstep, opts, out, None)?;
+            plan_fetches(
+                &sq.expr,
+                s - off - range,
+                en - off,
+                q_start,
+                q_end,
+                sstep,
+                opts,
+                out,
+                None,
+            )?;
         }
         Expr::Aggregate(a) => {
-            plan_fetches(&a.expr, eval_start, eval_end, q_start, q_end, step, opts, out, None)?;
+            plan_fetches(
+                &a.expr, eval_start, eval_end, q_start, q_end, step, opts, out, None,
+            )?;
             if let Some(p) = &a.param {
-                plan_fetches(p, eval_start, eval_end, q_start, q_end, step, opts, out, None)?;
+                plan_fetches(
+                    p, eval_start, eval_end, q_start, q_end, step, opts, out, None,
+                )?;
             }
         }
-        Expr::Unary(u) => plan_fetches(&u.expr, eval_start, eval_end, q_start, q_end, step, opts, out, None)?,
+        Expr::Unary(u) => plan_fetches(
+            &u.expr, eval_start, eval_end, q_start, q_end, step, opts, out, None,
+        )?,
         Expr::Binary(b) => {
-            plan_fetches(&b.lhs, eval_start, eval_end, q_start, q_end, step, opts, out, None)?;
-            plan_fetches(&b.rhs, eval_start, eval_end, q_start, q_end, step, opts, out, None)?;
+            plan_fetches(
+                &b.lhs, eval_start, eval_end, q_start, q_end, step, opts, out, None,
+            )?;
+            plan_fetches(
+                &b.rhs, eval_start, eval_end, q_start, q_end, step, opts, out, None,
+            )?;
         }
-        Expr::Paren(p) => plan_fetches(&p.expr, eval_start, eval_end, q_start, q_end, step, opts, out, func)?,
+        Expr::Paren(p) => plan_fetches(
+            &p.expr, eval_start, eval_end, q_start, q_end, step, opts, out, func,
+        )?,
         Expr::Call(c) => {
             for a in &c.args.args {
-                plan_fetches(a, eval_start, eval_end, q_start, q_end, step, opts, out, Some(c.func.name))?;
+                plan_fetches(
+                    a,
+                    eval_start,
+                    eval_end,
+                    q_start,
+                    q_end,
+                    step,
+                    opts,
+                    out,
+                    Some(c.func.name),
+                )?;
             }
         }
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
@@ -507,7 +572,9 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, e: &Expr) -> Result<Value, QueryError> {
                 crate::functions::check_duplicates(&out, ctx.steps())?;
                 Ok(Value::Vector(out))
             }
-            _ => Err(QueryError::BadData("unary minus only works on scalars and instant vectors".into())),
+            _ => Err(QueryError::BadData(
+                "unary minus only works on scalars and instant vectors".into(),
+            )),
         },
         Expr::VectorSelector(vs) => eval_vector_selector(ctx, vs, false),
         Expr::MatrixSelector(ms) => {
@@ -533,7 +600,11 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, e: &Expr) -> Result<Value, QueryError> {
 
 /// Instant-vector selection: per step the newest sample in `(te - lookback, te]`,
 /// ignoring staleness markers. With `timestamps`, yields sample times (for timestamp()).
-pub(crate) fn eval_vector_selector(ctx: &mut Ctx<'_>, vs: &VectorSelector, timestamps: bool) -> Result<Value, QueryError> {
+pub(crate) fn eval_vector_selector(
+    ctx: &mut Ctx<'_>,
+    vs: &VectorSelector,
+    timestamps: bool,
+) -> Result<Value, QueryError> {
     let key = vs as *const VectorSelector as usize;
     let data = ctx.data.get(&key).cloned().unwrap_or_default();
     let off = offset_ms(&vs.offset);
@@ -580,7 +651,10 @@ pub(crate) fn eval_vector_selector(ctx: &mut Ctx<'_>, vs: &VectorSelector, times
     Ok(Value::Vector(out))
 }
 
-fn eval_subquery(ctx: &mut Ctx<'_>, sq: &promql_parser::parser::SubqueryExpr) -> Result<Value, QueryError> {
+fn eval_subquery(
+    ctx: &mut Ctx<'_>,
+    sq: &promql_parser::parser::SubqueryExpr,
+) -> Result<Value, QueryError> {
     let off = offset_ms(&sq.offset);
     let range = duration_ms(&sq.range);
     let step = sq
@@ -632,7 +706,11 @@ fn eval_subquery(ctx: &mut Ctx<'_>, sq: &promql_parser::parser::SubqueryExpr) ->
             labels: Labels::empty(),
             samples: ts.iter().zip(s).map(|(t, v)| Sample { t: *t, v }).collect(),
         }],
-        _ => return Err(QueryError::BadData("subquery is only allowed on instant vector or scalar".into())),
+        _ => {
+            return Err(QueryError::BadData(
+                "subquery is only allowed on instant vector or scalar".into(),
+            ))
+        }
     };
     Ok(Value::Matrix(MatrixArg {
         series,

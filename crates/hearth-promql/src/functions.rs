@@ -32,14 +32,18 @@ fn arg_scalar(ctx: &mut Ctx<'_>, e: &Expr) -> Result<Vec<f64>, QueryError> {
 fn arg_vector(ctx: &mut Ctx<'_>, e: &Expr) -> Result<Vec<StepSeries>, QueryError> {
     match eval(ctx, e)? {
         Value::Vector(v) => Ok(v),
-        _ => Err(QueryError::BadData("expected an instant vector argument".into())),
+        _ => Err(QueryError::BadData(
+            "expected an instant vector argument".into(),
+        )),
     }
 }
 
 fn arg_matrix(ctx: &mut Ctx<'_>, e: &Expr) -> Result<MatrixArg, QueryError> {
     match eval(ctx, e)? {
         Value::Matrix(m) => Ok(m),
-        _ => Err(QueryError::BadData("expected a range vector argument".into())),
+        _ => Err(QueryError::BadData(
+            "expected a range vector argument".into(),
+        )),
     }
 }
 
@@ -73,7 +77,11 @@ fn over_windows(
         }
         if any {
             out.push(StepSeries {
-                labels: if keep_name { s.labels.clone() } else { s.labels.without_metric_name() },
+                labels: if keep_name {
+                    s.labels.clone()
+                } else {
+                    s.labels.without_metric_name()
+                },
                 values,
             });
         }
@@ -84,14 +92,25 @@ fn over_windows(
 /// Drops staleness markers from windows of raw samples (subquery output has none).
 fn without_stale(w: &[Sample]) -> std::borrow::Cow<'_, [Sample]> {
     if w.iter().any(|s| hearth_core::is_stale_nan(s.v)) {
-        std::borrow::Cow::Owned(w.iter().filter(|s| !hearth_core::is_stale_nan(s.v)).copied().collect())
+        std::borrow::Cow::Owned(
+            w.iter()
+                .filter(|s| !hearth_core::is_stale_nan(s.v))
+                .copied()
+                .collect(),
+        )
     } else {
         std::borrow::Cow::Borrowed(w)
     }
 }
 
 /// Prometheus' `extrapolatedRate` for rate, increase and delta.
-fn extrapolated_rate(w: &[Sample], range_start: i64, range_end: i64, is_counter: bool, is_rate: bool) -> Option<f64> {
+fn extrapolated_rate(
+    w: &[Sample],
+    range_start: i64,
+    range_end: i64,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
     if w.len() < 2 {
         return None;
     }
@@ -137,7 +156,11 @@ fn instant_value(w: &[Sample], is_rate: bool) -> Option<f64> {
     }
     let last = w[w.len() - 1];
     let prev = w[w.len() - 2];
-    let mut v = if is_rate && last.v < prev.v { last.v } else { last.v - prev.v };
+    let mut v = if is_rate && last.v < prev.v {
+        last.v
+    } else {
+        last.v - prev.v
+    };
     let dt = last.t - prev.t;
     if dt == 0 {
         return None;
@@ -263,14 +286,22 @@ fn map_vector(vs: Vec<StepSeries>, keep_name: bool, f: impl Fn(f64) -> f64) -> V
     Value::Vector(
         vs.into_iter()
             .map(|s| StepSeries {
-                labels: if keep_name { s.labels } else { s.labels.without_metric_name() },
+                labels: if keep_name {
+                    s.labels
+                } else {
+                    s.labels.without_metric_name()
+                },
                 values: s.values.into_iter().map(|v| v.map(&f)).collect(),
             })
             .collect(),
     )
 }
 
-fn date_fn(ctx: &mut Ctx<'_>, c: &Call, f: fn(chrono::DateTime<Utc>) -> f64) -> Result<Value, QueryError> {
+fn date_fn(
+    ctx: &mut Ctx<'_>,
+    c: &Call,
+    f: fn(chrono::DateTime<Utc>) -> f64,
+) -> Result<Value, QueryError> {
     let conv = move |secs: f64| -> f64 {
         if secs.is_nan() || secs.is_infinite() {
             return f64::NAN;
@@ -336,8 +367,16 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
     }
     match name {
         "rate" => counter_fn!(|w, s, e| extrapolated_rate(&without_stale(w), s, e, true, true)),
-        "increase" => counter_fn!(|w, s, e| extrapolated_rate(&without_stale(w), s, e, true, false)),
-        "delta" => range_fn!(false, |w, s, e| extrapolated_rate(&without_stale(w), s, e, false, false)),
+        "increase" => {
+            counter_fn!(|w, s, e| extrapolated_rate(&without_stale(w), s, e, true, false))
+        }
+        "delta" => range_fn!(false, |w, s, e| extrapolated_rate(
+            &without_stale(w),
+            s,
+            e,
+            false,
+            false
+        )),
         "irate" => range_fn!(false, |w, _, _| instant_value(&without_stale(w), true)),
         "idelta" => range_fn!(false, |w, _, _| instant_value(&without_stale(w), false)),
         "avg_over_time" => range_fn!(false, |w, _, _| {
@@ -354,11 +393,15 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
         }),
         "min_over_time" => range_fn!(false, |w, _, _| {
             let w = without_stale(w);
-            w.iter().map(|s| s.v).reduce(|a, b| if b < a || a.is_nan() { b } else { a })
+            w.iter()
+                .map(|s| s.v)
+                .reduce(|a, b| if b < a || a.is_nan() { b } else { a })
         }),
         "max_over_time" => range_fn!(false, |w, _, _| {
             let w = without_stale(w);
-            w.iter().map(|s| s.v).reduce(|a, b| if b > a || a.is_nan() { b } else { a })
+            w.iter()
+                .map(|s| s.v)
+                .reduce(|a, b| if b > a || a.is_nan() { b } else { a })
         }),
         "last_over_time" => range_fn!(true, |w, _, _| without_stale(w).last().map(|s| s.v)),
         "first_over_time" => range_fn!(true, |w, _, _| without_stale(w).first().map(|s| s.v)),
@@ -392,9 +435,14 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
             }
             best.map(|b| b.t as f64 / 1000.0)
         }),
-        "ts_of_last_over_time" => range_fn!(false, |w, _, _| without_stale(w).last().map(|s| s.t as f64 / 1000.0)),
-        "ts_of_first_over_time" => range_fn!(false, |w, _, _| without_stale(w).first().map(|s| s.t as f64 / 1000.0)),
-        "present_over_time" => range_fn!(false, |w, _, _| (!without_stale(w).is_empty()).then_some(1.0)),
+        "ts_of_last_over_time" => range_fn!(false, |w, _, _| without_stale(w)
+            .last()
+            .map(|s| s.t as f64 / 1000.0)),
+        "ts_of_first_over_time" => range_fn!(false, |w, _, _| without_stale(w)
+            .first()
+            .map(|s| s.t as f64 / 1000.0)),
+        "present_over_time" => range_fn!(false, |w, _, _| (!without_stale(w).is_empty())
+            .then_some(1.0)),
         "stddev_over_time" => range_fn!(false, |w, _, _| {
             let w = without_stale(w);
             (!w.is_empty()).then(|| variance(&w).sqrt())
@@ -455,7 +503,10 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
                     values.push(v);
                 }
                 if any {
-                    out.push(StepSeries { labels: s.labels.without_metric_name(), values });
+                    out.push(StepSeries {
+                        labels: s.labels.without_metric_name(),
+                        values,
+                    });
                 }
             }
             let _ = step;
@@ -474,13 +525,23 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
                     let te = m.at_ms.unwrap_or(t) - m.offset_ms;
                     let lo = s.samples.partition_point(|x| x.t <= te - m.range_ms);
                     let hi = s.samples.partition_point(|x| x.t <= te);
-                    let mut vals: Vec<f64> = without_stale(&s.samples[lo..hi]).iter().map(|x| x.v).collect();
-                    let v = if vals.is_empty() { None } else { Some(quantile(q[i], &mut vals)) };
+                    let mut vals: Vec<f64> = without_stale(&s.samples[lo..hi])
+                        .iter()
+                        .map(|x| x.v)
+                        .collect();
+                    let v = if vals.is_empty() {
+                        None
+                    } else {
+                        Some(quantile(q[i], &mut vals))
+                    };
                     any |= v.is_some();
                     values.push(v);
                 }
                 if any {
-                    out.push(StepSeries { labels: s.labels.without_metric_name(), values });
+                    out.push(StepSeries {
+                        labels: s.labels.without_metric_name(),
+                        values,
+                    });
                 }
             }
             Ok(Value::Vector(out))
@@ -490,10 +551,16 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
             let sf = arg_scalar(ctx, &args[1])?;
             let tf = arg_scalar(ctx, &args[2])?;
             if sf[0] <= 0.0 || sf[0] >= 1.0 {
-                return Err(QueryError::Execution(format!("invalid smoothing factor. Expected: 0 < sf < 1, got: {}", sf[0])));
+                return Err(QueryError::Execution(format!(
+                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {}",
+                    sf[0]
+                )));
             }
             if tf[0] <= 0.0 || tf[0] >= 1.0 {
-                return Err(QueryError::Execution(format!("invalid trend factor. Expected: 0 < tf < 1, got: {}", tf[0])));
+                return Err(QueryError::Execution(format!(
+                    "invalid trend factor. Expected: 0 < tf < 1, got: {}",
+                    tf[0]
+                )));
             }
             let (sf, tf) = (sf[0], tf[0]);
             Ok(Value::Vector(over_windows(ctx, &m, false, |w, _, _| {
@@ -517,10 +584,18 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
         }
         "absent_over_time" => {
             let m = arg_matrix(ctx, &args[0])?;
-            let present = over_windows(ctx, &m, false, |w, _, _| (!without_stale(w).is_empty()).then_some(1.0));
+            let present = over_windows(ctx, &m, false, |w, _, _| {
+                (!without_stale(w).is_empty()).then_some(1.0)
+            });
             let labels = absent_labels(&args[0]);
             let values = (0..n)
-                .map(|i| if present.iter().any(|s| s.values[i].is_some()) { None } else { Some(1.0) })
+                .map(|i| {
+                    if present.iter().any(|s| s.values[i].is_some()) {
+                        None
+                    } else {
+                        Some(1.0)
+                    }
+                })
                 .collect();
             Ok(Value::Vector(vec![StepSeries { labels, values }]))
         }
@@ -528,7 +603,13 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
             let v = arg_vector(ctx, &args[0])?;
             let labels = absent_labels(&args[0]);
             let values = (0..n)
-                .map(|i| if v.iter().any(|s| s.values[i].is_some()) { None } else { Some(1.0) })
+                .map(|i| {
+                    if v.iter().any(|s| s.values[i].is_some()) {
+                        None
+                    } else {
+                        Some(1.0)
+                    }
+                })
                 .collect();
             Ok(Value::Vector(vec![StepSeries { labels, values }]))
         }
@@ -552,8 +633,16 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
         "asinh" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::asinh)),
         "acosh" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::acosh)),
         "atanh" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::atanh)),
-        "deg" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::to_degrees)),
-        "rad" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::to_radians)),
+        "deg" => Ok(map_vector(
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::to_degrees,
+        )),
+        "rad" => Ok(map_vector(
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::to_radians,
+        )),
         "sgn" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, |v| {
             if v > 0.0 {
                 1.0
@@ -564,10 +653,16 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
             }
         })),
         "pi" => Ok(Value::Scalar(vec![std::f64::consts::PI; n])),
-        "time" => Ok(Value::Scalar(ctx.ts.iter().map(|t| *t as f64 / 1000.0).collect())),
+        "time" => Ok(Value::Scalar(
+            ctx.ts.iter().map(|t| *t as f64 / 1000.0).collect(),
+        )),
         "round" => {
             let v = arg_vector(ctx, &args[0])?;
-            let to = if args.len() > 1 { arg_scalar(ctx, &args[1])?[0] } else { 1.0 };
+            let to = if args.len() > 1 {
+                arg_scalar(ctx, &args[1])?[0]
+            } else {
+                1.0
+            };
             let inv = 1.0 / to;
             Ok(map_vector(v, false, move |x| (x * inv + 0.5).floor() / inv))
         }
@@ -583,12 +678,20 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
         "clamp_min" => {
             let v = arg_vector(ctx, &args[0])?;
             let lo = arg_scalar(ctx, &args[1])?[0];
-            Ok(map_vector(v, false, move |x| if x.is_nan() { x } else { x.max(lo) }))
+            Ok(map_vector(
+                v,
+                false,
+                move |x| if x.is_nan() { x } else { x.max(lo) },
+            ))
         }
         "clamp_max" => {
             let v = arg_vector(ctx, &args[0])?;
             let hi = arg_scalar(ctx, &args[1])?[0];
-            Ok(map_vector(v, false, move |x| if x.is_nan() { x } else { x.min(hi) }))
+            Ok(map_vector(
+                v,
+                false,
+                move |x| if x.is_nan() { x } else { x.min(hi) },
+            ))
         }
         "timestamp" => {
             if let Expr::VectorSelector(vs) = &*args[0] {
@@ -603,7 +706,12 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
                 v.into_iter()
                     .map(|s| StepSeries {
                         labels: s.labels.without_metric_name(),
-                        values: s.values.iter().zip(&ts).map(|(v, t)| v.map(|_| *t as f64 / 1000.0)).collect(),
+                        values: s
+                            .values
+                            .iter()
+                            .zip(&ts)
+                            .map(|(v, t)| v.map(|_| *t as f64 / 1000.0))
+                            .collect(),
                     })
                     .collect(),
             ))
@@ -634,7 +742,10 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
             // Only meaningful for instant queries; range results are sorted by labels.
             let desc = name == "sort_desc";
             v.sort_by(|a, b| {
-                let (x, y) = (a.values[0].unwrap_or(f64::NAN), b.values[0].unwrap_or(f64::NAN));
+                let (x, y) = (
+                    a.values[0].unwrap_or(f64::NAN),
+                    b.values[0].unwrap_or(f64::NAN),
+                );
                 let o = if desc {
                     y.partial_cmp(&x)
                 } else {
@@ -679,10 +790,15 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
             let repl = arg_string(ctx, &args[2])?;
             let src = arg_string(ctx, &args[3])?;
             let re_s = arg_string(ctx, &args[4])?;
-            let re = regex::Regex::new(&format!("^(?s:{re_s})$"))
-                .map_err(|e| QueryError::BadData(format!("invalid regular expression in label_replace(): {re_s}: {e}")))?;
+            let re = regex::Regex::new(&format!("^(?s:{re_s})$")).map_err(|e| {
+                QueryError::BadData(format!(
+                    "invalid regular expression in label_replace(): {re_s}: {e}"
+                ))
+            })?;
             if !is_valid_label_name(&dst) {
-                return Err(QueryError::Execution(format!("invalid destination label name in label_replace(): {dst}")));
+                return Err(QueryError::Execution(format!(
+                    "invalid destination label name in label_replace(): {dst}"
+                )));
             }
             let mut out = Vec::with_capacity(v.len());
             for s in v {
@@ -697,7 +813,10 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
                     }
                     None => s.labels,
                 };
-                out.push(StepSeries { labels, values: s.values });
+                out.push(StepSeries {
+                    labels,
+                    values: s.values,
+                });
             }
             Ok(Value::Vector(out))
         }
@@ -710,14 +829,20 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
                 srcs.push(arg_string(ctx, a)?);
             }
             if !is_valid_label_name(&dst) {
-                return Err(QueryError::Execution(format!("invalid destination label name in label_join(): {dst}")));
+                return Err(QueryError::Execution(format!(
+                    "invalid destination label name in label_join(): {dst}"
+                )));
             }
             let mut out = Vec::with_capacity(v.len());
             for s in v {
-                let joined: Vec<&str> = srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect();
+                let joined: Vec<&str> =
+                    srcs.iter().map(|n| s.labels.get(n).unwrap_or("")).collect();
                 let mut b = s.labels.builder();
                 b.set(&dst, &joined.join(&sep));
-                out.push(StepSeries { labels: b.build(), values: s.values });
+                out.push(StepSeries {
+                    labels: b.build(),
+                    values: s.values,
+                });
             }
             Ok(Value::Vector(out))
         }
@@ -732,7 +857,13 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
             let lo = arg_scalar(ctx, &args[0])?;
             let hi = arg_scalar(ctx, &args[1])?;
             let v = arg_vector(ctx, &args[2])?;
-            Ok(Value::Vector(crate::aggregate::histogram_fraction(&lo, &hi, v, n, &mut ctx.annotations)))
+            Ok(Value::Vector(crate::aggregate::histogram_fraction(
+                &lo,
+                &hi,
+                v,
+                n,
+                &mut ctx.annotations,
+            )))
         }
         "minute" => date_fn(ctx, c, |d| d.minute() as f64),
         "hour" => date_fn(ctx, c, |d| d.hour() as f64),
@@ -742,20 +873,26 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
         "days_in_month" => date_fn(ctx, c, days_in_month),
         "month" => date_fn(ctx, c, |d| d.month() as f64),
         "year" => date_fn(ctx, c, |d| d.year() as f64),
-        other => Err(QueryError::BadData(format!("function {other:?} is not supported yet"))),
+        other => Err(QueryError::BadData(format!(
+            "function {other:?} is not supported yet"
+        ))),
     }
 }
 
 /// Prometheus warns once per query when a quantile parameter is outside [0, 1].
 pub(crate) fn warn_quantile(ctx: &mut Ctx<'_>, q: &[f64]) {
     if let Some(bad) = q.iter().find(|q| q.is_nan() || **q < 0.0 || **q > 1.0) {
-        ctx.annotations.warn(format!("quantile value should be between 0 and 1, got {bad}"));
+        ctx.annotations.warn(format!(
+            "quantile value should be between 0 and 1, got {bad}"
+        ));
     }
 }
 
 fn is_valid_label_name(n: &str) -> bool {
     let b = n.as_bytes();
-    !b.is_empty() && (b[0].is_ascii_alphabetic() || b[0] == b'_') && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    !b.is_empty()
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
 /// Go's `$1`/`${1}` templates mean the same in the regex crate, except that Go treats
@@ -779,8 +916,12 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
             while j < b.len() && b[j].is_ascii_digit() {
                 j += 1;
             }
-            let na = std::str::from_utf8(&a[si..i]).unwrap_or("").trim_start_matches('0');
-            let nb = std::str::from_utf8(&b[sj..j]).unwrap_or("").trim_start_matches('0');
+            let na = std::str::from_utf8(&a[si..i])
+                .unwrap_or("")
+                .trim_start_matches('0');
+            let nb = std::str::from_utf8(&b[sj..j])
+                .unwrap_or("")
+                .trim_start_matches('0');
             let o = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb));
             if o != Ordering::Equal {
                 return o;
@@ -800,11 +941,16 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 /// Prometheus' "vector cannot contain metrics with the same labelset": two series of
 /// one result with equal labels (after dropping names) that both have a value at a step.
 pub(crate) fn check_duplicates(v: &[StepSeries], n: usize) -> Result<(), QueryError> {
-    let mut first: std::collections::HashMap<u64, usize> = std::collections::HashMap::with_capacity(v.len());
+    let mut first: std::collections::HashMap<u64, usize> =
+        std::collections::HashMap::with_capacity(v.len());
     for (i, s) in v.iter().enumerate() {
         if let Some(&j) = first.get(&s.labels.hash64()) {
-            if v[j].labels == s.labels && (0..n).any(|k| v[j].values[k].is_some() && s.values[k].is_some()) {
-                return Err(QueryError::Execution("vector cannot contain metrics with the same labelset".into()));
+            if v[j].labels == s.labels
+                && (0..n).any(|k| v[j].values[k].is_some() && s.values[k].is_some())
+            {
+                return Err(QueryError::Execution(
+                    "vector cannot contain metrics with the same labelset".into(),
+                ));
             }
         } else {
             first.insert(s.labels.hash64(), i);
@@ -826,7 +972,10 @@ fn absent_labels(e: &Expr) -> Labels {
         *seen.entry(m.name.as_str()).or_default() += 1;
     }
     for m in &vs.matchers.matchers {
-        if m.name != METRIC_NAME && matches!(m.op, promql_parser::label::MatchOp::Equal) && seen[m.name.as_str()] == 1 {
+        if m.name != METRIC_NAME
+            && matches!(m.op, promql_parser::label::MatchOp::Equal)
+            && seen[m.name.as_str()] == 1
+        {
             b.set(&m.name, &m.value);
         }
     }

@@ -38,8 +38,14 @@ pub enum Value {
 /// What a query returns, as the HTTP API serialises it.
 #[derive(Clone, Debug)]
 pub enum QueryValue {
-    Scalar { t: i64, v: f64 },
-    String { t: i64, v: String },
+    Scalar {
+        t: i64,
+        v: f64,
+    },
+    String {
+        t: i64,
+        v: String,
+    },
     /// Instant vector: one sample per series at the evaluation time.
     Vector(Vec<(Labels, i64, f64)>),
     /// Range query result, or a range vector from an instant query.

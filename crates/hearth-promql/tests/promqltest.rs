@@ -49,44 +49,24 @@ struct Eval {
 
 #[derive(Debug)]
 enum Cmd {
-    Load { interval: i64, series: Vec<(Labels, Vec<Val>)>, nhcb: bool },
+    Load {
+        interval: i64,
+        series: Vec<(Labels, Vec<Val>)>,
+        nhcb: bool,
+    },
     Clear,
     Eval(Box<Eval>),
 }
 
+/// A duration of the test language: a Prometheus duration, or plain seconds, maybe negative.
 fn parse_duration(s: &str) -> Option<i64> {
     let (neg, s) = match s.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, s),
     };
-    let v = if let Ok(n) = s.parse::<i64>() {
-        n * 1000
-    } else {
-        let units: [(&str, i64); 7] = [
-            ("ms", 1),
-            ("s", 1000),
-            ("m", 60_000),
-            ("h", 3_600_000),
-            ("d", 86_400_000),
-            ("w", 604_800_000),
-            ("y", 31_536_000_000),
-        ];
-        let b = s.as_bytes();
-        let mut i = 0;
-        let mut total = 0i64;
-        while i < b.len() {
-            let st = i;
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-            let n: i64 = s[st..i].parse().ok()?;
-            let us = i;
-            while i < b.len() && b[i].is_ascii_alphabetic() {
-                i += 1;
-            }
-            total += n * units.iter().find(|(u, _)| *u == &s[us..i])?.1;
-        }
-        total
+    let v = match s.parse::<i64>() {
+        Ok(n) => n * 1000,
+        Err(_) => hearth_core::duration::parse_duration_ms(s)?,
     };
     Some(if neg { -v } else { v })
 }
@@ -135,7 +115,10 @@ fn parse_values(s: &str) -> Option<Vec<Val>> {
     for tok in value_tokens(s) {
         if tok.starts_with("{{") {
             // A native histogram, possibly repeated: {{...}}xN or {{...}}+{{...}}xN.
-            let n = tok.rsplit_once("}}x").and_then(|(_, n)| n.parse::<usize>().ok()).map_or(1, |n| n + 1);
+            let n = tok
+                .rsplit_once("}}x")
+                .and_then(|(_, n)| n.parse::<usize>().ok())
+                .map_or(1, |n| n + 1);
             out.extend(std::iter::repeat_n(Val::Histogram, n));
             continue;
         }
@@ -243,7 +226,9 @@ fn unquote(s: &str) -> Option<(String, usize)> {
 fn parse_series_desc(line: &str) -> Option<(Labels, &str)> {
     let line = line.trim_start();
     let mut pairs: Vec<(String, String)> = Vec::new();
-    let name_end = line.find(|c: char| c == '{' || c.is_whitespace()).unwrap_or(line.len());
+    let name_end = line
+        .find(|c: char| c == '{' || c.is_whitespace())
+        .unwrap_or(line.len());
     if name_end > 0 {
         pairs.push(("__name__".into(), line[..name_end].to_string()));
     }
@@ -260,7 +245,8 @@ fn parse_series_desc(line: &str) -> Option<(Labels, &str)> {
             let (name, after) = if let Some((q, n)) = unquote(rest) {
                 (q, &rest[n..])
             } else {
-                let end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':' || c == '.'))?;
+                let end = rest
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':' || c == '.'))?;
                 (rest[..end].to_string(), &rest[end..])
             };
             let after = after.trim_start();
@@ -305,42 +291,39 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
             i += 1;
             continue;
         }
-        if let Some(r) = t.strip_prefix("load_with_nhcb ") {
-            // Classic histograms are also loaded as native histograms with custom buckets
-            // under the base name: evals on those need native histograms.
-            let interval = parse_duration(r.trim()).ok_or(format!("line {}: bad interval", i + 1))?;
+        let load = t
+            .strip_prefix("load_with_nhcb ")
+            .map(|r| (r, true))
+            .or_else(|| t.strip_prefix("load ").map(|r| (r, false)));
+        if let Some((r, nhcb)) = load {
+            // load_with_nhcb also loads classic histograms as native histograms with
+            // custom buckets under the base name: evals on those need native histograms.
+            let interval =
+                parse_duration(r.trim()).ok_or(format!("line {}: bad interval", i + 1))?;
             let mut series = Vec::new();
             i += 1;
             while i < lines.len() && !lines[i].trim().is_empty() && !is_cmd(lines[i]) {
                 let l = lines[i].trim();
                 if !l.starts_with('#') {
-                    let (labels, rest) = parse_series_desc(l).ok_or(format!("line {}: bad series", i + 1))?;
-                    let vals = parse_values(rest).ok_or(format!("line {}: bad values {rest:?}", i + 1))?;
+                    let (labels, rest) =
+                        parse_series_desc(l).ok_or(format!("line {}: bad series", i + 1))?;
+                    let vals =
+                        parse_values(rest).ok_or(format!("line {}: bad values {rest:?}", i + 1))?;
                     series.push((labels, vals));
                 }
                 i += 1;
             }
-            cmds.push(Cmd::Load { interval, series, nhcb: true });
-            continue;
-        }
-        if let Some(r) = t.strip_prefix("load ") {
-            let interval = parse_duration(r.trim()).ok_or(format!("line {}: bad interval", i + 1))?;
-            let mut series = Vec::new();
-            i += 1;
-            while i < lines.len() && !lines[i].trim().is_empty() && !is_cmd(lines[i]) {
-                let l = lines[i].trim();
-                if !l.starts_with('#') {
-                    let (labels, rest) = parse_series_desc(l).ok_or(format!("line {}: bad series", i + 1))?;
-                    let vals = parse_values(rest).ok_or(format!("line {}: bad values {rest:?}", i + 1))?;
-                    series.push((labels, vals));
-                }
-                i += 1;
-            }
-            cmds.push(Cmd::Load { interval, series, nhcb: false });
+            cmds.push(Cmd::Load {
+                interval,
+                series,
+                nhcb,
+            });
             continue;
         }
         if t.starts_with("eval") {
-            let (kw, rest) = t.split_once(' ').ok_or(format!("line {}: bad eval", i + 1))?;
+            let (kw, rest) = t
+                .split_once(' ')
+                .ok_or(format!("line {}: bad eval", i + 1))?;
             let mut ev = Eval {
                 line: i + 1,
                 expr: String::new(),
@@ -357,7 +340,9 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
             };
             let rest = rest.trim();
             if let Some(r) = rest.strip_prefix("instant at ") {
-                let (at, expr) = r.split_once(' ').ok_or(format!("line {}: bad eval", i + 1))?;
+                let (at, expr) = r
+                    .split_once(' ')
+                    .ok_or(format!("line {}: bad eval", i + 1))?;
                 let at = parse_duration(at).ok_or(format!("line {}: bad time", i + 1))?;
                 ev.range = (at, at, 0);
                 ev.expr = expr.trim().to_string();
@@ -400,7 +385,9 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
                         ev.info = true;
                     } else if let Some(s) = e.strip_prefix("string") {
                         let s = s.trim();
-                        ev.expected.push(Expect::String(unquote(s).map(|x| x.0).unwrap_or_else(|| s.to_string())));
+                        ev.expected.push(Expect::String(
+                            unquote(s).map(|x| x.0).unwrap_or_else(|| s.to_string()),
+                        ));
                     }
                     continue;
                 }
@@ -420,10 +407,12 @@ fn parse_file(text: &str) -> Result<Vec<Cmd>, String> {
                     continue;
                 }
                 if l.starts_with('"') {
-                    ev.expected.push(Expect::String(unquote(l).map(|x| x.0).unwrap_or_default()));
+                    ev.expected
+                        .push(Expect::String(unquote(l).map(|x| x.0).unwrap_or_default()));
                     continue;
                 }
-                let (labels, rest) = parse_series_desc(l).ok_or(format!("line {}: bad expectation {l:?}", i))?;
+                let (labels, rest) =
+                    parse_series_desc(l).ok_or(format!("line {}: bad expectation {l:?}", i))?;
                 let vals = parse_values(rest).ok_or(format!("line {}: bad values {rest:?}", i))?;
                 if vals.iter().any(|v| matches!(v, Val::Histogram)) {
                     ev.histogram_expected = true;
@@ -474,9 +463,12 @@ fn fmt_vals(v: &[Val]) -> String {
 }
 
 fn compare(ev: &Eval, got: QueryValue) -> Result<(), String> {
-    let got = got;
     // Actual results as (labels, values per step).
-    let steps = if ev.instant { 1 } else { ((ev.range.1 - ev.range.0) / ev.range.2 + 1) as usize };
+    let steps = if ev.instant {
+        1
+    } else {
+        ((ev.range.1 - ev.range.0) / ev.range.2 + 1) as usize
+    };
     let actual: Vec<(Labels, Vec<Val>)> = match got {
         QueryValue::Scalar { v, .. } => {
             return match ev.expected.as_slice() {
@@ -494,11 +486,21 @@ fn compare(ev: &Eval, got: QueryValue) -> Result<(), String> {
                 _ => Err(format!("string {v:?}, want {:?}", ev.expected)),
             };
         }
-        QueryValue::Vector(vs) => vs.into_iter().map(|(l, _, v)| (l, vec![Val::Float(v)])).collect(),
+        QueryValue::Vector(vs) => vs
+            .into_iter()
+            .map(|(l, _, v)| (l, vec![Val::Float(v)]))
+            .collect(),
         QueryValue::Matrix(ms) => {
             if ev.instant {
                 // A range vector from an instant query: the raw samples in order.
-                ms.into_iter().map(|s| (s.labels, s.samples.iter().map(|x| Val::Float(x.v)).collect())).collect()
+                ms.into_iter()
+                    .map(|s| {
+                        (
+                            s.labels,
+                            s.samples.iter().map(|x| Val::Float(x.v)).collect(),
+                        )
+                    })
+                    .collect()
             } else {
                 ms.into_iter()
                     .map(|s| {
@@ -524,11 +526,22 @@ fn compare(ev: &Eval, got: QueryValue) -> Result<(), String> {
         })
         .collect();
     if expected.len() != ev.expected.len() {
-        return Err(format!("got a vector/matrix of {} series, want {:?}", actual.len(), ev.expected));
+        return Err(format!(
+            "got a vector/matrix of {} series, want {:?}",
+            actual.len(),
+            ev.expected
+        ));
     }
     if actual.len() != expected.len() {
-        let got: Vec<String> = actual.iter().map(|(l, v)| format!("{l} {}", fmt_vals(v))).collect();
-        return Err(format!("got {} series, want {}: got {got:?}", actual.len(), expected.len()));
+        let got: Vec<String> = actual
+            .iter()
+            .map(|(l, v)| format!("{l} {}", fmt_vals(v)))
+            .collect();
+        return Err(format!(
+            "got {} series, want {}: got {got:?}",
+            actual.len(),
+            expected.len()
+        ));
     }
     for (pos, (el, ev_vals)) in expected.iter().enumerate() {
         let Some((ai, (_, av))) = actual.iter().enumerate().find(|(_, (al, _))| al == *el) else {
@@ -549,7 +562,11 @@ fn compare(ev: &Eval, got: QueryValue) -> Result<(), String> {
                 _ => false,
             };
             if !ok {
-                return Err(format!("series {el}: got [{}], want [{}]", fmt_vals(av), fmt_vals(ev_vals)));
+                return Err(format!(
+                    "series {el}: got [{}], want [{}]",
+                    fmt_vals(av),
+                    fmt_vals(ev_vals)
+                ));
             }
         }
     }
@@ -570,23 +587,33 @@ fn mentions(expr: &str, metric: &str) -> bool {
 fn selects_histograms(e: &promql_parser::parser::Expr, hist: &[Labels]) -> bool {
     use promql_parser::parser::Expr;
     let vs_hits = |vs: &promql_parser::parser::VectorSelector| -> bool {
-        let groups: Vec<&Vec<promql_parser::label::Matcher>> = if vs.matchers.or_matchers.is_empty() {
+        let groups: Vec<&Vec<promql_parser::label::Matcher>> = if vs.matchers.or_matchers.is_empty()
+        {
             vec![&vs.matchers.matchers]
         } else {
             vs.matchers.or_matchers.iter().collect()
         };
         hist.iter().any(|l| {
             groups.iter().any(|ms| {
-                vs.name.as_ref().is_none_or(|n| l.metric_name() == Some(n.as_str()))
+                vs.name
+                    .as_ref()
+                    .is_none_or(|n| l.metric_name() == Some(n.as_str()))
                     && ms.iter().all(|m| {
                         let v = l.get(&m.name).unwrap_or("");
                         let op = match &m.op {
                             promql_parser::label::MatchOp::Equal => hearth_core::MatchOp::Equal,
-                            promql_parser::label::MatchOp::NotEqual => hearth_core::MatchOp::NotEqual,
-                            promql_parser::label::MatchOp::Re(_) => hearth_core::MatchOp::RegexMatch,
-                            promql_parser::label::MatchOp::NotRe(_) => hearth_core::MatchOp::RegexNoMatch,
+                            promql_parser::label::MatchOp::NotEqual => {
+                                hearth_core::MatchOp::NotEqual
+                            }
+                            promql_parser::label::MatchOp::Re(_) => {
+                                hearth_core::MatchOp::RegexMatch
+                            }
+                            promql_parser::label::MatchOp::NotRe(_) => {
+                                hearth_core::MatchOp::RegexNoMatch
+                            }
                         };
-                        hearth_core::Matcher::new(op, &m.name, &m.value).is_ok_and(|hm| hm.matches(v))
+                        hearth_core::Matcher::new(op, &m.name, &m.value)
+                            .is_ok_and(|hm| hm.matches(v))
                     })
             })
         })
@@ -594,7 +621,12 @@ fn selects_histograms(e: &promql_parser::parser::Expr, hist: &[Labels]) -> bool 
     match e {
         Expr::VectorSelector(vs) => vs_hits(vs),
         Expr::MatrixSelector(ms) => vs_hits(&ms.vs),
-        Expr::Aggregate(a) => selects_histograms(&a.expr, hist) || a.param.as_ref().is_some_and(|p| selects_histograms(p, hist)),
+        Expr::Aggregate(a) => {
+            selects_histograms(&a.expr, hist)
+                || a.param
+                    .as_ref()
+                    .is_some_and(|p| selects_histograms(p, hist))
+        }
         Expr::Unary(u) => selects_histograms(&u.expr, hist),
         Expr::Binary(b) => selects_histograms(&b.lhs, hist) || selects_histograms(&b.rhs, hist),
         Expr::Paren(p) => selects_histograms(&p.expr, hist),
@@ -604,7 +636,12 @@ fn selects_histograms(e: &promql_parser::parser::Expr, hist: &[Labels]) -> bool 
     }
 }
 
-async fn run_eval(head: &Arc<Head>, ev: &Eval, histogram_metrics: &[String], histogram_series: &[Labels]) -> Outcome {
+async fn run_eval(
+    head: &Arc<Head>,
+    ev: &Eval,
+    histogram_metrics: &[String],
+    histogram_series: &[Labels],
+) -> Outcome {
     if ev.histogram_expected {
         return Outcome::Skip("native histograms");
     }
@@ -614,7 +651,10 @@ async fn run_eval(head: &Arc<Head>, ev: &Eval, histogram_metrics: &[String], his
     if Engine::parse(&ev.expr).is_ok_and(|e| selects_histograms(&e, histogram_series)) {
         return Outcome::Skip("native histograms");
     }
-    let engine = Engine::new(Arc::new(HeadQueryable(head.clone())), EngineOptions::default());
+    let engine = Engine::new(
+        Arc::new(HeadQueryable(head.clone())),
+        EngineOptions::default(),
+    );
     let tenant = Tenant::anonymous();
     let res = match Engine::parse(&ev.expr) {
         Err(e) => Err(e),
@@ -622,7 +662,9 @@ async fn run_eval(head: &Arc<Head>, ev: &Eval, histogram_metrics: &[String], his
             if ev.instant {
                 engine.instant(&tenant, &expr, ev.range.0).await
             } else {
-                engine.range(&tenant, &expr, ev.range.0, ev.range.1, ev.range.2).await
+                engine
+                    .range(&tenant, &expr, ev.range.0, ev.range.1, ev.range.2)
+                    .await
             }
         }
     };
@@ -670,7 +712,12 @@ async fn run_eval(head: &Arc<Head>, ev: &Eval, histogram_metrics: &[String], his
     }
 }
 
-fn load(head: &Head, interval: i64, series: &[(Labels, Vec<Val>)], histogram_metrics: &mut Vec<String>) {
+fn load(
+    head: &Head,
+    interval: i64,
+    series: &[(Labels, Vec<Val>)],
+    histogram_metrics: &mut Vec<String>,
+) {
     // A series listed twice keeps the later value at a timestamp, as Prometheus' loader.
     let mut merged: BTreeMap<Labels, BTreeMap<i64, f64>> = BTreeMap::new();
     for (labels, vals) in series {
@@ -697,7 +744,11 @@ fn load(head: &Head, interval: i64, series: &[(Labels, Vec<Val>)], histogram_met
         batch.push(labels, &samples);
     }
     let out = head.apply(&Tenant::anonymous(), &batch);
-    assert_eq!(out.samples_rejected, 0, "loading rejected samples: {:?}", out.first_rejection);
+    assert_eq!(
+        out.samples_rejected, 0,
+        "loading rejected samples: {:?}",
+        out.first_rejection
+    );
 }
 
 fn new_head() -> Arc<Head> {
@@ -760,10 +811,16 @@ async fn prometheus_promql_corpus() {
                     histogram_metrics.clear();
                     histogram_series.clear();
                 }
-                Cmd::Load { interval, series, nhcb } => {
+                Cmd::Load {
+                    interval,
+                    series,
+                    nhcb,
+                } => {
                     if *nhcb {
                         for (l, _) in series {
-                            if let Some(base) = l.metric_name().and_then(|n| n.strip_suffix("_bucket")) {
+                            if let Some(base) =
+                                l.metric_name().and_then(|n| n.strip_suffix("_bucket"))
+                            {
                                 if !histogram_metrics.iter().any(|m| m == base) {
                                     histogram_metrics.push(base.to_string());
                                 }
@@ -800,7 +857,10 @@ async fn prometheus_promql_corpus() {
         }
         per_file.push((name, tally));
     }
-    println!("\n{:<28} {:>7} {:>7} {:>8}", "file", "passed", "failed", "skipped");
+    println!(
+        "\n{:<28} {:>7} {:>7} {:>8}",
+        "file", "passed", "failed", "skipped"
+    );
     let mut total = Tally::default();
     for (name, t) in &per_file {
         let sk: usize = t.skipped.values().sum();
@@ -813,7 +873,10 @@ async fn prometheus_promql_corpus() {
     }
     let skipped: usize = total.skipped.values().sum();
     let rate = 100.0 * total.passed as f64 / (total.passed + total.failed).max(1) as f64;
-    println!("{:<28} {:>7} {:>7} {:>8}", "total", total.passed, total.failed, skipped);
+    println!(
+        "{:<28} {:>7} {:>7} {:>8}",
+        "total", total.passed, total.failed, skipped
+    );
     for (r, n) in &total.skipped {
         println!("  skipped {n}: {r}");
     }
@@ -824,12 +887,17 @@ async fn prometheus_promql_corpus() {
     for f in failures.iter().take(40) {
         println!("FAIL {f}");
     }
-    let threshold: f64 = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/promqltest-threshold.txt"))
-        .expect("threshold file")
-        .trim()
-        .parse()
-        .expect("threshold is a percentage");
-    println!("{} passed, {} failed, {} skipped", total.passed, total.failed, skipped);
+    let threshold: f64 = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/promqltest-threshold.txt"),
+    )
+    .expect("threshold file")
+    .trim()
+    .parse()
+    .expect("threshold is a percentage");
+    println!(
+        "{} passed, {} failed, {} skipped",
+        total.passed, total.failed, skipped
+    );
     assert!(
         rate >= threshold,
         "PromQL corpus pass rate {rate:.2}% fell below the threshold {threshold:.2}%"

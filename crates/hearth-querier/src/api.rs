@@ -12,7 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures::StreamExt;
-use hearth_core::{tenant_from_header, Labels, Matcher, MetricMetadata, Queryable, SelectHints, Tenant, TENANT_HEADER};
+use hearth_core::{
+    tenant_from_header, Labels, Matcher, MetricMetadata, Queryable, SelectHints, Tenant,
+    TENANT_HEADER,
+};
 use hearth_promql::{Engine, QueryError};
 use promql_parser::parser::Expr;
 use serde_json::{json, Value as Json};
@@ -74,7 +77,10 @@ pub fn router(state: Arc<QuerierState>) -> Router {
         .route("/api/v1/status/config", get(config))
         .route("/api/v1/status/runtimeinfo", get(runtimeinfo))
         .route("/api/v1/status/tsdb", get(tsdb_status))
-        .route("/api/v1/query_exemplars", get(query_exemplars).post(query_exemplars))
+        .route(
+            "/api/v1/query_exemplars",
+            get(query_exemplars).post(query_exemplars),
+        )
         .with_state(state)
 }
 
@@ -87,7 +93,11 @@ pub struct ApiError {
 
 impl ApiError {
     fn bad_data(msg: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, kind: "bad_data", msg: msg.into() }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            kind: "bad_data",
+            msg: msg.into(),
+        }
     }
 }
 
@@ -95,18 +105,29 @@ impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> ApiError {
         let (status, kind) = match &e {
             QueryError::BadData(_) => (StatusCode::BAD_REQUEST, "bad_data"),
-            QueryError::Execution(_) | QueryError::TooManySamples(_) => (StatusCode::UNPROCESSABLE_ENTITY, "execution"),
+            QueryError::Execution(_) | QueryError::TooManySamples(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "execution")
+            }
             QueryError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             QueryError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        ApiError { status, kind, msg: e.to_string() }
+        ApiError {
+            status,
+            kind,
+            msg: e.to_string(),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"status": "error", "errorType": self.kind, "error": self.msg});
-        (self.status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response()
     }
 }
 
@@ -119,7 +140,10 @@ fn success_raw(data: &str) -> Response {
 
 /// A query response with its annotations, in Prometheus' shape.
 fn query_success(out: &hearth_promql::QueryOutput) -> Response {
-    let mut body = format!("{{\"status\":\"success\",\"data\":{}", query_data(&out.value));
+    let mut body = format!(
+        "{{\"status\":\"success\",\"data\":{}",
+        query_data(&out.value)
+    );
     if !out.annotations.warnings.is_empty() {
         body.push_str(",\"warnings\":");
         body.push_str(&Json::from(out.annotations.warnings.clone()).to_string());
@@ -146,13 +170,17 @@ fn tenant(state: &QuerierState, headers: &HeaderMap) -> Result<Tenant, ApiError>
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn time_param(p: &Params, name: &str, default: i64) -> Result<i64, ApiError> {
     match p.get(name) {
         None | Some("") => Ok(default),
-        Some(s) => parse_time(s).map_err(|e| ApiError::bad_data(format!("invalid parameter \"{name}\": {e}"))),
+        Some(s) => parse_time(s)
+            .map_err(|e| ApiError::bad_data(format!("invalid parameter \"{name}\": {e}"))),
     }
 }
 
@@ -167,7 +195,8 @@ async fn with_timeout<T>(
 ) -> Result<T, ApiError> {
     let mut timeout = state.engine.options().timeout;
     if let Some(t) = p.get("timeout") {
-        let ms = parse_duration(t).map_err(|e| ApiError::bad_data(format!("invalid parameter \"timeout\": {e}")))?;
+        let ms = parse_duration(t)
+            .map_err(|e| ApiError::bad_data(format!("invalid parameter \"timeout\": {e}")))?;
         if ms > 0 {
             timeout = timeout.min(std::time::Duration::from_millis(ms as u64));
         }
@@ -178,33 +207,64 @@ async fn with_timeout<T>(
     }
 }
 
-async fn query(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> ApiResult {
+async fn query(
+    State(s): State<Arc<QuerierState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
     let p = Params::from_request(&method, &uri, &headers, &body);
     let tenant = tenant(&s, &headers)?;
-    let q = p.get("query").ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query must not be empty"))?;
+    let q = p.get("query").ok_or_else(|| {
+        ApiError::bad_data("invalid parameter \"query\": query must not be empty")
+    })?;
     let t = time_param(&p, "time", now_ms())?;
     let expr = parse_expr(q)?;
     let out = with_timeout(&s, &p, s.engine.instant(&tenant, &expr, t)).await?;
     Ok(query_success(&out))
 }
 
-async fn query_range(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> ApiResult {
+async fn query_range(
+    State(s): State<Arc<QuerierState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
     let p = Params::from_request(&method, &uri, &headers, &body);
     let tenant = tenant(&s, &headers)?;
     let start = match p.get("start") {
-        Some(v) => parse_time(v).map_err(|e| ApiError::bad_data(format!("invalid parameter \"start\": {e}")))?,
-        None => return Err(ApiError::bad_data("invalid parameter \"start\": cannot parse \"\" to a valid timestamp")),
+        Some(v) => parse_time(v)
+            .map_err(|e| ApiError::bad_data(format!("invalid parameter \"start\": {e}")))?,
+        None => {
+            return Err(ApiError::bad_data(
+                "invalid parameter \"start\": cannot parse \"\" to a valid timestamp",
+            ))
+        }
     };
     let end = match p.get("end") {
-        Some(v) => parse_time(v).map_err(|e| ApiError::bad_data(format!("invalid parameter \"end\": {e}")))?,
-        None => return Err(ApiError::bad_data("invalid parameter \"end\": cannot parse \"\" to a valid timestamp")),
+        Some(v) => parse_time(v)
+            .map_err(|e| ApiError::bad_data(format!("invalid parameter \"end\": {e}")))?,
+        None => {
+            return Err(ApiError::bad_data(
+                "invalid parameter \"end\": cannot parse \"\" to a valid timestamp",
+            ))
+        }
     };
     if end < start {
-        return Err(ApiError::bad_data("invalid parameter \"end\": end timestamp must not be before start time"));
+        return Err(ApiError::bad_data(
+            "invalid parameter \"end\": end timestamp must not be before start time",
+        ));
     }
     let step = match p.get("step") {
-        Some(v) => parse_duration(v).map_err(|e| ApiError::bad_data(format!("invalid parameter \"step\": {e}")))?,
-        None => return Err(ApiError::bad_data("invalid parameter \"step\": cannot parse \"\" to a valid duration")),
+        Some(v) => parse_duration(v)
+            .map_err(|e| ApiError::bad_data(format!("invalid parameter \"step\": {e}")))?,
+        None => {
+            return Err(ApiError::bad_data(
+                "invalid parameter \"step\": cannot parse \"\" to a valid duration",
+            ))
+        }
     };
     if step <= 0 {
         return Err(ApiError::bad_data("invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer"));
@@ -212,7 +272,9 @@ async fn query_range(State(s): State<Arc<QuerierState>>, method: Method, uri: Ur
     if (end - start) / step > 11000 {
         return Err(ApiError::bad_data("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"));
     }
-    let q = p.get("query").ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query must not be empty"))?;
+    let q = p.get("query").ok_or_else(|| {
+        ApiError::bad_data("invalid parameter \"query\": query must not be empty")
+    })?;
     let expr = parse_expr(q)?;
     let out = with_timeout(&s, &p, s.engine.range(&tenant, &expr, start, end, step)).await?;
     Ok(query_success(&out))
@@ -226,9 +288,12 @@ fn match_sets(p: &Params, required: bool) -> Result<Vec<Vec<Matcher>>, ApiError>
     }
     let mut out = Vec::new();
     for m in raw {
-        let e = Engine::parse(m).map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?;
+        let e = Engine::parse(m)
+            .map_err(|e| ApiError::bad_data(format!("invalid parameter \"match[]\": {e}")))?;
         let Expr::VectorSelector(vs) = e else {
-            return Err(ApiError::bad_data(format!("invalid parameter \"match[]\": {m} is not a vector selector")));
+            return Err(ApiError::bad_data(format!(
+                "invalid parameter \"match[]\": {m} is not a vector selector"
+            )));
         };
         let conv = |ms: &[promql_parser::label::Matcher]| -> Result<Vec<Matcher>, ApiError> {
             let mut set = Vec::new();
@@ -239,7 +304,10 @@ fn match_sets(p: &Params, required: bool) -> Result<Vec<Vec<Matcher>>, ApiError>
                     promql_parser::label::MatchOp::Re(_) => hearth_core::MatchOp::RegexMatch,
                     promql_parser::label::MatchOp::NotRe(_) => hearth_core::MatchOp::RegexNoMatch,
                 };
-                set.push(Matcher::new(op, &x.name, &x.value).map_err(|e| ApiError::bad_data(e.to_string()))?);
+                set.push(
+                    Matcher::new(op, &x.name, &x.value)
+                        .map_err(|e| ApiError::bad_data(e.to_string()))?,
+                );
             }
             if let Some(n) = &vs.name {
                 set.push(Matcher::equal("__name__", n));
@@ -260,10 +328,11 @@ fn match_sets(p: &Params, required: bool) -> Result<Vec<Vec<Matcher>>, ApiError>
 fn limit_param(p: &Params) -> Result<usize, ApiError> {
     match p.get("limit") {
         None | Some("") => Ok(0),
-        Some(v) => v
-            .parse::<i64>()
-            .map(|l| l.max(0) as usize)
-            .map_err(|_| ApiError::bad_data(format!("invalid parameter \"limit\": cannot parse {v:?} to a valid limit"))),
+        Some(v) => v.parse::<i64>().map(|l| l.max(0) as usize).map_err(|_| {
+            ApiError::bad_data(format!(
+                "invalid parameter \"limit\": cannot parse {v:?} to a valid limit"
+            ))
+        }),
     }
 }
 
@@ -271,12 +340,22 @@ fn with_limit_warning(mut data: Vec<Json>, limit: usize) -> Response {
     if limit > 0 && data.len() > limit {
         data.truncate(limit);
         let body = json!({"status": "success", "data": data, "warnings": ["results truncated due to limit"]});
-        return ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
     }
     success(Json::Array(data))
 }
 
-async fn series(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> ApiResult {
+async fn series(
+    State(s): State<Arc<QuerierState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
     let p = Params::from_request(&method, &uri, &headers, &body);
     let tenant = tenant(&s, &headers)?;
     let sets = match_sets(&p, true)?;
@@ -285,14 +364,27 @@ async fn series(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, he
     let limit = limit_param(&p)?;
     let mut all: BTreeSet<Labels> = BTreeSet::new();
     for set in sets {
-        let hints = SelectHints { start, end, func: Some("series".into()), ..Default::default() };
+        let hints = SelectHints {
+            start,
+            end,
+            func: Some("series".into()),
+            ..Default::default()
+        };
         let mut st = s
             .queryable
             .select(&tenant, &set, start, end, &hints)
             .await
-            .map_err(|e| ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, kind: "execution", msg: e.to_string() })?;
+            .map_err(|e| ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                kind: "execution",
+                msg: e.to_string(),
+            })?;
         while let Some(x) = st.next().await {
-            let x = x.map_err(|e| ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, kind: "execution", msg: e.to_string() })?;
+            let x = x.map_err(|e| ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                kind: "execution",
+                msg: e.to_string(),
+            })?;
             all.insert(x.labels);
         }
     }
@@ -307,7 +399,13 @@ async fn series(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, he
     Ok(with_limit_warning(data, limit))
 }
 
-async fn labels(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> ApiResult {
+async fn labels(
+    State(s): State<Arc<QuerierState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
     let p = Params::from_request(&method, &uri, &headers, &body);
     let tenant = tenant(&s, &headers)?;
     let sets = match_sets(&p, false)?;
@@ -315,16 +413,27 @@ async fn labels(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, he
     let end = time_param(&p, "end", MAX_TIME_MS)?;
     let limit = limit_param(&p)?;
     let mut names: BTreeSet<String> = BTreeSet::new();
-    let sets = if sets.is_empty() { vec![Vec::new()] } else { sets };
+    let sets = if sets.is_empty() {
+        vec![Vec::new()]
+    } else {
+        sets
+    };
     for set in sets {
         let v = s
             .queryable
             .label_names(&tenant, &set, start, end)
             .await
-            .map_err(|e| ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, kind: "execution", msg: e.to_string() })?;
+            .map_err(|e| ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                kind: "execution",
+                msg: e.to_string(),
+            })?;
         names.extend(v);
     }
-    Ok(with_limit_warning(names.into_iter().map(Json::String).collect(), limit))
+    Ok(with_limit_warning(
+        names.into_iter().map(Json::String).collect(),
+        limit,
+    ))
 }
 
 async fn label_values(
@@ -337,22 +446,37 @@ async fn label_values(
     let p = Params::from_request(&method, &uri, &headers, &[]);
     let tenant = tenant(&s, &headers)?;
     // Prometheus 3 accepts UTF-8 names escaped as U__...; plain names are the common case.
-    let name = if let Some(rest) = name.strip_prefix("U__") { unescape_utf8_name(rest).unwrap_or(name.clone()) } else { name };
+    let name = if let Some(rest) = name.strip_prefix("U__") {
+        unescape_utf8_name(rest).unwrap_or(name.clone())
+    } else {
+        name
+    };
     let sets = match_sets(&p, false)?;
     let start = time_param(&p, "start", MIN_TIME_MS)?;
     let end = time_param(&p, "end", MAX_TIME_MS)?;
     let limit = limit_param(&p)?;
     let mut values: BTreeSet<String> = BTreeSet::new();
-    let sets = if sets.is_empty() { vec![Vec::new()] } else { sets };
+    let sets = if sets.is_empty() {
+        vec![Vec::new()]
+    } else {
+        sets
+    };
     for set in sets {
         let v = s
             .queryable
             .label_values(&tenant, &name, &set, start, end)
             .await
-            .map_err(|e| ApiError { status: StatusCode::UNPROCESSABLE_ENTITY, kind: "execution", msg: e.to_string() })?;
+            .map_err(|e| ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                kind: "execution",
+                msg: e.to_string(),
+            })?;
         values.extend(v);
     }
-    Ok(with_limit_warning(values.into_iter().map(Json::String).collect(), limit))
+    Ok(with_limit_warning(
+        values.into_iter().map(Json::String).collect(),
+        limit,
+    ))
 }
 
 /// Prometheus' `U__` escaping: `_` stays, `__` is `_`, `_XX_` is the code point XX (hex).
@@ -382,17 +506,28 @@ fn unescape_utf8_name(s: &str) -> Option<String> {
     Some(out)
 }
 
-async fn metadata(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, headers: HeaderMap) -> ApiResult {
+async fn metadata(
+    State(s): State<Arc<QuerierState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult {
     let p = Params::from_request(&method, &uri, &headers, &[]);
     let tenant = tenant(&s, &headers)?;
     let limit = limit_param(&p)?;
     let per_metric = match p.get("limit_per_metric") {
         None | Some("") => 0usize,
-        Some(v) => v.parse::<i64>().map(|l| l.max(0) as usize).map_err(|_| ApiError::bad_data("invalid parameter \"limit_per_metric\""))?,
+        Some(v) => v
+            .parse::<i64>()
+            .map(|l| l.max(0) as usize)
+            .map_err(|_| ApiError::bad_data("invalid parameter \"limit_per_metric\""))?,
     };
     let metric = p.get("metric").filter(|m| !m.is_empty());
     let md = s.status.metadata(&tenant).await;
-    let mut sorted: Vec<(String, Vec<MetricMetadata>)> = md.into_iter().filter(|(k, _)| metric.is_none_or(|m| m == k)).collect();
+    let mut sorted: Vec<(String, Vec<MetricMetadata>)> = md
+        .into_iter()
+        .filter(|(k, _)| metric.is_none_or(|m| m == k))
+        .collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let mut out = serde_json::Map::new();
     for (k, list) in sorted {
@@ -411,19 +546,33 @@ async fn metadata(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, 
     Ok(success(Json::Object(out)))
 }
 
-async fn format_query(State(_s): State<Arc<QuerierState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> ApiResult {
+async fn format_query(
+    State(_s): State<Arc<QuerierState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
     let p = Params::from_request(&method, &uri, &headers, &body);
     let q = p.get("query").unwrap_or("");
     let e = parse_expr(q)?;
     Ok(success(Json::String(e.prettify())))
 }
 
-async fn query_exemplars(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> ApiResult {
+async fn query_exemplars(
+    State(s): State<Arc<QuerierState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
     // Exemplars are not stored yet: answer the valid empty result Prometheus gives for
     // a query whose series have none, after validating the query.
     let p = Params::from_request(&method, &uri, &headers, &body);
     let _ = tenant(&s, &headers)?;
-    let q = p.get("query").ok_or_else(|| ApiError::bad_data("invalid parameter \"query\": query must not be empty"))?;
+    let q = p.get("query").ok_or_else(|| {
+        ApiError::bad_data("invalid parameter \"query\": query must not be empty")
+    })?;
     parse_expr(q)?;
     Ok(success(json!([])))
 }
@@ -450,14 +599,21 @@ async fn config(State(s): State<Arc<QuerierState>>) -> ApiResult {
 fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
         .map(|pages| pages * 4096)
         .unwrap_or(0)
 }
 
 async fn runtimeinfo(State(s): State<Arc<QuerierState>>) -> ApiResult {
-    let start = chrono::DateTime::<chrono::Utc>::from(s.started).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let threads = std::fs::read_dir("/proc/self/task").map(|d| d.count()).unwrap_or(0);
+    let start = chrono::DateTime::<chrono::Utc>::from(s.started)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let threads = std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0);
     Ok(success(json!({
         "startTime": start,
         "CWD": std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),
@@ -475,7 +631,12 @@ async fn runtimeinfo(State(s): State<Arc<QuerierState>>) -> ApiResult {
     })))
 }
 
-async fn tsdb_status(State(s): State<Arc<QuerierState>>, method: Method, uri: Uri, headers: HeaderMap) -> ApiResult {
+async fn tsdb_status(
+    State(s): State<Arc<QuerierState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult {
     let p = Params::from_request(&method, &uri, &headers, &[]);
     let tenant = tenant(&s, &headers)?;
     let limit = match p.get("limit") {
@@ -486,7 +647,13 @@ async fn tsdb_status(State(s): State<Arc<QuerierState>>, method: Method, uri: Ur
         },
     };
     let st = s.status.tsdb_status(&tenant, limit).await;
-    let pairs = |v: &[(String, u64)]| -> Json { Json::Array(v.iter().map(|(n, c)| json!({"name": n, "value": c})).collect()) };
+    let pairs = |v: &[(String, u64)]| -> Json {
+        Json::Array(
+            v.iter()
+                .map(|(n, c)| json!({"name": n, "value": c}))
+                .collect(),
+        )
+    };
     Ok(success(json!({
         "headStats": {
             "numSeries": st.num_series,

@@ -28,7 +28,11 @@ impl Params {
     }
 
     pub fn all(&self, k: &str) -> Vec<&str> {
-        self.0.iter().filter(|(n, _)| n == k).map(|(_, v)| v.as_str()).collect()
+        self.0
+            .iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -64,7 +68,9 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     if let Ok(f) = s.parse::<f64>() {
         let ms = f * 1000.0;
         if !ms.is_finite() || ms > i64::MAX as f64 || ms < i64::MIN as f64 {
-            return Err(format!("cannot parse {s:?} to a valid duration. It overflows int64"));
+            return Err(format!(
+                "cannot parse {s:?} to a valid duration. It overflows int64"
+            ));
         }
         return Ok(ms.round() as i64);
     }
@@ -72,40 +78,7 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
 }
 
 pub fn parse_prom_duration(s: &str) -> Option<i64> {
-    if s.is_empty() {
-        return None;
-    }
-    let units: [(&str, i64); 8] = [
-        ("ms", 1),
-        ("s", 1000),
-        ("m", 60_000),
-        ("h", 3_600_000),
-        ("d", 86_400_000),
-        ("w", 604_800_000),
-        ("y", 31_536_000_000),
-        ("", 0),
-    ];
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut total: i64 = 0;
-    while i < b.len() {
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if start == i {
-            return None;
-        }
-        let n: i64 = s[start..i].parse().ok()?;
-        let ustart = i;
-        while i < b.len() && b[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let unit = &s[ustart..i];
-        let mult = units.iter().find(|(u, _)| *u == unit && !u.is_empty())?.1;
-        total = total.checked_add(n.checked_mul(mult)?)?;
-    }
-    Some(total)
+    hearth_core::duration::parse_duration_ms(s)
 }
 
 #[cfg(test)]
@@ -115,7 +88,10 @@ mod tests {
     #[test]
     fn times_and_durations() {
         assert_eq!(parse_time("1.5").unwrap(), 1500);
-        assert_eq!(parse_time("2015-07-01T20:10:51.781Z").unwrap(), 1435781451781);
+        assert_eq!(
+            parse_time("2015-07-01T20:10:51.781Z").unwrap(),
+            1435781451781
+        );
         assert!(parse_time("abc").is_err());
         assert_eq!(parse_duration("15").unwrap(), 15_000);
         assert_eq!(parse_duration("1h30m").unwrap(), 5_400_000);

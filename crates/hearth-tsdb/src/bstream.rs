@@ -37,7 +37,8 @@ impl BitWriter {
             self.free = 8;
         }
         let free = self.free as u32;
-        *self.bytes.last_mut().expect("free > 0 implies a byte") |= ((b as u32) >> (8 - free)) as u8;
+        *self.bytes.last_mut().expect("free > 0 implies a byte") |=
+            ((b as u32) >> (8 - free)) as u8;
         self.bytes.push(((b as u32) << free) as u8);
     }
 

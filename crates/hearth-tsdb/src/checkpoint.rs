@@ -15,7 +15,7 @@ use hearth_core::{Label, Labels, MetricMetadata, Sample, Tenant};
 use tracing::{info, warn};
 
 use crate::chunkenc::XorAppender;
-use crate::codec::{Dec, DecodeError, Enc};
+use crate::codec::{get_metadata, put_metadata, Dec, DecodeError, Enc};
 use crate::head::{ClosedChunk, Head, SeriesState};
 use crate::wal::LogId;
 
@@ -104,13 +104,7 @@ pub fn write(dir: &Path, snap: &HeadSnapshot) -> std::io::Result<PathBuf> {
     let mut series_total = 0usize;
     for t in &snap.tenants {
         e.str(t.tenant.as_str());
-        e.uvarint(t.metadata.len() as u64);
-        for m in &t.metadata {
-            e.str(&m.metric_family);
-            e.str(&m.metric_type);
-            e.str(&m.help);
-            e.str(&m.unit);
-        }
+        put_metadata(&mut e, &t.metadata);
         e.uvarint(t.series.len() as u64);
         for s in &t.series {
             series_total += 1;
@@ -222,13 +216,8 @@ fn decode_into(data: &[u8], head: &Head) -> Result<LogId, DecodeError> {
     for _ in 0..nt {
         let tenant = Tenant::new(d.str()?).map_err(|_| DecodeError)?;
         let th = head.tenant_or_create(&tenant);
-        for _ in 0..d.count(4)? {
-            th.set_metadata(MetricMetadata {
-                metric_family: d.str()?.to_string(),
-                metric_type: d.str()?.to_string(),
-                help: d.str()?.to_string(),
-                unit: d.str()?.to_string(),
-            });
+        for m in get_metadata(&mut d)? {
+            th.set_metadata(m);
         }
         let ns = d.count(4)?;
         for _ in 0..ns {

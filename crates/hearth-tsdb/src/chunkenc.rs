@@ -30,32 +30,6 @@ fn put_varint(w: &mut BitWriter, x: i64) {
     put_uvarint(w, ((x << 1) ^ (x >> 63)) as u64);
 }
 
-fn read_uvarint(r: &mut BitReader<'_>) -> Option<u64> {
-    let mut x: u64 = 0;
-    let mut s: u32 = 0;
-    for i in 0..10 {
-        let b = r.read_byte()?;
-        if b < 0x80 {
-            if i == 9 && b > 1 {
-                return None;
-            }
-            return Some(x | (b as u64) << s);
-        }
-        x |= ((b & 0x7f) as u64) << s;
-        s += 7;
-    }
-    None
-}
-
-fn read_varint(r: &mut BitReader<'_>) -> Option<i64> {
-    let ux = read_uvarint(r)?;
-    let mut x = (ux >> 1) as i64;
-    if ux & 1 != 0 {
-        x = !x;
-    }
-    Some(x)
-}
-
 /// The delta-of-delta buckets: (prefix bits, prefix length, value bits).
 #[inline]
 fn bit_range(x: i64, nbits: u32) -> bool {
@@ -418,12 +392,6 @@ pub fn decode_all(data: &[u8]) -> Result<Vec<(i64, f64)>, ChunkError> {
     Ok(out)
 }
 
-// Kept for callers that decode varints outside a chunk (the WAL, checkpoints).
-#[allow(dead_code)]
-pub(crate) fn read_varint_bits(r: &mut BitReader<'_>) -> Option<i64> {
-    read_varint(r)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,7 +456,9 @@ mod tests {
 
     #[test]
     fn reopen_and_continue() {
-        let s: Vec<(i64, f64)> = (0..60).map(|i| (i * 15_000 + i % 3, i as f64 * 0.1)).collect();
+        let s: Vec<(i64, f64)> = (0..60)
+            .map(|i| (i * 15_000 + i % 3, i as f64 * 0.1))
+            .collect();
         let bytes = encode(&s[..25]);
         let mut a = XorAppender::from_bytes(&bytes).unwrap();
         for &(t, v) in &s[25..] {
@@ -528,9 +498,9 @@ mod tests {
     fn real_prometheus_chunk_round_trips_byte_for_byte() {
         let prom: [u8; 83] = [
             0, 82, 204, 172, 200, 211, 192, 104, 65, 133, 31, 128, 0, 0, 0, 0, 232, 7, 220, 55,
-            233, 182, 194, 61, 80, 50, 14, 16, 18, 1, 64, 200, 13, 14, 32, 100, 26, 128, 144,
-            50, 3, 64, 34, 63, 4, 2, 2, 2, 16, 58, 1, 64, 104, 61, 1, 32, 68, 62, 128, 132, 2,
-            0, 129, 192, 0, 4, 2, 0, 8, 12, 0, 0, 65, 192, 128, 80, 34, 3, 64, 32, 2, 127, 0,
+            233, 182, 194, 61, 80, 50, 14, 16, 18, 1, 64, 200, 13, 14, 32, 100, 26, 128, 144, 50,
+            3, 64, 34, 63, 4, 2, 2, 2, 16, 58, 1, 64, 104, 61, 1, 32, 68, 62, 128, 132, 2, 0, 129,
+            192, 0, 4, 2, 0, 8, 12, 0, 0, 65, 192, 128, 80, 34, 3, 64, 32, 2, 127, 0,
         ];
         let samples = decode_all(&prom).unwrap();
         assert_eq!(samples.len(), 82);

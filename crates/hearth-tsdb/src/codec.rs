@@ -32,6 +32,31 @@ impl Enc {
     }
 }
 
+/// Metric metadata as four strings (family, type, help, unit), after a count.
+pub fn put_metadata(e: &mut Enc, md: &[hearth_core::MetricMetadata]) {
+    e.uvarint(md.len() as u64);
+    for m in md {
+        e.str(&m.metric_family);
+        e.str(&m.metric_type);
+        e.str(&m.help);
+        e.str(&m.unit);
+    }
+}
+
+pub fn get_metadata(d: &mut Dec<'_>) -> Result<Vec<hearth_core::MetricMetadata>, DecodeError> {
+    let n = d.count(4)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(hearth_core::MetricMetadata {
+            metric_family: d.str()?.to_string(),
+            metric_type: d.str()?.to_string(),
+            help: d.str()?.to_string(),
+            unit: d.str()?.to_string(),
+        });
+    }
+    Ok(out)
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("truncated or malformed record")]
 pub struct DecodeError;
@@ -85,7 +110,9 @@ impl<'a> Dec<'a> {
     pub fn f64(&mut self) -> Result<f64, DecodeError> {
         let b = self.data.get(self.pos..self.pos + 8).ok_or(DecodeError)?;
         self.pos += 8;
-        Ok(f64::from_bits(u64::from_le_bytes(b.try_into().map_err(|_| DecodeError)?)))
+        Ok(f64::from_bits(u64::from_le_bytes(
+            b.try_into().map_err(|_| DecodeError)?,
+        )))
     }
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
         let b = *self.data.get(self.pos).ok_or(DecodeError)?;

@@ -16,8 +16,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use futures::stream;
 use hearth_core::{
-    Ingester, Matcher, PushError, PushOutcome, Queryable, SelectHints, SeriesStream,
-    StorageError, Tenant, WriteBatch,
+    Ingester, Matcher, PushError, PushOutcome, Queryable, SelectHints, SeriesStream, StorageError,
+    Tenant, WriteBatch,
 };
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
@@ -239,7 +239,9 @@ impl Committer {
                         match earlier {
                             Some(id) => id,
                             None => {
-                                let n = next_ids.entry(p.tenant.clone()).or_insert_with(|| th.next_id());
+                                let n = next_ids
+                                    .entry(p.tenant.clone())
+                                    .or_insert_with(|| th.next_id());
                                 let id = *n;
                                 *n += 1;
                                 pending_new.entry(key).or_default().push((id, gi, si));
@@ -255,7 +257,9 @@ impl Committer {
                 &p.tenant,
                 &p.batch.metadata,
                 new.iter().map(|(id, si)| (*id, p.batch.get(*si).labels)),
-                ids.iter().zip(p.batch.iter()).map(|(id, s)| (*id, s.samples)),
+                ids.iter()
+                    .zip(p.batch.iter())
+                    .map(|(id, s)| (*id, s.samples)),
                 p.batch.sample_count() * 12 + new.len() * 128 + 64,
             );
             entries.push(Entry {
@@ -284,7 +288,9 @@ impl Committer {
         }
         self.next_index += entries.len() as u64;
         self.stats.commit_groups.fetch_add(1, Ordering::Relaxed);
-        self.stats.log_bytes_written.fetch_add(bytes, Ordering::Relaxed);
+        self.stats
+            .log_bytes_written
+            .fetch_add(bytes, Ordering::Relaxed);
         self.bytes_since_checkpoint += bytes;
         for (p, plan) in group.into_iter().zip(plans) {
             for (id, si) in &plan.new {
@@ -328,7 +334,9 @@ impl Committer {
                                 warn!(error = %e, "purging the write-ahead log failed");
                             }
                         }
-                        Err(e) => warn!(error = %e, "writing a head checkpoint failed; the log is kept"),
+                        Err(e) => {
+                            warn!(error = %e, "writing a head checkpoint failed; the log is kept")
+                        }
                     }
                     running.store(false, Ordering::Release);
                 });

@@ -132,8 +132,7 @@ impl SeriesState {
         let cut = match &self.head {
             None => true,
             Some((min_t, app)) => {
-                app.num_samples() >= SAMPLES_PER_CHUNK
-                    || t >= chunk_range_end(*min_t, block_range)
+                app.num_samples() >= SAMPLES_PER_CHUNK || t >= chunk_range_end(*min_t, block_range)
             }
         };
         if cut {
@@ -197,7 +196,10 @@ impl SeriesState {
         // Merge in-order chunks with the out-of-order buffer.
         let mut samples: Vec<Sample> = Vec::new();
         for c in &chunks {
-            for (t, v) in crate::chunkenc::XorIterator::new(&c.data).into_iter().flatten() {
+            for (t, v) in crate::chunkenc::XorIterator::new(&c.data)
+                .into_iter()
+                .flatten()
+            {
                 if t >= mint && t <= maxt {
                     samples.push(Sample { t, v });
                 }
@@ -257,7 +259,9 @@ impl Default for TenantHead {
     fn default() -> Self {
         TenantHead {
             strings: Mutex::new(HashSet::new()),
-            stripes: (0..STRIPES).map(|_| RwLock::new(HashStripe::default())).collect(),
+            stripes: (0..STRIPES)
+                .map(|_| RwLock::new(HashStripe::default()))
+                .collect(),
             series: RwLock::new(Vec::new()),
             postings: RwLock::new(MemPostings::default()),
             next_id: AtomicU32::new(0),
@@ -548,7 +552,12 @@ impl Head {
     /// Applies one committed write whose series are resolved to ids. Deterministic: the
     /// same log applied in the same order gives the same head and the same outcome,
     /// which is what replay and Raft replicas rely on.
-    pub fn apply_resolved(&self, th: &TenantHead, batch: &WriteBatch, ids: &[SeriesId]) -> PushOutcome {
+    pub fn apply_resolved(
+        &self,
+        th: &TenantHead,
+        batch: &WriteBatch,
+        ids: &[SeriesId],
+    ) -> PushOutcome {
         let mut out = PushOutcome::default();
         for m in &batch.metadata {
             th.set_metadata(m.clone());
@@ -564,7 +573,9 @@ impl Head {
     /// its samples, exactly as the write path did.
     pub fn apply_record(&self, rec: &crate::record::WriteRecord) -> PushOutcome {
         let mut out = PushOutcome::default();
-        let Some(tenant) = &rec.tenant else { return out };
+        let Some(tenant) = &rec.tenant else {
+            return out;
+        };
         let th = self.tenant_or_create(tenant);
         for m in &rec.metadata {
             th.set_metadata(m.clone());
@@ -607,7 +618,12 @@ impl Head {
                 Err(r) => {
                     out.samples_rejected += 1;
                     if out.first_rejection.is_none() {
-                        out.first_rejection = Some(format!("{}: series {}, timestamp {}", r.as_str(), describe(), s.t));
+                        out.first_rejection = Some(format!(
+                            "{}: series {}, timestamp {}",
+                            r.as_str(),
+                            describe(),
+                            s.t
+                        ));
                     }
                 }
             }
@@ -666,7 +682,13 @@ impl Head {
     }
 
     /// Every series of a tenant that matches, with its data in [mint, maxt], sorted.
-    pub fn select(&self, tenant: &Tenant, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Series> {
+    pub fn select(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<Series> {
         let Some(th) = self.tenant(tenant) else {
             return Vec::new();
         };
@@ -699,7 +721,11 @@ impl Head {
     pub fn restore_series(&self, tenant: &Tenant, labels: &Labels, state: SeriesState) {
         let th = self.tenant_or_create(tenant);
         let ms = th.get_or_create(labels);
-        debug_assert_eq!(ms.id + 1, th.next_id(), "checkpoints restore series in id order");
+        debug_assert_eq!(
+            ms.id + 1,
+            th.next_id(),
+            "checkpoints restore series in id order"
+        );
         let min = state.min_t();
         let max = state.max_t.max(state.ooo.last().map_or(i64::MIN, |s| s.t));
         *ms.state.lock() = state;
@@ -770,7 +796,10 @@ mod tests {
         let th = head.tenant(&t).unwrap();
         let s = &th.all_series()[0];
         let st = s.state.lock();
-        assert!(st.closed.iter().all(|c| c.max_t < chunk_range_end(c.min_t, 7_200_000)));
+        assert!(st
+            .closed
+            .iter()
+            .all(|c| c.max_t < chunk_range_end(c.min_t, 7_200_000)));
         assert!(st.closed.iter().all(|c| c.data.len() > 2));
     }
 
@@ -781,11 +810,22 @@ mod tests {
         head.apply(&t, &batch(&[("__name__", "m")], &[(10_000_000, 1.0)]));
         let out = head.apply(
             &t,
-            &batch(&[("__name__", "m")], &[(9_999_000, 1.0), (10_000_000, 1.0), (10_000_000, 2.0), (1, 1.0)]),
+            &batch(
+                &[("__name__", "m")],
+                &[
+                    (9_999_000, 1.0),
+                    (10_000_000, 1.0),
+                    (10_000_000, 2.0),
+                    (1, 1.0),
+                ],
+            ),
         );
         assert_eq!(out.samples_written, 1); // the identical duplicate is a no-op success
         assert_eq!(out.samples_rejected, 3);
-        assert!(out.first_rejection.unwrap().starts_with("out of order sample: series m"));
+        assert!(out
+            .first_rejection
+            .unwrap()
+            .starts_with("out of order sample: series m"));
     }
 
     #[test]
@@ -795,8 +835,17 @@ mod tests {
             ..HeadOptions::default()
         });
         let t = Tenant::anonymous();
-        head.apply(&t, &batch(&[("__name__", "m")], &[(10_000_000, 1.0), (10_030_000, 3.0)]));
-        let out = head.apply(&t, &batch(&[("__name__", "m")], &[(10_015_000, 2.0), (1, 0.0)]));
+        head.apply(
+            &t,
+            &batch(
+                &[("__name__", "m")],
+                &[(10_000_000, 1.0), (10_030_000, 3.0)],
+            ),
+        );
+        let out = head.apply(
+            &t,
+            &batch(&[("__name__", "m")], &[(10_015_000, 2.0), (1, 0.0)]),
+        );
         assert_eq!(out.samples_written, 1);
         assert_eq!(out.samples_rejected, 1);
         assert_eq!(

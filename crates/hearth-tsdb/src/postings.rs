@@ -244,8 +244,12 @@ mod tests {
     fn intersect_matches_naive() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         for _ in 0..200 {
-            let mut a: Vec<u32> = (0..rng.random_range(0..50)).map(|_| rng.random_range(0..2000)).collect();
-            let mut b: Vec<u32> = (0..rng.random_range(0..3000)).map(|_| rng.random_range(0..2000)).collect();
+            let mut a: Vec<u32> = (0..rng.random_range(0..50))
+                .map(|_| rng.random_range(0..2000))
+                .collect();
+            let mut b: Vec<u32> = (0..rng.random_range(0..3000))
+                .map(|_| rng.random_range(0..2000))
+                .collect();
             a.sort();
             a.dedup();
             b.sort();
@@ -273,7 +277,10 @@ mod tests {
     }
 
     fn sel(p: &MemPostings, ms: &[(MatchOp, &str, &str)]) -> Vec<u32> {
-        let ms: Vec<Matcher> = ms.iter().map(|(o, n, v)| Matcher::new(*o, n, v).unwrap()).collect();
+        let ms: Vec<Matcher> = ms
+            .iter()
+            .map(|(o, n, v)| Matcher::new(*o, n, v).unwrap())
+            .collect();
         p.select(&ms)
     }
 
@@ -282,14 +289,32 @@ mod tests {
         use MatchOp::*;
         let p = index();
         assert_eq!(sel(&p, &[(Equal, "__name__", "up")]), vec![0, 1, 2]);
-        assert_eq!(sel(&p, &[(Equal, "__name__", "up"), (Equal, "job", "b")]), vec![1, 2]);
-        assert_eq!(sel(&p, &[(Equal, "__name__", "up"), (NotEqual, "job", "b")]), vec![0]);
+        assert_eq!(
+            sel(&p, &[(Equal, "__name__", "up"), (Equal, "job", "b")]),
+            vec![1, 2]
+        );
+        assert_eq!(
+            sel(&p, &[(Equal, "__name__", "up"), (NotEqual, "job", "b")]),
+            vec![0]
+        );
         assert_eq!(sel(&p, &[(RegexMatch, "job", "a|c")]), vec![0, 3]);
         assert_eq!(sel(&p, &[(RegexMatch, "job", "[ab]")]), vec![0, 1, 2]);
-        assert_eq!(sel(&p, &[(Equal, "__name__", "up"), (RegexNoMatch, "job", "b.*")]), vec![0]);
+        assert_eq!(
+            sel(
+                &p,
+                &[(Equal, "__name__", "up"), (RegexNoMatch, "job", "b.*")]
+            ),
+            vec![0]
+        );
         // Absent label matches "" :
-        assert_eq!(sel(&p, &[(Equal, "__name__", "up"), (Equal, "instance", "")]), vec![2]);
-        assert_eq!(sel(&p, &[(Equal, "__name__", "up"), (NotEqual, "instance", "")]), vec![0, 1]);
+        assert_eq!(
+            sel(&p, &[(Equal, "__name__", "up"), (Equal, "instance", "")]),
+            vec![2]
+        );
+        assert_eq!(
+            sel(&p, &[(Equal, "__name__", "up"), (NotEqual, "instance", "")]),
+            vec![0, 1]
+        );
         assert_eq!(sel(&p, &[(RegexMatch, "instance", ".*")]), vec![0, 1, 2, 3]);
         assert_eq!(sel(&p, &[(RegexMatch, "instance", ".+")]), vec![0, 1, 3]);
         assert_eq!(sel(&p, &[(Equal, "__name__", "nope")]), Vec::<u32>::new());

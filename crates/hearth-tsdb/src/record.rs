@@ -17,7 +17,7 @@
 
 use hearth_core::{Label, Labels, LabelsRef, MetricMetadata, Sample, Tenant};
 
-use crate::codec::{Dec, DecodeError, Enc};
+use crate::codec::{get_metadata, put_metadata, Dec, DecodeError, Enc};
 use crate::postings::SeriesId;
 
 const KIND_WRITE: u8 = 2;
@@ -43,17 +43,13 @@ pub fn encode_write<'a>(
     samples: impl ExactSizeIterator<Item = (SeriesId, &'a [Sample])>,
     size_hint: usize,
 ) -> Vec<u8> {
-    let mut e = Enc { buf: Vec::with_capacity(size_hint) };
+    let mut e = Enc {
+        buf: Vec::with_capacity(size_hint),
+    };
     e.u8(KIND_WRITE);
     e.u8(COMPRESS_NONE);
     e.str(tenant.as_str());
-    e.uvarint(metadata.len() as u64);
-    for m in metadata {
-        e.str(&m.metric_family);
-        e.str(&m.metric_type);
-        e.str(&m.help);
-        e.str(&m.unit);
-    }
+    put_metadata(&mut e, metadata);
     e.uvarint(new_series.len() as u64);
     for (id, labels) in new_series {
         e.uvarint(id as u64);
@@ -111,16 +107,7 @@ pub fn decode_write(payload: &[u8]) -> Result<WriteRecord, DecodeError> {
     };
     let mut d = Dec::new(body);
     let tenant = Tenant::new(d.str()?).map_err(|_| DecodeError)?;
-    let nm = d.count(4)?;
-    let mut metadata = Vec::with_capacity(nm);
-    for _ in 0..nm {
-        metadata.push(MetricMetadata {
-            metric_family: d.str()?.to_string(),
-            metric_type: d.str()?.to_string(),
-            help: d.str()?.to_string(),
-            unit: d.str()?.to_string(),
-        });
-    }
+    let metadata = get_metadata(&mut d)?;
     let nn = d.count(2)?;
     let mut new_series = Vec::with_capacity(nn);
     for _ in 0..nn {
@@ -172,7 +159,10 @@ mod tests {
             .map(|i| {
                 (
                     Labels::from_pairs(&[("__name__", "m"), ("i", &i.to_string())]),
-                    vec![Sample::new(1000 + i, i as f64), Sample::new(2000 + i, f64::NAN)],
+                    vec![
+                        Sample::new(1000 + i, i as f64),
+                        Sample::new(2000 + i, f64::NAN),
+                    ],
                 )
             })
             .collect();
@@ -187,7 +177,11 @@ mod tests {
         let enc = encode_write(
             &t,
             &md,
-            batch.iter().enumerate().take(10).map(|(i, s)| (i as u32, s.labels)),
+            batch
+                .iter()
+                .enumerate()
+                .take(10)
+                .map(|(i, s)| (i as u32, s.labels)),
             batch.iter().enumerate().map(|(i, s)| (i as u32, s.samples)),
             0,
         );

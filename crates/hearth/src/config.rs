@@ -47,7 +47,10 @@ pub struct Flags {
 
     /// Accept samples up to this far behind the newest one, out of order (Prometheus'
     /// out_of_order_time_window); 0 turns it off [default: 0s].
-    #[arg(long = "storage.tsdb.out-of-order-time-window", value_name = "DURATION")]
+    #[arg(
+        long = "storage.tsdb.out-of-order-time-window",
+        value_name = "DURATION"
+    )]
     pub ooo_window: Option<String>,
 
     /// Block range of the head: chunks never span it, and in-order samples older than
@@ -143,7 +146,8 @@ impl Config {
                 let f: FileConfig = if raw.trim().is_empty() {
                     FileConfig::default()
                 } else {
-                    serde_yaml_ng::from_str(&raw).map_err(|e| anyhow::anyhow!("parsing {}: {e}", p.display()))?
+                    serde_yaml_ng::from_str(&raw)
+                        .map_err(|e| anyhow::anyhow!("parsing {}: {e}", p.display()))?
                 };
                 (f, raw)
             }
@@ -161,11 +165,20 @@ impl Config {
             log_level: pick!(log_level, "info".to_string()),
             log_format: pick!(log_format, "logfmt".to_string()),
             multitenancy: pick!(multitenancy, false),
-            ooo_window_ms: duration("storage.tsdb.out-of-order-time-window", &pick!(ooo_window, "0s".to_string()))?,
-            block_duration_ms: duration("storage.tsdb.block-duration", &pick!(block_duration, "2h".to_string()))?,
+            ooo_window_ms: duration(
+                "storage.tsdb.out-of-order-time-window",
+                &pick!(ooo_window, "0s".to_string()),
+            )?,
+            block_duration_ms: duration(
+                "storage.tsdb.block-duration",
+                &pick!(block_duration, "2h".to_string()),
+            )?,
             checkpoint_after_bytes: pick!(checkpoint_after_bytes, 256 << 20),
             max_recv_msg_size: pick!(max_recv_msg_size, 10 << 20),
-            lookback_delta_ms: duration("query.lookback-delta", &pick!(lookback_delta, "5m".to_string()))?,
+            lookback_delta_ms: duration(
+                "query.lookback-delta",
+                &pick!(lookback_delta, "5m".to_string()),
+            )?,
             max_samples: pick!(max_samples, 50_000_000),
             query_timeout_ms: duration("query.timeout", &pick!(query_timeout, "2m".to_string()))?,
             raw_yaml,
@@ -192,15 +205,33 @@ impl Config {
         let mut m = BTreeMap::new();
         let ms = |v: i64| format!("{}s", v as f64 / 1000.0);
         m.insert("web.listen-address".into(), self.listen_address.clone());
-        m.insert("storage.path".into(), self.storage_path.display().to_string());
+        m.insert(
+            "storage.path".into(),
+            self.storage_path.display().to_string(),
+        );
         m.insert("target".into(), self.target.clone());
         m.insert("log.level".into(), self.log_level.clone());
         m.insert("log.format".into(), self.log_format.clone());
-        m.insert("auth.multitenancy-enabled".into(), self.multitenancy.to_string());
-        m.insert("storage.tsdb.out-of-order-time-window".into(), ms(self.ooo_window_ms));
-        m.insert("storage.tsdb.block-duration".into(), ms(self.block_duration_ms));
-        m.insert("storage.tsdb.checkpoint-after-bytes".into(), self.checkpoint_after_bytes.to_string());
-        m.insert("distributor.max-recv-msg-size".into(), self.max_recv_msg_size.to_string());
+        m.insert(
+            "auth.multitenancy-enabled".into(),
+            self.multitenancy.to_string(),
+        );
+        m.insert(
+            "storage.tsdb.out-of-order-time-window".into(),
+            ms(self.ooo_window_ms),
+        );
+        m.insert(
+            "storage.tsdb.block-duration".into(),
+            ms(self.block_duration_ms),
+        );
+        m.insert(
+            "storage.tsdb.checkpoint-after-bytes".into(),
+            self.checkpoint_after_bytes.to_string(),
+        );
+        m.insert(
+            "distributor.max-recv-msg-size".into(),
+            self.max_recv_msg_size.to_string(),
+        );
         m.insert("query.lookback-delta".into(), ms(self.lookback_delta_ms));
         m.insert("query.max-samples".into(), self.max_samples.to_string());
         m.insert("query.timeout".into(), ms(self.query_timeout_ms));
@@ -217,8 +248,18 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("hearth-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("h.yaml");
-        std::fs::write(&path, "web.listen-address: 127.0.0.1:1234\nstorage.path: /tmp/x\nquery.lookback-delta: 1m\n").unwrap();
-        let flags = Flags::parse_from(["hearth", "--config.file", path.to_str().unwrap(), "--storage.path", "/tmp/y"]);
+        std::fs::write(
+            &path,
+            "web.listen-address: 127.0.0.1:1234\nstorage.path: /tmp/x\nquery.lookback-delta: 1m\n",
+        )
+        .unwrap();
+        let flags = Flags::parse_from([
+            "hearth",
+            "--config.file",
+            path.to_str().unwrap(),
+            "--storage.path",
+            "/tmp/y",
+        ]);
         let c = Config::resolve(&flags).unwrap();
         assert_eq!(c.listen_address, "127.0.0.1:1234");
         assert_eq!(c.storage_path, PathBuf::from("/tmp/y"));

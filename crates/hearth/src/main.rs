@@ -38,7 +38,9 @@ fn init_tracing(cfg: &Config) -> anyhow::Result<()> {
         cfg.log_level
     ))
     .map_err(|e| anyhow::anyhow!("log.level {:?}: {e}", cfg.log_level))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if cfg.log_format == "json" {
         builder.json().init();
     } else {
@@ -122,7 +124,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .route("/metrics", get(metrics_handler))
         .route("/-/ready", get(|| async { "Hearth is Ready.\n" }))
         .route("/-/healthy", get(|| async { "Hearth is Healthy.\n" }))
-        .route("/", get(|| async { "Hearth: a Prometheus-compatible metrics backend. See /api/v1 and /metrics.\n" }))
+        .route(
+            "/",
+            get(|| async {
+                "Hearth: a Prometheus-compatible metrics backend. See /api/v1 and /metrics.\n"
+            }),
+        )
         .with_state(app.clone());
     let router = Router::new()
         .merge(push)
@@ -147,7 +154,10 @@ async fn metrics_handler(State(app): State<Arc<App>>) -> impl IntoResponse {
     let body = app.metrics.render(&app.db, &app.distributor.metrics);
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         body,
     )
 }

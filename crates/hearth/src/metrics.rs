@@ -4,7 +4,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-
 use hearth_distributor::http::DistributorMetrics;
 use hearth_tsdb::Db;
 use prometheus_client::encoding::text::encode;
@@ -68,24 +67,96 @@ impl SelfMetrics {
             "Hearth build information",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
-        r.register("hearth_head_series", "Series in the head", m.head_series.clone());
-        r.register("hearth_head_samples_appended", "Samples appended to the head", m.samples_appended.clone());
-        r.register("hearth_head_samples_rejected", "Samples rejected by the head (out of order, out of bounds, duplicates)", m.samples_rejected.clone());
-        r.register("hearth_wal_writes", "Write batches committed to the write-ahead log", m.wal_writes.clone());
-        r.register("hearth_wal_commit_groups", "Group commits (one fsync each)", m.wal_commit_groups.clone());
-        r.register("hearth_wal_written_bytes", "Bytes written to the write-ahead log", m.wal_bytes_written.clone());
-        r.register("hearth_wal_disk_bytes", "Bytes of write-ahead log on disk", m.wal_disk_bytes.clone());
-        r.register("hearth_wal_segments", "Write-ahead log segment files", m.wal_segments.clone());
-        r.register("hearth_head_checkpoints", "Head checkpoints written", m.checkpoints.clone());
-        r.register("hearth_wal_replayed_entries", "Log entries replayed at the last start", m.replayed_entries.clone());
-        r.register("hearth_head_restore_milliseconds", "Time to restore the head at the last start", m.replay_ms.clone());
-        r.register("hearth_distributor_push_requests", "Remote-write requests received", m.push_requests.clone());
-        r.register("hearth_distributor_push_failed_requests", "Remote-write requests answered with a non-2xx status", m.push_failed.clone());
-        r.register("hearth_distributor_received_samples", "Valid samples received by remote-write", m.push_samples.clone());
-        r.register("hearth_distributor_rejected_samples", "Samples rejected by the ingester", m.push_rejected.clone());
-        r.register("process_resident_memory_bytes", "Resident memory size in bytes", m.rss.clone());
-        r.register("process_cpu_seconds", "Total user and system CPU time spent in seconds", m.cpu_seconds.clone());
-        r.register("process_start_time_seconds", "Start time of the process since unix epoch in seconds", m.start_time.clone());
+        r.register(
+            "hearth_head_series",
+            "Series in the head",
+            m.head_series.clone(),
+        );
+        r.register(
+            "hearth_head_samples_appended",
+            "Samples appended to the head",
+            m.samples_appended.clone(),
+        );
+        r.register(
+            "hearth_head_samples_rejected",
+            "Samples rejected by the head (out of order, out of bounds, duplicates)",
+            m.samples_rejected.clone(),
+        );
+        r.register(
+            "hearth_wal_writes",
+            "Write batches committed to the write-ahead log",
+            m.wal_writes.clone(),
+        );
+        r.register(
+            "hearth_wal_commit_groups",
+            "Group commits (one fsync each)",
+            m.wal_commit_groups.clone(),
+        );
+        r.register(
+            "hearth_wal_written_bytes",
+            "Bytes written to the write-ahead log",
+            m.wal_bytes_written.clone(),
+        );
+        r.register(
+            "hearth_wal_disk_bytes",
+            "Bytes of write-ahead log on disk",
+            m.wal_disk_bytes.clone(),
+        );
+        r.register(
+            "hearth_wal_segments",
+            "Write-ahead log segment files",
+            m.wal_segments.clone(),
+        );
+        r.register(
+            "hearth_head_checkpoints",
+            "Head checkpoints written",
+            m.checkpoints.clone(),
+        );
+        r.register(
+            "hearth_wal_replayed_entries",
+            "Log entries replayed at the last start",
+            m.replayed_entries.clone(),
+        );
+        r.register(
+            "hearth_head_restore_milliseconds",
+            "Time to restore the head at the last start",
+            m.replay_ms.clone(),
+        );
+        r.register(
+            "hearth_distributor_push_requests",
+            "Remote-write requests received",
+            m.push_requests.clone(),
+        );
+        r.register(
+            "hearth_distributor_push_failed_requests",
+            "Remote-write requests answered with a non-2xx status",
+            m.push_failed.clone(),
+        );
+        r.register(
+            "hearth_distributor_received_samples",
+            "Valid samples received by remote-write",
+            m.push_samples.clone(),
+        );
+        r.register(
+            "hearth_distributor_rejected_samples",
+            "Samples rejected by the ingester",
+            m.push_rejected.clone(),
+        );
+        r.register(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            m.rss.clone(),
+        );
+        r.register(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            m.cpu_seconds.clone(),
+        );
+        r.register(
+            "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds",
+            m.start_time.clone(),
+        );
         m.start_time.set(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -98,20 +169,43 @@ impl SelfMetrics {
     pub fn render(&self, db: &Db, dist: &DistributorMetrics) -> String {
         let s = db.stats();
         self.head_series.set(db.head().num_series() as i64);
-        set_counter(&self.samples_appended, s.samples_appended.load(Ordering::Relaxed));
-        set_counter(&self.samples_rejected, s.samples_rejected.load(Ordering::Relaxed));
+        set_counter(
+            &self.samples_appended,
+            s.samples_appended.load(Ordering::Relaxed),
+        );
+        set_counter(
+            &self.samples_rejected,
+            s.samples_rejected.load(Ordering::Relaxed),
+        );
         set_counter(&self.wal_writes, s.writes.load(Ordering::Relaxed));
-        set_counter(&self.wal_commit_groups, s.commit_groups.load(Ordering::Relaxed));
-        set_counter(&self.wal_bytes_written, s.log_bytes_written.load(Ordering::Relaxed));
+        set_counter(
+            &self.wal_commit_groups,
+            s.commit_groups.load(Ordering::Relaxed),
+        );
+        set_counter(
+            &self.wal_bytes_written,
+            s.log_bytes_written.load(Ordering::Relaxed),
+        );
         self.wal_disk_bytes.set(db.wal_disk_bytes() as i64);
         self.wal_segments.set(db.wal_segments() as i64);
         set_counter(&self.checkpoints, s.checkpoints.load(Ordering::Relaxed));
-        self.replayed_entries.set(s.replayed_entries.load(Ordering::Relaxed) as i64);
-        self.replay_ms.set(s.replay_seconds_millis.load(Ordering::Relaxed) as i64);
+        self.replayed_entries
+            .set(s.replayed_entries.load(Ordering::Relaxed) as i64);
+        self.replay_ms
+            .set(s.replay_seconds_millis.load(Ordering::Relaxed) as i64);
         set_counter(&self.push_requests, dist.requests.load(Ordering::Relaxed));
-        set_counter(&self.push_failed, dist.requests_failed.load(Ordering::Relaxed));
-        set_counter(&self.push_samples, dist.samples_received.load(Ordering::Relaxed));
-        set_counter(&self.push_rejected, dist.samples_rejected.load(Ordering::Relaxed));
+        set_counter(
+            &self.push_failed,
+            dist.requests_failed.load(Ordering::Relaxed),
+        );
+        set_counter(
+            &self.push_samples,
+            dist.samples_received.load(Ordering::Relaxed),
+        );
+        set_counter(
+            &self.push_rejected,
+            dist.samples_rejected.load(Ordering::Relaxed),
+        );
         let (rss, cpu) = proc_stats();
         self.rss.set(rss as i64);
         self.cpu_seconds.set(cpu);
@@ -127,7 +221,11 @@ impl SelfMetrics {
 pub fn proc_stats() -> (u64, f64) {
     let rss = std::fs::read_to_string("/proc/self/statm")
         .ok()
-        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
         .map(|p| p * 4096)
         .unwrap_or(0);
     let cpu = std::fs::read_to_string("/proc/self/stat")
@@ -142,4 +240,3 @@ pub fn proc_stats() -> (u64, f64) {
         .unwrap_or(0.0);
     (rss, cpu)
 }
-

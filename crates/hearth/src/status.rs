@@ -20,7 +20,11 @@ fn top(mut v: Vec<(String, usize)>, limit: usize) -> Vec<(String, u64)> {
 #[async_trait]
 impl StatusSource for HeadStatus {
     async fn metadata(&self, tenant: &Tenant) -> HashMap<String, Vec<MetricMetadata>> {
-        self.0.head().tenant(tenant).map(|t| t.metadata()).unwrap_or_default()
+        self.0
+            .head()
+            .tenant(tenant)
+            .map(|t| t.metadata())
+            .unwrap_or_default()
     }
 
     async fn tsdb_status(&self, tenant: &Tenant, limit: usize) -> TsdbStatus {

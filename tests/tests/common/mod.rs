@@ -17,7 +17,10 @@ pub fn hearth_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
     let bin = dir.join("hearth");
     assert!(
         bin.exists(),
@@ -105,7 +108,10 @@ pub async fn start_hearth(data: &Path, extra: &[&str]) -> Hearth {
         .spawn()
         .expect("start hearth");
     let h = Hearth {
-        proc: Proc { child, name: "hearth".into() },
+        proc: Proc {
+            child,
+            name: "hearth".into(),
+        },
         port,
         data: data.to_path_buf(),
     };
@@ -122,7 +128,10 @@ pub async fn wait_ready(url: &str, timeout: Duration) {
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "{url} not ready within {timeout:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{url} not ready within {timeout:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -138,7 +147,9 @@ pub fn require_peer(bin: &str) -> bool {
         .unwrap_or(false);
     if !found {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{bin} is required under CI=true but is not installed (apt-get install prometheus)");
+            panic!(
+                "{bin} is required under CI=true but is not installed (apt-get install prometheus)"
+            );
         }
         eprintln!("SKIPPED: {bin} is not installed");
     }
@@ -146,7 +157,10 @@ pub fn require_peer(bin: &str) -> bool {
 }
 
 pub fn label(n: &str, v: &str) -> pb::Label {
-    pb::Label { name: n.into(), value: v.into() }
+    pb::Label {
+        name: n.into(),
+        value: v.into(),
+    }
 }
 
 pub fn snappy(b: &[u8]) -> Vec<u8> {
@@ -154,11 +168,22 @@ pub fn snappy(b: &[u8]) -> Vec<u8> {
 }
 
 pub fn write_request(series: Vec<pb::TimeSeries>) -> Vec<u8> {
-    snappy(&pb::WriteRequest { timeseries: series, metadata: vec![] }.encode_to_vec())
+    snappy(
+        &pb::WriteRequest {
+            timeseries: series,
+            metadata: vec![],
+        }
+        .encode_to_vec(),
+    )
 }
 
 /// POSTs a remote-write 1.0 body; returns (status, body text).
-pub async fn push(client: &reqwest::Client, url: &str, body: Vec<u8>, content_type: &str) -> (u16, String) {
+pub async fn push(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    content_type: &str,
+) -> (u16, String) {
     let r = client
         .post(url)
         .header("Content-Type", content_type)
@@ -183,7 +208,9 @@ pub fn urlencode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

@@ -378,17 +378,14 @@ impl LogStorage for SegmentLog {
 
     fn purge(&self, upto: LogId) -> Result<(), LogError> {
         let mut inner = self.inner.lock();
-        write_atomic(
-            &inner.dir.join("purged"),
-            &{
-                let mut b = Vec::with_capacity(20);
-                b.extend_from_slice(&upto.term.to_le_bytes());
-                b.extend_from_slice(&upto.index.to_le_bytes());
-                let c = crc32c::crc32c(&b);
-                b.extend_from_slice(&c.to_le_bytes());
-                b
-            },
-        )?;
+        write_atomic(&inner.dir.join("purged"), &{
+            let mut b = Vec::with_capacity(20);
+            b.extend_from_slice(&upto.term.to_le_bytes());
+            b.extend_from_slice(&upto.index.to_le_bytes());
+            let c = crc32c::crc32c(&b);
+            b.extend_from_slice(&c.to_le_bytes());
+            b
+        })?;
         inner.last_purged = Some(upto);
         // Remove whole segments that hold only purged entries; the active one stays.
         while inner.segments.len() > 1 {
@@ -416,7 +413,9 @@ impl LogStorage for SegmentLog {
         let hi = *range.end();
         let mut out = Vec::new();
         for seg in &inner.segments {
-            let Some(last) = seg.last_index() else { continue };
+            let Some(last) = seg.last_index() else {
+                continue;
+            };
             if last < lo || seg.first_index > hi {
                 continue;
             }
@@ -435,7 +434,11 @@ impl LogStorage for SegmentLog {
             let mut off = 0usize;
             while off < data.len() {
                 let (e, n) = parse_record(&data, off).ok_or_else(|| {
-                    LogError::Corrupt(format!("record at {} in {}", start as usize + off, seg.path.display()))
+                    LogError::Corrupt(format!(
+                        "record at {} in {}",
+                        start as usize + off,
+                        seg.path.display()
+                    ))
                 })?;
                 off += n;
                 out.push(e);
@@ -478,7 +481,9 @@ mod tests {
         (from..from + n)
             .map(|i| Entry {
                 log_id: LogId { term: 1, index: i },
-                payload: format!("payload-{i}").repeat((i % 7 + 1) as usize).into_bytes(),
+                payload: format!("payload-{i}")
+                    .repeat((i % 7 + 1) as usize)
+                    .into_bytes(),
             })
             .collect()
     }
@@ -516,7 +521,12 @@ mod tests {
         let seg = dir.path().join(segment_name(1));
         let len = fs::metadata(&seg).unwrap().len();
         // Tear the last record in half.
-        OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 5).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(len - 5)
+            .unwrap();
         let log = SegmentLog::open(dir.path(), SegmentLogOptions::default()).unwrap();
         assert_eq!(log.read_range(1..=100).unwrap(), entries(1, 19));
         // And it keeps appending after the repair.
@@ -572,7 +582,15 @@ mod tests {
         drop(log);
         let log = SegmentLog::open(dir.path(), small()).unwrap();
         assert_eq!(log.state().last_purged, Some(LogId { term: 1, index: 20 }));
-        assert_eq!(log.read_range(1..=100).unwrap().first().unwrap().log_id.index, 21);
+        assert_eq!(
+            log.read_range(1..=100)
+                .unwrap()
+                .first()
+                .unwrap()
+                .log_id
+                .index,
+            21
+        );
         log.save_vote(b"vote-1").unwrap();
         assert_eq!(log.read_vote().unwrap().unwrap(), b"vote-1");
     }
