@@ -134,22 +134,23 @@ async fn handle(state: &DistributorState, headers: &HeaderMap, body: &[u8]) -> R
             );
         }
     }
-    let decoded =
-        match decode_request(
-            protocol,
-            body,
-            state.cfg.max_decompressed_bytes,
-            &state.cfg.limits,
-        ) {
-            Ok(d) => d,
-            Err(DecodeError::TooLarge { limit, size }) => return text(
+    let decoded = match decode_request(
+        protocol,
+        body,
+        state.cfg.max_decompressed_bytes,
+        &state.cfg.limits,
+    ) {
+        Ok(d) => d,
+        Err(DecodeError::TooLarge { limit, size }) => {
+            return text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
                     "decompressed body of {size} bytes is larger than the limit of {limit} bytes"
                 ),
-            ),
-            Err(DecodeError::Malformed(m)) => return text(StatusCode::BAD_REQUEST, m),
-        };
+            )
+        }
+        Err(DecodeError::Malformed(m)) => return text(StatusCode::BAD_REQUEST, m),
+    };
     let received = decoded.batch.sample_count();
     state
         .metrics

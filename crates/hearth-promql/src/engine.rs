@@ -252,10 +252,12 @@ impl Engine {
         }
         match expr.value_type() {
             parser::value::ValueType::Vector | parser::value::ValueType::Scalar => {}
-            other => return Err(QueryError::BadData(format!(
+            other => {
+                return Err(QueryError::BadData(format!(
                 "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
                 value_type_name(other)
-            ))),
+            )))
+            }
         }
         let fetched = self.fetch(tenant, expr, start, end, step).await?;
         let mut ts = Vec::new();
