@@ -299,6 +299,39 @@ async fn bad_input_gets_clear_errors() {
         "{v}"
     );
 
+    // Statistics on request, inside data.
+    let v = get_json(
+        &client,
+        &h.url(&format!(
+            "/api/v1/query?query=v2_metric&stats=all&time={}",
+            (t + 10 * 3_600_000) as f64 / 1000.0
+        )),
+    )
+    .await;
+    assert!(
+        v["data"]["stats"]["timings"]["execTotalTime"].is_number(),
+        "{v}"
+    );
+    assert_eq!(
+        v["data"]["stats"]["samples"]["totalQueryableSamples"], 1,
+        "{v}"
+    );
+    // A query past its timeout is stopped (503 timeout), and the server stays healthy.
+    let heavy = urlencode("count(count_over_time(v2_metric[60d:1s]))");
+    let r = client
+        .get(h.url(&format!("/api/v1/query?query={heavy}&timeout=1ms")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["errorType"], "timeout", "{v}");
+    // A subquery too large to hold is refused before it allocates anything.
+    let huge = urlencode("count_over_time(v2_metric[10y:1ms])");
+    let v = get_json(&client, &h.url(&format!("/api/v1/query?query={huge}"))).await;
+    assert_eq!(v["errorType"], "execution", "{v}");
+    still_serving(&client, &h).await;
+
     // Query API errors in Prometheus' shape.
     let v = get_json(&client, &h.url("/api/v1/query?query=sum(")).await;
     assert_eq!(v["status"], "error");

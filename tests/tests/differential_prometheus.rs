@@ -51,7 +51,11 @@ fn generate(base: i64) -> Vec<pb::TimeSeries> {
             .collect();
         let mut labels: Vec<pb::Label> = labels.into_iter().map(|(n, v)| label(n, &v)).collect();
         labels.sort_by(|a, b| a.name.cmp(&b.name));
-        out.push(pb::TimeSeries { labels, samples, ..Default::default() });
+        out.push(pb::TimeSeries {
+            labels,
+            samples,
+            ..Default::default()
+        });
     };
     for job in ["api", "db", "web"] {
         for inst in 0..3 {
@@ -68,7 +72,12 @@ fn generate(base: i64) -> Vec<pb::TimeSeries> {
                     })
                     .collect();
                 add(
-                    vec![("__name__", "diff_requests_total".into()), ("job", job.into()), ("instance", instance.clone()), ("method", method.into())],
+                    vec![
+                        ("__name__", "diff_requests_total".into()),
+                        ("job", job.into()),
+                        ("instance", instance.clone()),
+                        ("method", method.into()),
+                    ],
                     vals,
                     &mut rng,
                 );
@@ -80,7 +89,15 @@ fn generate(base: i64) -> Vec<pb::TimeSeries> {
                     t
                 })
                 .collect();
-            add(vec![("__name__", "diff_temperature".into()), ("job", job.into()), ("instance", instance.clone())], vals, &mut rng);
+            add(
+                vec![
+                    ("__name__", "diff_temperature".into()),
+                    ("job", job.into()),
+                    ("instance", instance.clone()),
+                ],
+                vals,
+                &mut rng,
+            );
             // A classic histogram: cumulative buckets.
             let bounds = ["0.1", "0.5", "1", "5", "+Inf"];
             let mut counts = [0.0f64; 5];
@@ -127,8 +144,19 @@ fn queries() -> Vec<String> {
     }
     for m in gauges {
         for f in [
-            "delta", "idelta", "deriv", "avg_over_time", "min_over_time", "max_over_time", "sum_over_time",
-            "count_over_time", "stddev_over_time", "stdvar_over_time", "last_over_time", "present_over_time", "changes",
+            "delta",
+            "idelta",
+            "deriv",
+            "avg_over_time",
+            "min_over_time",
+            "max_over_time",
+            "sum_over_time",
+            "count_over_time",
+            "stddev_over_time",
+            "stdvar_over_time",
+            "last_over_time",
+            "present_over_time",
+            "changes",
         ] {
             for r in ["1m", "5m", "17m"] {
                 q.push(format!("{f}({m}[{r}])"));
@@ -137,7 +165,23 @@ fn queries() -> Vec<String> {
         q.push(format!("quantile_over_time(0.3, {m}[10m])"));
         q.push(format!("quantile_over_time(0.9, {m}[10m])"));
         q.push(format!("predict_linear({m}[10m], 600)"));
-        for f in ["abs", "ceil", "floor", "round", "sgn", "timestamp", "sqrt", "ln", "log2", "log10", "exp", "sin", "cos", "deg", "rad"] {
+        for f in [
+            "abs",
+            "ceil",
+            "floor",
+            "round",
+            "sgn",
+            "timestamp",
+            "sqrt",
+            "ln",
+            "log2",
+            "log10",
+            "exp",
+            "sin",
+            "cos",
+            "deg",
+            "rad",
+        ] {
             q.push(format!("{f}({m})"));
         }
         q.push(format!("clamp({m}, 15, 25)"));
@@ -148,7 +192,9 @@ fn queries() -> Vec<String> {
         q.push(format!("{m} offset 7m"));
     }
     let rate = "rate(diff_requests_total[5m])";
-    for agg in ["sum", "avg", "min", "max", "count", "stddev", "stdvar", "group"] {
+    for agg in [
+        "sum", "avg", "min", "max", "count", "stddev", "stdvar", "group",
+    ] {
         q.push(format!("{agg}({rate})"));
         q.push(format!("{agg} by (job) ({rate})"));
         q.push(format!("{agg} without (instance) ({rate})"));
@@ -166,8 +212,12 @@ fn queries() -> Vec<String> {
     q.push("count_values(\"v\", round(diff_temperature))".into());
     q.push("count_values by (job) (\"v\", ceil(diff_temperature / 5))".into());
     for p in ["0.5", "0.9", "0.99"] {
-        q.push(format!("histogram_quantile({p}, sum by (le, job) (rate(diff_latency_seconds_bucket[5m])))"));
-        q.push(format!("histogram_quantile({p}, rate(diff_latency_seconds_bucket[10m]))"));
+        q.push(format!(
+            "histogram_quantile({p}, sum by (le, job) (rate(diff_latency_seconds_bucket[5m])))"
+        ));
+        q.push(format!(
+            "histogram_quantile({p}, rate(diff_latency_seconds_bucket[10m]))"
+        ));
     }
     for op in ["+", "-", "*", "/", "%", "^"] {
         q.push(format!("diff_temperature {op} 3"));
@@ -178,10 +228,16 @@ fn queries() -> Vec<String> {
         q.push(format!("diff_temperature {op} 20"));
         q.push(format!("diff_temperature {op} bool 20"));
         q.push(format!("20 {op} bool diff_temperature"));
-        q.push(format!("diff_temperature {op} ignoring(job) diff_temperature offset 1m"));
+        q.push(format!(
+            "diff_temperature {op} ignoring(job) diff_temperature offset 1m"
+        ));
     }
-    q.push(format!("{rate} / ignoring(method) group_left sum without(method) ({rate})"));
-    q.push(format!("sum by (job, instance) ({rate}) / on(job, instance) diff_temperature"));
+    q.push(format!(
+        "{rate} / ignoring(method) group_left sum without(method) ({rate})"
+    ));
+    q.push(format!(
+        "sum by (job, instance) ({rate}) / on(job, instance) diff_temperature"
+    ));
     q.push("diff_temperature and on(job) (diff_temperature > 21)".into());
     q.push("diff_temperature or on(job) diff_requests_total".into());
     q.push("diff_temperature unless on(job) (diff_temperature > 22)".into());
@@ -201,24 +257,43 @@ fn queries() -> Vec<String> {
     q.push("min_over_time(sum by (job) (diff_temperature)[20m:2m] offset 3m)".into());
     q.push("sum(diff_temperature @ end())".into());
     q.push("rate(diff_requests_total[5m] @ start())".into());
-    q.push("day_of_week() + hour() + minute() + month() + year() + day_of_month() + days_in_month()".into());
+    q.push(
+        "day_of_week() + hour() + minute() + month() + year() + day_of_month() + days_in_month()"
+            .into(),
+    );
     q
 }
 
 fn start_prometheus(dir: &std::path::Path) -> (Proc, u16) {
     let port = free_port();
-    std::fs::write(dir.join("prometheus.yml"), "global:\n  scrape_interval: 1h\n").unwrap();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        "global:\n  scrape_interval: 1h\n",
+    )
+    .unwrap();
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
     let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("prom-data").display()))
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("prom-data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .arg("--web.enable-remote-write-receiver")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("start prometheus");
-    (Proc { child, name: "prometheus".into() }, port)
+    (
+        Proc {
+            child,
+            name: "prometheus".into(),
+        },
+        port,
+    )
 }
 
 /// A result as label-set -> [(t, value)], for set comparison.
@@ -244,9 +319,14 @@ fn result_map(v: &Value) -> Result<(String, BTreeMap<String, Vec<(String, f64)>>
         }
         "vector" | "matrix" => {
             for s in data["result"].as_array().unwrap() {
-                let m: BTreeMap<String, String> = serde_json::from_value(s["metric"].clone()).unwrap();
+                let m: BTreeMap<String, String> =
+                    serde_json::from_value(s["metric"].clone()).unwrap();
                 let key = format!("{m:?}");
-                let pts = if kind == "vector" { vec![parse(&s["value"])] } else { s["values"].as_array().unwrap().iter().map(parse).collect() };
+                let pts = if kind == "vector" {
+                    vec![parse(&s["value"])]
+                } else {
+                    s["values"].as_array().unwrap().iter().map(parse).collect()
+                };
                 out.insert(key, pts);
             }
         }
@@ -266,7 +346,13 @@ fn close(a: f64, b: f64) -> bool {
 fn diff(prom: &Value, hearth: &Value) -> Option<String> {
     let (p, h) = match (result_map(prom), result_map(hearth)) {
         (Ok(p), Ok(h)) => (p, h),
-        (Err(pe), Err(_)) => return if pe.is_empty() { Some("both failed".into()) } else { None },
+        (Err(pe), Err(_)) => {
+            return if pe.is_empty() {
+                Some("both failed".into())
+            } else {
+                None
+            }
+        }
         (Ok(_), Err(e)) => return Some(format!("hearth {e}")),
         (Err(e), Ok(_)) => return Some(format!("prometheus {e}, hearth succeeded")),
     };
@@ -274,16 +360,27 @@ fn diff(prom: &Value, hearth: &Value) -> Option<String> {
         return Some(format!("result type {} vs {}", p.0, h.0));
     }
     if p.1.len() != h.1.len() {
-        return Some(format!("{} series vs {}: {:?} / {:?}", p.1.len(), h.1.len(), p.1.keys().collect::<Vec<_>>(), h.1.keys().collect::<Vec<_>>()));
+        return Some(format!(
+            "{} series vs {}: {:?} / {:?}",
+            p.1.len(),
+            h.1.len(),
+            p.1.keys().collect::<Vec<_>>(),
+            h.1.keys().collect::<Vec<_>>()
+        ));
     }
     for (k, pv) in &p.1 {
-        let Some(hv) = h.1.get(k) else { return Some(format!("series {k} missing in hearth")) };
+        let Some(hv) = h.1.get(k) else {
+            return Some(format!("series {k} missing in hearth"));
+        };
         if pv.len() != hv.len() {
             return Some(format!("{k}: {} points vs {}", pv.len(), hv.len()));
         }
         for (a, b) in pv.iter().zip(hv) {
             if a.0 != b.0 || !close(a.1, b.1) {
-                return Some(format!("{k} at {}: prometheus {} hearth {} (t {})", a.0, a.1, b.1, b.0));
+                return Some(format!(
+                    "{k} at {}: prometheus {} hearth {} (t {})",
+                    a.0, a.1, b.1, b.0
+                ));
             }
         }
     }
@@ -303,14 +400,21 @@ async fn generated_queries_agree_with_prometheus() {
     let client = reqwest::Client::new();
 
     // Two hours ago, aligned to nothing in particular.
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let base = now - 2 * 3_600_000 - 123;
     let data = generate(base);
     // Push in time order, one round of samples at a time, to both.
     for k in 0..SAMPLES as usize {
         let round: Vec<pb::TimeSeries> = data
             .iter()
-            .map(|s| pb::TimeSeries { labels: s.labels.clone(), samples: vec![s.samples[k].clone()], ..Default::default() })
+            .map(|s| pb::TimeSeries {
+                labels: s.labels.clone(),
+                samples: vec![s.samples[k].clone()],
+                ..Default::default()
+            })
             .collect();
         let body = write_request(round);
         for url in [purl("/api/v1/write"), h.url("/api/v1/push")] {
@@ -322,20 +426,35 @@ async fn generated_queries_agree_with_prometheus() {
     let qs = queries();
     let end = base + SAMPLES * STEP_MS;
     // Odd-millisecond evaluation times inside the data.
-    let times = [end - 20 * 60_000 + 4_321, end - 6_789, base + 31 * 60_000 + 997];
+    let times = [
+        end - 20 * 60_000 + 4_321,
+        end - 6_789,
+        base + 31 * 60_000 + 997,
+    ];
     let fmt = |t: i64| format!("{}.{:03}", t / 1000, t % 1000);
     let mut compared = 0;
     let mut failures = Vec::new();
     for q in &qs {
         let enc = urlencode(q);
-        let mut paths: Vec<String> = times.iter().map(|t| format!("/api/v1/query?query={enc}&time={}", fmt(*t))).collect();
-        paths.push(format!("/api/v1/query_range?query={enc}&start={}&end={}&step=61", fmt(end - 40 * 60_000 + 1_357), fmt(end - 1_357)));
+        let mut paths: Vec<String> = times
+            .iter()
+            .map(|t| format!("/api/v1/query?query={enc}&time={}", fmt(*t)))
+            .collect();
+        paths.push(format!(
+            "/api/v1/query_range?query={enc}&start={}&end={}&step=61",
+            fmt(end - 40 * 60_000 + 1_357),
+            fmt(end - 1_357)
+        ));
         for path in paths {
             let p = get_json(&client, &purl(&path)).await;
             let hh = get_json(&client, &h.url(&path)).await;
             if p["status"] != "success" {
                 // Not a meaningful comparison point (e.g. a type error in Prometheus too).
-                assert_eq!(hh["status"], "error", "{q}: Prometheus failed ({}) but Hearth answered", p["error"]);
+                assert_eq!(
+                    hh["status"], "error",
+                    "{q}: Prometheus failed ({}) but Hearth answered",
+                    p["error"]
+                );
                 continue;
             }
             compared += 1;
@@ -348,7 +467,15 @@ async fn generated_queries_agree_with_prometheus() {
     for f in &failures {
         eprintln!("MISMATCH {f}");
     }
-    eprintln!("{} queries, {compared} answers compared, {} mismatches", qs.len(), failures.len());
+    eprintln!(
+        "{} queries, {compared} answers compared, {} mismatches",
+        qs.len(),
+        failures.len()
+    );
     assert!(compared > 500, "too few comparisons: {compared}");
-    assert!(failures.is_empty(), "{} of {compared} answers differ from Prometheus", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {compared} answers differ from Prometheus",
+        failures.len()
+    );
 }

@@ -311,32 +311,47 @@ fn vector_vector(
         .collect();
     let one_sig: Vec<u64> = one.iter().map(|s| signature(&s.labels, matching)).collect();
     let drop_name = !op.is_comparison() || return_bool;
-    let mut out: HashMap<Labels, Vec<Option<f64>>> = HashMap::new();
-    let mut order: Vec<Labels> = Vec::new();
+    // Matching is decided per series once; per step only presence is checked.
+    let mut one_by_sig: HashMap<u64, Vec<usize>> = HashMap::with_capacity(one.len());
+    for (j, g) in one_sig.iter().enumerate() {
+        one_by_sig.entry(*g).or_default().push(j);
+    }
+    let mut many_per_sig: HashMap<u64, usize> = HashMap::with_capacity(many.len());
+    for g in &many_sig {
+        *many_per_sig.entry(*g).or_default() += 1;
+    }
+    // Output series: one per distinct result label set; (many, one) pairs map to them.
+    let mut outs: Vec<(Labels, Vec<Option<f64>>)> = Vec::new();
+    let mut by_labels: HashMap<Labels, usize> = HashMap::new();
+    let mut by_pair: HashMap<(usize, usize), usize> = HashMap::new();
+    let mut seen_many: HashMap<u64, usize> = HashMap::new();
     for step in 0..n {
-        let mut one_at: HashMap<u64, usize> = HashMap::new();
-        for (i, s) in one.iter().enumerate() {
-            if s.values[step].is_some() && one_at.insert(one_sig[i], i).is_some() {
+        seen_many.clear();
+        for (i, s) in many.iter().enumerate() {
+            let Some(mv) = s.values[step] else { continue };
+            let Some(cands) = one_by_sig.get(&many_sig[i]) else {
+                continue;
+            };
+            let mut present = cands
+                .iter()
+                .copied()
+                .filter(|&j| one[j].values[step].is_some());
+            let Some(j) = present.next() else { continue };
+            if present.next().is_some() {
                 let side = if swapped { "left" } else { "right" };
                 return Err(QueryError::Execution(format!(
                     "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, ...];many-to-many matching not allowed: matching labels must be unique on one side",
-                    s.labels.filtered(&[], false), s.labels
+                    one[j].labels.filtered(&[], false),
+                    one[j].labels
                 )));
             }
-        }
-        let mut matched_one: HashMap<u64, usize> = HashMap::new();
-        for (i, s) in many.iter().enumerate() {
-            let Some(mv) = s.values[step] else { continue };
-            let Some(&j) = one_at.get(&many_sig[i]) else {
-                continue;
-            };
-            if matches!(card, VectorMatchCardinality::OneToOne) {
-                if let Some(prev) = matched_one.insert(many_sig[i], i) {
-                    let _ = prev;
-                    return Err(QueryError::Execution(
-                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
-                    ));
-                }
+            if matches!(card, VectorMatchCardinality::OneToOne)
+                && many_per_sig[&many_sig[i]] > 1
+                && seen_many.insert(many_sig[i], i).is_some()
+            {
+                return Err(QueryError::Execution(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
+                ));
             }
             let ov = one[j].values[step].expect("present");
             let (lv, rv) = if swapped { (ov, mv) } else { (mv, ov) };
@@ -348,25 +363,30 @@ fn vector_vector(
                     continue;
                 }
             }
-            let labels = result_labels(&s.labels, &one[j].labels, card, matching, drop_name);
-            let e = out.entry(labels.clone()).or_insert_with(|| {
-                order.push(labels.clone());
-                vec![None; n]
-            });
-            if e[step].is_some() {
+            let slot = match by_pair.get(&(i, j)) {
+                Some(&k) => k,
+                None => {
+                    let labels =
+                        result_labels(&s.labels, &one[j].labels, card, matching, drop_name);
+                    let k = *by_labels.entry(labels.clone()).or_insert_with(|| {
+                        outs.push((labels, vec![None; n]));
+                        outs.len() - 1
+                    });
+                    by_pair.insert((i, j), k);
+                    k
+                }
+            };
+            if outs[slot].1[step].is_some() {
                 return Err(QueryError::Execution(
                     "multiple matches for labels: grouping labels must ensure unique matches"
                         .into(),
                 ));
             }
-            e[step] = Some(val);
+            outs[slot].1[step] = Some(val);
         }
     }
-    Ok(order
+    Ok(outs
         .into_iter()
-        .map(|labels| {
-            let values = out.remove(&labels).expect("recorded");
-            StepSeries { labels, values }
-        })
+        .map(|(labels, values)| StepSeries { labels, values })
         .collect())
 }

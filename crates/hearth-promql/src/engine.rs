@@ -29,6 +29,8 @@ pub struct EngineOptions {
     pub timeout: Duration,
     /// Default subquery step (the global evaluation interval), default 1 m.
     pub default_subquery_step_ms: i64,
+    /// `--query.max-concurrency`: queries evaluated at once; more wait their turn.
+    pub max_concurrency: usize,
 }
 
 impl Default for EngineOptions {
@@ -38,6 +40,7 @@ impl Default for EngineOptions {
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
             default_subquery_step_ms: 60_000,
+            max_concurrency: 20,
         }
     }
 }
@@ -55,11 +58,37 @@ pub enum QueryError {
     TooManySamples(&'static str),
     #[error("{0}")]
     Internal(String),
+    #[error("query was canceled in {0}")]
+    Canceled(&'static str),
 }
 
 pub struct Engine {
     opts: EngineOptions,
     queryable: Arc<dyn Queryable>,
+    limiter: Arc<tokio::sync::Semaphore>,
+}
+
+/// Sets the cancel flag when the query's future is dropped (the client went away or a
+/// timeout fired), so the evaluation thread stops at its next check.
+struct CancelOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Per-query statistics, as Prometheus' `stats=all` reports them.
+#[derive(Clone, Debug, Default)]
+pub struct QueryStats {
+    pub exec_queue_seconds: f64,
+    pub query_preparation_seconds: f64,
+    pub inner_eval_seconds: f64,
+    pub result_sort_seconds: f64,
+    pub eval_total_seconds: f64,
+    pub exec_total_seconds: f64,
+    pub total_queryable_samples: u64,
+    pub peak_samples: u64,
 }
 
 type Fetched = HashMap<usize, Arc<Vec<RangeSeries>>>;
@@ -81,6 +110,8 @@ pub(crate) struct Ctx<'a> {
     pub opts: &'a EngineOptions,
     pub samples: usize,
     pub annotations: Annotations,
+    pub deadline: std::time::Instant,
+    pub cancel: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Warnings and infos of a query, as Prometheus reports them beside the result.
@@ -105,11 +136,12 @@ impl Annotations {
     }
 }
 
-/// A query's value and its annotations.
+/// A query's value, its annotations and statistics.
 #[derive(Clone, Debug)]
 pub struct QueryOutput {
     pub value: QueryValue,
     pub annotations: Annotations,
+    pub stats: QueryStats,
 }
 
 pub fn duration_ms(d: &Duration) -> i64 {
@@ -179,7 +211,12 @@ fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, QueryErro
 
 impl Engine {
     pub fn new(queryable: Arc<dyn Queryable>, opts: EngineOptions) -> Engine {
-        Engine { opts, queryable }
+        let limiter = Arc::new(tokio::sync::Semaphore::new(opts.max_concurrency.max(1)));
+        Engine {
+            opts,
+            queryable,
+            limiter,
+        }
     }
 
     pub fn options(&self) -> &EngineOptions {
@@ -197,45 +234,7 @@ impl Engine {
         expr: &Expr,
         t: i64,
     ) -> Result<QueryOutput, QueryError> {
-        let fetched = self.fetch(tenant, expr, t, t, 0).await?;
-        let mut ctx = Ctx {
-            ts: vec![t],
-            query_start: t,
-            query_end: t,
-            data: &fetched,
-            opts: &self.opts,
-            samples: 0,
-            annotations: Annotations::default(),
-        };
-        let v = eval(&mut ctx, expr)?;
-        let annotations = std::mem::take(&mut ctx.annotations);
-        let value = match v {
-            Value::Scalar(s) => QueryValue::Scalar { t, v: s[0] },
-            Value::String(s) => QueryValue::String { t, v: s },
-            Value::Vector(vs) => QueryValue::Vector(
-                vs.into_iter()
-                    .filter_map(|s| s.values[0].map(|v| (s.labels, t, v)))
-                    .collect(),
-            ),
-            Value::Matrix(m) => {
-                let te = m.at_ms.unwrap_or(t) - m.offset_ms;
-                QueryValue::Matrix(
-                    m.series
-                        .into_iter()
-                        .map(|s| RangeSeries {
-                            labels: s.labels,
-                            samples: s
-                                .samples
-                                .into_iter()
-                                .filter(|x| x.t > te - m.range_ms && x.t <= te)
-                                .collect(),
-                        })
-                        .filter(|s| !s.samples.is_empty())
-                        .collect(),
-                )
-            }
-        };
-        Ok(QueryOutput { value, annotations })
+        self.execute(tenant, expr, t, t, 0, true).await
     }
 
     /// Evaluates `expr` at every step of [start, end].
@@ -252,59 +251,110 @@ impl Engine {
         }
         match expr.value_type() {
             parser::value::ValueType::Vector | parser::value::ValueType::Scalar => {}
-            other => {
-                return Err(QueryError::BadData(format!(
+            other => return Err(QueryError::BadData(format!(
                 "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
                 value_type_name(other)
-            )))
-            }
+            ))),
         }
-        let fetched = self.fetch(tenant, expr, start, end, step).await?;
-        let mut ts = Vec::new();
-        let mut t = start;
-        while t <= end {
-            ts.push(t);
-            t += step;
-        }
-        let mut ctx = Ctx {
-            ts: ts.clone(),
-            query_start: start,
-            query_end: end,
-            data: &fetched,
-            opts: &self.opts,
-            samples: 0,
-            annotations: Annotations::default(),
+        self.execute(tenant, expr, start, end, step, false).await
+    }
+
+    /// Waits for a slot, fetches what every selector needs, then evaluates on a blocking
+    /// thread that stops at the deadline or when the caller goes away.
+    async fn execute(
+        &self,
+        tenant: &Tenant,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+        instant: bool,
+    ) -> Result<QueryOutput, QueryError> {
+        let began = std::time::Instant::now();
+        let deadline = began + self.opts.timeout;
+        let _permit =
+            match tokio::time::timeout_at(deadline.into(), self.limiter.clone().acquire_owned())
+                .await
+            {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return Err(QueryError::Internal("query limiter closed".into())),
+                Err(_) => return Err(QueryError::Timeout("queue")),
+            };
+        let queued = began.elapsed();
+        // The tree is shared with the evaluation thread; selectors are keyed by their
+        // address in this copy.
+        let expr = Arc::new(expr.clone());
+        let prep_began = std::time::Instant::now();
+        let fetched = match tokio::time::timeout_at(
+            deadline.into(),
+            self.fetch(tenant, &expr, start, end, step),
+        )
+        .await
+        {
+            Ok(r) => r?,
+            Err(_) => return Err(QueryError::Timeout("query preparation")),
         };
-        let v = eval(&mut ctx, expr)?;
-        let annotations = std::mem::take(&mut ctx.annotations);
-        let series = match v {
-            Value::Scalar(s) => vec![StepSeries {
-                labels: Labels::empty(),
-                values: s.into_iter().map(Some).collect(),
-            }],
-            Value::Vector(vs) => vs,
-            _ => {
-                return Err(QueryError::Internal(
-                    "range query produced a non-vector".into(),
-                ))
-            }
-        };
-        let mut out: Vec<RangeSeries> = series
-            .into_iter()
-            .map(|s| RangeSeries {
-                labels: s.labels,
-                samples: ts
-                    .iter()
-                    .zip(s.values)
-                    .filter_map(|(t, v)| v.map(|v| Sample { t: *t, v }))
-                    .collect(),
-            })
-            .filter(|s| !s.samples.is_empty())
-            .collect();
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let prepared = prep_began.elapsed();
+        let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let _guard = CancelOnDrop(cancel.clone());
+        let opts = self.opts.clone();
+        let peak: u64 = fetched
+            .values()
+            .map(|v| v.iter().map(|s| s.samples.len() as u64).sum::<u64>())
+            .sum();
+        let res = tokio::task::spawn_blocking(move || {
+            let eval_began = std::time::Instant::now();
+            let ts: Vec<i64> = if instant {
+                vec![start]
+            } else {
+                let mut ts = Vec::new();
+                let mut t = start;
+                while t <= end {
+                    ts.push(t);
+                    t += step;
+                }
+                ts
+            };
+            let mut ctx = Ctx {
+                ts: ts.clone(),
+                query_start: start,
+                query_end: end,
+                data: &fetched,
+                opts: &opts,
+                samples: 0,
+                annotations: Annotations::default(),
+                deadline,
+                cancel,
+            };
+            let v = eval(&mut ctx, &expr)?;
+            let inner = eval_began.elapsed();
+            let sort_began = std::time::Instant::now();
+            let value = if instant {
+                instant_value(v, start)
+            } else {
+                range_value(v, &ts)?
+            };
+            let sorted = sort_began.elapsed();
+            let stats = QueryStats {
+                inner_eval_seconds: inner.as_secs_f64(),
+                result_sort_seconds: sorted.as_secs_f64(),
+                eval_total_seconds: eval_began.elapsed().as_secs_f64(),
+                total_queryable_samples: ctx.samples as u64,
+                ..QueryStats::default()
+            };
+            Ok::<_, QueryError>((value, std::mem::take(&mut ctx.annotations), stats))
+        })
+        .await
+        .map_err(|e| QueryError::Internal(format!("evaluation thread: {e}")))?;
+        let (value, annotations, mut stats) = res?;
+        stats.exec_queue_seconds = queued.as_secs_f64();
+        stats.query_preparation_seconds = prepared.as_secs_f64();
+        stats.exec_total_seconds = began.elapsed().as_secs_f64();
+        stats.peak_samples = peak;
         Ok(QueryOutput {
-            value: QueryValue::Matrix(out),
+            value,
             annotations,
+            stats,
         })
     }
 
@@ -350,6 +400,65 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+fn instant_value(v: Value, t: i64) -> QueryValue {
+    match v {
+        Value::Scalar(s) => QueryValue::Scalar { t, v: s[0] },
+        Value::String(s) => QueryValue::String { t, v: s },
+        Value::Vector(vs) => QueryValue::Vector(
+            vs.into_iter()
+                .filter_map(|s| s.values[0].map(|v| (s.labels, t, v)))
+                .collect(),
+        ),
+        Value::Matrix(m) => {
+            let te = m.at_ms.unwrap_or(t) - m.offset_ms;
+            QueryValue::Matrix(
+                m.series
+                    .iter()
+                    .map(|s| RangeSeries {
+                        labels: s.labels.clone(),
+                        samples: s
+                            .samples
+                            .iter()
+                            .copied()
+                            .filter(|x| x.t > te - m.range_ms && x.t <= te)
+                            .collect(),
+                    })
+                    .filter(|s| !s.samples.is_empty())
+                    .collect(),
+            )
+        }
+    }
+}
+
+fn range_value(v: Value, ts: &[i64]) -> Result<QueryValue, QueryError> {
+    let series = match v {
+        Value::Scalar(s) => vec![StepSeries {
+            labels: Labels::empty(),
+            values: s.into_iter().map(Some).collect(),
+        }],
+        Value::Vector(vs) => vs,
+        _ => {
+            return Err(QueryError::Internal(
+                "range query produced a non-vector".into(),
+            ))
+        }
+    };
+    let mut out: Vec<RangeSeries> = series
+        .into_iter()
+        .map(|s| RangeSeries {
+            labels: s.labels,
+            samples: ts
+                .iter()
+                .zip(s.values)
+                .filter_map(|(t, v)| v.map(|v| Sample { t: *t, v }))
+                .collect(),
+        })
+        .filter(|s| !s.samples.is_empty())
+        .collect();
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(QueryValue::Matrix(out))
 }
 
 fn value_type_name(t: parser::value::ValueType) -> &'static str {
@@ -546,6 +655,17 @@ impl Ctx<'_> {
         self.ts.len()
     }
 
+    /// Stops evaluation at the deadline or when the query was canceled.
+    pub fn check(&self) -> Result<(), QueryError> {
+        if self.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(QueryError::Canceled("query execution"));
+        }
+        if std::time::Instant::now() > self.deadline {
+            return Err(QueryError::Timeout("query execution"));
+        }
+        Ok(())
+    }
+
     pub fn add_samples(&mut self, n: usize) -> Result<(), QueryError> {
         self.samples += n;
         if self.samples > self.opts.max_samples {
@@ -557,6 +677,7 @@ impl Ctx<'_> {
 
 /// Evaluates a node over all steps of `ctx`.
 pub(crate) fn eval(ctx: &mut Ctx<'_>, e: &Expr) -> Result<Value, QueryError> {
+    ctx.check()?;
     match e {
         Expr::NumberLiteral(n) => Ok(Value::Scalar(vec![n.val; ctx.steps()])),
         Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
@@ -586,7 +707,7 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, e: &Expr) -> Result<Value, QueryError> {
             let n: usize = data.iter().map(|s| s.samples.len()).sum();
             ctx.add_samples(n)?;
             Ok(Value::Matrix(MatrixArg {
-                series: (*data).clone(),
+                series: data,
                 range_ms: duration_ms(&ms.range),
                 offset_ms: offset_ms(&vs.offset),
                 at_ms: at_ms(&vs.at, ctx.query_start, ctx.query_end),
@@ -679,6 +800,11 @@ fn eval_subquery(
         start += step;
     }
     let end = last - off;
+    // Bound the work before allocating: every step of a subquery is at least one sample.
+    if end >= start {
+        let steps = ((end - start) / step + 1) as usize;
+        ctx.add_samples(steps)?;
+    }
     let mut ts = Vec::new();
     let mut t = start;
     while t <= end {
@@ -715,7 +841,7 @@ fn eval_subquery(
         }
     };
     Ok(Value::Matrix(MatrixArg {
-        series,
+        series: Arc::new(series),
         range_ms: range,
         offset_ms: off,
         at_ms: at,

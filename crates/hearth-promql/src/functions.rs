@@ -62,7 +62,7 @@ fn over_windows(
     mut f: impl FnMut(&[Sample], i64, i64) -> Option<f64>,
 ) -> Vec<StepSeries> {
     let mut out = Vec::with_capacity(m.series.len());
-    for s in &m.series {
+    for s in m.series.iter() {
         let mut values = Vec::with_capacity(ctx.ts.len());
         let mut any = false;
         for &t in &ctx.ts {
@@ -353,7 +353,7 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
             let m = arg_matrix(ctx, &args[0])?;
             // As Prometheus: an info per series that has samples and whose name does not
             // look like a counter's.
-            for s in &m.series {
+            for s in m.series.iter() {
                 if let Some(metric) = s.labels.metric_name() {
                     if !s.samples.is_empty() && !["_total", "_sum", "_count", "_bucket"].iter().any(|x| metric.ends_with(x)) {
                         ctx.annotations.info(format!(
@@ -484,7 +484,7 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
             let ts = ctx.ts.clone();
             let mut step = 0usize;
             let mut out = Vec::new();
-            for s in &m.series {
+            for s in m.series.iter() {
                 let mut values = Vec::with_capacity(ts.len());
                 let mut any = false;
                 for (i, &t) in ts.iter().enumerate() {
@@ -518,7 +518,7 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
             let m = arg_matrix(ctx, &args[1])?;
             let ts = ctx.ts.clone();
             let mut out = Vec::new();
-            for s in &m.series {
+            for s in m.series.iter() {
                 let mut values = Vec::with_capacity(ts.len());
                 let mut any = false;
                 for (i, &t) in ts.iter().enumerate() {

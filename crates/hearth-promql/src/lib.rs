@@ -13,5 +13,5 @@ pub mod functions;
 pub mod value;
 
 pub use aggregate::format_value;
-pub use engine::{Annotations, Engine, EngineOptions, QueryError, QueryOutput};
+pub use engine::{Annotations, Engine, EngineOptions, QueryError, QueryOutput, QueryStats};
 pub use value::{QueryValue, RangeSeries};

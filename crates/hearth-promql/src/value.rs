@@ -20,7 +20,8 @@ pub struct RangeSeries {
 /// `te = (at or t) - offset`.
 #[derive(Clone, Debug)]
 pub struct MatrixArg {
-    pub series: Vec<RangeSeries>,
+    /// Shared with the fetched data: a matrix selector never copies samples.
+    pub series: std::sync::Arc<Vec<RangeSeries>>,
     pub range_ms: i64,
     pub offset_ms: i64,
     pub at_ms: Option<i64>,

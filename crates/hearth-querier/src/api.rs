@@ -110,6 +110,10 @@ impl From<QueryError> for ApiError {
             }
             QueryError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             QueryError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            // Prometheus answers 499 (client closed the connection) for canceled queries.
+            QueryError::Canceled(_) => {
+                (StatusCode::from_u16(499).expect("valid status"), "canceled")
+            }
         };
         ApiError {
             status,
@@ -138,12 +142,32 @@ fn success_raw(data: &str) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// A query response with its annotations, in Prometheus' shape.
-fn query_success(out: &hearth_promql::QueryOutput) -> Response {
-    let mut body = format!(
-        "{{\"status\":\"success\",\"data\":{}",
-        query_data(&out.value)
-    );
+/// A query response with its annotations (and statistics when asked), in Prometheus'
+/// shape: `stats` sits inside `data`.
+fn query_success(out: &hearth_promql::QueryOutput, with_stats: bool) -> Response {
+    let mut data = query_data(&out.value);
+    if with_stats {
+        let s = &out.stats;
+        let stats = json!({
+            "timings": {
+                "evalTotalTime": s.eval_total_seconds,
+                "resultSortTime": s.result_sort_seconds,
+                "queryPreparationTime": s.query_preparation_seconds,
+                "innerEvalTime": s.inner_eval_seconds,
+                "execQueueTime": s.exec_queue_seconds,
+                "execTotalTime": s.exec_total_seconds,
+            },
+            "samples": {
+                "totalQueryableSamples": s.total_queryable_samples,
+                "peakSamples": s.peak_samples,
+            },
+        });
+        data.pop();
+        data.push_str(",\"stats\":");
+        data.push_str(&stats.to_string());
+        data.push('}');
+    }
+    let mut body = format!("{{\"status\":\"success\",\"data\":{data}");
     if !out.annotations.warnings.is_empty() {
         body.push_str(",\"warnings\":");
         body.push_str(&Json::from(out.annotations.warnings.clone()).to_string());
@@ -222,7 +246,10 @@ async fn query(
     let t = time_param(&p, "time", now_ms())?;
     let expr = parse_expr(q)?;
     let out = with_timeout(&s, &p, s.engine.instant(&tenant, &expr, t)).await?;
-    Ok(query_success(&out))
+    Ok(query_success(
+        &out,
+        p.get("stats").is_some_and(|v| !v.is_empty()),
+    ))
 }
 
 async fn query_range(
@@ -277,7 +304,10 @@ async fn query_range(
     })?;
     let expr = parse_expr(q)?;
     let out = with_timeout(&s, &p, s.engine.range(&tenant, &expr, start, end, step)).await?;
-    Ok(query_success(&out))
+    Ok(query_success(
+        &out,
+        p.get("stats").is_some_and(|v| !v.is_empty()),
+    ))
 }
 
 /// `match[]` selectors as matcher sets.

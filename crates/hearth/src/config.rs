@@ -77,6 +77,10 @@ pub struct Flags {
     /// Longest a query may run [default: 2m].
     #[arg(long = "query.timeout", value_name = "DURATION")]
     pub query_timeout: Option<String>,
+
+    /// Queries evaluated at once; more wait for a slot [default: 20].
+    #[arg(long = "query.max-concurrency", value_name = "N")]
+    pub max_concurrency: Option<usize>,
 }
 
 /// The YAML file: the same keys as the flags, without the leading dashes.
@@ -108,6 +112,8 @@ pub struct FileConfig {
     pub max_samples: Option<usize>,
     #[serde(rename = "query.timeout")]
     pub query_timeout: Option<String>,
+    #[serde(rename = "query.max-concurrency")]
+    pub max_concurrency: Option<usize>,
 }
 
 /// The resolved settings.
@@ -126,6 +132,7 @@ pub struct Config {
     pub lookback_delta_ms: i64,
     pub max_samples: usize,
     pub query_timeout_ms: i64,
+    pub max_concurrency: usize,
     pub raw_yaml: String,
 }
 
@@ -181,6 +188,7 @@ impl Config {
             )?,
             max_samples: pick!(max_samples, 50_000_000),
             query_timeout_ms: duration("query.timeout", &pick!(query_timeout, "2m".to_string()))?,
+            max_concurrency: pick!(max_concurrency, 20),
             raw_yaml,
         };
         if cfg.block_duration_ms <= 0 {
@@ -235,6 +243,10 @@ impl Config {
         m.insert("query.lookback-delta".into(), ms(self.lookback_delta_ms));
         m.insert("query.max-samples".into(), self.max_samples.to_string());
         m.insert("query.timeout".into(), ms(self.query_timeout_ms));
+        m.insert(
+            "query.max-concurrency".into(),
+            self.max_concurrency.to_string(),
+        );
         m
     }
 }

@@ -93,6 +93,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             lookback_delta_ms: cfg.lookback_delta_ms,
             max_samples: cfg.max_samples,
             timeout: Duration::from_millis(cfg.query_timeout_ms.max(1) as u64),
+            max_concurrency: cfg.max_concurrency.max(1),
             ..EngineOptions::default()
         },
     );
