@@ -148,6 +148,38 @@ pub(crate) fn eval_aggregate(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Val
             }
             return Ok(Value::Vector(out.into_iter().map(|(_, s)| s).collect()));
         }
+        "limit_ratio" => {
+            // Keeps a series when its position in [0, 1) from the Prometheus label hash
+            // (xxhash64 of `name 0xff value 0xff ...`) falls under the ratio (or, for a
+            // negative ratio, in the complementary tail), so the selection is stable
+            // across steps and matches Prometheus'.
+            let r = scalar_param(&param)?;
+            let out = input
+                .into_iter()
+                .filter_map(|s| {
+                    let offset = prometheus_label_hash(&s.labels) as f64 / u64::MAX as f64;
+                    let values: Vec<Option<f64>> = s
+                        .values
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| {
+                            let r = r[i].clamp(-1.0, 1.0);
+                            let keep = (r >= 0.0 && offset < r) || (r < 0.0 && offset >= 1.0 + r);
+                            if keep {
+                                *v
+                            } else {
+                                None
+                            }
+                        })
+                        .collect();
+                    values.iter().any(Option::is_some).then_some(StepSeries {
+                        labels: s.labels,
+                        values,
+                    })
+                })
+                .collect();
+            return Ok(Value::Vector(out));
+        }
         "count_values" => {
             let label = match &param {
                 Some(Value::String(s)) => s.clone(),
@@ -250,6 +282,18 @@ pub(crate) fn eval_aggregate(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Val
         out.push(StepSeries { labels: g, values });
     }
     Ok(Value::Vector(out))
+}
+
+/// Prometheus' `labels.Hash()`: xxhash64 over `name 0xff value 0xff ...`.
+fn prometheus_label_hash(l: &Labels) -> u64 {
+    let mut b = Vec::with_capacity(l.byte_size() + 2 * l.len());
+    for x in l {
+        b.extend_from_slice(x.name.as_bytes());
+        b.push(0xff);
+        b.extend_from_slice(x.value.as_bytes());
+        b.push(0xff);
+    }
+    xxhash_rust::xxh64::xxh64(&b, 0)
 }
 
 /// Formats a float as Go's `strconv.FormatFloat(v, 'f', -1, 64)` (count_values labels).

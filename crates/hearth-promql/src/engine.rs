@@ -251,10 +251,12 @@ impl Engine {
         }
         match expr.value_type() {
             parser::value::ValueType::Vector | parser::value::ValueType::Scalar => {}
-            other => return Err(QueryError::BadData(format!(
+            other => {
+                return Err(QueryError::BadData(format!(
                 "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
                 value_type_name(other)
-            ))),
+            )))
+            }
         }
         self.execute(tenant, expr, start, end, step, false).await
     }
