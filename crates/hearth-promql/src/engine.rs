@@ -497,7 +497,16 @@ fn decode(data: &SeriesData, mint: i64, maxt: i64) -> Result<Vec<Sample>, QueryE
             .copied()
             .collect()),
         SeriesData::Chunks(chunks) => {
-            let mut out = Vec::new();
+            let declared: usize = chunks
+                .iter()
+                .filter(|c| c.max_t >= mint && c.min_t <= maxt)
+                .map(|c| {
+                    c.data
+                        .get(..2)
+                        .map_or(0, |h| u16::from_be_bytes([h[0], h[1]]) as usize)
+                })
+                .sum();
+            let mut out = Vec::with_capacity(declared);
             let mut sorted = true;
             for c in chunks {
                 if c.max_t < mint || c.min_t > maxt {

@@ -38,8 +38,11 @@ fn init_tracing(cfg: &Config) -> anyhow::Result<()> {
         cfg.log_level
     ))
     .map_err(|e| anyhow::anyhow!("log.level {:?}: {e}", cfg.log_level))?;
+    // Colours only on a terminal: log files and collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if cfg.log_format == "json" {
         builder.json().init();
