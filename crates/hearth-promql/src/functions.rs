@@ -65,11 +65,21 @@ fn over_windows(
     for s in m.series.iter() {
         let mut values = Vec::with_capacity(ctx.ts.len());
         let mut any = false;
+        // Steps increase, so the window's ends only move forward: slide them instead of
+        // searching from scratch (an `@` pins the window; then every step is the same).
+        let (mut lo, mut hi) = (0usize, 0usize);
         for &t in &ctx.ts {
             let te = m.at_ms.unwrap_or(t) - m.offset_ms;
             let ts = te - m.range_ms;
-            let lo = s.samples.partition_point(|x| x.t <= ts);
-            let hi = s.samples.partition_point(|x| x.t <= te);
+            while lo < s.samples.len() && s.samples[lo].t <= ts {
+                lo += 1;
+            }
+            if hi < lo {
+                hi = lo;
+            }
+            while hi < s.samples.len() && s.samples[hi].t <= te {
+                hi += 1;
+            }
             let w = &s.samples[lo..hi];
             let v = if w.is_empty() { None } else { f(w, ts, te) };
             any |= v.is_some();
