@@ -114,6 +114,7 @@ pub(crate) fn eval_aggregate(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Val
                         StepSeries {
                             labels: s.labels,
                             values,
+                            drop_name: s.drop_name,
                         },
                     ))
                 })
@@ -175,6 +176,7 @@ pub(crate) fn eval_aggregate(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Val
                     values.iter().any(Option::is_some).then_some(StepSeries {
                         labels: s.labels,
                         values,
+                        drop_name: s.drop_name,
                     })
                 })
                 .collect();
@@ -204,7 +206,7 @@ pub(crate) fn eval_aggregate(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Val
             }
             return Ok(Value::Vector(
                 out.into_iter()
-                    .map(|(labels, values)| StepSeries { labels, values })
+                    .map(|(labels, values)| StepSeries::new(labels, values))
                     .collect(),
             ));
         }
@@ -279,7 +281,13 @@ pub(crate) fn eval_aggregate(ctx: &mut Ctx<'_>, a: &AggregateExpr) -> Result<Val
             };
             values.push(Some(v));
         }
-        out.push(StepSeries { labels: g, values });
+        // A kept name (`by (__name__)`) still goes if every input's was to go.
+        let drop_name = g.metric_name().is_some() && members.iter().all(|&i| input[i].drop_name);
+        out.push(StepSeries {
+            labels: g,
+            values,
+            drop_name,
+        });
     }
     Ok(Value::Vector(out))
 }
@@ -391,7 +399,7 @@ pub(crate) fn histogram_fraction(
             });
         }
         if values.iter().any(Option::is_some) {
-            out.push(StepSeries { labels, values });
+            out.push(StepSeries::new(labels, values));
         }
     }
     out
@@ -469,7 +477,7 @@ pub(crate) fn histogram_quantile(
             });
         }
         if values.iter().any(Option::is_some) {
-            out.push(StepSeries { labels, values });
+            out.push(StepSeries::new(labels, values));
         }
     }
     out

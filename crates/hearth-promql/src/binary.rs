@@ -84,6 +84,7 @@ fn apply(op: Op, l: f64, r: f64) -> (f64, bool) {
 }
 
 pub(crate) fn eval_binary(ctx: &mut Ctx<'_>, b: &BinaryExpr) -> Result<Value, QueryError> {
+    let delayed = ctx.opts.delayed_name_removal;
     let op = Op::parse(&b.op.to_string())?;
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
     let lhs = eval(ctx, &b.lhs)?;
@@ -106,12 +107,22 @@ pub(crate) fn eval_binary(ctx: &mut Ctx<'_>, b: &BinaryExpr) -> Result<Value, Qu
                 })
                 .collect(),
         )),
-        (Value::Vector(v), Value::Scalar(s)) => {
-            Ok(Value::Vector(vector_scalar(op, v, &s, false, return_bool)))
-        }
-        (Value::Scalar(s), Value::Vector(v)) => {
-            Ok(Value::Vector(vector_scalar(op, v, &s, true, return_bool)))
-        }
+        (Value::Vector(v), Value::Scalar(s)) => Ok(Value::Vector(vector_scalar(
+            op,
+            v,
+            &s,
+            false,
+            return_bool,
+            delayed,
+        ))),
+        (Value::Scalar(s), Value::Vector(v)) => Ok(Value::Vector(vector_scalar(
+            op,
+            v,
+            &s,
+            true,
+            return_bool,
+            delayed,
+        ))),
         (Value::Vector(l), Value::Vector(r)) => {
             let card = b
                 .modifier
@@ -122,7 +133,8 @@ pub(crate) fn eval_binary(ctx: &mut Ctx<'_>, b: &BinaryExpr) -> Result<Value, Qu
             if op.is_set() {
                 Ok(Value::Vector(set_op(op, l, r, &matching, n)))
             } else {
-                vector_vector(op, l, r, &card, &matching, return_bool, n).map(Value::Vector)
+                vector_vector(op, l, r, &card, &matching, return_bool, n, delayed)
+                    .map(Value::Vector)
             }
         }
         _ => Err(QueryError::BadData(
@@ -137,6 +149,7 @@ fn vector_scalar(
     s: &[f64],
     swap: bool,
     return_bool: bool,
+    delayed: bool,
 ) -> Vec<StepSeries> {
     let drop_name = !op.is_comparison() || return_bool;
     v.into_iter()
@@ -161,13 +174,19 @@ fn vector_scalar(
                     Some(val)
                 })
                 .collect();
-            values.iter().any(Option::is_some).then(|| StepSeries {
-                labels: if drop_name {
-                    series.labels.without_metric_name()
+            values.iter().any(Option::is_some).then(|| {
+                let (labels, drop) = if !drop_name {
+                    (series.labels, series.drop_name)
+                } else if delayed {
+                    (series.labels, true)
                 } else {
-                    series.labels
-                },
-                values,
+                    (series.labels.without_metric_name(), false)
+                };
+                StepSeries {
+                    labels,
+                    values,
+                    drop_name: drop,
+                }
             })
         })
         .collect()
@@ -225,6 +244,7 @@ fn set_op(
                     values.iter().any(Option::is_some).then_some(StepSeries {
                         labels: s.labels,
                         values,
+                        drop_name: s.drop_name,
                     })
                 })
                 .collect()
@@ -243,6 +263,7 @@ fn set_op(
                     out.push(StepSeries {
                         labels: s.labels,
                         values,
+                        drop_name: s.drop_name,
                     });
                 }
             }
@@ -301,6 +322,7 @@ fn vector_vector(
     matching: &Option<LabelModifier>,
     return_bool: bool,
     n: usize,
+    delayed: bool,
 ) -> Result<Vec<StepSeries>, QueryError> {
     // group_right swaps the sides: the "one" side is always `one`.
     let swapped = matches!(card, VectorMatchCardinality::OneToMany(_));
@@ -321,7 +343,7 @@ fn vector_vector(
         *many_per_sig.entry(*g).or_default() += 1;
     }
     // Output series: one per distinct result label set; (many, one) pairs map to them.
-    let mut outs: Vec<(Labels, Vec<Option<f64>>)> = Vec::new();
+    let mut outs: Vec<(Labels, Vec<Option<f64>>, bool)> = Vec::new();
     let mut by_labels: HashMap<Labels, usize> = HashMap::new();
     let mut by_pair: HashMap<(usize, usize), usize> = HashMap::new();
     let mut seen_many: HashMap<u64, usize> = HashMap::new();
@@ -366,10 +388,21 @@ fn vector_vector(
             let slot = match by_pair.get(&(i, j)) {
                 Some(&k) => k,
                 None => {
-                    let labels =
-                        result_labels(&s.labels, &one[j].labels, card, matching, drop_name);
+                    // With delayed removal the name stays until the query finishes.
+                    let labels = result_labels(
+                        &s.labels,
+                        &one[j].labels,
+                        card,
+                        matching,
+                        drop_name && !delayed,
+                    );
+                    let flag = if drop_name {
+                        delayed && labels.metric_name().is_some()
+                    } else {
+                        s.drop_name
+                    };
                     let k = *by_labels.entry(labels.clone()).or_insert_with(|| {
-                        outs.push((labels, vec![None; n]));
+                        outs.push((labels, vec![None; n], flag));
                         outs.len() - 1
                     });
                     by_pair.insert((i, j), k);
@@ -387,6 +420,10 @@ fn vector_vector(
     }
     Ok(outs
         .into_iter()
-        .map(|(labels, values)| StepSeries { labels, values })
+        .map(|(labels, values, drop_name)| StepSeries {
+            labels,
+            values,
+            drop_name,
+        })
         .collect())
 }

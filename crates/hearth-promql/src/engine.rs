@@ -31,6 +31,9 @@ pub struct EngineOptions {
     pub default_subquery_step_ms: i64,
     /// `--query.max-concurrency`: queries evaluated at once; more wait their turn.
     pub max_concurrency: usize,
+    /// Prometheus' `promql-delayed-name-removal` (experimental, off by default): drop
+    /// `__name__` only when the query finishes, so label functions can still read it.
+    pub delayed_name_removal: bool,
 }
 
 impl Default for EngineOptions {
@@ -41,6 +44,7 @@ impl Default for EngineOptions {
             timeout: Duration::from_secs(120),
             default_subquery_step_ms: 60_000,
             max_concurrency: 20,
+            delayed_name_removal: false,
         }
     }
 }
@@ -328,7 +332,7 @@ impl Engine {
                 deadline,
                 cancel,
             };
-            let v = eval(&mut ctx, &expr)?;
+            let v = finish_names(eval(&mut ctx, &expr)?, ts.len())?;
             let inner = eval_began.elapsed();
             let sort_began = std::time::Instant::now();
             let value = if instant {
@@ -404,6 +408,32 @@ impl Engine {
     }
 }
 
+/// Removes the names delayed name removal kept, then checks that no two series of the
+/// result are the same (as Prometheus does when the query finishes).
+fn finish_names(v: Value, steps: usize) -> Result<Value, QueryError> {
+    match v {
+        Value::Vector(mut vs) if vs.iter().any(|s| s.drop_name) => {
+            for s in vs.iter_mut().filter(|s| s.drop_name) {
+                s.labels = s.labels.without_metric_name();
+                s.drop_name = false;
+            }
+            crate::functions::check_duplicates(&vs, steps)?;
+            Ok(Value::Vector(vs))
+        }
+        other => Ok(other),
+    }
+}
+
+/// Labels of a result whose name an operation drops: now, or (delayed removal) when the
+/// query finishes.
+pub(crate) fn drop_name(ctx: &Ctx<'_>, labels: Labels) -> (Labels, bool) {
+    if ctx.opts.delayed_name_removal {
+        (labels, true)
+    } else {
+        (labels.without_metric_name(), false)
+    }
+}
+
 fn instant_value(v: Value, t: i64) -> QueryValue {
     match v {
         Value::Scalar(s) => QueryValue::Scalar { t, v: s[0] },
@@ -436,10 +466,10 @@ fn instant_value(v: Value, t: i64) -> QueryValue {
 
 fn range_value(v: Value, ts: &[i64]) -> Result<QueryValue, QueryError> {
     let series = match v {
-        Value::Scalar(s) => vec![StepSeries {
-            labels: Labels::empty(),
-            values: s.into_iter().map(Some).collect(),
-        }],
+        Value::Scalar(s) => vec![StepSeries::new(
+            Labels::empty(),
+            s.into_iter().map(Some).collect(),
+        )],
         Value::Vector(vs) => vs,
         _ => {
             return Err(QueryError::Internal(
@@ -698,9 +728,13 @@ pub(crate) fn eval(ctx: &mut Ctx<'_>, e: &Expr) -> Result<Value, QueryError> {
             Value::Vector(vs) => {
                 let out: Vec<StepSeries> = vs
                     .into_iter()
-                    .map(|s| StepSeries {
-                        labels: s.labels.without_metric_name(),
-                        values: s.values.into_iter().map(|v| v.map(|v| -v)).collect(),
+                    .map(|s| {
+                        let (labels, drop_name) = drop_name(ctx, s.labels);
+                        StepSeries {
+                            labels,
+                            values: s.values.into_iter().map(|v| v.map(|v| -v)).collect(),
+                            drop_name,
+                        }
                     })
                     .collect();
                 crate::functions::check_duplicates(&out, ctx.steps())?;
@@ -775,10 +809,7 @@ pub(crate) fn eval_vector_selector(
             values.push(v);
         }
         if any {
-            out.push(StepSeries {
-                labels: s.labels.clone(),
-                values,
-            });
+            out.push(StepSeries::new(s.labels.clone(), values));
         }
     }
     ctx.add_samples(loaded)?;
@@ -833,7 +864,13 @@ fn eval_subquery(
         Value::Vector(vs) => vs
             .into_iter()
             .map(|s| RangeSeries {
-                labels: s.labels,
+                // A subquery's result is a range vector of its own: a delayed name
+                // removal of its inner expression takes effect here.
+                labels: if s.drop_name {
+                    s.labels.without_metric_name()
+                } else {
+                    s.labels
+                },
                 samples: ts
                     .iter()
                     .zip(s.values)

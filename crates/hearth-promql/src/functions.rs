@@ -86,13 +86,15 @@ fn over_windows(
             values.push(v);
         }
         if any {
+            let (labels, drop_name) = if keep_name {
+                (s.labels.clone(), false)
+            } else {
+                crate::engine::drop_name(ctx, s.labels.clone())
+            };
             out.push(StepSeries {
-                labels: if keep_name {
-                    s.labels.clone()
-                } else {
-                    s.labels.without_metric_name()
-                },
+                labels,
                 values,
+                drop_name,
             });
         }
     }
@@ -292,16 +294,27 @@ pub fn quantile(q: f64, values: &mut [f64]) -> f64 {
     values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
 }
 
-fn map_vector(vs: Vec<StepSeries>, keep_name: bool, f: impl Fn(f64) -> f64) -> Value {
+fn map_vector(
+    delayed: bool,
+    vs: Vec<StepSeries>,
+    keep_name: bool,
+    f: impl Fn(f64) -> f64,
+) -> Value {
     Value::Vector(
         vs.into_iter()
-            .map(|s| StepSeries {
-                labels: if keep_name {
-                    s.labels
+            .map(|s| {
+                let (labels, drop_name) = if keep_name {
+                    (s.labels, s.drop_name)
+                } else if delayed {
+                    (s.labels, true)
                 } else {
-                    s.labels.without_metric_name()
-                },
-                values: s.values.into_iter().map(|v| v.map(&f)).collect(),
+                    (s.labels.without_metric_name(), false)
+                };
+                StepSeries {
+                    labels,
+                    values: s.values.into_iter().map(|v| v.map(&f)).collect(),
+                    drop_name,
+                }
             })
             .collect(),
     )
@@ -323,13 +336,13 @@ fn date_fn(
     };
     if c.args.args.is_empty() {
         let ts = ctx.ts.clone();
-        return Ok(Value::Vector(vec![StepSeries {
-            labels: Labels::empty(),
-            values: ts.iter().map(|t| Some(conv(*t as f64 / 1000.0))).collect(),
-        }]));
+        return Ok(Value::Vector(vec![StepSeries::new(
+            Labels::empty(),
+            ts.iter().map(|t| Some(conv(*t as f64 / 1000.0))).collect(),
+        )]));
     }
     let v = arg_vector(ctx, &c.args.args[0])?;
-    Ok(map_vector(v, false, conv))
+    Ok(map_vector(ctx.opts.delayed_name_removal, v, false, conv))
 }
 
 fn days_in_month(d: chrono::DateTime<Utc>) -> f64 {
@@ -513,9 +526,11 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
                     values.push(v);
                 }
                 if any {
+                    let (labels, drop_name) = crate::engine::drop_name(ctx, s.labels.clone());
                     out.push(StepSeries {
-                        labels: s.labels.without_metric_name(),
+                        labels,
                         values,
+                        drop_name,
                     });
                 }
             }
@@ -548,9 +563,11 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
                     values.push(v);
                 }
                 if any {
+                    let (labels, drop_name) = crate::engine::drop_name(ctx, s.labels.clone());
                     out.push(StepSeries {
-                        labels: s.labels.without_metric_name(),
+                        labels,
                         values,
+                        drop_name,
                     });
                 }
             }
@@ -607,7 +624,7 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
                     }
                 })
                 .collect();
-            Ok(Value::Vector(vec![StepSeries { labels, values }]))
+            Ok(Value::Vector(vec![StepSeries::new(labels, values)]))
         }
         "absent" => {
             let v = arg_vector(ctx, &args[0])?;
@@ -621,47 +638,154 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
                     }
                 })
                 .collect();
-            Ok(Value::Vector(vec![StepSeries { labels, values }]))
+            Ok(Value::Vector(vec![StepSeries::new(labels, values)]))
         }
-        "abs" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::abs)),
-        "ceil" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::ceil)),
-        "floor" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::floor)),
-        "exp" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::exp)),
-        "sqrt" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::sqrt)),
-        "ln" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::ln)),
-        "log2" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::log2)),
-        "log10" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::log10)),
-        "sin" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::sin)),
-        "cos" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::cos)),
-        "tan" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::tan)),
-        "asin" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::asin)),
-        "acos" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::acos)),
-        "atan" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::atan)),
-        "sinh" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::sinh)),
-        "cosh" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::cosh)),
-        "tanh" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::tanh)),
-        "asinh" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::asinh)),
-        "acosh" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::acosh)),
-        "atanh" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, f64::atanh)),
+        "abs" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::abs,
+        )),
+        "ceil" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::ceil,
+        )),
+        "floor" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::floor,
+        )),
+        "exp" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::exp,
+        )),
+        "sqrt" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::sqrt,
+        )),
+        "ln" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::ln,
+        )),
+        "log2" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::log2,
+        )),
+        "log10" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::log10,
+        )),
+        "sin" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::sin,
+        )),
+        "cos" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::cos,
+        )),
+        "tan" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::tan,
+        )),
+        "asin" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::asin,
+        )),
+        "acos" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::acos,
+        )),
+        "atan" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::atan,
+        )),
+        "sinh" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::sinh,
+        )),
+        "cosh" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::cosh,
+        )),
+        "tanh" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::tanh,
+        )),
+        "asinh" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::asinh,
+        )),
+        "acosh" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::acosh,
+        )),
+        "atanh" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            f64::atanh,
+        )),
         "deg" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
             arg_vector(ctx, &args[0])?,
             false,
             f64::to_degrees,
         )),
         "rad" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
             arg_vector(ctx, &args[0])?,
             false,
             f64::to_radians,
         )),
-        "sgn" => Ok(map_vector(arg_vector(ctx, &args[0])?, false, |v| {
-            if v > 0.0 {
-                1.0
-            } else if v < 0.0 {
-                -1.0
-            } else {
-                v
-            }
-        })),
+        "sgn" => Ok(map_vector(
+            ctx.opts.delayed_name_removal,
+            arg_vector(ctx, &args[0])?,
+            false,
+            |v| {
+                if v > 0.0 {
+                    1.0
+                } else if v < 0.0 {
+                    -1.0
+                } else {
+                    v
+                }
+            },
+        )),
         "pi" => Ok(Value::Scalar(vec![std::f64::consts::PI; n])),
         "time" => Ok(Value::Scalar(
             ctx.ts.iter().map(|t| *t as f64 / 1000.0).collect(),
@@ -674,7 +798,12 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
                 1.0
             };
             let inv = 1.0 / to;
-            Ok(map_vector(v, false, move |x| (x * inv + 0.5).floor() / inv))
+            Ok(map_vector(
+                ctx.opts.delayed_name_removal,
+                v,
+                false,
+                move |x| (x * inv + 0.5).floor() / inv,
+            ))
         }
         "clamp" => {
             let v = arg_vector(ctx, &args[0])?;
@@ -683,12 +812,18 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
             if hi < lo {
                 return Ok(Value::Vector(Vec::new()));
             }
-            Ok(map_vector(v, false, move |x| x.max(lo).min(hi)))
+            Ok(map_vector(
+                ctx.opts.delayed_name_removal,
+                v,
+                false,
+                move |x| x.max(lo).min(hi),
+            ))
         }
         "clamp_min" => {
             let v = arg_vector(ctx, &args[0])?;
             let lo = arg_scalar(ctx, &args[1])?[0];
             Ok(map_vector(
+                ctx.opts.delayed_name_removal,
                 v,
                 false,
                 move |x| if x.is_nan() { x } else { x.max(lo) },
@@ -698,6 +833,7 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
             let v = arg_vector(ctx, &args[0])?;
             let hi = arg_scalar(ctx, &args[1])?[0];
             Ok(map_vector(
+                ctx.opts.delayed_name_removal,
                 v,
                 false,
                 move |x| if x.is_nan() { x } else { x.min(hi) },
@@ -706,7 +842,9 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
         "timestamp" => {
             if let Expr::VectorSelector(vs) = &*args[0] {
                 return match eval_vector_selector(ctx, vs, true)? {
-                    Value::Vector(v) => Ok(map_vector(v, false, |x| x)),
+                    Value::Vector(v) => {
+                        Ok(map_vector(ctx.opts.delayed_name_removal, v, false, |x| x))
+                    }
                     other => Ok(other),
                 };
             }
@@ -714,24 +852,28 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
             let ts = ctx.ts.clone();
             Ok(Value::Vector(
                 v.into_iter()
-                    .map(|s| StepSeries {
-                        labels: s.labels.without_metric_name(),
-                        values: s
-                            .values
-                            .iter()
-                            .zip(&ts)
-                            .map(|(v, t)| v.map(|_| *t as f64 / 1000.0))
-                            .collect(),
+                    .map(|s| {
+                        let (labels, drop_name) = crate::engine::drop_name(ctx, s.labels.clone());
+                        StepSeries {
+                            labels,
+                            values: s
+                                .values
+                                .iter()
+                                .zip(&ts)
+                                .map(|(v, t)| v.map(|_| *t as f64 / 1000.0))
+                                .collect(),
+                            drop_name,
+                        }
                     })
                     .collect(),
             ))
         }
         "vector" => {
             let s = arg_scalar(ctx, &args[0])?;
-            Ok(Value::Vector(vec![StepSeries {
-                labels: Labels::empty(),
-                values: s.into_iter().map(Some).collect(),
-            }]))
+            Ok(Value::Vector(vec![StepSeries::new(
+                Labels::empty(),
+                s.into_iter().map(Some).collect(),
+            )]))
         }
         "scalar" => {
             let v = arg_vector(ctx, &args[0])?;
@@ -823,9 +965,11 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
                     }
                     None => s.labels,
                 };
+                // Setting the name explicitly keeps it.
                 out.push(StepSeries {
                     labels,
                     values: s.values,
+                    drop_name: s.drop_name && dst != METRIC_NAME,
                 });
             }
             Ok(Value::Vector(out))
@@ -852,6 +996,7 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
                 out.push(StepSeries {
                     labels: b.build(),
                     values: s.values,
+                    drop_name: s.drop_name && dst != METRIC_NAME,
                 });
             }
             Ok(Value::Vector(out))

@@ -7,6 +7,19 @@ use hearth_core::{Labels, Sample};
 pub struct StepSeries {
     pub labels: Labels,
     pub values: Vec<Option<f64>>,
+    /// With delayed name removal: the metric name is still in `labels` but goes away
+    /// when the query finishes (Prometheus' `DropName`).
+    pub drop_name: bool,
+}
+
+impl StepSeries {
+    pub fn new(labels: Labels, values: Vec<Option<f64>>) -> StepSeries {
+        StepSeries {
+            labels,
+            values,
+            drop_name: false,
+        }
+    }
 }
 
 /// Raw samples of one series over a span (matrix selectors, subqueries).

@@ -65,3 +65,56 @@ async fn max_samples_is_enforced() {
         Err(QueryError::TooManySamples(_))
     ));
 }
+
+#[tokio::test]
+async fn delayed_name_removal_keeps_names_until_the_end() {
+    let head = Arc::new(Head::new(HeadOptions::default()));
+    let series: Vec<(Labels, Vec<Sample>)> = ["metric_total", "another_metric_total"]
+        .iter()
+        .map(|n| {
+            (
+                Labels::from_pairs(&[("__name__", *n), ("env", "1")]),
+                (0..3)
+                    .map(|k| Sample::new(k * 300_000, (k * 60) as f64))
+                    .collect(),
+            )
+        })
+        .collect();
+    head.apply(&Tenant::anonymous(), &WriteBatch::from_series(&series));
+    let q = Engine::parse(
+        r#"label_replace(rate({env="1"}[10m]), "my_name", "rate_$1", "__name__", "(.+)")"#,
+    )
+    .unwrap();
+    let delayed = Engine::new(
+        Arc::new(HeadQueryable(head.clone())),
+        EngineOptions {
+            delayed_name_removal: true,
+            ..EngineOptions::default()
+        },
+    );
+    match delayed
+        .instant(&Tenant::anonymous(), &q, 600_000)
+        .await
+        .unwrap()
+        .value
+    {
+        QueryValue::Vector(v) => {
+            let mut names: Vec<String> = v.iter().map(|s| s.0.to_string()).collect();
+            names.sort();
+            assert_eq!(
+                names,
+                [
+                    r#"{env="1", my_name="rate_another_metric_total"}"#,
+                    r#"{env="1", my_name="rate_metric_total"}"#
+                ]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Without it (Prometheus' default) the names go at once and the two series collide.
+    let immediate = Engine::new(Arc::new(HeadQueryable(head)), EngineOptions::default());
+    assert!(matches!(
+        immediate.instant(&Tenant::anonymous(), &q, 600_000).await,
+        Err(QueryError::Execution(_))
+    ));
+}

@@ -651,9 +651,14 @@ async fn run_eval(
     if Engine::parse(&ev.expr).is_ok_and(|e| selects_histograms(&e, histogram_series)) {
         return Outcome::Skip("native histograms");
     }
+    // As Prometheus' own test engine: delayed name removal on (name_label_dropping.test
+    // depends on it; every other file passes either way).
     let engine = Engine::new(
         Arc::new(HeadQueryable(head.clone())),
-        EngineOptions::default(),
+        EngineOptions {
+            delayed_name_removal: true,
+            ..EngineOptions::default()
+        },
     );
     let tenant = Tenant::anonymous();
     let res = match Engine::parse(&ev.expr) {

@@ -81,6 +81,11 @@ pub struct Flags {
     /// Queries evaluated at once; more wait for a slot [default: 20].
     #[arg(long = "query.max-concurrency", value_name = "N")]
     pub max_concurrency: Option<usize>,
+
+    /// Drop __name__ only when a query finishes, so label_replace/label_join can still read
+    /// it (Prometheus' experimental promql-delayed-name-removal) [default: false].
+    #[arg(long = "query.delayed-name-removal", value_name = "BOOL")]
+    pub delayed_name_removal: Option<bool>,
 }
 
 /// The YAML file: the same keys as the flags, without the leading dashes.
@@ -114,6 +119,8 @@ pub struct FileConfig {
     pub query_timeout: Option<String>,
     #[serde(rename = "query.max-concurrency")]
     pub max_concurrency: Option<usize>,
+    #[serde(rename = "query.delayed-name-removal")]
+    pub delayed_name_removal: Option<bool>,
 }
 
 /// The resolved settings.
@@ -133,6 +140,7 @@ pub struct Config {
     pub max_samples: usize,
     pub query_timeout_ms: i64,
     pub max_concurrency: usize,
+    pub delayed_name_removal: bool,
     pub raw_yaml: String,
 }
 
@@ -189,6 +197,7 @@ impl Config {
             max_samples: pick!(max_samples, 50_000_000),
             query_timeout_ms: duration("query.timeout", &pick!(query_timeout, "2m".to_string()))?,
             max_concurrency: pick!(max_concurrency, 20),
+            delayed_name_removal: pick!(delayed_name_removal, false),
             raw_yaml,
         };
         if cfg.block_duration_ms <= 0 {
@@ -246,6 +255,10 @@ impl Config {
         m.insert(
             "query.max-concurrency".into(),
             self.max_concurrency.to_string(),
+        );
+        m.insert(
+            "query.delayed-name-removal".into(),
+            self.delayed_name_removal.to_string(),
         );
         m
     }

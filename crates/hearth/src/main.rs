@@ -97,6 +97,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             max_samples: cfg.max_samples,
             timeout: Duration::from_millis(cfg.query_timeout_ms.max(1) as u64),
             max_concurrency: cfg.max_concurrency.max(1),
+            delayed_name_removal: cfg.delayed_name_removal,
             ..EngineOptions::default()
         },
     );
