@@ -379,6 +379,46 @@ fn with_limit_warning(mut data: Vec<Json>, limit: usize) -> Response {
     success(Json::Array(data))
 }
 
+/// A storage failure while answering a metadata query (Prometheus answers 422).
+fn storage_error(e: hearth_core::StorageError) -> ApiError {
+    ApiError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        kind: "execution",
+        msg: e.to_string(),
+    }
+}
+
+/// The parameters /series, /labels and /label/../values share.
+struct MetaParams {
+    tenant: Tenant,
+    /// Matcher sets; one empty set (everything) when no `match[]` was given.
+    sets: Vec<Vec<Matcher>>,
+    start: i64,
+    end: i64,
+    limit: usize,
+}
+
+fn meta_params(
+    s: &QuerierState,
+    p: &Params,
+    headers: &HeaderMap,
+    require_match: bool,
+) -> Result<MetaParams, ApiError> {
+    let tenant = tenant(s, headers)?;
+    let sets = match_sets(p, require_match)?;
+    Ok(MetaParams {
+        tenant,
+        sets: if sets.is_empty() {
+            vec![Vec::new()]
+        } else {
+            sets
+        },
+        start: time_param(p, "start", MIN_TIME_MS)?,
+        end: time_param(p, "end", MAX_TIME_MS)?,
+        limit: limit_param(p)?,
+    })
+}
+
 async fn series(
     State(s): State<Arc<QuerierState>>,
     method: Method,
@@ -387,11 +427,13 @@ async fn series(
     body: Bytes,
 ) -> ApiResult {
     let p = Params::from_request(&method, &uri, &headers, &body);
-    let tenant = tenant(&s, &headers)?;
-    let sets = match_sets(&p, true)?;
-    let start = time_param(&p, "start", MIN_TIME_MS)?;
-    let end = time_param(&p, "end", MAX_TIME_MS)?;
-    let limit = limit_param(&p)?;
+    let MetaParams {
+        tenant,
+        sets,
+        start,
+        end,
+        limit,
+    } = meta_params(&s, &p, &headers, true)?;
     let mut all: BTreeSet<Labels> = BTreeSet::new();
     for set in sets {
         let hints = SelectHints {
@@ -404,17 +446,9 @@ async fn series(
             .queryable
             .select(&tenant, &set, start, end, &hints)
             .await
-            .map_err(|e| ApiError {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                kind: "execution",
-                msg: e.to_string(),
-            })?;
+            .map_err(storage_error)?;
         while let Some(x) = st.next().await {
-            let x = x.map_err(|e| ApiError {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                kind: "execution",
-                msg: e.to_string(),
-            })?;
+            let x = x.map_err(storage_error)?;
             all.insert(x.labels);
         }
     }
@@ -437,27 +471,20 @@ async fn labels(
     body: Bytes,
 ) -> ApiResult {
     let p = Params::from_request(&method, &uri, &headers, &body);
-    let tenant = tenant(&s, &headers)?;
-    let sets = match_sets(&p, false)?;
-    let start = time_param(&p, "start", MIN_TIME_MS)?;
-    let end = time_param(&p, "end", MAX_TIME_MS)?;
-    let limit = limit_param(&p)?;
+    let MetaParams {
+        tenant,
+        sets,
+        start,
+        end,
+        limit,
+    } = meta_params(&s, &p, &headers, false)?;
     let mut names: BTreeSet<String> = BTreeSet::new();
-    let sets = if sets.is_empty() {
-        vec![Vec::new()]
-    } else {
-        sets
-    };
     for set in sets {
         let v = s
             .queryable
             .label_names(&tenant, &set, start, end)
             .await
-            .map_err(|e| ApiError {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                kind: "execution",
-                msg: e.to_string(),
-            })?;
+            .map_err(storage_error)?;
         names.extend(v);
     }
     Ok(with_limit_warning(
@@ -474,33 +501,26 @@ async fn label_values(
     headers: HeaderMap,
 ) -> ApiResult {
     let p = Params::from_request(&method, &uri, &headers, &[]);
-    let tenant = tenant(&s, &headers)?;
+    let MetaParams {
+        tenant,
+        sets,
+        start,
+        end,
+        limit,
+    } = meta_params(&s, &p, &headers, false)?;
     // Prometheus 3 accepts UTF-8 names escaped as U__...; plain names are the common case.
     let name = if let Some(rest) = name.strip_prefix("U__") {
         unescape_utf8_name(rest).unwrap_or(name.clone())
     } else {
         name
     };
-    let sets = match_sets(&p, false)?;
-    let start = time_param(&p, "start", MIN_TIME_MS)?;
-    let end = time_param(&p, "end", MAX_TIME_MS)?;
-    let limit = limit_param(&p)?;
     let mut values: BTreeSet<String> = BTreeSet::new();
-    let sets = if sets.is_empty() {
-        vec![Vec::new()]
-    } else {
-        sets
-    };
     for set in sets {
         let v = s
             .queryable
             .label_values(&tenant, &name, &set, start, end)
             .await
-            .map_err(|e| ApiError {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                kind: "execution",
-                msg: e.to_string(),
-            })?;
+            .map_err(storage_error)?;
         values.extend(v);
     }
     Ok(with_limit_warning(
