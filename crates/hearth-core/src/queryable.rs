@@ -20,6 +20,9 @@ pub struct SelectHints {
     pub func: Option<String>,
     pub grouping: Vec<String>,
     pub by: bool,
+    /// The caller does not need series sorted by labels (as Prometheus' `sortSeries =
+    /// false`): a source may skip the sort. Merging fan-ins must ask for sorted input.
+    pub unsorted: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +67,8 @@ pub enum StorageError {
 pub type SeriesStream = BoxStream<'static, Result<Series, StorageError>>;
 
 /// The one read seam, in the spirit of Prometheus' `storage.Querier` and Thanos' StoreAPI.
-/// Times are inclusive milliseconds. Series come sorted by labels.
+/// Times are inclusive milliseconds. Series come sorted by labels unless the hints say
+/// `unsorted`.
 #[async_trait]
 pub trait Queryable: Send + Sync + 'static {
     async fn select(

@@ -396,7 +396,14 @@ impl Engine {
                         });
                     }
                 }
-                Ok::<_, QueryError>((f.key, merge_same_series(all)))
+                // One matcher set from one source has no duplicates to merge; the
+                // result is sorted where the API needs it.
+                let all = if f.matcher_sets.len() > 1 {
+                    merge_same_series(all)
+                } else {
+                    all
+                };
+                Ok::<_, QueryError>((f.key, all))
             }
         });
         let results = futures::future::join_all(futs).await;
@@ -596,6 +603,7 @@ fn plan_fetches(
                     end: en - off,
                     step,
                     func: func.map(str::to_string),
+                    unsorted: true,
                     ..Default::default()
                 },
             });
@@ -619,6 +627,7 @@ fn plan_fetches(
                     step,
                     range,
                     func: func.map(str::to_string),
+                    unsorted: true,
                     ..Default::default()
                 },
             });

@@ -392,9 +392,11 @@ impl Queryable for HeadQueryable {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        _hints: &SelectHints,
+        hints: &SelectHints,
     ) -> Result<SeriesStream, StorageError> {
-        let series = self.0.select(tenant, matchers, mint, maxt);
+        let series = self
+            .0
+            .select_with(tenant, matchers, mint, maxt, !hints.unsorted);
         Ok(Box::pin(stream::iter(series.into_iter().map(Ok))))
     }
 

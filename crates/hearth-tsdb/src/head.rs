@@ -388,15 +388,18 @@ impl TenantHead {
 
     /// Series matching all matchers, sorted by labels.
     pub fn select_series(&self, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
-        let ids = self.postings.read().select(matchers);
-        let all = self.series.read();
-        let mut out: Vec<Arc<MemSeries>> = ids
-            .into_iter()
-            .filter_map(|id| all.get(id as usize).cloned())
-            .collect();
-        drop(all);
+        let mut out = self.select_series_unsorted(matchers);
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         out
+    }
+
+    /// Matching series in id (creation) order: no label comparisons.
+    pub fn select_series_unsorted(&self, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
+        let ids = self.postings.read().select(matchers);
+        let all = self.series.read();
+        ids.into_iter()
+            .filter_map(|id| all.get(id as usize).cloned())
+            .collect()
     }
 
     pub fn label_names(&self, matchers: &[Matcher]) -> Vec<String> {
@@ -689,11 +692,29 @@ impl Head {
         mint: i64,
         maxt: i64,
     ) -> Vec<Series> {
+        self.select_with(tenant, matchers, mint, maxt, true)
+    }
+
+    /// As [`Head::select`]; `sorted = false` returns series in id order, skipping the
+    /// sort by labels.
+    pub fn select_with(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        sorted: bool,
+    ) -> Vec<Series> {
         let Some(th) = self.tenant(tenant) else {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for s in th.select_series(matchers) {
+        let series = if sorted {
+            th.select_series(matchers)
+        } else {
+            th.select_series_unsorted(matchers)
+        };
+        for s in series {
             let st = s.state.lock();
             if st.max_t < mint && st.ooo.last().is_none_or(|x| x.t < mint) {
                 continue;
