@@ -95,7 +95,26 @@ pub struct QueryStats {
     pub peak_samples: u64,
 }
 
-type Fetched = HashMap<usize, Arc<Vec<RangeSeries>>>;
+/// What the selectors fetched: range selectors decoded into samples (their windows need
+/// random access); instant selectors kept as chunks, decoded while they are evaluated
+/// so their samples are never materialised.
+#[derive(Default)]
+pub(crate) struct Fetched {
+    decoded: HashMap<usize, Arc<Vec<RangeSeries>>>,
+    raw: HashMap<usize, RawSelection>,
+}
+
+pub(crate) struct RawSelection {
+    series: Vec<hearth_core::Series>,
+    mint: i64,
+    maxt: i64,
+}
+
+impl Fetched {
+    pub(crate) fn get(&self, key: &usize) -> Option<&Arc<Vec<RangeSeries>>> {
+        self.decoded.get(key)
+    }
+}
 
 struct Fetch {
     key: usize,
@@ -103,6 +122,13 @@ struct Fetch {
     mint: i64,
     maxt: i64,
     hints: SelectHints,
+    /// Keep chunks undecoded (an instant selector with one matcher set).
+    raw: bool,
+}
+
+enum FetchResult {
+    Decoded(Vec<RangeSeries>),
+    Raw(RawSelection),
 }
 
 pub(crate) struct Ctx<'a> {
@@ -305,6 +331,7 @@ impl Engine {
         let _guard = CancelOnDrop(cancel.clone());
         let opts = self.opts.clone();
         let peak: u64 = fetched
+            .decoded
             .values()
             .map(|v| v.iter().map(|s| s.samples.len() as u64).sum::<u64>())
             .sum();
@@ -376,11 +403,29 @@ impl Engine {
         plan_fetches(
             expr, start, end, start, end, step, &self.opts, &mut plan, None,
         )?;
-        let mut out: Fetched = HashMap::new();
+        let mut out = Fetched::default();
         let futs = plan.into_iter().map(|f| {
             let q = self.queryable.clone();
             let tenant = tenant.clone();
             async move {
+                if f.raw && f.matcher_sets.len() == 1 {
+                    let mut series = Vec::new();
+                    let mut stream = q
+                        .select(&tenant, &f.matcher_sets[0], f.mint, f.maxt, &f.hints)
+                        .await
+                        .map_err(|e| QueryError::Execution(e.to_string()))?;
+                    while let Some(s) = stream.next().await {
+                        series.push(s.map_err(|e| QueryError::Execution(e.to_string()))?);
+                    }
+                    return Ok::<_, QueryError>((
+                        f.key,
+                        FetchResult::Raw(RawSelection {
+                            series,
+                            mint: f.mint,
+                            maxt: f.maxt,
+                        }),
+                    ));
+                }
                 let mut all: Vec<RangeSeries> = Vec::new();
                 for ms in &f.matcher_sets {
                     let mut stream = q
@@ -403,13 +448,19 @@ impl Engine {
                 } else {
                     all
                 };
-                Ok::<_, QueryError>((f.key, all))
+                Ok::<_, QueryError>((f.key, FetchResult::Decoded(all)))
             }
         });
         let results = futures::future::join_all(futs).await;
         for r in results {
-            let (k, v) = r?;
-            out.insert(k, Arc::new(v));
+            match r? {
+                (k, FetchResult::Decoded(v)) => {
+                    out.decoded.insert(k, Arc::new(v));
+                }
+                (k, FetchResult::Raw(r)) => {
+                    out.raw.insert(k, r);
+                }
+            }
         }
         Ok(out)
     }
@@ -606,6 +657,7 @@ fn plan_fetches(
                     unsorted: true,
                     ..Default::default()
                 },
+                raw: true,
             });
         }
         Expr::MatrixSelector(ms) => {
@@ -630,6 +682,7 @@ fn plan_fetches(
                     unsorted: true,
                     ..Default::default()
                 },
+                raw: false,
             });
         }
         Expr::Subquery(sq) => {
@@ -783,46 +836,112 @@ pub(crate) fn eval_vector_selector(
     timestamps: bool,
 ) -> Result<Value, QueryError> {
     let key = vs as *const VectorSelector as usize;
-    let data = ctx.data.get(&key).cloned().unwrap_or_default();
     let off = offset_ms(&vs.offset);
     let at = at_ms(&vs.at, ctx.query_start, ctx.query_end);
     let lookback = ctx.opts.lookback_delta_ms;
-    let mut out = Vec::with_capacity(data.len());
+    // The time each step looks back from; an `@` pins them all.
+    let tes: Vec<i64> = ctx.ts.iter().map(|&t| at.unwrap_or(t) - off).collect();
+    let mut out = Vec::new();
     let mut loaded = 0usize;
-    for s in data.iter() {
-        let mut values = Vec::with_capacity(ctx.ts.len());
-        let mut idx = 0usize;
+    let mut emit = |labels: &Labels, pick: &mut dyn FnMut(&mut dyn FnMut(Sample))| {
+        // Walk the samples once, in time order, and give each step the newest sample at
+        // or before it (steps increase; with `@` they are all the same).
+        let mut values: Vec<Option<f64>> = vec![None; tes.len()];
+        let mut k = 0usize;
+        let mut last: Option<Sample> = None;
         let mut any = false;
-        for &t in &ctx.ts {
-            let te = at.unwrap_or(t) - off;
-            // Advance to the last sample <= te (timestamps increase with steps, unless @).
-            if at.is_some() {
-                idx = s.samples.partition_point(|x| x.t <= te);
-            } else {
-                while idx < s.samples.len() && s.samples[idx].t <= te {
-                    idx += 1;
+        let mut settle = |k: usize, last: Option<Sample>, values: &mut Vec<Option<f64>>| {
+            if let Some(x) = last {
+                if x.t > tes[k] - lookback && !hearth_core::is_stale_nan(x.v) {
+                    values[k] = Some(if timestamps { x.t as f64 / 1000.0 } else { x.v });
+                    loaded += 1;
+                    any = true;
                 }
             }
-            let v = if idx > 0 {
-                let x = s.samples[idx - 1];
-                if x.t > te - lookback && !hearth_core::is_stale_nan(x.v) {
-                    any = true;
-                    loaded += 1;
-                    Some(if timestamps { x.t as f64 / 1000.0 } else { x.v })
-                } else {
-                    None
-                }
-            } else {
-                None
-            };
-            values.push(v);
+        };
+        pick(&mut |x: Sample| {
+            while k < tes.len() && x.t > tes[k] {
+                settle(k, last, &mut values);
+                k += 1;
+            }
+            last = Some(x);
+        });
+        while k < tes.len() {
+            settle(k, last, &mut values);
+            k += 1;
         }
         if any {
-            out.push(StepSeries::new(s.labels.clone(), values));
+            out.push(StepSeries::new(labels.clone(), values));
+        }
+    };
+    if let Some(raw) = ctx.data.raw.get(&key) {
+        for s in &raw.series {
+            let mut err = None;
+            emit(&s.labels, &mut |f: &mut dyn FnMut(Sample)| {
+                if let Err(e) = for_each_sample(&s.data, raw.mint, raw.maxt, f) {
+                    err = Some(e);
+                }
+            });
+            if let Some(e) = err {
+                return Err(e);
+            }
+        }
+    } else if let Some(data) = ctx.data.get(&key).cloned() {
+        for s in data.iter() {
+            emit(&s.labels, &mut |f: &mut dyn FnMut(Sample)| {
+                for x in &s.samples {
+                    f(*x);
+                }
+            });
         }
     }
     ctx.add_samples(loaded)?;
     Ok(Value::Vector(out))
+}
+
+/// Calls `f` with every sample of `data` in [mint, maxt], in time order, decoding chunks
+/// as it goes. Chunks that overlap in time (several sources) are merged first.
+fn for_each_sample(
+    data: &SeriesData,
+    mint: i64,
+    maxt: i64,
+    f: &mut dyn FnMut(Sample),
+) -> Result<(), QueryError> {
+    match data {
+        SeriesData::Samples(ss) => {
+            for x in ss.iter().filter(|x| x.t >= mint && x.t <= maxt) {
+                f(*x);
+            }
+        }
+        SeriesData::Chunks(chunks) => {
+            let ordered = chunks.windows(2).all(|w| w[0].max_t < w[1].min_t);
+            if !ordered {
+                for x in decode(data, mint, maxt)? {
+                    f(x);
+                }
+                return Ok(());
+            }
+            for c in chunks {
+                if c.max_t < mint {
+                    continue;
+                }
+                if c.min_t > maxt {
+                    break;
+                }
+                let it = hearth_tsdb::chunkenc::XorIterator::new(&c.data)
+                    .map_err(|e| QueryError::Internal(e.to_string()))?;
+                for (t, v) in it {
+                    if t > maxt {
+                        break;
+                    }
+                    if t >= mint {
+                        f(Sample { t, v });
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn eval_subquery(
