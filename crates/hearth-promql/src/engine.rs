@@ -203,7 +203,7 @@ fn at_ms(at: &Option<AtModifier>, start: i64, end: i64) -> Option<i64> {
 }
 
 /// Matcher sets of a selector: the name and matchers, and one set per `or` branch.
-fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, QueryError> {
+pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, QueryError> {
     let convert = |ms: &[promql_parser::label::Matcher]| -> Result<Vec<Matcher>, QueryError> {
         let mut out = Vec::new();
         for m in ms {
@@ -624,6 +624,21 @@ fn decode(data: &SeriesData, mint: i64, maxt: i64) -> Result<Vec<Sample>, QueryE
     }
 }
 
+/// The first instant or range selector of an expression, depth first.
+fn first_vector_selector(e: &Expr) -> Option<&VectorSelector> {
+    match e {
+        Expr::VectorSelector(vs) => Some(vs),
+        Expr::MatrixSelector(ms) => Some(&ms.vs),
+        Expr::Aggregate(a) => first_vector_selector(&a.expr),
+        Expr::Unary(u) => first_vector_selector(&u.expr),
+        Expr::Binary(b) => first_vector_selector(&b.lhs).or_else(|| first_vector_selector(&b.rhs)),
+        Expr::Paren(p) => first_vector_selector(&p.expr),
+        Expr::Subquery(s) => first_vector_selector(&s.expr),
+        Expr::Call(c) => c.args.args.iter().find_map(|a| first_vector_selector(a)),
+        _ => None,
+    }
+}
+
 /// Walks the tree like the evaluator and records what each selector needs.
 #[allow(clippy::too_many_arguments)]
 fn plan_fetches(
@@ -733,6 +748,42 @@ fn plan_fetches(
         Expr::Paren(p) => plan_fetches(
             &p.expr, eval_start, eval_end, q_start, q_end, step, opts, out, func,
         )?,
+        Expr::Call(c) if c.func.name == "info" => {
+            // The base expression as usual; then the info series (target_info unless the
+            // label selector names others), selected like an instant selector over the
+            // time the base's first selector looks at.
+            plan_fetches(&c.args.args[0], eval_start, eval_end, q_start, q_end, step, opts, out, None)?;
+            let (mut s, mut en) = (eval_start, eval_end);
+            let mut off = 0;
+            if let Some(vs) = first_vector_selector(&c.args.args[0]) {
+                off = offset_ms(&vs.offset);
+                if let Some(a) = at_ms(&vs.at, q_start, q_end) {
+                    (s, en) = (a, a);
+                }
+            }
+            let mut matchers = Vec::new();
+            if let Some(Expr::VectorSelector(sel)) = c.args.args.get(1).map(|b| &**b) {
+                matchers = selector_matchers(sel)?.into_iter().next().unwrap_or_default();
+            }
+            if !matchers.iter().any(|m| m.name == METRIC_NAME) {
+                matchers.push(Matcher::equal(METRIC_NAME, "target_info"));
+            }
+            out.push(Fetch {
+                key: c as *const promql_parser::parser::Call as usize,
+                matcher_sets: vec![matchers],
+                mint: s - off - opts.lookback_delta_ms + 1,
+                maxt: en - off,
+                hints: SelectHints {
+                    start: s - off,
+                    end: en - off,
+                    step,
+                    func: Some("info".into()),
+                    unsorted: true,
+                    ..Default::default()
+                },
+                raw: false,
+            });
+        }
         Expr::Call(c) => {
             for a in &c.args.args {
                 plan_fetches(

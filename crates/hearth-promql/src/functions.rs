@@ -1,6 +1,8 @@
 //! PromQL functions. Range functions see, per step, the samples of a series in the
 //! window `(te - range, te]`; instant functions map an instant vector step by step.
 
+use std::collections::HashMap;
+
 use chrono::{Datelike, TimeZone, Timelike, Utc};
 use hearth_core::{Labels, Sample, METRIC_NAME};
 use promql_parser::parser::{Call, Expr};
@@ -389,6 +391,7 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
         }};
     }
     match name {
+        "info" => eval_info(ctx, c),
         "rate" => counter_fn!(|w, s, e| extrapolated_rate(&without_stale(w), s, e, true, true)),
         "increase" => {
             counter_fn!(|w, s, e| extrapolated_rate(&without_stale(w), s, e, true, false))
@@ -1032,6 +1035,144 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
             "function {other:?} is not supported yet"
         ))),
     }
+}
+
+/// `info(v, [selector])`: adds to each series the data labels of the info series
+/// (`target_info` unless the selector names others) that share its identifying labels
+/// `instance` and `job`, as Prometheus' experimental `info` does: labels the series
+/// already has are kept, a label two info series disagree on is an error, and with a
+/// selector only its labels are added (a series with none of them is dropped unless every
+/// selector matcher matches the empty string).
+fn eval_info(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
+    const IDENTIFYING: [&str; 2] = ["instance", "job"];
+    let args = &c.args.args;
+    let base = arg_vector(ctx, &args[0])?;
+    let n = ctx.steps();
+    let mut name_matchers: Vec<hearth_core::Matcher> = Vec::new();
+    let mut data_matchers: Vec<hearth_core::Matcher> = Vec::new();
+    if let Some(Expr::VectorSelector(sel)) = args.get(1).map(|a| &**a) {
+        for m in crate::engine::selector_matchers(sel)?.into_iter().next().unwrap_or_default() {
+            if m.name == METRIC_NAME {
+                name_matchers.push(m);
+            } else {
+                data_matchers.push(m);
+            }
+        }
+    }
+    if name_matchers.is_empty() {
+        name_matchers.push(hearth_core::Matcher::equal(METRIC_NAME, "target_info"));
+    }
+    let key = c as *const Call as usize;
+    let info = ctx.data.get(&key).cloned().unwrap_or_default();
+    // Each info series' newest sample at each step (within the lookback), by timestamp.
+    let lookback = ctx.opts.lookback_delta_ms;
+    let info_at: Vec<Vec<Option<i64>>> = info
+        .iter()
+        .map(|s| {
+            let mut idx = 0;
+            ctx.ts
+                .iter()
+                .map(|&t| {
+                    while idx < s.samples.len() && s.samples[idx].t <= t {
+                        idx += 1;
+                    }
+                    (idx > 0)
+                        .then(|| s.samples[idx - 1])
+                        .filter(|x| x.t > t - lookback && !hearth_core::is_stale_nan(x.v))
+                        .map(|x| x.t)
+                })
+                .collect()
+        })
+        .collect();
+    let sig = |name: &str, l: &Labels| -> String {
+        let mut s = String::from(name);
+        for id in IDENTIFYING {
+            s.push('\u{ff}');
+            s.push_str(l.get(id).unwrap_or(""));
+        }
+        s
+    };
+    let info_names: Vec<String> = {
+        let mut v: Vec<String> = info.iter().filter_map(|s| s.labels.metric_name().map(str::to_string)).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let all_match_empty = data_matchers.iter().all(|m| m.matches_empty());
+    let mut out: Vec<StepSeries> = Vec::new();
+    let mut slot: HashMap<Labels, usize> = HashMap::new();
+    for step in 0..n {
+        // The newest info sample per (info metric, identifying labels).
+        let mut by_sig: HashMap<String, (usize, i64)> = HashMap::new();
+        for (i, s) in info.iter().enumerate() {
+            let Some(t) = info_at[i][step] else { continue };
+            let name = s.labels.metric_name().unwrap_or("");
+            match by_sig.entry(sig(name, &s.labels)) {
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert((i, t));
+                }
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    if e.get().1 == t {
+                        return Err(QueryError::Execution(format!("found duplicate series for info metric {name}")));
+                    }
+                    if e.get().1 < t {
+                        e.insert((i, t));
+                    }
+                }
+            }
+        }
+        for b in &base {
+            let Some(v) = b.values[step] else { continue };
+            let is_info = b.labels.metric_name().is_some_and(|n| name_matchers.iter().any(|m| m.matches(n)));
+            let labels = if is_info {
+                b.labels.clone()
+            } else {
+                let mut added: Vec<(String, String)> = Vec::new();
+                for name in &info_names {
+                    let Some(&(i, _)) = by_sig.get(&sig(name, &b.labels)) else { continue };
+                    for l in &info[i].labels {
+                        if &*l.name == METRIC_NAME {
+                            continue;
+                        }
+                        if !data_matchers.is_empty() && !data_matchers.iter().any(|m| m.name == *l.name) {
+                            continue;
+                        }
+                        if let Some((_, prev)) = added.iter().find(|(n, _)| n == &*l.name) {
+                            if prev != &*l.value {
+                                return Err(QueryError::Execution(format!("conflicting label: {}", l.name)));
+                            }
+                            continue;
+                        }
+                        if b.labels.get(&l.name).is_some() {
+                            continue;
+                        }
+                        added.push((l.name.to_string(), l.value.to_string()));
+                    }
+                }
+                if added.is_empty() && !all_match_empty {
+                    continue;
+                }
+                let mut lb = b.labels.builder();
+                for (n, v) in &added {
+                    lb.set(n, v);
+                }
+                lb.build()
+            };
+            let k = *slot.entry(labels.clone()).or_insert_with(|| {
+                out.push(StepSeries {
+                    labels,
+                    values: vec![None; n],
+                    drop_name: b.drop_name,
+                });
+                out.len() - 1
+            });
+            if out[k].values[step].is_some() {
+                return Err(QueryError::Execution("vector cannot contain metrics with the same labelset".into()));
+            }
+            out[k].values[step] = Some(v);
+        }
+    }
+    Ok(Value::Vector(out))
 }
 
 /// Prometheus warns once per query when a quantile parameter is outside [0, 1].
