@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use hearth_core::{Labels, METRIC_NAME};
-use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
+use promql_parser::parser::{BinaryExpr, Expr, LabelModifier, VectorMatchCardinality};
 
 use crate::engine::{eval, Ctx, QueryError};
 use crate::value::{StepSeries, Value};
@@ -83,12 +83,55 @@ fn apply(op: Op, l: f64, r: f64) -> (f64, bool) {
     }
 }
 
+/// Does evaluating this subtree touch storage data (so running it beside another pays)?
+fn reads_data(e: &Expr) -> bool {
+    match e {
+        Expr::VectorSelector(_) | Expr::MatrixSelector(_) => true,
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => false,
+        Expr::Paren(p) => reads_data(&p.expr),
+        Expr::Unary(u) => reads_data(&u.expr),
+        Expr::Subquery(s) => reads_data(&s.expr),
+        Expr::Aggregate(a) => reads_data(&a.expr),
+        Expr::Binary(b) => reads_data(&b.lhs) || reads_data(&b.rhs),
+        Expr::Call(c) => c.args.args.iter().any(|a| reads_data(a)),
+    }
+}
+
+/// Evaluates both operands; when both read data they run on two threads (the two sides
+/// of a binary operator are independent until they are matched).
+fn eval_sides(ctx: &mut Ctx<'_>, lhs: &Expr, rhs: &Expr) -> Result<(Value, Value), QueryError> {
+    if !(reads_data(lhs) && reads_data(rhs)) {
+        let l = eval(ctx, lhs)?;
+        let r = eval(ctx, rhs)?;
+        return Ok((l, r));
+    }
+    let mut rctx = ctx.fork();
+    let (l, r, rctx) = std::thread::scope(|scope| {
+        let handle = scope.spawn(move || {
+            let r = eval(&mut rctx, rhs);
+            (r, rctx)
+        });
+        let l = eval(ctx, lhs);
+        match handle.join() {
+            Ok((r, rctx)) => (l, r, Some(rctx)),
+            Err(_) => (
+                l,
+                Err(QueryError::Internal("evaluation thread panicked".into())),
+                None,
+            ),
+        }
+    });
+    if let Some(rctx) = rctx {
+        ctx.join(rctx)?;
+    }
+    Ok((l?, r?))
+}
+
 pub(crate) fn eval_binary(ctx: &mut Ctx<'_>, b: &BinaryExpr) -> Result<Value, QueryError> {
     let delayed = ctx.opts.delayed_name_removal;
     let op = Op::parse(&b.op.to_string())?;
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
-    let lhs = eval(ctx, &b.lhs)?;
-    let rhs = eval(ctx, &b.rhs)?;
+    let (lhs, rhs) = eval_sides(ctx, &b.lhs, &b.rhs)?;
     let n = ctx.steps();
     match (lhs, rhs) {
         (Value::Scalar(l), Value::Scalar(r)) => Ok(Value::Scalar(

@@ -752,7 +752,17 @@ fn plan_fetches(
             // The base expression as usual; then the info series (target_info unless the
             // label selector names others), selected like an instant selector over the
             // time the base's first selector looks at.
-            plan_fetches(&c.args.args[0], eval_start, eval_end, q_start, q_end, step, opts, out, None)?;
+            plan_fetches(
+                &c.args.args[0],
+                eval_start,
+                eval_end,
+                q_start,
+                q_end,
+                step,
+                opts,
+                out,
+                None,
+            )?;
             let (mut s, mut en) = (eval_start, eval_end);
             let mut off = 0;
             if let Some(vs) = first_vector_selector(&c.args.args[0]) {
@@ -763,7 +773,10 @@ fn plan_fetches(
             }
             let mut matchers = Vec::new();
             if let Some(Expr::VectorSelector(sel)) = c.args.args.get(1).map(|b| &**b) {
-                matchers = selector_matchers(sel)?.into_iter().next().unwrap_or_default();
+                matchers = selector_matchers(sel)?
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default();
             }
             if !matchers.iter().any(|m| m.name == METRIC_NAME) {
                 matchers.push(Matcher::equal(METRIC_NAME, "target_info"));
@@ -804,9 +817,40 @@ fn plan_fetches(
     Ok(())
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
     pub fn steps(&self) -> usize {
         self.ts.len()
+    }
+
+    /// A context for evaluating an independent subtree on another thread: same steps,
+    /// data, limits and cancellation; its own sample count and annotations, merged back
+    /// with [`Ctx::join`].
+    pub fn fork(&self) -> Ctx<'a> {
+        Ctx {
+            ts: self.ts.clone(),
+            query_start: self.query_start,
+            query_end: self.query_end,
+            data: self.data,
+            opts: self.opts,
+            samples: 0,
+            annotations: Annotations::default(),
+            deadline: self.deadline,
+            cancel: self.cancel.clone(),
+        }
+    }
+
+    pub fn join(&mut self, other: Ctx<'_>) -> Result<(), QueryError> {
+        for w in other.annotations.warnings {
+            if !self.annotations.warnings.contains(&w) {
+                self.annotations.warnings.push(w);
+            }
+        }
+        for i in other.annotations.infos {
+            if !self.annotations.infos.contains(&i) {
+                self.annotations.infos.push(i);
+            }
+        }
+        self.add_samples(other.samples)
     }
 
     /// Stops evaluation at the deadline or when the query was canceled.

@@ -1051,7 +1051,11 @@ fn eval_info(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
     let mut name_matchers: Vec<hearth_core::Matcher> = Vec::new();
     let mut data_matchers: Vec<hearth_core::Matcher> = Vec::new();
     if let Some(Expr::VectorSelector(sel)) = args.get(1).map(|a| &**a) {
-        for m in crate::engine::selector_matchers(sel)?.into_iter().next().unwrap_or_default() {
+        for m in crate::engine::selector_matchers(sel)?
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+        {
             if m.name == METRIC_NAME {
                 name_matchers.push(m);
             } else {
@@ -1093,7 +1097,10 @@ fn eval_info(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
         s
     };
     let info_names: Vec<String> = {
-        let mut v: Vec<String> = info.iter().filter_map(|s| s.labels.metric_name().map(str::to_string)).collect();
+        let mut v: Vec<String> = info
+            .iter()
+            .filter_map(|s| s.labels.metric_name().map(str::to_string))
+            .collect();
         v.sort();
         v.dedup();
         v
@@ -1113,7 +1120,9 @@ fn eval_info(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
                 }
                 std::collections::hash_map::Entry::Occupied(mut e) => {
                     if e.get().1 == t {
-                        return Err(QueryError::Execution(format!("found duplicate series for info metric {name}")));
+                        return Err(QueryError::Execution(format!(
+                            "found duplicate series for info metric {name}"
+                        )));
                     }
                     if e.get().1 < t {
                         e.insert((i, t));
@@ -1123,23 +1132,33 @@ fn eval_info(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
         }
         for b in &base {
             let Some(v) = b.values[step] else { continue };
-            let is_info = b.labels.metric_name().is_some_and(|n| name_matchers.iter().any(|m| m.matches(n)));
+            let is_info = b
+                .labels
+                .metric_name()
+                .is_some_and(|n| name_matchers.iter().any(|m| m.matches(n)));
             let labels = if is_info {
                 b.labels.clone()
             } else {
                 let mut added: Vec<(String, String)> = Vec::new();
                 for name in &info_names {
-                    let Some(&(i, _)) = by_sig.get(&sig(name, &b.labels)) else { continue };
+                    let Some(&(i, _)) = by_sig.get(&sig(name, &b.labels)) else {
+                        continue;
+                    };
                     for l in &info[i].labels {
                         if &*l.name == METRIC_NAME {
                             continue;
                         }
-                        if !data_matchers.is_empty() && !data_matchers.iter().any(|m| m.name == *l.name) {
+                        if !data_matchers.is_empty()
+                            && !data_matchers.iter().any(|m| m.name == *l.name)
+                        {
                             continue;
                         }
                         if let Some((_, prev)) = added.iter().find(|(n, _)| n == &*l.name) {
                             if prev != &*l.value {
-                                return Err(QueryError::Execution(format!("conflicting label: {}", l.name)));
+                                return Err(QueryError::Execution(format!(
+                                    "conflicting label: {}",
+                                    l.name
+                                )));
                             }
                             continue;
                         }
@@ -1167,7 +1186,9 @@ fn eval_info(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
                 out.len() - 1
             });
             if out[k].values[step].is_some() {
-                return Err(QueryError::Execution("vector cannot contain metrics with the same labelset".into()));
+                return Err(QueryError::Execution(
+                    "vector cannot contain metrics with the same labelset".into(),
+                ));
             }
             out[k].values[step] = Some(v);
         }

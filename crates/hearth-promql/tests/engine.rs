@@ -123,12 +123,49 @@ async fn delayed_name_removal_keeps_names_until_the_end() {
 async fn info_adds_target_info_data_labels() {
     let head = Arc::new(Head::new(HeadOptions::default()));
     let l = |pairs: &[(&str, &str)]| Labels::from_pairs(pairs);
-    let pts = |v: f64| (0..5).map(|k| Sample::new(k * 60_000, v)).collect::<Vec<_>>();
+    let pts = |v: f64| {
+        (0..5)
+            .map(|k| Sample::new(k * 60_000, v))
+            .collect::<Vec<_>>()
+    };
     let series = vec![
-        (l(&[("__name__", "http_requests_total"), ("job", "api"), ("instance", "a"), ("code", "200")]), pts(10.0)),
-        (l(&[("__name__", "http_requests_total"), ("job", "api"), ("instance", "b"), ("code", "200")]), pts(20.0)),
-        (l(&[("__name__", "target_info"), ("job", "api"), ("instance", "a"), ("k8s_cluster", "east"), ("version", "1.2")]), pts(1.0)),
-        (l(&[("__name__", "build_info"), ("job", "api"), ("instance", "b"), ("revision", "abc")]), pts(1.0)),
+        (
+            l(&[
+                ("__name__", "http_requests_total"),
+                ("job", "api"),
+                ("instance", "a"),
+                ("code", "200"),
+            ]),
+            pts(10.0),
+        ),
+        (
+            l(&[
+                ("__name__", "http_requests_total"),
+                ("job", "api"),
+                ("instance", "b"),
+                ("code", "200"),
+            ]),
+            pts(20.0),
+        ),
+        (
+            l(&[
+                ("__name__", "target_info"),
+                ("job", "api"),
+                ("instance", "a"),
+                ("k8s_cluster", "east"),
+                ("version", "1.2"),
+            ]),
+            pts(1.0),
+        ),
+        (
+            l(&[
+                ("__name__", "build_info"),
+                ("job", "api"),
+                ("instance", "b"),
+                ("revision", "abc"),
+            ]),
+            pts(1.0),
+        ),
     ];
     head.apply(&Tenant::anonymous(), &WriteBatch::from_series(&series));
     let e = Engine::new(Arc::new(HeadQueryable(head)), EngineOptions::default());
@@ -136,10 +173,17 @@ async fn info_adds_target_info_data_labels() {
         let e = &e;
         async move {
             let expr = Engine::parse(q).unwrap();
-            match e.instant(&Tenant::anonymous(), &expr, 240_000).await.unwrap().value {
+            match e
+                .instant(&Tenant::anonymous(), &expr, 240_000)
+                .await
+                .unwrap()
+                .value
+            {
                 QueryValue::Vector(mut v) => {
                     v.sort_by(|a, b| a.0.cmp(&b.0));
-                    v.into_iter().map(|(l, _, v)| format!("{l} {v}")).collect::<Vec<_>>()
+                    v.into_iter()
+                        .map(|(l, _, v)| format!("{l} {v}"))
+                        .collect::<Vec<_>>()
                 }
                 other => panic!("{other:?}"),
             }
