@@ -9,15 +9,7 @@ cd "$(dirname "$0")/.."
 SERIES=${1:-100000}
 ROUNDS=${2:-20}
 CONC=${3:-4}
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hearth-target}"
-cargo build --release -p hearth -p hearth-benches --bins >/dev/null
-BIN="$CARGO_TARGET_DIR/release"
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]:-}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 300); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done; echo "no answer from $1" >&2; return 1; }
+. benches/lib.sh
 START_MS=$(( ($(date +%s) - ROUNDS * 15) * 1000 ))
 RESULTS="$WORK/results.jsonl"
 

@@ -12,7 +12,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -264,38 +263,6 @@ fn queries() -> Vec<String> {
     q
 }
 
-fn start_prometheus(dir: &std::path::Path) -> (Proc, u16) {
-    let port = free_port();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        "global:\n  scrape_interval: 1h\n",
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let child = Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("prom-data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start prometheus");
-    (
-        Proc {
-            child,
-            name: "prometheus".into(),
-        },
-        port,
-    )
-}
-
 /// A result as label-set -> [(t, value)], for set comparison.
 fn result_map(v: &Value) -> Result<(String, BTreeMap<String, Vec<(String, f64)>>), String> {
     if v["status"] != "success" {
@@ -394,7 +361,11 @@ async fn generated_queries_agree_with_prometheus() {
     }
     let dir = tempfile::tempdir().unwrap();
     let h = start_hearth(&dir.path().join("hearth-data"), &[]).await;
-    let (mut prom, pport) = start_prometheus(dir.path());
+    let (mut prom, pport) = start_prometheus(
+        dir.path(),
+        |_| "global:\n  scrape_interval: 1h\n".to_string(),
+        &["--web.enable-remote-write-receiver"],
+    );
     let purl = |p: &str| format!("http://127.0.0.1:{pport}{p}");
     wait_ready(&purl("/-/ready"), Duration::from_secs(60)).await;
     let client = reqwest::Client::new();

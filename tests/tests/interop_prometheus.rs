@@ -9,15 +9,13 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
 
-fn start_prometheus(dir: &std::path::Path, hearth_port: u16) -> (Proc, u16) {
-    let port = free_port();
-    let cfg = format!(
+fn prometheus_config(port: u16, hearth_port: u16) -> String {
+    format!(
         r#"global:
   scrape_interval: 1s
   evaluation_interval: 1s
@@ -35,27 +33,6 @@ remote_write:
     metadata_config:
       send_interval: 2s
 "#
-    );
-    let cfg_path = dir.join("prometheus.yml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg_path.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("prom-data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start prometheus");
-    (
-        Proc {
-            child,
-            name: "prometheus".into(),
-        },
-        port,
     )
 }
 
@@ -251,7 +228,8 @@ async fn answers_match_prometheus() {
     }
     let dir = tempfile::tempdir().unwrap();
     let h = start_hearth(&dir.path().join("hearth-data"), &[]).await;
-    let (mut prom, pport) = start_prometheus(dir.path(), h.port);
+    let (mut prom, pport) =
+        start_prometheus(dir.path(), |port| prometheus_config(port, h.port), &[]);
     let purl = |p: &str| format!("http://127.0.0.1:{pport}{p}");
     wait_ready(&purl("/-/ready"), Duration::from_secs(60)).await;
     let client = reqwest::Client::new();

@@ -374,6 +374,31 @@ fn bucket_groups<'a>(
     groups
 }
 
+/// Applies `f` to each bucket group's (upper bound, count) pairs at each step.
+fn per_bucket_group(
+    v: &[StepSeries],
+    n: usize,
+    ann: &mut Annotations,
+    mut f: impl FnMut(usize, &mut Vec<(f64, f64)>, &mut Annotations) -> f64,
+) -> Vec<StepSeries> {
+    let groups = bucket_groups(v, ann);
+    let mut out = Vec::new();
+    for (labels, buckets) in groups {
+        let mut values = Vec::with_capacity(n);
+        for step in 0..n {
+            let mut bs: Vec<(f64, f64)> = buckets
+                .iter()
+                .filter_map(|(ub, s)| s.values[step].map(|c| (*ub, c)))
+                .collect();
+            values.push((!bs.is_empty()).then(|| f(step, &mut bs, ann)));
+        }
+        if values.iter().any(Option::is_some) {
+            out.push(StepSeries::new(labels, values));
+        }
+    }
+    out
+}
+
 /// histogram_fraction(lower, upper, buckets) over classic buckets: the estimated share
 /// of observations in [lower, upper], interpolating linearly inside buckets.
 pub(crate) fn histogram_fraction(
@@ -383,26 +408,9 @@ pub(crate) fn histogram_fraction(
     n: usize,
     ann: &mut Annotations,
 ) -> Vec<StepSeries> {
-    let groups = bucket_groups(&v, ann);
-    let mut out = Vec::new();
-    for (labels, buckets) in groups {
-        let mut values = Vec::with_capacity(n);
-        for step in 0..n {
-            let mut bs: Vec<(f64, f64)> = buckets
-                .iter()
-                .filter_map(|(ub, s)| s.values[step].map(|c| (*ub, c)))
-                .collect();
-            values.push(if bs.is_empty() {
-                None
-            } else {
-                Some(bucket_fraction(lo[step], hi[step], &mut bs))
-            });
-        }
-        if values.iter().any(Option::is_some) {
-            out.push(StepSeries::new(labels, values));
-        }
-    }
-    out
+    per_bucket_group(&v, n, ann, |step, bs, _| {
+        bucket_fraction(lo[step], hi[step], bs)
+    })
 }
 
 fn bucket_fraction(lower: f64, upper: f64, b: &mut [(f64, f64)]) -> f64 {
@@ -457,30 +465,13 @@ pub(crate) fn histogram_quantile(
     n: usize,
     ann: &mut Annotations,
 ) -> Vec<StepSeries> {
-    let groups = bucket_groups(&v, ann);
-    let mut out = Vec::new();
-    for (labels, buckets) in groups {
-        let mut values = Vec::with_capacity(n);
-        for step in 0..n {
-            let mut bs: Vec<(f64, f64)> = buckets
-                .iter()
-                .filter_map(|(ub, s)| s.values[step].map(|c| (*ub, c)))
-                .collect();
-            values.push(if bs.is_empty() {
-                None
-            } else {
-                let (v, fixed) = bucket_quantile(q[step], &mut bs);
-                if fixed {
-                    ann.info("input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"\"".to_string());
-                }
-                Some(v)
-            });
+    per_bucket_group(&v, n, ann, |step, bs, ann| {
+        let (v, fixed) = bucket_quantile(q[step], bs);
+        if fixed {
+            ann.info("input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"\"".to_string());
         }
-        if values.iter().any(Option::is_some) {
-            out.push(StepSeries::new(labels, values));
-        }
-    }
-    out
+        v
+    })
 }
 
 fn parse_le(s: &str) -> Result<f64, ()> {

@@ -156,6 +156,34 @@ pub fn require_peer(bin: &str) -> bool {
     found
 }
 
+/// Starts the Debian `prometheus` on a free loopback port with the configuration
+/// `config(port)` and `extra` flags, data and log under `dir`.
+pub fn start_prometheus(dir: &Path, config: impl Fn(u16) -> String, extra: &[&str]) -> (Proc, u16) {
+    let port = free_port();
+    let cfg_path = dir.join("prometheus.yml");
+    std::fs::write(&cfg_path, config(port)).expect("write prometheus.yml");
+    let log = std::fs::File::create(dir.join("prometheus.log")).expect("prometheus log");
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg_path.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("prom-data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start prometheus");
+    (
+        Proc {
+            child,
+            name: "prometheus".into(),
+        },
+        port,
+    )
+}
+
 pub fn label(n: &str, v: &str) -> pb::Label {
     pb::Label {
         name: n.into(),
