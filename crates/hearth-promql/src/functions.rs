@@ -63,6 +63,16 @@ fn over_windows(
     keep_name: bool,
     mut f: impl FnMut(&[Sample], i64, i64) -> Option<f64>,
 ) -> Vec<StepSeries> {
+    over_windows_at(ctx, m, keep_name, |_, w, s, e| f(w, s, e))
+}
+
+/// As [`over_windows`], with the step's index (for step-dependent parameters).
+fn over_windows_at(
+    ctx: &Ctx<'_>,
+    m: &MatrixArg,
+    keep_name: bool,
+    mut f: impl FnMut(usize, &[Sample], i64, i64) -> Option<f64>,
+) -> Vec<StepSeries> {
     let mut out = Vec::with_capacity(m.series.len());
     for s in m.series.iter() {
         let mut values = Vec::with_capacity(ctx.ts.len());
@@ -70,7 +80,7 @@ fn over_windows(
         // Steps increase, so the window's ends only move forward: slide them instead of
         // searching from scratch (an `@` pins the window; then every step is the same).
         let (mut lo, mut hi) = (0usize, 0usize);
-        for &t in &ctx.ts {
+        for (step, &t) in ctx.ts.iter().enumerate() {
             let te = m.at_ms.unwrap_or(t) - m.offset_ms;
             let ts = te - m.range_ms;
             while lo < s.samples.len() && s.samples[lo].t <= ts {
@@ -83,7 +93,11 @@ fn over_windows(
                 hi += 1;
             }
             let w = &s.samples[lo..hi];
-            let v = if w.is_empty() { None } else { f(w, ts, te) };
+            let v = if w.is_empty() {
+                None
+            } else {
+                f(step, w, ts, te)
+            };
             any |= v.is_some();
             values.push(v);
         }
@@ -508,73 +522,33 @@ fn eval_call_inner(ctx: &mut Ctx<'_>, c: &Call) -> Result<Value, QueryError> {
             let m = arg_matrix(ctx, &args[0])?;
             let dur = arg_scalar(ctx, &args[1])?;
             let ts = ctx.ts.clone();
-            let mut step = 0usize;
-            let mut out = Vec::new();
-            for s in m.series.iter() {
-                let mut values = Vec::with_capacity(ts.len());
-                let mut any = false;
-                for (i, &t) in ts.iter().enumerate() {
-                    step = i;
-                    let te = m.at_ms.unwrap_or(t) - m.offset_ms;
-                    let lo = s.samples.partition_point(|x| x.t <= te - m.range_ms);
-                    let hi = s.samples.partition_point(|x| x.t <= te);
-                    let w = without_stale(&s.samples[lo..hi]);
-                    let v = if w.len() < 2 {
-                        None
-                    } else {
-                        let (slope, intercept) = linear_regression(&w, t);
-                        Some(slope * dur[step] + intercept)
-                    };
-                    any |= v.is_some();
-                    values.push(v);
-                }
-                if any {
-                    let (labels, drop_name) = crate::engine::drop_name(ctx, s.labels.clone());
-                    out.push(StepSeries {
-                        labels,
-                        values,
-                        drop_name,
-                    });
-                }
-            }
-            let _ = step;
-            Ok(Value::Vector(out))
+            // The regression's intercept is at the evaluation time, as in Prometheus.
+            Ok(Value::Vector(over_windows_at(
+                ctx,
+                &m,
+                false,
+                |step, w, _, _| {
+                    let w = without_stale(w);
+                    (w.len() >= 2).then(|| {
+                        let (slope, intercept) = linear_regression(&w, ts[step]);
+                        slope * dur[step] + intercept
+                    })
+                },
+            )))
         }
         "quantile_over_time" => {
             let q = arg_scalar(ctx, &args[0])?;
             warn_quantile(ctx, &q);
             let m = arg_matrix(ctx, &args[1])?;
-            let ts = ctx.ts.clone();
-            let mut out = Vec::new();
-            for s in m.series.iter() {
-                let mut values = Vec::with_capacity(ts.len());
-                let mut any = false;
-                for (i, &t) in ts.iter().enumerate() {
-                    let te = m.at_ms.unwrap_or(t) - m.offset_ms;
-                    let lo = s.samples.partition_point(|x| x.t <= te - m.range_ms);
-                    let hi = s.samples.partition_point(|x| x.t <= te);
-                    let mut vals: Vec<f64> = without_stale(&s.samples[lo..hi])
-                        .iter()
-                        .map(|x| x.v)
-                        .collect();
-                    let v = if vals.is_empty() {
-                        None
-                    } else {
-                        Some(quantile(q[i], &mut vals))
-                    };
-                    any |= v.is_some();
-                    values.push(v);
-                }
-                if any {
-                    let (labels, drop_name) = crate::engine::drop_name(ctx, s.labels.clone());
-                    out.push(StepSeries {
-                        labels,
-                        values,
-                        drop_name,
-                    });
-                }
-            }
-            Ok(Value::Vector(out))
+            Ok(Value::Vector(over_windows_at(
+                ctx,
+                &m,
+                false,
+                |step, w, _, _| {
+                    let mut vals: Vec<f64> = without_stale(w).iter().map(|x| x.v).collect();
+                    (!vals.is_empty()).then(|| quantile(q[step], &mut vals))
+                },
+            )))
         }
         "double_exponential_smoothing" | "holt_winters" => {
             let m = arg_matrix(ctx, &args[0])?;
