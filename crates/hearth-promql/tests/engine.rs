@@ -210,3 +210,17 @@ async fn info_adds_target_info_data_labels() {
         ]
     );
 }
+
+#[test]
+fn parse_errors_at_the_end_carry_prometheus_positions() {
+    let msg = |q: &str| Engine::parse(q).unwrap_err().to_string();
+    assert_eq!(msg("sum("), "1:5: parse error: unclosed left parenthesis");
+    assert_eq!(
+        msg("up{"),
+        "1:4: parse error: unexpected end of input inside braces"
+    );
+    assert_eq!(
+        msg("sum(\n  rate(x[5m])"),
+        "2:14: parse error: unclosed left parenthesis"
+    );
+}
