@@ -399,10 +399,14 @@ impl Engine {
         end: i64,
         step: i64,
     ) -> Result<Fetched, QueryError> {
-        let mut plan = Vec::new();
-        plan_fetches(
-            expr, start, end, start, end, step, &self.opts, &mut plan, None,
-        )?;
+        let mut planner = Planner {
+            q_start: start,
+            q_end: end,
+            opts: &self.opts,
+            out: Vec::new(),
+        };
+        planner.plan(expr, start, end, step, None)?;
+        let plan = planner.out;
         let mut out = Fetched::default();
         let futs = plan.into_iter().map(|f| {
             let q = self.queryable.clone();
@@ -657,182 +661,170 @@ fn first_vector_selector(e: &Expr) -> Option<&VectorSelector> {
     }
 }
 
-/// Walks the tree like the evaluator and records what each selector needs.
-#[allow(clippy::too_many_arguments)]
-fn plan_fetches(
-    e: &Expr,
-    eval_start: i64,
-    eval_end: i64,
+/// Walks the tree like the evaluator and records what each selector needs: its
+/// matchers and the time span the steps that evaluate it look at.
+struct Planner<'a> {
+    /// The query's own start and end (what `@ start()` / `@ end()` mean).
     q_start: i64,
     q_end: i64,
+    opts: &'a EngineOptions,
+    out: Vec<Fetch>,
+}
+
+/// One selection to plan: steps in [start, end] (before offset), each looking `back` ms.
+struct Span<'f> {
+    start: i64,
+    end: i64,
+    offset: i64,
+    back: i64,
     step: i64,
-    opts: &EngineOptions,
-    out: &mut Vec<Fetch>,
-    func: Option<&str>,
-) -> Result<(), QueryError> {
-    match e {
-        Expr::VectorSelector(vs) => {
-            let off = offset_ms(&vs.offset);
-            let (s, en) = match at_ms(&vs.at, q_start, q_end) {
-                Some(a) => (a, a),
-                None => (eval_start, eval_end),
-            };
-            out.push(Fetch {
-                key: vs as *const VectorSelector as usize,
-                matcher_sets: selector_matchers(vs)?,
-                mint: s - off - opts.lookback_delta_ms + 1,
-                maxt: en - off,
-                hints: SelectHints {
-                    start: s - off,
-                    end: en - off,
-                    step,
-                    func: func.map(str::to_string),
-                    unsorted: true,
-                    ..Default::default()
-                },
-                raw: true,
-            });
+    range: i64,
+    func: Option<&'f str>,
+}
+
+impl Planner<'_> {
+    /// `[start, end]` of the steps, or the pinned time of an `@` modifier.
+    fn pinned(&self, at: &Option<AtModifier>, start: i64, end: i64) -> (i64, i64) {
+        match at_ms(at, self.q_start, self.q_end) {
+            Some(a) => (a, a),
+            None => (start, end),
         }
-        Expr::MatrixSelector(ms) => {
-            let vs = &ms.vs;
-            let off = offset_ms(&vs.offset);
-            let range = duration_ms(&ms.range);
-            let (s, en) = match at_ms(&vs.at, q_start, q_end) {
-                Some(a) => (a, a),
-                None => (eval_start, eval_end),
-            };
-            out.push(Fetch {
-                key: vs as *const VectorSelector as usize,
-                matcher_sets: selector_matchers(vs)?,
-                mint: s - off - range + 1,
-                maxt: en - off,
-                hints: SelectHints {
-                    start: s - off - range,
-                    end: en - off,
+    }
+
+    fn push(&mut self, key: usize, matcher_sets: Vec<Vec<Matcher>>, sp: Span<'_>, raw: bool) {
+        self.out.push(Fetch {
+            key,
+            matcher_sets,
+            mint: sp.start - sp.offset - sp.back + 1,
+            maxt: sp.end - sp.offset,
+            hints: SelectHints {
+                start: sp.start - sp.offset - sp.range,
+                end: sp.end - sp.offset,
+                step: sp.step,
+                range: sp.range,
+                func: sp.func.map(str::to_string),
+                unsorted: true,
+                ..Default::default()
+            },
+            raw,
+        });
+    }
+
+    fn plan(
+        &mut self,
+        e: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+        func: Option<&str>,
+    ) -> Result<(), QueryError> {
+        match e {
+            Expr::VectorSelector(vs) => {
+                let (s, en) = self.pinned(&vs.at, start, end);
+                let sp = Span {
+                    start: s,
+                    end: en,
+                    offset: offset_ms(&vs.offset),
+                    back: self.opts.lookback_delta_ms,
+                    step,
+                    range: 0,
+                    func,
+                };
+                self.push(
+                    vs as *const VectorSelector as usize,
+                    selector_matchers(vs)?,
+                    sp,
+                    true,
+                );
+            }
+            Expr::MatrixSelector(ms) => {
+                let vs = &ms.vs;
+                let (s, en) = self.pinned(&vs.at, start, end);
+                let range = duration_ms(&ms.range);
+                let sp = Span {
+                    start: s,
+                    end: en,
+                    offset: offset_ms(&vs.offset),
+                    back: range,
                     step,
                     range,
-                    func: func.map(str::to_string),
-                    unsorted: true,
-                    ..Default::default()
-                },
-                raw: false,
-            });
-        }
-        Expr::Subquery(sq) => {
-            let off = offset_ms(&sq.offset);
-            let range = duration_ms(&sq.range);
-            let sstep = sq
-                .step
-                .as_ref()
-                .map(duration_ms)
-                .unwrap_or(opts.default_subquery_step_ms);
-            let (s, en) = match at_ms(&sq.at, q_start, q_end) {
-                Some(a) => (a, a),
-                None => (eval_start, eval_end),
-            };
-            plan_fetches(
-                &sq.expr,
-                s - off - range,
-                en - off,
-                q_start,
-                q_end,
-                sstep,
-                opts,
-                out,
-                None,
-            )?;
-        }
-        Expr::Aggregate(a) => {
-            plan_fetches(
-                &a.expr, eval_start, eval_end, q_start, q_end, step, opts, out, None,
-            )?;
-            if let Some(p) = &a.param {
-                plan_fetches(
-                    p, eval_start, eval_end, q_start, q_end, step, opts, out, None,
-                )?;
+                    func,
+                };
+                self.push(
+                    vs as *const VectorSelector as usize,
+                    selector_matchers(vs)?,
+                    sp,
+                    false,
+                );
             }
-        }
-        Expr::Unary(u) => plan_fetches(
-            &u.expr, eval_start, eval_end, q_start, q_end, step, opts, out, None,
-        )?,
-        Expr::Binary(b) => {
-            plan_fetches(
-                &b.lhs, eval_start, eval_end, q_start, q_end, step, opts, out, None,
-            )?;
-            plan_fetches(
-                &b.rhs, eval_start, eval_end, q_start, q_end, step, opts, out, None,
-            )?;
-        }
-        Expr::Paren(p) => plan_fetches(
-            &p.expr, eval_start, eval_end, q_start, q_end, step, opts, out, func,
-        )?,
-        Expr::Call(c) if c.func.name == "info" => {
-            // The base expression as usual; then the info series (target_info unless the
-            // label selector names others), selected like an instant selector over the
-            // time the base's first selector looks at.
-            plan_fetches(
-                &c.args.args[0],
-                eval_start,
-                eval_end,
-                q_start,
-                q_end,
-                step,
-                opts,
-                out,
-                None,
-            )?;
-            let (mut s, mut en) = (eval_start, eval_end);
-            let mut off = 0;
-            if let Some(vs) = first_vector_selector(&c.args.args[0]) {
-                off = offset_ms(&vs.offset);
-                if let Some(a) = at_ms(&vs.at, q_start, q_end) {
-                    (s, en) = (a, a);
+            Expr::Subquery(sq) => {
+                let off = offset_ms(&sq.offset);
+                let range = duration_ms(&sq.range);
+                let sstep = sq
+                    .step
+                    .as_ref()
+                    .map(duration_ms)
+                    .unwrap_or(self.opts.default_subquery_step_ms);
+                let (s, en) = self.pinned(&sq.at, start, end);
+                self.plan(&sq.expr, s - off - range, en - off, sstep, None)?;
+            }
+            Expr::Aggregate(a) => {
+                self.plan(&a.expr, start, end, step, None)?;
+                if let Some(p) = &a.param {
+                    self.plan(p, start, end, step, None)?;
                 }
             }
-            let mut matchers = Vec::new();
-            if let Some(Expr::VectorSelector(sel)) = c.args.args.get(1).map(|b| &**b) {
-                matchers = selector_matchers(sel)?
-                    .into_iter()
-                    .next()
-                    .unwrap_or_default();
+            Expr::Unary(u) => self.plan(&u.expr, start, end, step, None)?,
+            Expr::Binary(b) => {
+                self.plan(&b.lhs, start, end, step, None)?;
+                self.plan(&b.rhs, start, end, step, None)?;
             }
-            if !matchers.iter().any(|m| m.name == METRIC_NAME) {
-                matchers.push(Matcher::equal(METRIC_NAME, "target_info"));
-            }
-            out.push(Fetch {
-                key: c as *const promql_parser::parser::Call as usize,
-                matcher_sets: vec![matchers],
-                mint: s - off - opts.lookback_delta_ms + 1,
-                maxt: en - off,
-                hints: SelectHints {
-                    start: s - off,
-                    end: en - off,
+            Expr::Paren(p) => self.plan(&p.expr, start, end, step, func)?,
+            Expr::Call(c) if c.func.name == "info" => {
+                // The base expression as usual; then the info series (target_info unless
+                // the label selector names others), selected like an instant selector over
+                // the time the base's first selector looks at.
+                self.plan(&c.args.args[0], start, end, step, None)?;
+                let (mut s, mut en, mut off) = (start, end, 0);
+                if let Some(vs) = first_vector_selector(&c.args.args[0]) {
+                    off = offset_ms(&vs.offset);
+                    (s, en) = self.pinned(&vs.at, start, end);
+                }
+                let mut matchers = Vec::new();
+                if let Some(Expr::VectorSelector(sel)) = c.args.args.get(1).map(|b| &**b) {
+                    matchers = selector_matchers(sel)?
+                        .into_iter()
+                        .next()
+                        .unwrap_or_default();
+                }
+                if !matchers.iter().any(|m| m.name == METRIC_NAME) {
+                    matchers.push(Matcher::equal(METRIC_NAME, "target_info"));
+                }
+                let sp = Span {
+                    start: s,
+                    end: en,
+                    offset: off,
+                    back: self.opts.lookback_delta_ms,
                     step,
-                    func: Some("info".into()),
-                    unsorted: true,
-                    ..Default::default()
-                },
-                raw: false,
-            });
-        }
-        Expr::Call(c) => {
-            for a in &c.args.args {
-                plan_fetches(
-                    a,
-                    eval_start,
-                    eval_end,
-                    q_start,
-                    q_end,
-                    step,
-                    opts,
-                    out,
-                    Some(c.func.name),
-                )?;
+                    range: 0,
+                    func: Some("info"),
+                };
+                self.push(
+                    c as *const promql_parser::parser::Call as usize,
+                    vec![matchers],
+                    sp,
+                    false,
+                );
             }
+            Expr::Call(c) => {
+                for a in &c.args.args {
+                    self.plan(a, start, end, step, Some(c.func.name))?;
+                }
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
         }
-        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        Ok(())
     }
-    Ok(())
 }
 
 impl<'a> Ctx<'a> {
