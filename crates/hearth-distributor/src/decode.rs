@@ -160,13 +160,19 @@ fn read_sample(r: &mut Reader<'_>) -> Result<Sample, WireError> {
     Ok(s)
 }
 
-pub fn decode_v1(raw: Vec<u8>, limits: &Limits) -> Result<Decoded, DecodeError> {
+/// Label positions are u32 offsets into the body.
+fn offsets_fit(raw: &[u8]) -> Result<(), DecodeError> {
     if raw.len() > u32::MAX as usize {
         return Err(DecodeError::TooLarge {
             limit: u32::MAX as usize,
             size: raw.len(),
         });
     }
+    Ok(())
+}
+
+pub fn decode_v1(raw: Vec<u8>, limits: &Limits) -> Result<Decoded, DecodeError> {
+    offsets_fit(&raw)?;
     let mut out = Decoded::default();
     let mut t = Tables::default();
     let mut metadata = Vec::new();
@@ -265,12 +271,7 @@ pub fn decode_v1(raw: Vec<u8>, limits: &Limits) -> Result<Decoded, DecodeError> 
 }
 
 pub fn decode_v2(raw: Vec<u8>, limits: &Limits) -> Result<Decoded, DecodeError> {
-    if raw.len() > u32::MAX as usize {
-        return Err(DecodeError::TooLarge {
-            limit: u32::MAX as usize,
-            size: raw.len(),
-        });
-    }
+    offsets_fit(&raw)?;
     let mut out = Decoded::default();
     let mut t = Tables::default();
     let mut metadata: Vec<MetricMetadata> = Vec::new();
