@@ -430,47 +430,6 @@ impl Queryable for HeadQueryable {
     }
 }
 
-#[async_trait]
-impl Queryable for Db {
-    async fn select(
-        &self,
-        tenant: &Tenant,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-        hints: &SelectHints,
-    ) -> Result<SeriesStream, StorageError> {
-        HeadQueryable(self.head.clone())
-            .select(tenant, matchers, mint, maxt, hints)
-            .await
-    }
-
-    async fn label_names(
-        &self,
-        tenant: &Tenant,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<String>, StorageError> {
-        HeadQueryable(self.head.clone())
-            .label_names(tenant, matchers, mint, maxt)
-            .await
-    }
-
-    async fn label_values(
-        &self,
-        tenant: &Tenant,
-        name: &str,
-        matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<String>, StorageError> {
-        HeadQueryable(self.head.clone())
-            .label_values(tenant, name, matchers, mint, maxt)
-            .await
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ use clap::Parser;
 use hearth_distributor::{push_handler, DistributorConfig, DistributorState};
 use hearth_promql::{Engine, EngineOptions};
 use hearth_querier::{ApiConfig, QuerierState};
-use hearth_tsdb::{Db, DbOptions, HeadOptions};
+use hearth_tsdb::{Db, DbOptions, HeadOptions, HeadQueryable};
 use tracing::info;
 
 use crate::config::{Config, Flags};
@@ -80,6 +80,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     db_opts.checkpoint_after_bytes = cfg.checkpoint_after_bytes;
     let db = tokio::task::spawn_blocking(move || Db::open(db_opts)).await??;
     let db = Arc::new(db);
+    // The ingester's read seam: its head, behind the same trait a gRPC client will have.
+    let head: Arc<dyn hearth_core::Queryable> = Arc::new(HeadQueryable(db.head().clone()));
 
     let distributor = Arc::new(DistributorState {
         ingester: db.clone(),
@@ -91,7 +93,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         metrics: Default::default(),
     });
     let engine = Engine::new(
-        db.clone(),
+        head.clone(),
         EngineOptions {
             lookback_delta_ms: cfg.lookback_delta_ms,
             max_samples: cfg.max_samples,
@@ -102,7 +104,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         },
     );
     let querier = Arc::new(QuerierState {
-        queryable: db.clone(),
+        queryable: head,
         engine,
         status: Arc::new(status::HeadStatus(db.clone())),
         cfg: ApiConfig {
