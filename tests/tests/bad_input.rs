@@ -332,6 +332,48 @@ async fn bad_input_gets_clear_errors() {
     assert_eq!(v["errorType"], "execution", "{v}");
     still_serving(&client, &h).await;
 
+    // Deeply nested queries: up to the limit they are answered, past it refused with
+    // bad_data; never a stack overflow. Every shape that nests the tree is tried.
+    type Shape = fn(usize) -> String;
+    let shapes: [(&str, Shape); 6] = [
+        ("parentheses", |n| {
+            format!("{}v2_metric{}", "(".repeat(n), ")".repeat(n))
+        }),
+        ("calls", |n| {
+            format!("{}v2_metric{}", "abs(".repeat(n), ")".repeat(n))
+        }),
+        ("aggregations", |n| {
+            format!("{}v2_metric{}", "sum(".repeat(n), ")".repeat(n))
+        }),
+        ("unary minus", |n| format!("{}v2_metric", "-".repeat(n))),
+        ("power chain", |n| format!("v2_metric{}", " ^ 1".repeat(n))),
+        ("or chain", |n| {
+            format!("v2_metric{}", " or v2_metric".repeat(n))
+        }),
+    ];
+    for (name, shape) in shapes {
+        let r = client
+            .post(h.url("/api/v1/query"))
+            .form(&[("query", shape(450))])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{name} at 450 levels");
+        let r = client
+            .post(h.url("/api/v1/query"))
+            .form(&[("query", shape(600))])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{name} at 600 levels");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            v["error"].as_str().unwrap().contains("nested too deeply"),
+            "{name}: {v}"
+        );
+    }
+    still_serving(&client, &h).await;
+
     // Query API errors in Prometheus' shape.
     let v = get_json(&client, &h.url("/api/v1/query?query=sum(")).await;
     assert_eq!(v["status"], "error");

@@ -1,44 +1,68 @@
 //! Prometheus durations (`1h30m`, `5m`, `100ms`, `2d`, `1y`), as `model.ParseDuration`
 //! reads them, in milliseconds.
 
-/// Parses a Prometheus duration; `None` if it is not one (or overflows).
+/// Parses a Prometheus duration (`1h30m`, `100ms`, `0`); `None` if it is not one.
 pub fn parse_duration_ms(s: &str) -> Option<i64> {
-    const UNITS: [(&str, i64); 7] = [
-        ("ms", 1),
-        ("s", 1000),
-        ("m", 60_000),
-        ("h", 3_600_000),
-        ("d", 86_400_000),
-        ("w", 604_800_000),
-        ("y", 31_536_000_000),
+    parse_duration(s).ok()
+}
+
+/// Parses a Prometheus duration as Prometheus' `model.ParseDuration` does: units from
+/// the largest to the smallest, each at most once, and the same error texts.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    // (unit, nanoseconds); the index is the unit's rank, which must increase.
+    const UNITS: [(&str, u128); 7] = [
+        ("y", 365 * 86_400 * 1_000_000_000),
+        ("w", 7 * 86_400 * 1_000_000_000),
+        ("d", 86_400 * 1_000_000_000),
+        ("h", 3_600 * 1_000_000_000),
+        ("m", 60 * 1_000_000_000),
+        ("s", 1_000_000_000),
+        ("ms", 1_000_000),
     ];
-    if s.is_empty() {
-        return None;
+    match s {
+        "0" => return Ok(0),
+        "" => return Err("empty duration string".into()),
+        _ => {}
     }
-    if s == "0" {
-        return Some(0);
-    }
+    let invalid = || format!("not a valid duration string: {s:?}");
     let b = s.as_bytes();
     let mut i = 0;
-    let mut total: i64 = 0;
+    let mut total: u128 = 0;
+    let mut last_rank: Option<usize> = None;
     while i < b.len() {
         let start = i;
         while i < b.len() && b[i].is_ascii_digit() {
             i += 1;
         }
         if start == i {
-            return None;
+            return Err(invalid());
         }
-        let n: i64 = s[start..i].parse().ok()?;
+        let n: u64 = s[start..i].parse().map_err(|_| invalid())?;
         let unit_start = i;
-        while i < b.len() && b[i].is_ascii_alphabetic() {
+        while i < b.len() && !b[i].is_ascii_digit() {
             i += 1;
         }
+        if unit_start == i {
+            return Err(invalid());
+        }
         let unit = &s[unit_start..i];
-        let mult = UNITS.iter().find(|(u, _)| *u == unit)?.1;
-        total = total.checked_add(n.checked_mul(mult)?)?;
+        let Some(rank) = UNITS.iter().position(|(u, _)| *u == unit) else {
+            return Err(format!("unknown unit {unit:?} in duration {s:?}"));
+        };
+        if last_rank.is_some_and(|last| rank <= last) {
+            return Err(invalid());
+        }
+        last_rank = Some(rank);
+        let mult = UNITS[rank].1;
+        if u128::from(n) > (1u128 << 63) / mult {
+            return Err("duration out of range".into());
+        }
+        total += u128::from(n) * mult;
+        if total > (1u128 << 63) - 1 {
+            return Err("duration out of range".into());
+        }
     }
-    Some(total)
+    Ok((total / 1_000_000) as i64)
 }
 
 #[cfg(test)]
@@ -53,5 +77,20 @@ mod tests {
         assert_eq!(parse_duration_ms("0"), Some(0));
         assert_eq!(parse_duration_ms("1x"), None);
         assert_eq!(parse_duration_ms("5"), None);
+        assert_eq!(parse_duration_ms("1y2w3d4h5m6s7ms"), Some(33_019_506_007));
+        // Units go from the largest to the smallest, each once.
+        assert_eq!(
+            parse_duration("5m1h"),
+            Err("not a valid duration string: \"5m1h\"".into())
+        );
+        assert_eq!(
+            parse_duration("5m1m"),
+            Err("not a valid duration string: \"5m1m\"".into())
+        );
+        assert_eq!(
+            parse_duration("5y1hs"),
+            Err("unknown unit \"hs\" in duration \"5y1hs\"".into())
+        );
+        assert_eq!(parse_duration("300y"), Err("duration out of range".into()));
     }
 }

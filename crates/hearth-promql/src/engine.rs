@@ -254,7 +254,10 @@ impl Engine {
     }
 
     pub fn parse(q: &str) -> Result<Expr, QueryError> {
-        parser::parse(q).map_err(|e| QueryError::BadData(with_position(q, e)))
+        // Prometheus' own reading first: it rejects what Prometheus rejects, with its
+        // positions and messages; promql-parser then builds the AST.
+        crate::syntax::check(q).map_err(QueryError::BadData)?;
+        parser::parse(q).map_err(QueryError::BadData)
     }
 
     /// Evaluates `expr` at one instant.
@@ -468,24 +471,6 @@ impl Engine {
         }
         Ok(out)
     }
-}
-
-/// Prometheus prefixes parse errors with `line:column`. promql-parser reports no
-/// positions; for the errors that are about the end of the input (unclosed brackets,
-/// unexpected end) the position is known — just past the last character — and is added
-/// in Prometheus' form. Other messages pass through unchanged.
-fn with_position(q: &str, msg: String) -> String {
-    let at_end = msg.starts_with("unexpected end of input") || msg.starts_with("unclosed left");
-    if !at_end {
-        return msg;
-    }
-    let line = q.lines().count().max(1);
-    let col = if q.ends_with('\n') {
-        1
-    } else {
-        q.lines().last().map_or(0, |l| l.chars().count()) + 1
-    };
-    format!("{line}:{col}: parse error: {msg}")
 }
 
 /// Removes the names delayed name removal kept, then checks that no two series of the

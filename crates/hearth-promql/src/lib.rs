@@ -1,6 +1,7 @@
 //! The PromQL engine: Prometheus 3.x query semantics over the `Queryable` seam.
 //!
-//! This room owns evaluation: parsing is the `promql-parser` crate's; the evaluator
+//! This room owns evaluation: parsing is the `promql-parser` crate's (with `syntax`
+//! re-reading rejected queries for Prometheus' error positions and messages); the evaluator
 //! (selectors with lookback and staleness, range functions with Prometheus'
 //! extrapolation, aggregations, vector matching) is ours. It reads data only through
 //! `hearth_core::Queryable` and decodes chunks with `hearth_tsdb::chunkenc`; it may not
@@ -10,6 +11,7 @@ pub mod aggregate;
 pub mod binary;
 pub mod engine;
 pub mod functions;
+pub mod syntax;
 pub mod value;
 
 pub use aggregate::format_value;

@@ -771,21 +771,71 @@ struct Tally {
     skipped: BTreeMap<&'static str, usize>,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prometheus_promql_corpus() {
-    let dir = match std::env::var("HEARTH_PROMQLTEST_DIR") {
-        Ok(d) => PathBuf::from(d),
+/// The corpus directory: `HEARTH_PROMQLTEST_DIR`, or ../shared/promqltest beside the
+/// repository. `None` (the test is skipped) only outside CI.
+fn corpus_dir() -> Option<PathBuf> {
+    match std::env::var("HEARTH_PROMQLTEST_DIR") {
+        Ok(d) => Some(PathBuf::from(d)),
         Err(_) => {
             let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/promqltest");
             if beside.is_dir() {
-                beside
+                Some(beside)
             } else if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("HEARTH_PROMQLTEST_DIR is not set and ../shared/promqltest is missing: the corpus is required under CI=true");
             } else {
                 eprintln!("SKIPPED: set HEARTH_PROMQLTEST_DIR to the Prometheus .test corpus");
-                return;
+                None
             }
         }
+    }
+}
+
+/// The error reader (`hearth_promql::syntax`) only runs on queries promql-parser
+/// rejects, so it must never object to a query Prometheus accepts: every corpus query
+/// promql-parser parses must read as error-free.
+#[test]
+fn corpus_queries_read_as_valid_by_the_error_reader() {
+    let Some(dir) = corpus_dir() else {
+        return;
+    };
+    let mut checked = 0;
+    let mut objections = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|x| x != "test") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let Ok(cmds) = parse_file(&text) else {
+            continue;
+        };
+        for cmd in cmds {
+            let Cmd::Eval(ev) = cmd else { continue };
+            if promql_parser::parser::parse(&ev.expr).is_err() {
+                continue;
+            }
+            checked += 1;
+            let errors = hearth_promql::syntax::diagnose(&ev.expr);
+            if !errors.is_empty() {
+                objections.push(format!(
+                    "{}:{}: {} -> {:?}",
+                    path.display(),
+                    ev.line,
+                    ev.expr,
+                    errors
+                ));
+            }
+        }
+    }
+    println!("error reader: {checked} corpus queries checked");
+    assert!(checked > 1000, "only {checked} corpus queries");
+    assert!(objections.is_empty(), "{}", objections.join("\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_promql_corpus() {
+    let Some(dir) = corpus_dir() else {
+        return;
     };
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))

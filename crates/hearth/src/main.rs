@@ -65,6 +65,10 @@ fn main() -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("hearth")
+        // Query parsing and evaluation recurse on the expression tree (bounded by
+        // hearth_promql::syntax::MAX_NESTING); 16 MiB of (lazily committed) stack per
+        // thread covers the deepest accepted query in debug builds too.
+        .thread_stack_size(16 << 20)
         .build()?
         .block_on(run(cfg))
 }
