@@ -2,7 +2,10 @@
 use std::path::PathBuf;
 
 fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time: a build script binary reused from another checkout (a shared
+    // CARGO_TARGET_DIR) must look at this checkout's proto/, not the one it was built in.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = PathBuf::from(manifest).join("../../proto");
     let files = [
         "prometheus/types.proto",
         "prometheus/remote.proto",

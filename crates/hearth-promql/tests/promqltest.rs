@@ -771,13 +771,20 @@ struct Tally {
     skipped: BTreeMap<&'static str, usize>,
 }
 
+/// This crate's directory, read at run time (cargo sets it for test runs), so a test
+/// binary reused from another checkout through a shared target directory still finds
+/// this checkout's files.
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test"))
+}
+
 /// The corpus directory: `HEARTH_PROMQLTEST_DIR`, or ../shared/promqltest beside the
 /// repository. `None` (the test is skipped) only outside CI.
 fn corpus_dir() -> Option<PathBuf> {
     match std::env::var("HEARTH_PROMQLTEST_DIR") {
         Ok(d) => Some(PathBuf::from(d)),
         Err(_) => {
-            let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/promqltest");
+            let beside = manifest_dir().join("../../../shared/promqltest");
             if beside.is_dir() {
                 Some(beside)
             } else if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -943,7 +950,7 @@ async fn prometheus_promql_corpus() {
         println!("FAIL {f}");
     }
     let threshold: f64 = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/promqltest-threshold.txt"),
+        manifest_dir().join("tests/promqltest-threshold.txt"),
     )
     .expect("threshold file")
     .trim()
