@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need on a fresh Debian machine (the real
-# Prometheus the interop test talks to), builds the hearth binary the end-to-end tests
-# start, and runs every test of the workspace.
+# Prometheus the interop test talks to, moto's S3 server from PyPI for the object
+# storage tests), builds the hearth binary the end-to-end tests start, and runs every
+# test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,11 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "installing moto[server] (PyPI) for the S3 tests"
+  python3 -m pip install --quiet 'moto[server]'
 fi
 
 # A warm target directory outside the clone keeps CI incremental.

@@ -19,7 +19,9 @@ use crate::codec::{get_metadata, put_metadata, Dec, DecodeError, Enc};
 use crate::head::{ClosedChunk, Head, SeriesState};
 use crate::wal::LogId;
 
-const MAGIC: &[u8; 8] = b"HRTHCKP1";
+/// Version 2 adds the head's min valid time (the sealed boundary) after the index.
+const MAGIC: &[u8; 8] = b"HRTHCKP2";
+const MAGIC_V1: &[u8; 8] = b"HRTHCKP1";
 
 /// A copy of one series, taken under its lock (chunks shared, not copied).
 pub struct SeriesSnapshot {
@@ -40,6 +42,7 @@ pub struct TenantSnapshot {
 /// The head as of one log index.
 pub struct HeadSnapshot {
     pub log_id: LogId,
+    pub min_valid: i64,
     pub tenants: Vec<TenantSnapshot>,
 }
 
@@ -67,7 +70,11 @@ pub fn capture(head: &Head, log_id: LogId) -> HeadSnapshot {
             series,
         });
     }
-    HeadSnapshot { log_id, tenants }
+    HeadSnapshot {
+        log_id,
+        min_valid: head.min_valid_time(),
+        tenants,
+    }
 }
 
 fn file_name(index: u64) -> String {
@@ -100,6 +107,7 @@ pub fn write(dir: &Path, snap: &HeadSnapshot) -> std::io::Result<PathBuf> {
     e.buf.extend_from_slice(MAGIC);
     e.uvarint(snap.log_id.term);
     e.uvarint(snap.log_id.index);
+    e.varint(snap.min_valid);
     e.uvarint(snap.tenants.len() as u64);
     let mut series_total = 0usize;
     for t in &snap.tenants {
@@ -206,12 +214,17 @@ fn decode_into(data: &[u8], head: &Head) -> Result<LogId, DecodeError> {
     if crc32c::crc32c(body).to_le_bytes() != crc {
         return Err(DecodeError);
     }
-    if &body[..8] != MAGIC {
-        return Err(DecodeError);
-    }
+    let v2 = match &body[..8] {
+        m if m == MAGIC => true,
+        m if m == MAGIC_V1 => false,
+        _ => return Err(DecodeError),
+    };
     let mut d = Dec::new(&body[8..]);
     let term = d.uvarint()?;
     let index = d.uvarint()?;
+    if v2 {
+        head.raise_min_valid(d.varint()?);
+    }
     let nt = d.count(2)?;
     for _ in 0..nt {
         let tenant = Tenant::new(d.str()?).map_err(|_| DecodeError)?;

@@ -25,7 +25,7 @@ use tracing::{error, info, warn};
 use crate::checkpoint;
 use crate::head::{Head, HeadOptions, TenantHead};
 use crate::postings::SeriesId;
-use crate::record;
+use crate::record::{self, ControlRecord, LogRecord};
 use crate::wal::{Entry, LogError, LogId, LogStorage, SegmentLog, SegmentLogOptions};
 
 /// The single-node term: without Raft every entry is written in term 1.
@@ -67,10 +67,20 @@ pub struct DbStats {
     pub replay_seconds_millis: AtomicU64,
 }
 
-struct Pending {
+struct WritePending {
     tenant: Tenant,
     batch: WriteBatch,
     reply: oneshot::Sender<Result<PushOutcome, PushError>>,
+}
+
+/// What the commit thread is asked to log: a write, or a control entry of the
+/// block-shipping protocol (answered with its log index).
+enum Pending {
+    Write(WritePending),
+    Control {
+        rec: ControlRecord,
+        reply: oneshot::Sender<Result<u64, PushError>>,
+    },
 }
 
 /// A write of a group with its series resolved to ids; `new` are (id, series index)
@@ -114,10 +124,11 @@ impl Db {
         while at <= last {
             let to = (at + 1023).min(last);
             for e in log.read_range(at..=to)? {
-                match record::decode_write(&e.payload) {
-                    Ok(rec) => {
+                match record::decode(&e.payload) {
+                    Ok(LogRecord::Write(rec)) => {
                         head.apply_record(&rec);
                     }
+                    Ok(LogRecord::Control(rec)) => apply_control(&head, &rec),
                     Err(_) => warn!(index = e.log_id.index, "skipping undecodable log entry"),
                 }
                 replayed += 1;
@@ -176,6 +187,39 @@ impl Db {
     pub fn wal_segments(&self) -> usize {
         self.log.segment_count()
     }
+
+    /// Logs a control entry of the block-shipping protocol (fsynced, then applied to
+    /// the head, in log order after every write sent before it). Returns its index.
+    pub async fn control(&self, rec: ControlRecord) -> Result<u64, PushError> {
+        let (reply, rx) = oneshot::channel();
+        let mut p = Pending::Control { rec, reply };
+        // Never block the async thread on a full queue: wait for room instead.
+        loop {
+            match self.tx.try_send(p) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) => {
+                    p = back;
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    return Err(PushError::Unavailable("ingester is shutting down".into()))
+                }
+            }
+        }
+        rx.await
+            .map_err(|_| PushError::Internal("commit thread stopped".into()))?
+    }
+}
+
+/// Applies a control entry to the head: the same function live and in replay.
+fn apply_control(head: &Head, rec: &ControlRecord) {
+    match rec {
+        ControlRecord::Seal { before } => head.seal(*before),
+        ControlRecord::Shipped { before, blocks } => {
+            head.truncate_before(*before);
+            info!(before, blocks = blocks.len(), "shipped data dropped from the head");
+        }
+    }
 }
 
 struct Committer {
@@ -196,18 +240,64 @@ const MAX_GROUP: usize = 512;
 impl Committer {
     fn run(mut self, rx: Receiver<Pending>) {
         while let Ok(first) = rx.recv() {
-            let mut group = vec![first];
-            while group.len() < MAX_GROUP {
+            let mut group = Vec::new();
+            let mut control = None;
+            match first {
+                Pending::Write(w) => group.push(w),
+                Pending::Control { rec, reply } => control = Some((rec, reply)),
+            }
+            // Group the writes waiting now; a control entry ends the group and goes
+            // right after it, so it lands in the log after every write sent before it.
+            while control.is_none() && group.len() < MAX_GROUP {
                 match rx.try_recv() {
-                    Ok(p) => group.push(p),
+                    Ok(Pending::Write(w)) => group.push(w),
+                    Ok(Pending::Control { rec, reply }) => control = Some((rec, reply)),
                     Err(_) => break,
                 }
             }
-            self.commit(group);
+            if !group.is_empty() {
+                self.commit(group);
+            }
+            if let Some((rec, reply)) = control {
+                let _ = reply.send(self.commit_control(&rec));
+            }
         }
     }
 
-    fn commit(&mut self, group: Vec<Pending>) {
+    /// Logs and applies a control entry; Shipped is followed by a checkpoint so the log
+    /// before it can be purged.
+    fn commit_control(&mut self, rec: &ControlRecord) -> Result<u64, PushError> {
+        if self.failed.load(Ordering::Acquire) {
+            return Err(PushError::Unavailable(
+                "write-ahead log failed; restart the ingester".into(),
+            ));
+        }
+        let index = self.next_index;
+        let entry = Entry {
+            log_id: LogId {
+                term: LOCAL_TERM,
+                index,
+            },
+            payload: record::encode_control(rec),
+        };
+        if let Err(e) = self.log.append(std::slice::from_ref(&entry)) {
+            if self.log.truncate(self.next_index).is_err() {
+                self.failed.store(true, Ordering::Release);
+            }
+            return Err(PushError::Unavailable(format!(
+                "write-ahead log append failed: {e}"
+            )));
+        }
+        self.next_index += 1;
+        apply_control(&self.head, rec);
+        if matches!(rec, ControlRecord::Shipped { .. }) {
+            self.bytes_since_checkpoint = self.checkpoint_after;
+            self.maybe_checkpoint();
+        }
+        Ok(index)
+    }
+
+    fn commit(&mut self, group: Vec<WritePending>) {
         if self.failed.load(Ordering::Acquire) {
             for p in group {
                 let _ = p.reply.send(Err(PushError::Unavailable(
@@ -309,6 +399,12 @@ impl Committer {
             self.stats.writes.fetch_add(1, Ordering::Relaxed);
             let _ = p.reply.send(Ok(out));
         }
+        self.maybe_checkpoint();
+    }
+
+    /// Starts a checkpoint when enough log was written since the last one (and none is
+    /// running).
+    fn maybe_checkpoint(&mut self) {
         if self.bytes_since_checkpoint >= self.checkpoint_after
             && !self.checkpoint_running.swap(true, Ordering::AcqRel)
         {
@@ -359,11 +455,11 @@ impl Ingester for Db {
             ));
         }
         let (reply, rx) = oneshot::channel();
-        let p = Pending {
+        let p = Pending::Write(WritePending {
             tenant: tenant.clone(),
             batch,
             reply,
-        };
+        });
         match self.tx.try_send(p) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -493,5 +589,59 @@ mod tests {
         drop(db);
         let db = Db::open(opts).unwrap();
         assert_eq!(count(&db), 3010);
+    }
+
+    /// The shipping protocol's entries survive restarts: after Seal older samples are
+    /// refused, after Shipped the head holds only newer data, and both hold again after
+    /// replaying the log and after restoring a checkpoint.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn seal_and_shipped_survive_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = DbOptions::new(dir.path());
+        let t = Tenant::anonymous();
+        {
+            let db = Db::open(opts.clone()).unwrap();
+            for i in 0..100 {
+                db.push(&t, batch(i)).await.unwrap();
+            }
+            db.control(ControlRecord::Seal { before: 60_000 }).await.unwrap();
+            // Older than the seal: refused, even though the head is fresh enough.
+            let out = db.push(&t, batch(59)).await.unwrap();
+            assert_eq!(out.samples_rejected, 10);
+            for i in 100..120 {
+                db.push(&t, batch(i)).await.unwrap();
+            }
+            assert_eq!(count(&db), 1200);
+            db.control(ControlRecord::Shipped {
+                before: 60_000,
+                blocks: vec![("anonymous".into(), "01J00000000000000000000000".into())],
+            })
+            .await
+            .unwrap();
+            assert_eq!(count(&db), 600);
+            assert_eq!(db.head().time_range(), (60_000, 119_000));
+            for i in 120..130 {
+                db.push(&t, batch(i)).await.unwrap();
+            }
+        }
+        // Replay (the checkpoint written after Shipped, then the log after it).
+        let db = Db::open(opts.clone()).unwrap();
+        assert_eq!(count(&db), 700);
+        assert_eq!(db.head().min_valid_time(), 60_000);
+        assert_eq!(db.push(&t, batch(10)).await.unwrap().samples_rejected, 10);
+        drop(db);
+        // Without the checkpoint, replaying the whole log (one segment, so nothing was
+        // purged) applies Seal and Shipped again and gives the same head.
+        for e in std::fs::read_dir(dir.path().join("checkpoints")).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+        let db = Db::open(opts).unwrap();
+        assert_eq!(count(&db), 700);
+        let m = Matcher::new(MatchOp::Equal, "__name__", "m").unwrap();
+        let kept = db.head().select(&t, &[m], i64::MIN, 59_999);
+        assert!(kept.iter().all(|s| match &s.data {
+            SeriesData::Chunks(c) => c.is_empty(),
+            SeriesData::Samples(s) => s.is_empty(),
+        }));
     }
 }

@@ -498,6 +498,8 @@ pub struct PostingsStats {
 pub struct Head {
     opts: HeadOptions,
     tenants: RwLock<HashMap<Tenant, Arc<TenantHead>>>,
+    /// Samples older than this are refused: their range is sealed for shipping.
+    min_valid: AtomicI64,
 }
 
 impl Head {
@@ -505,6 +507,96 @@ impl Head {
         Head {
             opts,
             tenants: RwLock::new(HashMap::new()),
+            min_valid: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// The oldest timestamp the head accepts (`i64::MIN` until a range is sealed).
+    pub fn min_valid_time(&self) -> i64 {
+        self.min_valid.load(Ordering::Acquire)
+    }
+
+    /// Raises the oldest accepted timestamp (restoring a checkpoint).
+    pub fn raise_min_valid(&self, t: i64) {
+        self.min_valid.fetch_max(t, Ordering::AcqRel);
+    }
+
+    /// The oldest and newest sample time over every tenant (`(i64::MAX, i64::MIN)` when
+    /// the head holds nothing).
+    pub fn time_range(&self) -> (i64, i64) {
+        self.tenants
+            .read()
+            .values()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), t| {
+                (lo.min(t.min_time()), hi.max(t.max_time()))
+            })
+    }
+
+    /// Seals everything before `before`: from now on samples older than it are refused
+    /// (out of bounds), and every open chunk is closed so no chunk reaches across the
+    /// seal. What the head holds before `before` can no longer change.
+    pub fn seal(&self, before: i64) {
+        self.min_valid.fetch_max(before, Ordering::AcqRel);
+        for (_, th) in self.tenants() {
+            for ms in th.all_series() {
+                let mut st = ms.state.lock();
+                if let Some((min_t, app)) = st.head.take() {
+                    st.closed.push(ClosedChunk {
+                        min_t,
+                        max_t: app.last_timestamp(),
+                        data: Arc::from(app.bytes()),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Drops the data before `before` (shipped in blocks). Series stay, empty, so
+    /// series ids (which the log and checkpoints use) do not move.
+    pub fn truncate_before(&self, before: i64) {
+        for (_, th) in self.tenants() {
+            let mut min_t = i64::MAX;
+            for ms in th.all_series() {
+                let mut st = ms.state.lock();
+                st.closed.retain(|c| c.max_t >= before);
+                if st.closed.first().is_some_and(|c| c.min_t < before) {
+                    // Only a chunk written before the seal could reach across it; keep
+                    // its samples from `before` on.
+                    let c = st.closed.remove(0);
+                    let kept: Vec<(i64, f64)> = crate::chunkenc::decode_all(&c.data)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|(t, _)| *t >= before)
+                        .collect();
+                    if let (Some(first), Some(last)) = (kept.first(), kept.last()) {
+                        let mut app = XorAppender::new();
+                        for (t, v) in &kept {
+                            app.append(*t, *v);
+                        }
+                        st.closed.insert(
+                            0,
+                            ClosedChunk {
+                                min_t: first.0,
+                                max_t: last.0,
+                                data: Arc::from(app.bytes()),
+                            },
+                        );
+                    }
+                }
+                if st
+                    .head
+                    .as_ref()
+                    .is_some_and(|(_, app)| app.last_timestamp() < before)
+                {
+                    st.head = None;
+                }
+                st.ooo.retain(|x| x.t >= before);
+                min_t = min_t.min(st.min_t());
+            }
+            th.min_t.store(min_t, Ordering::Release);
+            if min_t == i64::MAX {
+                th.max_t.store(i64::MIN, Ordering::Release);
+            }
         }
     }
 
@@ -636,6 +728,9 @@ impl Head {
     /// Ok(true) when the sample is in the in-order window, Ok(false) when only the
     /// out-of-order window takes it.
     fn check_bounds(&self, head_max: i64, t: i64) -> Result<bool, RejectReason> {
+        if t < self.min_valid_time() {
+            return Err(RejectReason::OutOfBounds);
+        }
         if head_max == i64::MIN {
             return Ok(true); // A fresh head accepts any timestamp (backfill).
         }

@@ -3,7 +3,8 @@
 //! This room owns the bytes of recent data: Gorilla XOR chunks (`chunkenc`, bit
 //! compatible with Prometheus), the in-memory head with its label index (`head`,
 //! `postings`), the write-ahead log shaped as Raft log storage (`wal`), head checkpoints
-//! (`checkpoint`) and the group-committing write path that ties them (`db`). It serves
+//! (`checkpoint`), the group-committing write path that ties them (`db`) and the merge
+//! of series from several sources (`merge`). It serves
 //! the `Queryable` and `Ingester` seams of hearth-core; it may not know about HTTP,
 //! PromQL, remote-write wire formats or other roles.
 
@@ -13,6 +14,7 @@ pub mod chunkenc;
 mod codec;
 pub mod db;
 pub mod head;
+pub mod merge;
 pub mod postings;
 pub mod record;
 pub mod wal;

@@ -21,6 +21,9 @@ use crate::codec::{get_metadata, put_metadata, Dec, DecodeError, Enc};
 use crate::postings::SeriesId;
 
 const KIND_WRITE: u8 = 2;
+/// Block shipping, in two steps (see db.rs): seal a time range, then mark it shipped.
+const KIND_SEAL: u8 = 3;
+const KIND_SHIPPED: u8 = 4;
 const COMPRESS_NONE: u8 = 0;
 const COMPRESS_SNAPPY: u8 = 1;
 /// Entries smaller than this are not worth compressing.
@@ -33,6 +36,73 @@ pub struct WriteRecord {
     pub metadata: Vec<MetricMetadata>,
     pub new_series: Vec<(SeriesId, Labels)>,
     pub samples: Vec<(SeriesId, Vec<Sample>)>,
+}
+
+/// A control entry of the block-shipping protocol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlRecord {
+    /// From this entry on, the head refuses samples older than `before`, so its data
+    /// before `before` can no longer change and can be written as blocks.
+    Seal { before: i64 },
+    /// The head's data before `before` is in these blocks (tenant, ULID), uploaded and
+    /// verified: the head drops it, and the log before this entry can be purged once a
+    /// checkpoint follows.
+    Shipped {
+        before: i64,
+        blocks: Vec<(String, String)>,
+    },
+}
+
+/// Any log entry.
+#[derive(Debug)]
+pub enum LogRecord {
+    Write(WriteRecord),
+    Control(ControlRecord),
+}
+
+pub fn encode_control(rec: &ControlRecord) -> Vec<u8> {
+    let mut e = Enc { buf: Vec::new() };
+    match rec {
+        ControlRecord::Seal { before } => {
+            e.u8(KIND_SEAL);
+            e.varint(*before);
+        }
+        ControlRecord::Shipped { before, blocks } => {
+            e.u8(KIND_SHIPPED);
+            e.varint(*before);
+            e.uvarint(blocks.len() as u64);
+            for (tenant, ulid) in blocks {
+                e.str(tenant);
+                e.str(ulid);
+            }
+        }
+    }
+    e.buf
+}
+
+/// Decodes any entry.
+pub fn decode(payload: &[u8]) -> Result<LogRecord, DecodeError> {
+    match payload.first() {
+        Some(&KIND_WRITE) => decode_write(payload).map(LogRecord::Write),
+        Some(&KIND_SEAL) => {
+            let mut d = Dec::new(&payload[1..]);
+            Ok(LogRecord::Control(ControlRecord::Seal {
+                before: d.varint()?,
+            }))
+        }
+        Some(&KIND_SHIPPED) => {
+            let mut d = Dec::new(&payload[1..]);
+            let before = d.varint()?;
+            let n = d.count(2)?;
+            let mut blocks = Vec::with_capacity(n);
+            for _ in 0..n {
+                let tenant = d.str()?.to_string();
+                blocks.push((tenant, d.str()?.to_string()));
+            }
+            Ok(LogRecord::Control(ControlRecord::Shipped { before, blocks }))
+        }
+        _ => Err(DecodeError),
+    }
 }
 
 /// Encodes an entry. `new_series` are created before `samples` are applied.

@@ -1,0 +1,100 @@
+//! One cell of the chunks file: the chunks of one series in one time column, each as
+//! `encoding (uvarint) | min_t - column start (uvarint) | max_t - min_t (uvarint) |
+//! length (uvarint) | bytes`. The bytes are Prometheus XOR chunks as stored.
+
+use std::sync::Arc;
+
+use hearth_core::{ChunkEncoding, EncodedChunk};
+
+const XOR: u64 = 1;
+
+fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_uvarint(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// Encodes chunks (sorted, each within `[column_start, ...)`) into a cell.
+pub fn encode(chunks: &[EncodedChunk], column_start: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(chunks.iter().map(|c| c.data.len() + 12).sum());
+    for c in chunks {
+        put_uvarint(&mut out, XOR);
+        put_uvarint(&mut out, (c.min_t - column_start) as u64);
+        put_uvarint(&mut out, (c.max_t - c.min_t) as u64);
+        put_uvarint(&mut out, c.data.len() as u64);
+        out.extend_from_slice(&c.data);
+    }
+    out
+}
+
+/// Decodes a cell; an error names what is wrong (a damaged or foreign file).
+pub fn decode(cell: &[u8], column_start: i64) -> Result<Vec<EncodedChunk>, String> {
+    let mut pos = 0;
+    let mut out = Vec::new();
+    while pos < cell.len() {
+        let at = pos;
+        let bad = move || format!("damaged chunks cell at byte {at}");
+        let enc = get_uvarint(cell, &mut pos).ok_or_else(bad)?;
+        if enc != XOR {
+            return Err(format!("unknown chunk encoding {enc}"));
+        }
+        let min_off = get_uvarint(cell, &mut pos).ok_or_else(bad)?;
+        let span = get_uvarint(cell, &mut pos).ok_or_else(bad)?;
+        let len = get_uvarint(cell, &mut pos).ok_or_else(bad)? as usize;
+        let end = pos.checked_add(len).filter(|e| *e <= cell.len()).ok_or_else(bad)?;
+        let min_t = column_start.saturating_add(min_off as i64);
+        out.push(EncodedChunk {
+            min_t,
+            max_t: min_t.saturating_add(span as i64),
+            encoding: ChunkEncoding::Xor,
+            data: Arc::from(&cell[pos..end]),
+        });
+        pos = end;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_damage() {
+        let chunks = vec![
+            EncodedChunk {
+                min_t: 1_000,
+                max_t: 5_000,
+                encoding: ChunkEncoding::Xor,
+                data: Arc::from(&[1u8, 2, 3][..]),
+            },
+            EncodedChunk {
+                min_t: 6_000,
+                max_t: 6_000,
+                encoding: ChunkEncoding::Xor,
+                data: Arc::from(&[9u8; 300][..]),
+            },
+        ];
+        let cell = encode(&chunks, 500);
+        let back = decode(&cell, 500).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!((back[0].min_t, back[0].max_t), (1_000, 5_000));
+        assert_eq!(&*back[1].data, &[9u8; 300][..]);
+        assert!(decode(&cell[..cell.len() - 1], 500).is_err());
+        assert!(decode(&[7, 0, 0, 0], 0).is_err());
+    }
+}

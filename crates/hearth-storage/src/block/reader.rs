@@ -1,0 +1,224 @@
+//! Reads a block: meta.json, the labels file (held in memory once opened), and from
+//! the chunks file only the rows that match and the columns that overlap the query,
+//! through ranged reads of the object.
+
+use std::sync::Arc;
+
+use arrow_array::{Array, BinaryArray, StringArray};
+use futures::TryStreamExt;
+use hearth_core::{Label, Labels, Matcher, Series, SeriesData, Tenant};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+
+use super::meta::{BlockMeta, CHUNKS_FILE, LABELS_FILE, META_FILE};
+use super::{block_dir, BlockError, CHUNKS_COLUMN_PREFIX, LABEL_COLUMN_PREFIX};
+
+/// An opened block.
+pub struct BlockReader {
+    store: Arc<dyn ObjectStore>,
+    meta: BlockMeta,
+    chunks_path: Path,
+    /// Every series' labels, in row order (sorted by labels).
+    rows: Vec<Labels>,
+}
+
+/// Reads a block's meta.json; `None` when the block has none (not committed).
+pub async fn read_meta(
+    store: &Arc<dyn ObjectStore>,
+    tenant: &Tenant,
+    ulid: &str,
+) -> Result<Option<BlockMeta>, BlockError> {
+    let path = block_dir(tenant, ulid).clone().join(META_FILE);
+    match store.get(&path).await {
+        Ok(r) => {
+            let bytes = r.bytes().await?;
+            let meta: BlockMeta = serde_json::from_slice(&bytes)
+                .map_err(|e| BlockError::Format(format!("{path}: {e}")))?;
+            Ok(Some(meta))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl BlockReader {
+    /// Opens a block whose meta is known: reads the labels file.
+    pub async fn open(store: Arc<dyn ObjectStore>, meta: BlockMeta) -> Result<BlockReader, BlockError> {
+        let tenant = Tenant::new(&meta.hearth.tenant).map_err(BlockError::Format)?;
+        let dir = block_dir(&tenant, &meta.ulid);
+        let reader = super::objreader::ObjectReader::new(Arc::clone(&store), dir.clone().join(LABELS_FILE));
+        let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+        let names: Vec<(usize, String)> = builder
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| {
+                f.name()
+                    .strip_prefix(LABEL_COLUMN_PREFIX)
+                    .map(|n| (i, n.to_string()))
+            })
+            .collect();
+        let batches: Vec<_> = builder.build()?.try_collect().await?;
+        let mut rows = Vec::with_capacity(meta.stats.num_series as usize);
+        let names_arc: Vec<Arc<str>> = names.iter().map(|(_, n)| Arc::from(n.as_str())).collect();
+        for batch in batches {
+            let cols: Vec<&StringArray> = names
+                .iter()
+                .map(|(i, _)| {
+                    batch
+                        .column(*i)
+                        .as_any()
+                        .downcast_ref::<StringArray>()
+                        .ok_or_else(|| BlockError::Format("label column is not a string".into()))
+                })
+                .collect::<Result<_, _>>()?;
+            for r in 0..batch.num_rows() {
+                let mut labels = Vec::new();
+                for (k, col) in cols.iter().enumerate() {
+                    if col.is_valid(r) {
+                        labels.push(Label {
+                            name: Arc::clone(&names_arc[k]),
+                            value: Arc::from(col.value(r)),
+                        });
+                    }
+                }
+                rows.push(Labels::from_sorted(labels));
+            }
+        }
+        if rows.len() as u64 != meta.stats.num_series {
+            return Err(BlockError::Format(format!(
+                "block {}: labels file has {} rows, meta.json says {} series",
+                meta.ulid,
+                rows.len(),
+                meta.stats.num_series
+            )));
+        }
+        Ok(BlockReader {
+            chunks_path: dir.clone().join(CHUNKS_FILE),
+            store,
+            meta,
+            rows,
+        })
+    }
+
+    pub fn meta(&self) -> &BlockMeta {
+        &self.meta
+    }
+
+    pub fn series_labels(&self) -> &[Labels] {
+        &self.rows
+    }
+
+    /// Row numbers of the series that match every matcher.
+    pub fn matching_rows(&self, matchers: &[Matcher]) -> Vec<usize> {
+        self.rows
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| {
+                matchers
+                    .iter()
+                    .all(|m| m.matches(l.get(&m.name).unwrap_or("")))
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The series that match, with their chunks overlapping `[mint, maxt]`, sorted by
+    /// labels. Series without such chunks are left out.
+    pub async fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Series>, BlockError> {
+        let rows = self.matching_rows(matchers);
+        if rows.is_empty() || !self.meta.overlaps(mint, maxt) {
+            return Ok(Vec::new());
+        }
+        let columns: Vec<usize> = (0..self.meta.num_columns())
+            .filter(|&i| {
+                let (start, end) = self.meta.column_range(i);
+                start <= maxt && mint < end
+            })
+            .collect();
+        let reader = super::objreader::ObjectReader::new(Arc::clone(&self.store), self.chunks_path.clone());
+        let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+        let schema = builder.schema().clone();
+        let leaves: Vec<usize> = columns
+            .iter()
+            .map(|i| {
+                schema
+                    .index_of(&format!("{CHUNKS_COLUMN_PREFIX}{i}"))
+                    .map_err(|e| BlockError::Format(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), leaves.iter().copied());
+        let stream = builder
+            .with_projection(mask)
+            .with_row_selection(selection(&rows, self.rows.len()))
+            .build()?;
+        let batches: Vec<_> = stream.try_collect().await?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut next = rows.iter();
+        for batch in batches {
+            let cells: Vec<&BinaryArray> = (0..batch.num_columns())
+                .map(|c| {
+                    batch
+                        .column(c)
+                        .as_any()
+                        .downcast_ref::<BinaryArray>()
+                        .ok_or_else(|| BlockError::Format("chunks column is not binary".into()))
+                })
+                .collect::<Result<_, _>>()?;
+            for r in 0..batch.num_rows() {
+                let row = *next
+                    .next()
+                    .ok_or_else(|| BlockError::Format("more chunk rows than selected".into()))?;
+                let mut chunks = Vec::new();
+                for (k, col) in cells.iter().enumerate() {
+                    let start = self.meta.column_range(columns[k]).0;
+                    for c in super::cell::decode(col.value(r), start).map_err(BlockError::Format)? {
+                        if c.min_t <= maxt && c.max_t >= mint {
+                            chunks.push(c);
+                        }
+                    }
+                }
+                if !chunks.is_empty() {
+                    out.push(Series {
+                        labels: self.rows[row].clone(),
+                        data: SeriesData::Chunks(chunks),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A row selection that reads exactly `rows` (sorted) out of `total`.
+fn selection(rows: &[usize], total: usize) -> RowSelection {
+    let mut selectors = Vec::new();
+    let mut at = 0;
+    let mut i = 0;
+    while i < rows.len() {
+        let start = rows[i];
+        let mut end = start + 1;
+        while i + 1 < rows.len() && rows[i + 1] == end {
+            i += 1;
+            end += 1;
+        }
+        if start > at {
+            selectors.push(RowSelector::skip(start - at));
+        }
+        selectors.push(RowSelector::select(end - start));
+        at = end;
+        i += 1;
+    }
+    if total > at {
+        selectors.push(RowSelector::skip(total - at));
+    }
+    selectors.into()
+}

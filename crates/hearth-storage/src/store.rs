@@ -1,0 +1,215 @@
+//! The blocks of a bucket as one `Queryable`: discovers committed blocks (those with a
+//! meta.json), opens them, and answers from the ones whose time range overlaps a query.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use hearth_core::{
+    Matcher, Queryable, SelectHints, Series, SeriesStream, StorageError, Tenant,
+};
+use object_store::path::Path;
+use object_store::ObjectStore;
+use parking_lot::RwLock;
+
+use crate::block::{read_meta, write_block, BlockError, BlockInput, BlockMeta, BlockReader};
+
+/// Every opened block, by tenant.
+pub struct BucketStore {
+    bucket: Arc<dyn ObjectStore>,
+    blocks: RwLock<BTreeMap<String, Vec<Arc<BlockReader>>>>,
+}
+
+fn unavailable(e: BlockError) -> StorageError {
+    StorageError::Unavailable(e.to_string())
+}
+
+impl BucketStore {
+    pub fn new(bucket: Arc<dyn ObjectStore>) -> BucketStore {
+        BucketStore {
+            bucket,
+            blocks: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn bucket(&self) -> &Arc<dyn ObjectStore> {
+        &self.bucket
+    }
+
+    /// The blocks of a tenant, oldest first.
+    pub fn blocks(&self, tenant: &Tenant) -> Vec<Arc<BlockReader>> {
+        self.blocks
+            .read()
+            .get(tenant.as_str())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn insert(&self, reader: Arc<BlockReader>) {
+        let mut all = self.blocks.write();
+        let list = all.entry(reader.meta().hearth.tenant.clone()).or_default();
+        if list.iter().any(|b| b.meta().ulid == reader.meta().ulid) {
+            return;
+        }
+        list.push(reader);
+        list.sort_by(|a, b| {
+            (a.meta().min_time, &a.meta().ulid).cmp(&(b.meta().min_time, &b.meta().ulid))
+        });
+    }
+
+    /// Lists the bucket and opens every committed block not open yet; blocks gone from
+    /// the bucket are dropped. Returns how many blocks are open.
+    pub async fn sync(&self) -> Result<usize, BlockError> {
+        let root = self.bucket.list_with_delimiter(None).await?;
+        let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for tenant_dir in root.common_prefixes {
+            let Some(name) = tenant_dir.filename().map(str::to_string) else {
+                continue;
+            };
+            let Ok(tenant) = Tenant::new(&name) else {
+                continue;
+            };
+            let listing = self
+                .bucket
+                .list_with_delimiter(Some(&Path::from(name.as_str())))
+                .await?;
+            for block_dir in listing.common_prefixes {
+                let Some(ulid) = block_dir.filename().map(str::to_string) else {
+                    continue;
+                };
+                if ulid.parse::<ulid::Ulid>().is_err() {
+                    continue;
+                }
+                seen.entry(name.clone()).or_default().insert(ulid.clone());
+                let open = self
+                    .blocks(&tenant)
+                    .iter()
+                    .any(|b| b.meta().ulid == ulid);
+                if open {
+                    continue;
+                }
+                // No meta.json yet: an upload in progress or abandoned; not a block.
+                if let Some(meta) = read_meta(&self.bucket, &tenant, &ulid).await? {
+                    let reader = BlockReader::open(Arc::clone(&self.bucket), meta).await?;
+                    self.insert(Arc::new(reader));
+                }
+            }
+        }
+        let mut all = self.blocks.write();
+        for (tenant, list) in all.iter_mut() {
+            let keep = seen.get(tenant);
+            list.retain(|b| keep.is_some_and(|k| k.contains(&b.meta().ulid)));
+        }
+        Ok(all.values().map(Vec::len).sum())
+    }
+
+    /// Writes a block, reads it back in full and checks it against what was written,
+    /// then makes it visible to queries. Only a block that passed is ever reported
+    /// shipped.
+    pub async fn ship(&self, input: BlockInput) -> Result<BlockMeta, BlockError> {
+        let meta = write_block(&self.bucket, input).await?;
+        let tenant = Tenant::new(&meta.hearth.tenant).map_err(BlockError::Format)?;
+        let stored = read_meta(&self.bucket, &tenant, &meta.ulid)
+            .await?
+            .ok_or_else(|| BlockError::Format(format!("block {}: meta.json missing after upload", meta.ulid)))?;
+        if stored != meta {
+            return Err(BlockError::Format(format!(
+                "block {}: meta.json read back differs",
+                meta.ulid
+            )));
+        }
+        let reader = BlockReader::open(Arc::clone(&self.bucket), stored).await?;
+        let all = reader.select(&[], meta.min_time, meta.max_time).await?;
+        let mut chunks = 0u64;
+        let mut samples = 0u64;
+        for s in &all {
+            if let hearth_core::SeriesData::Chunks(cs) = &s.data {
+                chunks += cs.len() as u64;
+                for c in cs {
+                    samples += hearth_tsdb::chunkenc::decode_all(&c.data)
+                        .map_err(|e| BlockError::Format(format!("chunk read back: {e:?}")))?
+                        .len() as u64;
+                }
+            }
+        }
+        if all.len() as u64 != meta.stats.num_series
+            || chunks != meta.stats.num_chunks
+            || samples != meta.stats.num_samples
+        {
+            return Err(BlockError::Format(format!(
+                "block {}: read back {} series, {chunks} chunks, {samples} samples; wrote {:?}",
+                meta.ulid,
+                all.len(),
+                meta.stats
+            )));
+        }
+        self.insert(Arc::new(reader));
+        Ok(meta)
+    }
+
+    fn overlapping(&self, tenant: &Tenant, mint: i64, maxt: i64) -> Vec<Arc<BlockReader>> {
+        self.blocks(tenant)
+            .into_iter()
+            .filter(|b| b.meta().overlaps(mint, maxt))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Queryable for BucketStore {
+    async fn select(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        _hints: &SelectHints,
+    ) -> Result<SeriesStream, StorageError> {
+        let blocks = self.overlapping(tenant, mint, maxt);
+        let mut sets = Vec::with_capacity(blocks.len());
+        for b in blocks {
+            sets.push(b.select(matchers, mint, maxt).await.map_err(unavailable)?);
+        }
+        let merged: Vec<Series> = hearth_tsdb::merge::merge_series(sets);
+        Ok(futures::stream::iter(merged.into_iter().map(Ok)).boxed())
+    }
+
+    async fn label_names(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut names = BTreeSet::new();
+        for b in self.overlapping(tenant, mint, maxt) {
+            let rows = b.matching_rows(matchers);
+            for r in rows {
+                for l in b.series_labels()[r].iter() {
+                    names.insert(l.name.to_string());
+                }
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    async fn label_values(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut values = BTreeSet::new();
+        for b in self.overlapping(tenant, mint, maxt) {
+            for r in b.matching_rows(matchers) {
+                if let Some(v) = b.series_labels()[r].get(name) {
+                    values.insert(v.to_string());
+                }
+            }
+        }
+        Ok(values.into_iter().collect())
+    }
+}
