@@ -220,6 +220,24 @@ pub fn decode_write(payload: &[u8]) -> Result<WriteRecord, DecodeError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn control_entries_round_trip() {
+        for rec in [
+            ControlRecord::Seal { before: -5 },
+            ControlRecord::Shipped {
+                before: 7_200_000,
+                blocks: vec![("a".into(), "01J".into()), ("b".into(), "01K".into())],
+            },
+        ] {
+            match decode(&encode_control(&rec)).unwrap() {
+                LogRecord::Control(back) => assert_eq!(back, rec),
+                LogRecord::Write(_) => panic!("decoded as a write"),
+            }
+        }
+        assert!(decode(&[4, 2]).is_err());
+    }
+
     use super::*;
     use hearth_core::WriteBatch;
 
