@@ -949,13 +949,12 @@ async fn prometheus_promql_corpus() {
     for f in failures.iter().take(40) {
         println!("FAIL {f}");
     }
-    let threshold: f64 = std::fs::read_to_string(
-        manifest_dir().join("tests/promqltest-threshold.txt"),
-    )
-    .expect("threshold file")
-    .trim()
-    .parse()
-    .expect("threshold is a percentage");
+    let threshold: f64 =
+        std::fs::read_to_string(manifest_dir().join("tests/promqltest-threshold.txt"))
+            .expect("threshold file")
+            .trim()
+            .parse()
+            .expect("threshold is a percentage");
     println!(
         "{} passed, {} failed, {} skipped",
         total.passed, total.failed, skipped

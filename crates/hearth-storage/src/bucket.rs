@@ -154,7 +154,9 @@ pub fn open_bucket(cfg: &BucketConfig) -> Result<Arc<dyn ObjectStore>, BucketErr
                 } else {
                     format!("https://{}", s3.endpoint)
                 };
-                b = b.with_endpoint(url).with_virtual_hosted_style_request(false);
+                b = b
+                    .with_endpoint(url)
+                    .with_virtual_hosted_style_request(false);
             }
             if !s3.access_key_id.is_empty() {
                 b = b

@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use hearth_core::{
-    Matcher, Queryable, SelectHints, Series, SeriesStream, StorageError, Tenant,
-};
+use hearth_core::{Matcher, Queryable, SelectHints, Series, SeriesStream, StorageError, Tenant};
 use object_store::path::Path;
 use object_store::ObjectStore;
 use parking_lot::RwLock;
@@ -82,10 +80,7 @@ impl BucketStore {
                     continue;
                 }
                 seen.entry(name.clone()).or_default().insert(ulid.clone());
-                let open = self
-                    .blocks(&tenant)
-                    .iter()
-                    .any(|b| b.meta().ulid == ulid);
+                let open = self.blocks(&tenant).iter().any(|b| b.meta().ulid == ulid);
                 if open {
                     continue;
                 }
@@ -112,7 +107,12 @@ impl BucketStore {
         let tenant = Tenant::new(&meta.hearth.tenant).map_err(BlockError::Format)?;
         let stored = read_meta(&self.bucket, &tenant, &meta.ulid)
             .await?
-            .ok_or_else(|| BlockError::Format(format!("block {}: meta.json missing after upload", meta.ulid)))?;
+            .ok_or_else(|| {
+                BlockError::Format(format!(
+                    "block {}: meta.json missing after upload",
+                    meta.ulid
+                ))
+            })?;
         if stored != meta {
             return Err(BlockError::Format(format!(
                 "block {}: meta.json read back differs",
@@ -146,6 +146,16 @@ impl BucketStore {
         }
         self.insert(Arc::new(reader));
         Ok(meta)
+    }
+
+    /// The time range the tenant's blocks cover, inclusive; `(i64::MAX, i64::MIN)`
+    /// when it has none.
+    pub fn time_range(&self, tenant: &Tenant) -> (i64, i64) {
+        self.blocks(tenant)
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(lo, hi), b| {
+                (lo.min(b.meta().min_time), hi.max(b.meta().max_time - 1))
+            })
     }
 
     fn overlapping(&self, tenant: &Tenant, mint: i64, maxt: i64) -> Vec<Arc<BlockReader>> {

@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use hearth_core::{
-    EncodedChunk, Labels, MatchOp, Matcher, Queryable, SelectHints, SeriesData, Tenant,
-    WriteBatch,
+    Labels, MatchOp, Matcher, Queryable, SelectHints, SeriesData, Tenant, WriteBatch,
 };
 use hearth_storage::{open_bucket, Backend, BlockInput, BucketConfig, BucketStore};
 use hearth_tsdb::{Head, HeadOptions, HeadQueryable};
@@ -25,14 +24,25 @@ fn head() -> Arc<Head> {
     for job in ["api", "db", "web"] {
         for i in 0..40 {
             let labels = Labels::from_pairs(&[
-                ("__name__", if i % 2 == 0 { "http_requests_total" } else { "cpu_seconds" }),
+                (
+                    "__name__",
+                    if i % 2 == 0 {
+                        "http_requests_total"
+                    } else {
+                        "cpu_seconds"
+                    },
+                ),
                 ("job", job),
                 ("instance", &format!("host-{i}")),
             ]);
             let samples: Vec<hearth_core::Sample> = (0..720)
                 .map(|k| hearth_core::Sample {
                     t: BASE + k * 15_000 + (i as i64 * 7) % 1_000,
-                    v: if k == 400 { 0.0 } else { (k * (i + 1)) as f64 * 0.5 },
+                    v: if k == 400 {
+                        0.0
+                    } else {
+                        (k * (i + 1)) as f64 * 0.5
+                    },
                 })
                 .collect();
             series.push((labels, samples));
@@ -54,9 +64,20 @@ fn m(op: MatchOp, name: &str, value: &str) -> Matcher {
     Matcher::new(op, name, value).unwrap()
 }
 
-async fn samples_of(q: &dyn Queryable, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<(String, Vec<(i64, u64)>)> {
+async fn samples_of(
+    q: &dyn Queryable,
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+) -> Vec<(String, Vec<(i64, u64)>)> {
     let stream = q
-        .select(&Tenant::anonymous(), matchers, mint, maxt, &SelectHints::default())
+        .select(
+            &Tenant::anonymous(),
+            matchers,
+            mint,
+            maxt,
+            &SelectHints::default(),
+        )
         .await
         .unwrap();
     let all: Vec<_> = stream.try_collect().await.unwrap();
@@ -87,14 +108,17 @@ async fn input(head: &Arc<Head>, mint: i64, maxt: i64) -> BlockInput {
     let q = HeadQueryable(Arc::clone(head));
     let all = m(MatchOp::RegexMatch, "__name__", ".+");
     let stream = q
-        .select(&Tenant::anonymous(), &[all], mint, maxt - 1, &SelectHints::default())
+        .select(
+            &Tenant::anonymous(),
+            &[all],
+            mint,
+            maxt - 1,
+            &SelectHints::default(),
+        )
         .await
         .unwrap();
-    let series: Vec<(Labels, Vec<EncodedChunk>)> = stream
-        .map_ok(|s| match s.data {
-            SeriesData::Chunks(c) => (s.labels, c),
-            SeriesData::Samples(_) => panic!("the head has no out-of-order data here"),
-        })
+    let series: Vec<(Labels, SeriesData)> = stream
+        .map_ok(|s| (s.labels, s.data))
         .try_collect()
         .await
         .unwrap();
@@ -114,7 +138,10 @@ async fn input(head: &Arc<Head>, mint: i64, maxt: i64) -> BlockInput {
 async fn blocks_answer_as_the_head(bucket: Arc<dyn ObjectStore>) {
     let head = head();
     let store = BucketStore::new(Arc::clone(&bucket));
-    let first = store.ship(input(&head, BASE, BASE + 2 * HOUR).await).await.unwrap();
+    let first = store
+        .ship(input(&head, BASE, BASE + 2 * HOUR).await)
+        .await
+        .unwrap();
     assert_eq!(first.stats.num_series, 120);
     assert_eq!(first.stats.num_samples, 120 * 480);
     let second = store
@@ -136,7 +163,11 @@ async fn blocks_answer_as_the_head(bucket: Arc<dyn ObjectStore>) {
 
     let head_q = HeadQueryable(Arc::clone(&head));
     let cases: Vec<(Vec<Matcher>, i64, i64)> = vec![
-        (vec![m(MatchOp::Equal, "__name__", "http_requests_total")], BASE, BASE + 3 * HOUR),
+        (
+            vec![m(MatchOp::Equal, "__name__", "http_requests_total")],
+            BASE,
+            BASE + 3 * HOUR,
+        ),
         (
             vec![
                 m(MatchOp::RegexMatch, "__name__", "cpu.*"),
@@ -145,7 +176,11 @@ async fn blocks_answer_as_the_head(bucket: Arc<dyn ObjectStore>) {
             BASE + HOUR + 17,
             BASE + 2 * HOUR + 5 * 60_000,
         ),
-        (vec![m(MatchOp::Equal, "instance", "host-7")], BASE - HOUR, BASE + 10 * HOUR),
+        (
+            vec![m(MatchOp::Equal, "instance", "host-7")],
+            BASE - HOUR,
+            BASE + 10 * HOUR,
+        ),
         (vec![m(MatchOp::Equal, "job", "nope")], BASE, BASE + HOUR),
     ];
     for (matchers, mint, maxt) in cases {
@@ -202,7 +237,11 @@ async fn start_moto() -> Option<(Moto, u16)> {
         eprintln!("SKIPPED: moto_server is not installed");
         return None;
     }
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new("moto_server")
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())

@@ -217,7 +217,11 @@ fn apply_control(head: &Head, rec: &ControlRecord) {
         ControlRecord::Seal { before } => head.seal(*before),
         ControlRecord::Shipped { before, blocks } => {
             head.truncate_before(*before);
-            info!(before, blocks = blocks.len(), "shipped data dropped from the head");
+            info!(
+                before,
+                blocks = blocks.len(),
+                "shipped data dropped from the head"
+            );
         }
     }
 }
@@ -604,7 +608,9 @@ mod tests {
             for i in 0..100 {
                 db.push(&t, batch(i)).await.unwrap();
             }
-            db.control(ControlRecord::Seal { before: 60_000 }).await.unwrap();
+            db.control(ControlRecord::Seal { before: 60_000 })
+                .await
+                .unwrap();
             // Older than the seal: refused, even though the head is fresh enough.
             let out = db.push(&t, batch(59)).await.unwrap();
             assert_eq!(out.samples_rejected, 10);

@@ -780,6 +780,31 @@ impl Head {
     }
 
     /// Every series of a tenant that matches, with its data in [mint, maxt], sorted.
+    /// Every series of a tenant with data in [mint, maxt], sorted by labels (what a
+    /// block of that range holds).
+    pub fn series_data(&self, tenant: &Tenant, mint: i64, maxt: i64) -> Vec<Series> {
+        let Some(th) = self.tenant(tenant) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Series> = th
+            .all_series()
+            .iter()
+            .filter_map(|ms| {
+                let data = ms.state.lock().data_in(mint, maxt);
+                let empty = match &data {
+                    SeriesData::Chunks(c) => c.is_empty(),
+                    SeriesData::Samples(s) => s.is_empty(),
+                };
+                (!empty).then(|| Series {
+                    labels: ms.labels.clone(),
+                    data,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+
     pub fn select(
         &self,
         tenant: &Tenant,

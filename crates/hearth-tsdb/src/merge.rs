@@ -114,7 +114,9 @@ mod tests {
         let merged = merge_series(sets);
         assert_eq!(merged.len(), 1);
         match &merged[0].data {
-            SeriesData::Chunks(c) => assert_eq!(c.iter().map(|c| c.min_t).collect::<Vec<_>>(), [1, 10]),
+            SeriesData::Chunks(c) => {
+                assert_eq!(c.iter().map(|c| c.min_t).collect::<Vec<_>>(), [1, 10])
+            }
             other => panic!("{other:?}"),
         }
         let sets = vec![
@@ -128,7 +130,9 @@ mod tests {
             }],
         ];
         match &merge_series(sets)[0].data {
-            SeriesData::Samples(s) => assert_eq!(s.iter().map(|s| s.t).collect::<Vec<_>>(), [1, 5, 10, 15]),
+            SeriesData::Samples(s) => {
+                assert_eq!(s.iter().map(|s| s.t).collect::<Vec<_>>(), [1, 5, 10, 15])
+            }
             other => panic!("{other:?}"),
         }
     }

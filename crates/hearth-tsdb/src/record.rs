@@ -99,7 +99,10 @@ pub fn decode(payload: &[u8]) -> Result<LogRecord, DecodeError> {
                 let tenant = d.str()?.to_string();
                 blocks.push((tenant, d.str()?.to_string()));
             }
-            Ok(LogRecord::Control(ControlRecord::Shipped { before, blocks }))
+            Ok(LogRecord::Control(ControlRecord::Shipped {
+                before,
+                blocks,
+            }))
         }
         _ => Err(DecodeError),
     }

@@ -86,6 +86,72 @@ pub struct Flags {
     /// it (Prometheus' experimental promql-delayed-name-removal) [default: false].
     #[arg(long = "query.delayed-name-removal", value_name = "BOOL")]
     pub delayed_name_removal: Option<bool>,
+    /// Where blocks go: filesystem, s3, gcs, azure or memory [default: filesystem].
+    #[arg(long = "blocks-storage.backend", value_name = "VALUE")]
+    pub backend: Option<String>,
+
+    /// Bucket directory of the filesystem backend [default: <storage.path>/bucket].
+    #[arg(long = "blocks-storage.filesystem.dir", value_name = "DIR")]
+    pub fs_dir: Option<PathBuf>,
+
+    /// S3 endpoint (host:port or URL); empty for AWS itself.
+    #[arg(long = "blocks-storage.s3.endpoint", value_name = "VALUE")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 bucket name.
+    #[arg(long = "blocks-storage.s3.bucket-name", value_name = "VALUE")]
+    pub s3_bucket: Option<String>,
+
+    /// S3 region.
+    #[arg(long = "blocks-storage.s3.region", value_name = "VALUE")]
+    pub s3_region: Option<String>,
+
+    /// S3 access key id; empty: the standard AWS environment.
+    #[arg(long = "blocks-storage.s3.access-key-id", value_name = "VALUE")]
+    pub s3_access_key_id: Option<String>,
+
+    /// S3 secret access key.
+    #[arg(long = "blocks-storage.s3.secret-access-key", value_name = "VALUE")]
+    pub s3_secret_access_key: Option<String>,
+
+    /// Plain HTTP to the S3 endpoint [default: false].
+    #[arg(long = "blocks-storage.s3.insecure", value_name = "BOOL")]
+    pub s3_insecure: Option<bool>,
+
+    /// GCS bucket name.
+    #[arg(long = "blocks-storage.gcs.bucket-name", value_name = "VALUE")]
+    pub gcs_bucket: Option<String>,
+
+    /// GCS service account key file; empty: the standard Google environment.
+    #[arg(long = "blocks-storage.gcs.service-account-path", value_name = "VALUE")]
+    pub gcs_service_account: Option<String>,
+
+    /// Azure storage account name.
+    #[arg(long = "blocks-storage.azure.account-name", value_name = "VALUE")]
+    pub azure_account: Option<String>,
+
+    /// Azure storage account key.
+    #[arg(long = "blocks-storage.azure.account-key", value_name = "VALUE")]
+    pub azure_key: Option<String>,
+
+    /// Azure container name.
+    #[arg(long = "blocks-storage.azure.container-name", value_name = "VALUE")]
+    pub azure_container: Option<String>,
+
+    /// Azure endpoint (for emulators such as Azurite); empty for Azure itself.
+    #[arg(long = "blocks-storage.azure.endpoint", value_name = "VALUE")]
+    pub azure_endpoint: Option<String>,
+
+    /// How often the ingester checks for head data to ship as blocks [default: 1m].
+    #[arg(long = "blocks-storage.tsdb.ship-interval", value_name = "DURATION")]
+    pub ship_interval: Option<String>,
+
+    /// How often the bucket is listed for new and deleted blocks [default: 1m].
+    #[arg(
+        long = "blocks-storage.bucket-store.sync-interval",
+        value_name = "DURATION"
+    )]
+    pub sync_interval: Option<String>,
 }
 
 /// The YAML file: the same keys as the flags, without the leading dashes.
@@ -121,6 +187,38 @@ pub struct FileConfig {
     pub max_concurrency: Option<usize>,
     #[serde(rename = "query.delayed-name-removal")]
     pub delayed_name_removal: Option<bool>,
+    #[serde(rename = "blocks-storage.backend")]
+    pub backend: Option<String>,
+    #[serde(rename = "blocks-storage.filesystem.dir")]
+    pub fs_dir: Option<PathBuf>,
+    #[serde(rename = "blocks-storage.s3.endpoint")]
+    pub s3_endpoint: Option<String>,
+    #[serde(rename = "blocks-storage.s3.bucket-name")]
+    pub s3_bucket: Option<String>,
+    #[serde(rename = "blocks-storage.s3.region")]
+    pub s3_region: Option<String>,
+    #[serde(rename = "blocks-storage.s3.access-key-id")]
+    pub s3_access_key_id: Option<String>,
+    #[serde(rename = "blocks-storage.s3.secret-access-key")]
+    pub s3_secret_access_key: Option<String>,
+    #[serde(rename = "blocks-storage.s3.insecure")]
+    pub s3_insecure: Option<bool>,
+    #[serde(rename = "blocks-storage.gcs.bucket-name")]
+    pub gcs_bucket: Option<String>,
+    #[serde(rename = "blocks-storage.gcs.service-account-path")]
+    pub gcs_service_account: Option<String>,
+    #[serde(rename = "blocks-storage.azure.account-name")]
+    pub azure_account: Option<String>,
+    #[serde(rename = "blocks-storage.azure.account-key")]
+    pub azure_key: Option<String>,
+    #[serde(rename = "blocks-storage.azure.container-name")]
+    pub azure_container: Option<String>,
+    #[serde(rename = "blocks-storage.azure.endpoint")]
+    pub azure_endpoint: Option<String>,
+    #[serde(rename = "blocks-storage.tsdb.ship-interval")]
+    pub ship_interval: Option<String>,
+    #[serde(rename = "blocks-storage.bucket-store.sync-interval")]
+    pub sync_interval: Option<String>,
 }
 
 /// The resolved settings.
@@ -141,6 +239,9 @@ pub struct Config {
     pub query_timeout_ms: i64,
     pub max_concurrency: usize,
     pub delayed_name_removal: bool,
+    pub bucket: hearth_storage::BucketConfig,
+    pub ship_interval_ms: i64,
+    pub sync_interval_ms: i64,
     pub raw_yaml: String,
 }
 
@@ -198,8 +299,38 @@ impl Config {
             query_timeout_ms: duration("query.timeout", &pick!(query_timeout, "2m".to_string()))?,
             max_concurrency: pick!(max_concurrency, 20),
             delayed_name_removal: pick!(delayed_name_removal, false),
+            bucket: hearth_storage::BucketConfig::default(),
+            ship_interval_ms: duration(
+                "blocks-storage.tsdb.ship-interval",
+                &pick!(ship_interval, "1m".to_string()),
+            )?,
+            sync_interval_ms: duration(
+                "blocks-storage.bucket-store.sync-interval",
+                &pick!(sync_interval, "1m".to_string()),
+            )?,
             raw_yaml,
         };
+        let mut cfg = cfg;
+        let b = &mut cfg.bucket;
+        b.backend = pick!(backend, "filesystem".to_string())
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!(e))?;
+        b.filesystem.dir = pick!(fs_dir, cfg.storage_path.join("bucket"));
+        b.s3.endpoint = pick!(s3_endpoint, String::new());
+        b.s3.bucket_name = pick!(s3_bucket, String::new());
+        b.s3.region = pick!(s3_region, String::new());
+        b.s3.access_key_id = pick!(s3_access_key_id, String::new());
+        b.s3.secret_access_key = pick!(s3_secret_access_key, String::new());
+        b.s3.insecure = pick!(s3_insecure, false);
+        b.gcs.bucket_name = pick!(gcs_bucket, String::new());
+        b.gcs.service_account_path = pick!(gcs_service_account, String::new());
+        b.azure.account_name = pick!(azure_account, String::new());
+        b.azure.account_key = pick!(azure_key, String::new());
+        b.azure.container_name = pick!(azure_container, String::new());
+        b.azure.endpoint = pick!(azure_endpoint, String::new());
+        if cfg.ship_interval_ms <= 0 || cfg.sync_interval_ms <= 0 {
+            anyhow::bail!("blocks-storage intervals must be positive");
+        }
         if cfg.block_duration_ms <= 0 {
             anyhow::bail!("storage.tsdb.block-duration must be positive");
         }
@@ -260,6 +391,77 @@ impl Config {
             "query.delayed-name-removal".into(),
             self.delayed_name_removal.to_string(),
         );
+        let b = &self.bucket;
+        let backend = match b.backend {
+            hearth_storage::Backend::Filesystem => "filesystem",
+            hearth_storage::Backend::S3 => "s3",
+            hearth_storage::Backend::Gcs => "gcs",
+            hearth_storage::Backend::Azure => "azure",
+            hearth_storage::Backend::Memory => "memory",
+        };
+        m.insert("blocks-storage.backend".into(), backend.into());
+        m.insert(
+            "blocks-storage.filesystem.dir".into(),
+            b.filesystem.dir.display().to_string(),
+        );
+        m.insert("blocks-storage.s3.endpoint".into(), b.s3.endpoint.clone());
+        m.insert(
+            "blocks-storage.s3.bucket-name".into(),
+            b.s3.bucket_name.clone(),
+        );
+        m.insert("blocks-storage.s3.region".into(), b.s3.region.clone());
+        m.insert(
+            "blocks-storage.s3.access-key-id".into(),
+            b.s3.access_key_id.clone(),
+        );
+        // Secrets are never shown, as Prometheus hides them.
+        let secret = |v: &str| {
+            if v.is_empty() {
+                String::new()
+            } else {
+                "<secret>".into()
+            }
+        };
+        m.insert(
+            "blocks-storage.s3.secret-access-key".into(),
+            secret(&b.s3.secret_access_key),
+        );
+        m.insert(
+            "blocks-storage.s3.insecure".into(),
+            b.s3.insecure.to_string(),
+        );
+        m.insert(
+            "blocks-storage.gcs.bucket-name".into(),
+            b.gcs.bucket_name.clone(),
+        );
+        m.insert(
+            "blocks-storage.gcs.service-account-path".into(),
+            b.gcs.service_account_path.clone(),
+        );
+        m.insert(
+            "blocks-storage.azure.account-name".into(),
+            b.azure.account_name.clone(),
+        );
+        m.insert(
+            "blocks-storage.azure.account-key".into(),
+            secret(&b.azure.account_key),
+        );
+        m.insert(
+            "blocks-storage.azure.container-name".into(),
+            b.azure.container_name.clone(),
+        );
+        m.insert(
+            "blocks-storage.azure.endpoint".into(),
+            b.azure.endpoint.clone(),
+        );
+        m.insert(
+            "blocks-storage.tsdb.ship-interval".into(),
+            ms(self.ship_interval_ms),
+        );
+        m.insert(
+            "blocks-storage.bucket-store.sync-interval".into(),
+            ms(self.sync_interval_ms),
+        );
         m
     }
 }
@@ -293,6 +495,28 @@ mod tests {
         std::fs::write(&path, "nonsense-key: 1\n").unwrap();
         assert!(Config::resolve(&flags).is_err());
         let bad = Flags::parse_from(["hearth", "--target", "ingester"]);
+        assert!(Config::resolve(&bad).is_err());
+        // Blocks storage: Mimir's names, on the command line and in the file.
+        std::fs::write(
+            &path,
+            "blocks-storage.backend: s3\nblocks-storage.s3.bucket-name: b\nblocks-storage.s3.insecure: true\n",
+        )
+        .unwrap();
+        let flags = Flags::parse_from([
+            "hearth",
+            "--config.file",
+            path.to_str().unwrap(),
+            "--blocks-storage.s3.endpoint=127.0.0.1:9000",
+        ]);
+        let c = Config::resolve(&flags).unwrap();
+        assert_eq!(c.bucket.backend, hearth_storage::Backend::S3);
+        assert_eq!(c.bucket.s3.bucket_name, "b");
+        assert_eq!(c.bucket.s3.endpoint, "127.0.0.1:9000");
+        assert!(c.bucket.s3.insecure);
+        let c = Config::resolve(&Flags::parse_from(["hearth"])).unwrap();
+        assert_eq!(c.bucket.backend, hearth_storage::Backend::Filesystem);
+        assert_eq!(c.bucket.filesystem.dir, PathBuf::from("./data/bucket"));
+        let bad = Flags::parse_from(["hearth", "--blocks-storage.backend=tape"]);
         assert!(Config::resolve(&bad).is_err());
     }
 }

@@ -19,14 +19,15 @@ use axum::Router;
 use clap::Parser;
 use hearth_distributor::{push_handler, DistributorConfig, DistributorState};
 use hearth_promql::{Engine, EngineOptions};
-use hearth_querier::{ApiConfig, QuerierState};
+use hearth_querier::{ApiConfig, MergeQueryable, QuerierState, Source};
 use hearth_tsdb::{Db, DbOptions, HeadOptions, HeadQueryable};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::{Config, Flags};
 use crate::metrics::SelfMetrics;
 
 struct App {
+    shipper: Arc<hearth_ingester::Shipper>,
     db: Arc<Db>,
     distributor: Arc<DistributorState>,
     metrics: SelfMetrics,
@@ -87,6 +88,54 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     // The ingester's read seam: its head, behind the same trait a gRPC client will have.
     let head: Arc<dyn hearth_core::Queryable> = Arc::new(HeadQueryable(db.head().clone()));
 
+    // History: the blocks in the bucket, found by listing it.
+    let bucket = hearth_storage::open_bucket(&cfg.bucket)?;
+    let blocks = Arc::new(hearth_storage::BucketStore::new(bucket));
+    let found = blocks.sync().await?;
+    info!(blocks = found, "bucket synced");
+    {
+        let blocks = blocks.clone();
+        let every = Duration::from_millis(cfg.sync_interval_ms as u64);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = blocks.sync().await {
+                    warn!(error = %e, "listing the bucket failed; serving the blocks known");
+                }
+            }
+        });
+    }
+    let shipper = Arc::new(hearth_ingester::Shipper::new(
+        db.clone(),
+        blocks.clone(),
+        cfg.block_duration_ms,
+    ));
+    tokio::spawn(
+        shipper
+            .clone()
+            .run(Duration::from_millis(cfg.ship_interval_ms as u64)),
+    );
+    // The querier's one source: head and blocks, merged.
+    let head_range = db.head().clone();
+    let block_range = blocks.clone();
+    let merged: Arc<dyn hearth_core::Queryable> = Arc::new(MergeQueryable::new(vec![
+        Source {
+            name: "ingester",
+            queryable: head.clone(),
+            range: Arc::new(move |t| match head_range.tenant(t) {
+                Some(th) if th.min_time() != i64::MAX => (th.min_time(), i64::MAX),
+                _ => (i64::MAX, i64::MIN),
+            }),
+        },
+        Source {
+            name: "store-gateway",
+            queryable: blocks.clone(),
+            range: Arc::new(move |t| block_range.time_range(t)),
+        },
+    ]));
+
     let distributor = Arc::new(DistributorState {
         ingester: db.clone(),
         cfg: DistributorConfig {
@@ -97,7 +146,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         metrics: Default::default(),
     });
     let engine = Engine::new(
-        head.clone(),
+        merged.clone(),
         EngineOptions {
             lookback_delta_ms: cfg.lookback_delta_ms,
             max_samples: cfg.max_samples,
@@ -108,7 +157,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         },
     );
     let querier = Arc::new(QuerierState {
-        queryable: head,
+        queryable: merged,
         engine,
         status: Arc::new(status::HeadStatus(db.clone())),
         cfg: ApiConfig {
@@ -121,6 +170,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         started_instant: Instant::now(),
     });
     let app = Arc::new(App {
+        shipper,
         db: db.clone(),
         distributor: distributor.clone(),
         metrics: SelfMetrics::new(),
@@ -134,6 +184,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let ops = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/-/ready", get(|| async { "Hearth is Ready.\n" }))
+        .route("/ingester/flush", post(flush_handler))
         .route("/-/healthy", get(|| async { "Hearth is Healthy.\n" }))
         .route(
             "/",
@@ -159,6 +210,36 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .await?;
     info!("stopped");
     Ok(())
+}
+
+/// `POST /ingester/flush`: ships the whole head to the bucket now and answers with the
+/// blocks written (for operators, shutdowns and benchmarks).
+async fn flush_handler(State(app): State<Arc<App>>) -> impl IntoResponse {
+    match app.shipper.flush().await {
+        Ok(blocks) => {
+            let list: Vec<serde_json::Value> = blocks
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "tenant": m.hearth.tenant,
+                        "ulid": m.ulid,
+                        "minTime": m.min_time,
+                        "maxTime": m.max_time,
+                        "numSeries": m.stats.num_series,
+                        "numSamples": m.stats.num_samples,
+                    })
+                })
+                .collect();
+            (
+                StatusCode::OK,
+                axum::Json(serde_json::json!({"status": "success", "blocks": list})),
+            )
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "error", "error": e.to_string()})),
+        ),
+    }
 }
 
 async fn metrics_handler(State(app): State<Arc<App>>) -> impl IntoResponse {

@@ -148,7 +148,7 @@ pub fn require_peer(bin: &str) -> bool {
     if !found {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!(
-                "{bin} is required under CI=true but is not installed (apt-get install prometheus)"
+                "{bin} is required under CI=true but is not installed (scripts/test.sh installs it)"
             );
         }
         eprintln!("SKIPPED: {bin} is not installed");
@@ -243,4 +243,60 @@ pub fn urlencode(s: &str) -> String {
         }
     }
     out
+}
+
+/// moto's S3 server (PyPI `moto[server]`), stopped on drop.
+pub struct Moto {
+    pub proc: Proc,
+    pub port: u16,
+}
+
+impl Moto {
+    /// The flags that point Hearth's blocks storage at this server's bucket `bucket`.
+    pub fn flags(&self, bucket: &str) -> Vec<String> {
+        vec![
+            "--blocks-storage.backend=s3".into(),
+            format!("--blocks-storage.s3.endpoint=127.0.0.1:{}", self.port),
+            format!("--blocks-storage.s3.bucket-name={bucket}"),
+            "--blocks-storage.s3.region=us-east-1".into(),
+            "--blocks-storage.s3.access-key-id=hearth".into(),
+            "--blocks-storage.s3.secret-access-key=hearth-secret".into(),
+            "--blocks-storage.s3.insecure=true".into(),
+        ]
+    }
+}
+
+/// Starts moto's S3 server on `port` (a free one when 0) and creates `bucket`; `None`
+/// (test skipped) when moto is not installed, except under CI=true where it must be.
+pub async fn start_moto(port: u16, bucket: &str) -> Option<Moto> {
+    if !require_peer("moto_server") {
+        return None;
+    }
+    let port = if port == 0 { free_port() } else { port };
+    let child = Command::new("moto_server")
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start moto_server");
+    let moto = Moto {
+        proc: Proc {
+            child,
+            name: "moto_server".into(),
+        },
+        port,
+    };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = client
+            .put(format!("http://127.0.0.1:{port}/{bucket}"))
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status().is_success()) {
+            return Some(moto);
+        }
+        assert!(Instant::now() < deadline, "moto did not start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

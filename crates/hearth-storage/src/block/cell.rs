@@ -56,7 +56,10 @@ pub fn decode(cell: &[u8], column_start: i64) -> Result<Vec<EncodedChunk>, Strin
         let min_off = get_uvarint(cell, &mut pos).ok_or_else(bad)?;
         let span = get_uvarint(cell, &mut pos).ok_or_else(bad)?;
         let len = get_uvarint(cell, &mut pos).ok_or_else(bad)? as usize;
-        let end = pos.checked_add(len).filter(|e| *e <= cell.len()).ok_or_else(bad)?;
+        let end = pos
+            .checked_add(len)
+            .filter(|e| *e <= cell.len())
+            .ok_or_else(bad)?;
         let min_t = column_start.saturating_add(min_off as i64);
         out.push(EncodedChunk {
             min_t,

@@ -45,10 +45,14 @@ pub async fn read_meta(
 
 impl BlockReader {
     /// Opens a block whose meta is known: reads the labels file.
-    pub async fn open(store: Arc<dyn ObjectStore>, meta: BlockMeta) -> Result<BlockReader, BlockError> {
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        meta: BlockMeta,
+    ) -> Result<BlockReader, BlockError> {
         let tenant = Tenant::new(&meta.hearth.tenant).map_err(BlockError::Format)?;
         let dir = block_dir(&tenant, &meta.ulid);
-        let reader = super::objreader::ObjectReader::new(Arc::clone(&store), dir.clone().join(LABELS_FILE));
+        let reader =
+            super::objreader::ObjectReader::new(Arc::clone(&store), dir.clone().join(LABELS_FILE));
         let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
         let names: Vec<(usize, String)> = builder
             .schema()
@@ -144,7 +148,8 @@ impl BlockReader {
                 start <= maxt && mint < end
             })
             .collect();
-        let reader = super::objreader::ObjectReader::new(Arc::clone(&self.store), self.chunks_path.clone());
+        let reader =
+            super::objreader::ObjectReader::new(Arc::clone(&self.store), self.chunks_path.clone());
         let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
         let schema = builder.schema().clone();
         let leaves: Vec<usize> = columns

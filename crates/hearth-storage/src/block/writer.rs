@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use hearth_core::{ChunkEncoding, EncodedChunk, Labels, Sample, Tenant};
+use hearth_core::{ChunkEncoding, EncodedChunk, Labels, Sample, SeriesData, Tenant};
 use hearth_tsdb::chunkenc::{decode_all, XorAppender};
+use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use object_store::buffered::BufWriter;
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -30,7 +30,7 @@ pub const MAX_COLUMN_DURATION_MS: i64 = 8 * 3_600_000;
 const SAMPLES_PER_CHUNK: usize = 120;
 
 /// What to write: series sorted by labels, each with its chunks (any order, any
-/// boundaries; the writer cuts them to the block and its columns).
+/// boundaries; the writer cuts them to the block and its columns) or samples.
 pub struct BlockInput {
     pub tenant: Tenant,
     pub min_time: i64,
@@ -38,7 +38,7 @@ pub struct BlockInput {
     pub level: u32,
     pub sources: Vec<String>,
     pub resolution: i64,
-    pub series: Vec<(Labels, Vec<EncodedChunk>)>,
+    pub series: Vec<(Labels, SeriesData)>,
 }
 
 fn encode_samples(samples: &[Sample]) -> Vec<EncodedChunk> {
@@ -117,7 +117,9 @@ pub fn cut_into_columns(
 
 fn writer_properties(key_values: Vec<KeyValue>, binary_columns: &[String]) -> WriterProperties {
     let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid level"),
+        ))
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -188,7 +190,11 @@ pub async fn write_block(
 
     // Cut every series first: series left without samples in range are dropped.
     let mut rows: Vec<(Labels, Vec<Vec<EncodedChunk>>)> = Vec::with_capacity(input.series.len());
-    for (labels, chunks) in input.series {
+    for (labels, data) in input.series {
+        let chunks = match data {
+            SeriesData::Chunks(c) => c,
+            SeriesData::Samples(s) => encode_samples(&s),
+        };
         let (columns, samples) = cut_into_columns(&chunks, &meta)?;
         if samples == 0 {
             continue;
@@ -221,10 +227,7 @@ pub async fn write_block(
         .collect();
     let columns: Vec<ArrayRef> = names
         .iter()
-        .map(|n| {
-            Arc::new(StringArray::from_iter(rows.iter().map(|(l, _)| l.get(n))))
-                as ArrayRef
-        })
+        .map(|n| Arc::new(StringArray::from_iter(rows.iter().map(|(l, _)| l.get(n)))) as ArrayRef)
         .collect();
     let labels_batch = if names.is_empty() {
         RecordBatch::new_empty(Arc::new(Schema::new(fields)))

@@ -1,0 +1,166 @@
+//! Cutting the head into blocks: seal, upload and verify, mark shipped (see
+//! shipping.md for the invariants and the failure cases).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_storage::{BlockInput, BlockMeta, BucketStore};
+use hearth_tsdb::record::ControlRecord;
+use hearth_tsdb::Db;
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    #[error("write-ahead log: {0}")]
+    Log(#[from] hearth_core::PushError),
+    #[error("uploading a block: {0}")]
+    Block(#[from] hearth_storage::BlockError),
+}
+
+/// Ships the head's old data to the bucket. One shipping runs at a time.
+pub struct Shipper {
+    db: Arc<Db>,
+    store: Arc<BucketStore>,
+    block_range_ms: i64,
+    running: Mutex<()>,
+}
+
+/// The start of the block range holding `t`.
+fn range_start(t: i64, range: i64) -> i64 {
+    t.div_euclid(range) * range
+}
+
+impl Shipper {
+    pub fn new(db: Arc<Db>, store: Arc<BucketStore>, block_range_ms: i64) -> Shipper {
+        Shipper {
+            db,
+            store,
+            block_range_ms,
+            running: Mutex::new(()),
+        }
+    }
+
+    /// The boundary to ship up to now, if any: data the head sealed but has not
+    /// shipped yet (a crash between the two), else whole block ranges once the head
+    /// spans one and a half of them (Prometheus' rule for compacting the head).
+    fn due(&self) -> Option<i64> {
+        let head = self.db.head();
+        let (min_t, max_t) = head.time_range();
+        if min_t == i64::MAX {
+            return None;
+        }
+        let sealed = head.min_valid_time();
+        if min_t < sealed {
+            return Some(sealed);
+        }
+        let r = self.block_range_ms;
+        if max_t - min_t < r + r / 2 {
+            return None;
+        }
+        // Every whole range that ends at least half a range behind the newest sample.
+        let end = range_start(max_t - r / 2, r);
+        (end > min_t).then_some(end)
+    }
+
+    /// Ships what is due; returns the blocks written (none when nothing is due).
+    pub async fn ship_due(&self) -> Result<Vec<BlockMeta>, ShipError> {
+        let _one = self.running.lock().await;
+        match self.due() {
+            Some(before) => self.ship_before(before).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Ships everything the head holds now (`POST /ingester/flush`): the head keeps
+    /// taking samples newer than what it held.
+    pub async fn flush(&self) -> Result<Vec<BlockMeta>, ShipError> {
+        let _one = self.running.lock().await;
+        let (min_t, max_t) = self.db.head().time_range();
+        if min_t == i64::MAX {
+            return Ok(Vec::new());
+        }
+        self.ship_before(max_t + 1).await
+    }
+
+    /// The protocol: 1. log Seal(before), after which the head's data before `before`
+    /// cannot change; 2. write every block of that data and read it back; 3. log
+    /// Shipped(before), which drops it from the head (and lets the log be purged after
+    /// the checkpoint that follows). A failure before 3 leaves the data in the head and
+    /// the log, sealed, and `due` ships it again next time.
+    async fn ship_before(&self, before: i64) -> Result<Vec<BlockMeta>, ShipError> {
+        self.db.control(ControlRecord::Seal { before }).await?;
+        let head = self.db.head();
+        let r = self.block_range_ms;
+        let mut shipped = Vec::new();
+        for (tenant, th) in head.tenants() {
+            let min_t = th.min_time();
+            if min_t == i64::MAX || min_t >= before {
+                continue;
+            }
+            let mut start = range_start(min_t, r);
+            while start < before {
+                let end = (start + r).min(before);
+                let series: Vec<_> = head
+                    .series_data(&tenant, start, end - 1)
+                    .into_iter()
+                    .map(|s| (s.labels, s.data))
+                    .collect();
+                if !series.is_empty() {
+                    let meta = self
+                        .store
+                        .ship(BlockInput {
+                            tenant: tenant.clone(),
+                            min_time: start,
+                            max_time: end,
+                            level: 1,
+                            sources: Vec::new(),
+                            resolution: 0,
+                            series,
+                        })
+                        .await?;
+                    info!(
+                        tenant = %tenant,
+                        block = %meta.ulid,
+                        min_time = meta.min_time,
+                        max_time = meta.max_time,
+                        series = meta.stats.num_series,
+                        samples = meta.stats.num_samples,
+                        "block shipped"
+                    );
+                    shipped.push(meta);
+                }
+                start = end;
+            }
+        }
+        let blocks = shipped
+            .iter()
+            .map(|m| (m.hearth.tenant.clone(), m.ulid.clone()))
+            .collect();
+        self.db
+            .control(ControlRecord::Shipped { before, blocks })
+            .await?;
+        Ok(shipped)
+    }
+
+    /// Ships what is due every `interval`, forever; failures (a bucket outage) are
+    /// logged and retried at the next tick while the data stays in the head and log.
+    pub async fn run(self: Arc<Self>, interval: Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            // Several ranges may be due after a backfill: ship until none is.
+            loop {
+                match self.ship_due().await {
+                    Ok(blocks) if blocks.is_empty() => break,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        warn!(error = %e, "shipping blocks failed; the data stays in the head and will be shipped again");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

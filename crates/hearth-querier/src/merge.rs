@@ -1,0 +1,115 @@
+//! One `Queryable` over several: the ingesters' heads (recent data) and the blocks of
+//! the bucket (history). A query asks only the sources whose time range overlaps it;
+//! series with the same labels from several sources become one, with samples that
+//! appear in more than one (a block and the head around a shipping) taken once.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use hearth_core::{Matcher, Queryable, SelectHints, SeriesStream, StorageError, Tenant};
+
+/// The time range a source holds now, inclusive; `(i64::MAX, i64::MIN)` when empty.
+pub type TimeRange = Arc<dyn Fn(&Tenant) -> (i64, i64) + Send + Sync>;
+
+pub struct Source {
+    pub name: &'static str,
+    pub queryable: Arc<dyn Queryable>,
+    pub range: TimeRange,
+}
+
+pub struct MergeQueryable {
+    sources: Vec<Source>,
+}
+
+impl MergeQueryable {
+    pub fn new(sources: Vec<Source>) -> MergeQueryable {
+        MergeQueryable { sources }
+    }
+
+    fn overlapping(&self, tenant: &Tenant, mint: i64, maxt: i64) -> Vec<&Source> {
+        self.sources
+            .iter()
+            .filter(|s| {
+                let (lo, hi) = (s.range)(tenant);
+                lo <= maxt && hi >= mint
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Queryable for MergeQueryable {
+    async fn select(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        hints: &SelectHints,
+    ) -> Result<SeriesStream, StorageError> {
+        let sources = self.overlapping(tenant, mint, maxt);
+        match sources.as_slice() {
+            [] => Ok(futures::stream::empty().boxed()),
+            [one] => {
+                one.queryable
+                    .select(tenant, matchers, mint, maxt, hints)
+                    .await
+            }
+            several => {
+                let sorted = SelectHints {
+                    unsorted: false,
+                    ..hints.clone()
+                };
+                let mut sets = Vec::with_capacity(several.len());
+                for s in several {
+                    let stream = s
+                        .queryable
+                        .select(tenant, matchers, mint, maxt, &sorted)
+                        .await?;
+                    sets.push(stream.try_collect::<Vec<_>>().await?);
+                }
+                let merged = hearth_tsdb::merge::merge_series(sets);
+                Ok(futures::stream::iter(merged.into_iter().map(Ok)).boxed())
+            }
+        }
+    }
+
+    async fn label_names(
+        &self,
+        tenant: &Tenant,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut all = BTreeSet::new();
+        for s in self.overlapping(tenant, mint, maxt) {
+            all.extend(
+                s.queryable
+                    .label_names(tenant, matchers, mint, maxt)
+                    .await?,
+            );
+        }
+        Ok(all.into_iter().collect())
+    }
+
+    async fn label_values(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let mut all = BTreeSet::new();
+        for s in self.overlapping(tenant, mint, maxt) {
+            all.extend(
+                s.queryable
+                    .label_values(tenant, name, matchers, mint, maxt)
+                    .await?,
+            );
+        }
+        Ok(all.into_iter().collect())
+    }
+}

@@ -1,0 +1,233 @@
+//! History in the bucket: three days backfilled by remote-write are cut into blocks and
+//! uploaded to a real S3 protocol server (moto); the answers from the head, from the
+//! blocks after a flush, and from a fresh Hearth whose local storage was wiped are
+//! identical. A second run checks that the head ships on its own (1.5 block ranges).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use hearth_proto::prometheus as pb;
+use serde_json::Value;
+
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 60 * MINUTE;
+const DAYS: i64 = 3;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// One hour of 24 series (a counter and a gauge per instance), one sample a minute.
+fn hour_of_data(start: i64) -> Vec<pb::TimeSeries> {
+    let mut out = Vec::new();
+    for job in ["api", "db", "web"] {
+        for inst in 0..4 {
+            for (name, counter) in [("http_requests_total", true), ("temperature", false)] {
+                let samples = (0..60)
+                    .map(|k| {
+                        let t = start + k * MINUTE + inst * 1_000;
+                        let step = (t / MINUTE) as f64;
+                        let v = if counter {
+                            step * (inst + 1) as f64 % 50_000.0
+                        } else {
+                            20.0 + ((step / 37.0).sin() * 5.0) + inst as f64
+                        };
+                        pb::Sample {
+                            value: v,
+                            timestamp: t,
+                        }
+                    })
+                    .collect();
+                out.push(pb::TimeSeries {
+                    labels: vec![
+                        label("__name__", name),
+                        label("instance", &format!("host-{inst}")),
+                        label("job", job),
+                    ],
+                    samples,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    out
+}
+
+async fn backfill(client: &reqwest::Client, h: &Hearth, start: i64, end: i64) {
+    let mut t = start;
+    while t < end {
+        let (status, body) = push(
+            client,
+            &h.url("/api/v1/push"),
+            write_request(hour_of_data(t)),
+            "application/x-protobuf",
+        )
+        .await;
+        assert_eq!(status, 204, "{body}");
+        t += HOUR;
+    }
+}
+
+/// The answers a user would look at over the three days.
+async fn answers(
+    client: &reqwest::Client,
+    h: &Hearth,
+    start: i64,
+    end: i64,
+) -> Vec<(String, Value)> {
+    let (s, e) = (start as f64 / 1000.0, end as f64 / 1000.0);
+    let queries = [
+        ("sum by (job) (rate(http_requests_total[5m]))", 3600),
+        ("max_over_time(temperature[1h])", 7200),
+        ("count(temperature)", 1800),
+        ("avg by (instance) (temperature)", 900),
+        ("increase(http_requests_total{job=\"db\"}[2h])", 10800),
+    ];
+    let mut out = Vec::new();
+    for (q, step) in queries {
+        let url = h.url(&format!(
+            "/api/v1/query_range?query={}&start={s}&end={e}&step={step}",
+            urlencode(q)
+        ));
+        let v = get_json(client, &url).await;
+        assert_eq!(v["status"], "success", "{q}: {v}");
+        assert!(
+            !v["data"]["result"].as_array().unwrap().is_empty(),
+            "{q}: empty"
+        );
+        out.push((q.to_string(), v["data"].clone()));
+    }
+    for at in [start + 5 * HOUR + 17, start + 30 * HOUR, end - 1_000] {
+        let url = h.url(&format!(
+            "/api/v1/query?query={}&time={}",
+            urlencode("temperature"),
+            at as f64 / 1000.0
+        ));
+        let v = get_json(client, &url).await;
+        out.push((format!("temperature @ {at}"), v["data"].clone()));
+    }
+    let url = h.url(&format!(
+        "/api/v1/series?match[]={}&start={s}&end={e}",
+        urlencode("{job=\"web\"}")
+    ));
+    out.push((
+        "series".into(),
+        get_json(client, &url).await["data"].clone(),
+    ));
+    let url = h.url(&format!("/api/v1/label/instance/values?start={s}&end={e}"));
+    out.push((
+        "instances".into(),
+        get_json(client, &url).await["data"].clone(),
+    ));
+    out
+}
+
+/// Instant vectors come in storage order, which Prometheus leaves unspecified (the
+/// head's order differs from a block's): compare them sorted by labels.
+fn normalized(v: &Value) -> Value {
+    let mut v = v.clone();
+    if v["resultType"] == "vector" {
+        if let Some(r) = v["result"].as_array_mut() {
+            r.sort_by_key(|x| x["metric"].to_string());
+        }
+    }
+    v
+}
+
+fn assert_same(a: &[(String, Value)], b: &[(String, Value)], what: &str) {
+    assert_eq!(a.len(), b.len());
+    for ((q, x), (_, y)) in a.iter().zip(b) {
+        assert_eq!(normalized(x), normalized(y), "{what}: {q}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_survives_losing_every_ingester() {
+    let Some(moto) = start_moto(0, "history").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let end = now_ms() / (2 * HOUR) * (2 * HOUR);
+    let start = end - DAYS * 24 * HOUR;
+    let mut flags = moto.flags("history");
+    // No shipping on its own in this run: the flush does it, so the head's answers can
+    // be taken first.
+    flags.push("--blocks-storage.tsdb.ship-interval=24h".into());
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+
+    let mut h = start_hearth(&dir.path().join("first"), &flag_refs).await;
+    backfill(&client, &h, start, end).await;
+    let from_head = answers(&client, &h, start, end).await;
+
+    let r = client.post(h.url("/ingester/flush")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let flushed: Value = r.json().await.unwrap();
+    let blocks = flushed["blocks"].as_array().unwrap();
+    // Three days of 2 h blocks.
+    assert_eq!(blocks.len() as i64, DAYS * 12, "{flushed}");
+    let samples: u64 = blocks
+        .iter()
+        .map(|b| b["numSamples"].as_u64().unwrap())
+        .sum();
+    assert_eq!(samples as i64, DAYS * 24 * 60 * 24);
+    let from_blocks = answers(&client, &h, start, end).await;
+    assert_same(&from_head, &from_blocks, "head vs blocks");
+
+    // Lose the ingester and its disk; a new one on the same bucket answers the same.
+    h.proc.kill9();
+    std::fs::remove_dir_all(dir.path().join("first")).unwrap();
+    let h2 = start_hearth(&dir.path().join("second"), &flag_refs).await;
+    let from_bucket = answers(&client, &h2, start, end).await;
+    assert_same(
+        &from_head,
+        &from_bucket,
+        "head vs a fresh Hearth on the bucket",
+    );
+    drop(h2);
+    drop(moto);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_ships_old_ranges_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let bucket = dir.path().join("bucket");
+    let h = start_hearth(
+        &dir.path().join("data"),
+        &[
+            &format!("--blocks-storage.filesystem.dir={}", bucket.display()),
+            "--blocks-storage.tsdb.ship-interval=1s",
+        ],
+    )
+    .await;
+    let end = now_ms() / (2 * HOUR) * (2 * HOUR);
+    let start = end - 12 * HOUR;
+    backfill(&client, &h, start, end).await;
+    let before = answers(&client, &h, start, end).await;
+    // Everything older than 1.5 block ranges behind the newest sample is shipped: five
+    // whole 2 h blocks of the twelve hours (the sixth ends less than an hour back).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let count = || {
+        std::fs::read_dir(bucket.join("anonymous"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().join("meta.json").exists())
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    while count() < 5 {
+        assert!(Instant::now() < deadline, "only {} blocks shipped", count());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(count(), 5);
+    let after = answers(&client, &h, start, end).await;
+    assert_same(&before, &after, "before vs after shipping");
+}
