@@ -231,3 +231,81 @@ async fn head_ships_old_ranges_on_its_own() {
     let after = answers(&client, &h, start, end).await;
     assert_same(&before, &after, "before vs after shipping");
 }
+
+/// The blocks in the bucket, by listing it through S3 (moto).
+async fn bucket_blocks(client: &reqwest::Client, port: u16, bucket: &str) -> usize {
+    let r = client
+        .get(format!(
+            "http://127.0.0.1:{port}/{bucket}?list-type=2&prefix=anonymous/"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    r.matches("/meta.json</Key>").count()
+}
+
+fn signal(pid: i32, sig: i32) {
+    // SAFETY: sending a signal to a child process we started.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig})");
+}
+
+/// The bucket stops answering for a minute while writes go on: every write is
+/// acknowledged meanwhile, shipping resumes once the bucket is back, and a fresh Hearth
+/// on the bucket finds every sample.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_outage_loses_nothing() {
+    let Some(moto) = start_moto(0, "outage").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut flags = moto.flags("outage");
+    flags.push("--blocks-storage.tsdb.ship-interval=1s".into());
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut h = start_hearth(&dir.path().join("first"), &flag_refs).await;
+    let end = now_ms() / (2 * HOUR) * (2 * HOUR);
+    let start = end - 12 * HOUR;
+
+    backfill(&client, &h, start, start + 6 * HOUR).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bucket_blocks(&client, moto.port, "outage").await < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the first blocks were not shipped"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The bucket hangs (SIGSTOP: connections open, nothing answers) for a minute.
+    signal(moto.proc.pid(), libc::SIGSTOP);
+    let stopped = Instant::now();
+    backfill(&client, &h, start + 6 * HOUR, end).await;
+    tokio::time::sleep(Duration::from_secs(60).saturating_sub(stopped.elapsed())).await;
+    signal(moto.proc.pid(), libc::SIGCONT);
+
+    let r = client.post(h.url("/ingester/flush")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(bucket_blocks(&client, moto.port, "outage").await, 6);
+
+    // Every sample is in the bucket: a fresh Hearth there counts them all.
+    h.proc.kill9();
+    let h2 = start_hearth(&dir.path().join("second"), &flag_refs).await;
+    let q = urlencode(
+        "sum(count_over_time(temperature[12h])) + sum(count_over_time(http_requests_total[12h]))",
+    );
+    let v = get_json(
+        &client,
+        &h2.url(&format!(
+            "/api/v1/query?query={q}&time={}",
+            (end - 1) as f64 / 1000.0
+        )),
+    )
+    .await;
+    assert_eq!(v["data"]["result"][0]["value"][1], "17280", "{v}");
+    drop(h2);
+    drop(moto);
+}

@@ -7,7 +7,7 @@
 //! Set `HEARTH_PROMQLTEST_FAILURES=<file>` to write every failure with its reason.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use hearth_core::{Label, Labels, Sample, Tenant, WriteBatch, STALE_NAN_BITS};

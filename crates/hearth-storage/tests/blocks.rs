@@ -37,7 +37,7 @@ fn head() -> Arc<Head> {
             ]);
             let samples: Vec<hearth_core::Sample> = (0..720)
                 .map(|k| hearth_core::Sample {
-                    t: BASE + k * 15_000 + (i as i64 * 7) % 1_000,
+                    t: BASE + k * 15_000 + (i * 7) % 1_000,
                     v: if k == 400 {
                         0.0
                     } else {

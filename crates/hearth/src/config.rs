@@ -15,135 +15,207 @@ use serde::Deserialize;
 #[derive(Parser, Debug, Clone, Default)]
 #[command(name = "hearth", version, about, long_about = None)]
 pub struct Flags {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// YAML configuration file; the same settings as the flags (see docs/configuration.md).
-    #[arg(long = "config.file", value_name = "PATH")]
+    #[arg(long = "config.file", value_name = "PATH", global = true)]
     pub config_file: Option<PathBuf>,
 
     /// Address to listen on for the HTTP API, remote-write and /metrics [default: 127.0.0.1:9009].
-    #[arg(long = "web.listen-address", value_name = "HOST:PORT")]
+    #[arg(long = "web.listen-address", value_name = "HOST:PORT", global = true)]
     pub listen_address: Option<String>,
 
     /// Directory for the write-ahead log and head checkpoints [default: ./data].
-    #[arg(long = "storage.path", value_name = "DIR")]
+    #[arg(long = "storage.path", value_name = "DIR", global = true)]
     pub storage_path: Option<PathBuf>,
 
     /// Which role to run: all (every role in one process) [default: all].
     /// The single roles (distributor, ingester, querier, ...) arrive with the cluster.
-    #[arg(long = "target", value_name = "ROLE")]
+    #[arg(long = "target", value_name = "ROLE", global = true)]
     pub target: Option<String>,
 
     /// Log level: error, warn, info, debug or trace [default: info].
-    #[arg(long = "log.level", value_name = "LEVEL")]
+    #[arg(long = "log.level", value_name = "LEVEL", global = true)]
     pub log_level: Option<String>,
 
     /// Log format: logfmt (human-readable) or json [default: logfmt].
-    #[arg(long = "log.format", value_name = "FORMAT")]
+    #[arg(long = "log.format", value_name = "FORMAT", global = true)]
     pub log_format: Option<String>,
 
     /// Honour the X-Scope-OrgID header (multi-tenancy, as Cortex and Mimir). When off,
     /// every request belongs to tenant `anonymous` [default: false].
-    #[arg(long = "auth.multitenancy-enabled", value_name = "BOOL")]
+    #[arg(long = "auth.multitenancy-enabled", value_name = "BOOL", global = true)]
     pub multitenancy: Option<bool>,
 
     /// Accept samples up to this far behind the newest one, out of order (Prometheus'
     /// out_of_order_time_window); 0 turns it off [default: 0s].
     #[arg(
         long = "storage.tsdb.out-of-order-time-window",
-        value_name = "DURATION"
+        value_name = "DURATION",
+        global = true
     )]
     pub ooo_window: Option<String>,
 
     /// Block range of the head: chunks never span it, and in-order samples older than
     /// half of it behind the newest are out of bounds [default: 2h].
-    #[arg(long = "storage.tsdb.block-duration", value_name = "DURATION")]
+    #[arg(
+        long = "storage.tsdb.block-duration",
+        value_name = "DURATION",
+        global = true
+    )]
     pub block_duration: Option<String>,
 
     /// Write a head checkpoint after this many bytes of write-ahead log [default: 256MiB].
-    #[arg(long = "storage.tsdb.checkpoint-after-bytes", value_name = "BYTES")]
+    #[arg(
+        long = "storage.tsdb.checkpoint-after-bytes",
+        value_name = "BYTES",
+        global = true
+    )]
     pub checkpoint_after_bytes: Option<u64>,
 
     /// Largest decompressed remote-write body accepted; larger gets 413 [default: 10485760].
-    #[arg(long = "distributor.max-recv-msg-size", value_name = "BYTES")]
+    #[arg(
+        long = "distributor.max-recv-msg-size",
+        value_name = "BYTES",
+        global = true
+    )]
     pub max_recv_msg_size: Option<usize>,
 
     /// How far back an instant selector looks for a sample [default: 5m].
-    #[arg(long = "query.lookback-delta", value_name = "DURATION")]
+    #[arg(long = "query.lookback-delta", value_name = "DURATION", global = true)]
     pub lookback_delta: Option<String>,
 
     /// Most samples one query may load [default: 50000000].
-    #[arg(long = "query.max-samples", value_name = "N")]
+    #[arg(long = "query.max-samples", value_name = "N", global = true)]
     pub max_samples: Option<usize>,
 
     /// Longest a query may run [default: 2m].
-    #[arg(long = "query.timeout", value_name = "DURATION")]
+    #[arg(long = "query.timeout", value_name = "DURATION", global = true)]
     pub query_timeout: Option<String>,
 
     /// Queries evaluated at once; more wait for a slot [default: 20].
-    #[arg(long = "query.max-concurrency", value_name = "N")]
+    #[arg(long = "query.max-concurrency", value_name = "N", global = true)]
     pub max_concurrency: Option<usize>,
 
     /// Drop __name__ only when a query finishes, so label_replace/label_join can still read
     /// it (Prometheus' experimental promql-delayed-name-removal) [default: false].
-    #[arg(long = "query.delayed-name-removal", value_name = "BOOL")]
+    #[arg(
+        long = "query.delayed-name-removal",
+        value_name = "BOOL",
+        global = true
+    )]
     pub delayed_name_removal: Option<bool>,
     /// Where blocks go: filesystem, s3, gcs, azure or memory [default: filesystem].
-    #[arg(long = "blocks-storage.backend", value_name = "VALUE")]
+    #[arg(long = "blocks-storage.backend", value_name = "VALUE", global = true)]
     pub backend: Option<String>,
 
     /// Bucket directory of the filesystem backend [default: <storage.path>/bucket].
-    #[arg(long = "blocks-storage.filesystem.dir", value_name = "DIR")]
+    #[arg(
+        long = "blocks-storage.filesystem.dir",
+        value_name = "DIR",
+        global = true
+    )]
     pub fs_dir: Option<PathBuf>,
 
     /// S3 endpoint (host:port or URL); empty for AWS itself.
-    #[arg(long = "blocks-storage.s3.endpoint", value_name = "VALUE")]
+    #[arg(
+        long = "blocks-storage.s3.endpoint",
+        value_name = "VALUE",
+        global = true
+    )]
     pub s3_endpoint: Option<String>,
 
     /// S3 bucket name.
-    #[arg(long = "blocks-storage.s3.bucket-name", value_name = "VALUE")]
+    #[arg(
+        long = "blocks-storage.s3.bucket-name",
+        value_name = "VALUE",
+        global = true
+    )]
     pub s3_bucket: Option<String>,
 
     /// S3 region.
-    #[arg(long = "blocks-storage.s3.region", value_name = "VALUE")]
+    #[arg(long = "blocks-storage.s3.region", value_name = "VALUE", global = true)]
     pub s3_region: Option<String>,
 
     /// S3 access key id; empty: the standard AWS environment.
-    #[arg(long = "blocks-storage.s3.access-key-id", value_name = "VALUE")]
+    #[arg(
+        long = "blocks-storage.s3.access-key-id",
+        value_name = "VALUE",
+        global = true
+    )]
     pub s3_access_key_id: Option<String>,
 
     /// S3 secret access key.
-    #[arg(long = "blocks-storage.s3.secret-access-key", value_name = "VALUE")]
+    #[arg(
+        long = "blocks-storage.s3.secret-access-key",
+        value_name = "VALUE",
+        global = true
+    )]
     pub s3_secret_access_key: Option<String>,
 
     /// Plain HTTP to the S3 endpoint [default: false].
-    #[arg(long = "blocks-storage.s3.insecure", value_name = "BOOL")]
+    #[arg(
+        long = "blocks-storage.s3.insecure",
+        value_name = "BOOL",
+        global = true
+    )]
     pub s3_insecure: Option<bool>,
 
     /// GCS bucket name.
-    #[arg(long = "blocks-storage.gcs.bucket-name", value_name = "VALUE")]
+    #[arg(
+        long = "blocks-storage.gcs.bucket-name",
+        value_name = "VALUE",
+        global = true
+    )]
     pub gcs_bucket: Option<String>,
 
     /// GCS service account key file; empty: the standard Google environment.
-    #[arg(long = "blocks-storage.gcs.service-account-path", value_name = "VALUE")]
+    #[arg(
+        long = "blocks-storage.gcs.service-account-path",
+        value_name = "VALUE",
+        global = true
+    )]
     pub gcs_service_account: Option<String>,
 
     /// Azure storage account name.
-    #[arg(long = "blocks-storage.azure.account-name", value_name = "VALUE")]
+    #[arg(
+        long = "blocks-storage.azure.account-name",
+        value_name = "VALUE",
+        global = true
+    )]
     pub azure_account: Option<String>,
 
     /// Azure storage account key.
-    #[arg(long = "blocks-storage.azure.account-key", value_name = "VALUE")]
+    #[arg(
+        long = "blocks-storage.azure.account-key",
+        value_name = "VALUE",
+        global = true
+    )]
     pub azure_key: Option<String>,
 
     /// Azure container name.
-    #[arg(long = "blocks-storage.azure.container-name", value_name = "VALUE")]
+    #[arg(
+        long = "blocks-storage.azure.container-name",
+        value_name = "VALUE",
+        global = true
+    )]
     pub azure_container: Option<String>,
 
     /// Azure endpoint (for emulators such as Azurite); empty for Azure itself.
-    #[arg(long = "blocks-storage.azure.endpoint", value_name = "VALUE")]
+    #[arg(
+        long = "blocks-storage.azure.endpoint",
+        value_name = "VALUE",
+        global = true
+    )]
     pub azure_endpoint: Option<String>,
 
     /// How often the ingester checks for head data to ship as blocks [default: 1m].
-    #[arg(long = "blocks-storage.tsdb.ship-interval", value_name = "DURATION")]
+    #[arg(
+        long = "blocks-storage.tsdb.ship-interval",
+        value_name = "DURATION",
+        global = true
+    )]
     pub ship_interval: Option<String>,
 
     /// How often the bucket is listed for new and deleted blocks [default: 1m].
@@ -152,6 +224,31 @@ pub struct Flags {
         value_name = "DURATION"
     )]
     pub sync_interval: Option<String>,
+}
+
+/// Commands besides running the server.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Bring history from elsewhere into the bucket.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum ImportSource {
+    /// Import the blocks of a Prometheus data directory (its index and chunks format)
+    /// into the configured bucket as Hearth blocks. Runs again safely: blocks imported
+    /// before are skipped. Prometheus' head (wal/) is not read: stop Prometheus, or let
+    /// it cut its head into blocks, first.
+    PrometheusTsdb {
+        /// The Prometheus data directory (--storage.tsdb.path), or one block directory.
+        dir: PathBuf,
+        /// The tenant the history belongs to.
+        #[arg(long = "tenant", default_value = "anonymous")]
+        tenant: String,
+    },
 }
 
 /// The YAML file: the same keys as the flags, without the leading dashes.

@@ -23,7 +23,7 @@ use hearth_querier::{ApiConfig, MergeQueryable, QuerierState, Source};
 use hearth_tsdb::{Db, DbOptions, HeadOptions, HeadQueryable};
 use tracing::{info, warn};
 
-use crate::config::{Config, Flags};
+use crate::config::{Command, Config, Flags, ImportSource};
 use crate::metrics::SelfMetrics;
 
 struct App {
@@ -71,7 +71,80 @@ fn main() -> anyhow::Result<()> {
         // thread covers the deepest accepted query in debug builds too.
         .thread_stack_size(16 << 20)
         .build()?
-        .block_on(run(cfg))
+        .block_on(async move {
+            match flags.command {
+                Some(Command::Import {
+                    source: ImportSource::PrometheusTsdb { dir, tenant },
+                }) => import_prometheus(&cfg, &dir, &tenant).await,
+                None => run(cfg).await,
+            }
+        })
+}
+
+/// `hearth import prometheus-tsdb <dir>`: every block of a Prometheus data directory
+/// into the bucket, with progress on stdout.
+async fn import_prometheus(
+    cfg: &Config,
+    dir: &std::path::Path,
+    tenant: &str,
+) -> anyhow::Result<()> {
+    use hearth_storage::promblock::{block_dirs, import_block};
+    let tenant = hearth_core::Tenant::new(tenant).map_err(|e| anyhow::anyhow!(e))?;
+    let dirs = if dir.join("meta.json").is_file() {
+        vec![dir.to_path_buf()]
+    } else {
+        block_dirs(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?
+    };
+    if dirs.is_empty() {
+        anyhow::bail!(
+            "{}: no Prometheus blocks (directories with meta.json and index)",
+            dir.display()
+        );
+    }
+    let store = hearth_storage::BucketStore::new(hearth_storage::open_bucket(&cfg.bucket)?);
+    store.sync().await?;
+    println!(
+        "importing {} Prometheus blocks from {} as tenant {tenant}",
+        dirs.len(),
+        dir.display()
+    );
+    let started = Instant::now();
+    let (mut series, mut samples, mut skipped) = (0usize, 0u64, 0usize);
+    for (i, d) in dirs.iter().enumerate() {
+        let t = Instant::now();
+        let done = import_block(&store, &tenant, d).await?;
+        match &done.block {
+            Some(meta) => println!(
+                "[{}/{}] {} -> {}: {} series, {} samples, {:.1}s",
+                i + 1,
+                dirs.len(),
+                done.prometheus_ulid,
+                meta.ulid,
+                done.series,
+                done.samples,
+                t.elapsed().as_secs_f64()
+            ),
+            None => println!(
+                "[{}/{}] {}: imported before, skipped",
+                i + 1,
+                dirs.len(),
+                done.prometheus_ulid
+            ),
+        }
+        series += done.series;
+        samples += done.samples;
+        skipped += done.skipped_chunks;
+    }
+    println!(
+        "done: {series} series, {samples} samples in {:.1}s{}",
+        started.elapsed().as_secs_f64(),
+        if skipped > 0 {
+            format!("; {skipped} native-histogram chunks left out (not supported yet)")
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
 }
 
 async fn run(cfg: Config) -> anyhow::Result<()> {
@@ -91,8 +164,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     // History: the blocks in the bucket, found by listing it.
     let bucket = hearth_storage::open_bucket(&cfg.bucket)?;
     let blocks = Arc::new(hearth_storage::BucketStore::new(bucket));
-    let found = blocks.sync().await?;
-    info!(blocks = found, "bucket synced");
+    // A bucket that is down does not keep the ingester from starting: writes go to the
+    // head and log; the listing is retried every sync interval.
+    match blocks.sync().await {
+        Ok(found) => info!(blocks = found, "bucket synced"),
+        Err(e) => warn!(error = %e, "listing the bucket failed; retrying in the background"),
+    }
     {
         let blocks = blocks.clone();
         let every = Duration::from_millis(cfg.sync_interval_ms as u64);
