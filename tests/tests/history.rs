@@ -189,6 +189,26 @@ async fn history_survives_losing_every_ingester() {
         &from_bucket,
         "head vs a fresh Hearth on the bucket",
     );
+
+    // Its compactor (which runs at start) merges the 2 h blocks into 12 h and 24 h ones
+    // and marks the originals; the answers stay the same.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = (0, 0);
+    loop {
+        let now = bucket_state(&client, moto.port, "history").await;
+        // Done once blocks were merged and the bucket stopped changing.
+        if now.0 < 36 && now == last {
+            break;
+        }
+        last = now;
+        assert!(
+            Instant::now() < deadline,
+            "not compacted: {now:?} (live, marked)"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let after_compaction = answers(&client, &h2, start, end).await;
+    assert_same(&from_head, &after_compaction, "head vs compacted blocks");
     drop(h2);
     drop(moto);
 }
@@ -230,6 +250,43 @@ async fn head_ships_old_ranges_on_its_own() {
     assert_eq!(count(), 5);
     let after = answers(&client, &h, start, end).await;
     assert_same(&before, &after, "before vs after shipping");
+}
+
+/// (committed blocks not marked for deletion, blocks marked), by listing through S3.
+async fn bucket_state(client: &reqwest::Client, port: u16, bucket: &str) -> (usize, usize) {
+    let mut keys = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut url = format!("http://127.0.0.1:{port}/{bucket}?list-type=2&prefix=anonymous/");
+        if let Some(t) = &token {
+            url.push_str(&format!("&continuation-token={}", urlencode(t)));
+        }
+        let body = client.get(url).send().await.unwrap().text().await.unwrap();
+        for part in body.split("<Key>").skip(1) {
+            keys.push(part.split("</Key>").next().unwrap().to_string());
+        }
+        token = body.split("<NextContinuationToken>").nth(1).map(|t| {
+            t.split("</NextContinuationToken>")
+                .next()
+                .unwrap()
+                .to_string()
+        });
+        if token.is_none() {
+            break;
+        }
+    }
+    let block = |k: &str| k.split('/').nth(1).unwrap_or("").to_string();
+    let metas: std::collections::BTreeSet<String> = keys
+        .iter()
+        .filter(|k| k.ends_with("/meta.json"))
+        .map(|k| block(k))
+        .collect();
+    let marks: std::collections::BTreeSet<String> = keys
+        .iter()
+        .filter(|k| k.ends_with("/deletion-mark.json"))
+        .map(|k| block(k))
+        .collect();
+    (metas.difference(&marks).count(), marks.len())
 }
 
 /// The blocks in the bucket, by listing it through S3 (moto).

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use hearth_core::{Matcher, Queryable, SelectHints, Series, SeriesStream, StorageError, Tenant};
 use object_store::path::Path;
 use object_store::ObjectStore;
@@ -56,35 +56,63 @@ impl BucketStore {
         });
     }
 
-    /// Lists the bucket and opens every committed block not open yet; blocks gone from
-    /// the bucket are dropped. Returns how many blocks are open.
-    pub async fn sync(&self) -> Result<usize, BlockError> {
+    /// The tenants with a folder in the bucket.
+    pub async fn list_tenants(&self) -> Result<Vec<Tenant>, BlockError> {
         let root = self.bucket.list_with_delimiter(None).await?;
-        let mut seen: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for tenant_dir in root.common_prefixes {
-            let Some(name) = tenant_dir.filename().map(str::to_string) else {
+        Ok(root
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().and_then(|n| Tenant::new(n).ok()))
+            .collect())
+    }
+
+    /// A tenant's block folders: ULID, whether it has meta.json (is committed) and
+    /// whether it is marked for deletion. One recursive listing.
+    pub async fn list_blocks(
+        &self,
+        tenant: &Tenant,
+    ) -> Result<Vec<(String, bool, bool)>, BlockError> {
+        let prefix = Path::from(tenant.as_str());
+        let objects: Vec<_> = self.bucket.list(Some(&prefix)).try_collect().await?;
+        let mut by_block: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+        for o in objects {
+            let mut parts = o.location.parts().skip(1);
+            let (Some(ulid), Some(file)) = (parts.next(), parts.next()) else {
                 continue;
             };
-            let Ok(tenant) = Tenant::new(&name) else {
+            if ulid.as_ref().parse::<ulid::Ulid>().is_err() {
                 continue;
-            };
-            let listing = self
-                .bucket
-                .list_with_delimiter(Some(&Path::from(name.as_str())))
-                .await?;
-            for block_dir in listing.common_prefixes {
-                let Some(ulid) = block_dir.filename().map(str::to_string) else {
-                    continue;
-                };
-                if ulid.parse::<ulid::Ulid>().is_err() {
-                    continue;
-                }
-                seen.entry(name.clone()).or_default().insert(ulid.clone());
-                let open = self.blocks(&tenant).iter().any(|b| b.meta().ulid == ulid);
-                if open {
-                    continue;
-                }
+            }
+            let entry = by_block.entry(ulid.as_ref().to_string()).or_default();
+            match file.as_ref() {
+                crate::block::meta::META_FILE => entry.0 = true,
+                crate::block::marks::DELETION_MARK_FILE => entry.1 = true,
+                _ => {}
+            }
+        }
+        Ok(by_block
+            .into_iter()
+            .map(|(ulid, (meta, mark))| (ulid, meta, mark))
+            .collect())
+    }
+
+    /// Lists the bucket and opens every committed block not open yet; blocks gone from
+    /// the bucket or marked for deletion (replaced by a compacted block, or past
+    /// retention) are dropped. Returns how many blocks are open.
+    pub async fn sync(&self) -> Result<usize, BlockError> {
+        let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for tenant in self.list_tenants().await? {
+            for (ulid, committed, marked) in self.list_blocks(&tenant).await? {
                 // No meta.json yet: an upload in progress or abandoned; not a block.
+                if !committed || marked {
+                    continue;
+                }
+                live.entry(tenant.as_str().to_string())
+                    .or_default()
+                    .insert(ulid.clone());
+                if self.blocks(&tenant).iter().any(|b| b.meta().ulid == ulid) {
+                    continue;
+                }
                 if let Some(meta) = read_meta(&self.bucket, &tenant, &ulid).await? {
                     let reader = BlockReader::open(Arc::clone(&self.bucket), meta).await?;
                     self.insert(Arc::new(reader));
@@ -93,10 +121,17 @@ impl BucketStore {
         }
         let mut all = self.blocks.write();
         for (tenant, list) in all.iter_mut() {
-            let keep = seen.get(tenant);
+            let keep = live.get(tenant);
             list.retain(|b| keep.is_some_and(|k| k.contains(&b.meta().ulid)));
         }
         Ok(all.values().map(Vec::len).sum())
+    }
+
+    /// Stops serving a block at once (the compactor, after marking it).
+    pub fn forget(&self, tenant: &Tenant, ulid: &str) {
+        if let Some(list) = self.blocks.write().get_mut(tenant.as_str()) {
+            list.retain(|b| b.meta().ulid != ulid);
+        }
     }
 
     /// Writes a block, reads it back in full and checks it against what was written,

@@ -224,6 +224,33 @@ pub struct Flags {
         value_name = "DURATION"
     )]
     pub sync_interval: Option<String>,
+    /// Block ranges the compactor merges up to, comma-separated, smallest first (the first is the block duration) [default: 2h,12h,24h].
+    #[arg(long = "compactor.block-ranges", value_name = "VALUE", global = true)]
+    pub compactor_ranges: Option<String>,
+
+    /// How often the compactor runs [default: 1h].
+    #[arg(
+        long = "compactor.compaction-interval",
+        value_name = "DURATION",
+        global = true
+    )]
+    pub compactor_interval: Option<String>,
+
+    /// How long a replaced or expired block stays (marked) before it is deleted, so queries reading it finish [default: 12h].
+    #[arg(
+        long = "compactor.deletion-delay",
+        value_name = "DURATION",
+        global = true
+    )]
+    pub compactor_deletion_delay: Option<String>,
+
+    /// Delete blocks older than this; 0 keeps everything [default: 0].
+    #[arg(
+        long = "compactor.blocks-retention-period",
+        value_name = "DURATION",
+        global = true
+    )]
+    pub retention: Option<String>,
 }
 
 /// Commands besides running the server.
@@ -316,6 +343,17 @@ pub struct FileConfig {
     pub ship_interval: Option<String>,
     #[serde(rename = "blocks-storage.bucket-store.sync-interval")]
     pub sync_interval: Option<String>,
+    #[serde(rename = "compactor.block-ranges")]
+    pub compactor_ranges: Option<String>,
+    #[serde(rename = "compactor.compaction-interval")]
+    pub compactor_interval: Option<String>,
+    #[serde(rename = "compactor.deletion-delay")]
+    pub compactor_deletion_delay: Option<String>,
+    #[serde(rename = "compactor.blocks-retention-period")]
+    pub retention: Option<String>,
+    /// Per-tenant retention, overriding compactor.blocks-retention-period (YAML only).
+    #[serde(rename = "compactor.tenant-retention-periods")]
+    pub tenant_retention: Option<BTreeMap<String, String>>,
 }
 
 /// The resolved settings.
@@ -339,6 +377,11 @@ pub struct Config {
     pub bucket: hearth_storage::BucketConfig,
     pub ship_interval_ms: i64,
     pub sync_interval_ms: i64,
+    pub compactor_ranges_ms: Vec<i64>,
+    pub compactor_interval_ms: i64,
+    pub compactor_deletion_delay_ms: i64,
+    pub retention_ms: i64,
+    pub tenant_retention_ms: BTreeMap<String, i64>,
     pub raw_yaml: String,
 }
 
@@ -405,9 +448,45 @@ impl Config {
                 "blocks-storage.bucket-store.sync-interval",
                 &pick!(sync_interval, "1m".to_string()),
             )?,
+            compactor_ranges_ms: pick!(compactor_ranges, "2h,12h,24h".to_string())
+                .split(',')
+                .map(|r| duration("compactor.block-ranges", r.trim()))
+                .collect::<anyhow::Result<_>>()?,
+            compactor_interval_ms: duration(
+                "compactor.compaction-interval",
+                &pick!(compactor_interval, "1h".to_string()),
+            )?,
+            compactor_deletion_delay_ms: duration(
+                "compactor.deletion-delay",
+                &pick!(compactor_deletion_delay, "12h".to_string()),
+            )?,
+            retention_ms: duration(
+                "compactor.blocks-retention-period",
+                &pick!(retention, "0s".to_string()),
+            )?,
+            tenant_retention_ms: file
+                .tenant_retention
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, d)| Ok((t, duration("compactor.tenant-retention-periods", &d)?)))
+                .collect::<anyhow::Result<_>>()?,
             raw_yaml,
         };
         let mut cfg = cfg;
+        if cfg
+            .compactor_ranges_ms
+            .windows(2)
+            .any(|w| w[1] <= w[0] || w[1] % w[0] != 0)
+            || cfg.compactor_ranges_ms.first() != Some(&cfg.block_duration_ms)
+        {
+            anyhow::bail!(
+                "compactor.block-ranges must start at storage.tsdb.block-duration and grow by whole multiples"
+            );
+        }
+        if cfg.compactor_interval_ms <= 0 {
+            anyhow::bail!("compactor.compaction-interval must be positive");
+        }
         let b = &mut cfg.bucket;
         b.backend = pick!(backend, "filesystem".to_string())
             .parse()
@@ -558,6 +637,26 @@ impl Config {
         m.insert(
             "blocks-storage.bucket-store.sync-interval".into(),
             ms(self.sync_interval_ms),
+        );
+        m.insert(
+            "compactor.block-ranges".into(),
+            self.compactor_ranges_ms
+                .iter()
+                .map(|r| ms(*r))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        m.insert(
+            "compactor.compaction-interval".into(),
+            ms(self.compactor_interval_ms),
+        );
+        m.insert(
+            "compactor.deletion-delay".into(),
+            ms(self.compactor_deletion_delay_ms),
+        );
+        m.insert(
+            "compactor.blocks-retention-period".into(),
+            ms(self.retention_ms),
         );
         m
     }

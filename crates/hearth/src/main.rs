@@ -194,6 +194,16 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             .clone()
             .run(Duration::from_millis(cfg.ship_interval_ms as u64)),
     );
+    let compactor = Arc::new(hearth_compactor::Compactor::new(
+        blocks.clone(),
+        hearth_compactor::CompactorConfig {
+            block_ranges_ms: cfg.compactor_ranges_ms.clone(),
+            deletion_delay: Duration::from_millis(cfg.compactor_deletion_delay_ms.max(0) as u64),
+            retention_ms: cfg.retention_ms,
+            tenant_retention_ms: cfg.tenant_retention_ms.clone(),
+        },
+    ));
+    tokio::spawn(compactor.run(Duration::from_millis(cfg.compactor_interval_ms as u64)));
     // The querier's one source: head and blocks, merged.
     let head_range = db.head().clone();
     let block_range = blocks.clone();

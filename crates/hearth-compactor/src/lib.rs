@@ -1,0 +1,248 @@
+//! The compactor role: keeps a tenant's blocks few and lean. It merges blocks that
+//! overlap in time (vertical compaction: duplicates from a retried shipping, or two
+//! replicas), merges adjacent blocks up the configured ranges (2 h -> 12 h -> 24 h),
+//! marks blocks past a tenant's retention, and deletes marked blocks once the deletion
+//! delay has passed so queries already reading them finish (see compaction.md beside
+//! this file).
+//!
+//! This room owns the planning and the order of the steps; blocks are read, written,
+//! verified and marked only through hearth-storage. It may not touch ingesters, the
+//! head or HTTP.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_core::{Series, Tenant};
+use hearth_storage::block::marks::{delete_block, mark_for_deletion, read_mark};
+use hearth_storage::{BlockError, BlockInput, BlockMeta, BucketStore};
+use tracing::{info, warn};
+
+#[derive(Clone, Debug)]
+pub struct CompactorConfig {
+    /// Block ranges, smallest first; the first is the ingesters' block range.
+    pub block_ranges_ms: Vec<i64>,
+    /// How long a marked block stays before it is deleted.
+    pub deletion_delay: Duration,
+    /// Blocks entirely older than this are removed; 0 keeps everything.
+    pub retention_ms: i64,
+    /// Per-tenant retention, overriding `retention_ms`.
+    pub tenant_retention_ms: BTreeMap<String, i64>,
+}
+
+impl Default for CompactorConfig {
+    fn default() -> Self {
+        CompactorConfig {
+            block_ranges_ms: vec![2 * 3_600_000, 12 * 3_600_000, 24 * 3_600_000],
+            deletion_delay: Duration::from_secs(12 * 3600),
+            retention_ms: 0,
+            tenant_retention_ms: BTreeMap::new(),
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub compacted: Vec<String>,
+    pub marked: usize,
+    pub deleted: usize,
+}
+
+pub struct Compactor {
+    store: Arc<BucketStore>,
+    cfg: CompactorConfig,
+}
+
+fn overlaps(a: &BlockMeta, b: &BlockMeta) -> bool {
+    a.min_time < b.max_time && b.min_time < a.max_time
+}
+
+/// The next group of blocks to merge, if any: blocks that overlap in time first, then
+/// the blocks inside one window of a larger range, once that window is closed (a newer
+/// block exists past its end).
+pub fn plan(metas: &[BlockMeta], ranges: &[i64]) -> Option<Vec<BlockMeta>> {
+    let mut metas: Vec<&BlockMeta> = metas.iter().collect();
+    metas.sort_by_key(|m| (m.min_time, m.max_time));
+    for (i, a) in metas.iter().enumerate() {
+        let mut group: Vec<&BlockMeta> = vec![a];
+        let mut end = a.max_time;
+        for b in &metas[i + 1..] {
+            if b.min_time < end && b.hearth.resolution == a.hearth.resolution {
+                end = end.max(b.max_time);
+                group.push(b);
+            }
+        }
+        if group.len() > 1 && group.iter().skip(1).any(|b| overlaps(a, b)) {
+            return Some(group.into_iter().cloned().collect());
+        }
+    }
+    let newest = metas.iter().map(|m| m.max_time).max()?;
+    for &range in ranges.iter().skip(1) {
+        let mut windows: BTreeMap<i64, Vec<&BlockMeta>> = BTreeMap::new();
+        for m in &metas {
+            let start = m.min_time.div_euclid(range) * range;
+            if m.max_time <= start + range && m.max_time - m.min_time < range {
+                windows.entry(start).or_default().push(m);
+            }
+        }
+        for (start, group) in windows {
+            let same_resolution = group
+                .iter()
+                .all(|m| m.hearth.resolution == group[0].hearth.resolution);
+            if group.len() > 1 && start + range <= newest && same_resolution {
+                return Some(group.into_iter().cloned().collect());
+            }
+        }
+    }
+    None
+}
+
+impl Compactor {
+    pub fn new(store: Arc<BucketStore>, cfg: CompactorConfig) -> Compactor {
+        Compactor { store, cfg }
+    }
+
+    fn retention(&self, tenant: &Tenant) -> i64 {
+        self.cfg
+            .tenant_retention_ms
+            .get(tenant.as_str())
+            .copied()
+            .unwrap_or(self.cfg.retention_ms)
+    }
+
+    /// Merges a group into one block, verified, then marks the group for deletion.
+    async fn compact(
+        &self,
+        tenant: &Tenant,
+        group: &[BlockMeta],
+        now_ms: i64,
+    ) -> Result<BlockMeta, BlockError> {
+        let min_time = group
+            .iter()
+            .map(|m| m.min_time)
+            .min()
+            .expect("non-empty group");
+        let max_time = group
+            .iter()
+            .map(|m| m.max_time)
+            .max()
+            .expect("non-empty group");
+        let readers: Vec<_> = self
+            .store
+            .blocks(tenant)
+            .into_iter()
+            .filter(|b| group.iter().any(|g| g.ulid == b.meta().ulid))
+            .collect();
+        if readers.len() != group.len() {
+            return Err(BlockError::Format(
+                "a block of the group is no longer open".into(),
+            ));
+        }
+        let mut sets: Vec<Vec<Series>> = Vec::with_capacity(readers.len());
+        for r in &readers {
+            sets.push(r.select(&[], min_time, max_time - 1).await?);
+        }
+        let merged = hearth_tsdb::merge::merge_series(sets);
+        let sources: BTreeSet<String> = group
+            .iter()
+            .flat_map(|m| m.compaction.sources.iter().cloned())
+            .collect();
+        let meta = self
+            .store
+            .ship(BlockInput {
+                tenant: tenant.clone(),
+                min_time,
+                max_time,
+                level: group.iter().map(|m| m.compaction.level).max().unwrap_or(1) + 1,
+                sources: sources.into_iter().collect(),
+                resolution: group[0].hearth.resolution,
+                series: merged.into_iter().map(|s| (s.labels, s.data)).collect(),
+            })
+            .await?;
+        for m in group {
+            mark_for_deletion(self.store.bucket(), tenant, &m.ulid, now_ms / 1000).await?;
+            self.store.forget(tenant, &m.ulid);
+        }
+        info!(
+            tenant = %tenant,
+            block = %meta.ulid,
+            from = group.len(),
+            min_time,
+            max_time,
+            level = meta.compaction.level,
+            "blocks compacted"
+        );
+        Ok(meta)
+    }
+
+    /// One pass over every tenant: retention, compaction until nothing is due, then
+    /// deletion of blocks marked longer ago than the deletion delay.
+    pub async fn run_once(&self, now_ms: i64) -> Result<Report, BlockError> {
+        let mut report = Report::default();
+        self.store.sync().await?;
+        for tenant in self.store.list_tenants().await? {
+            let retention = self.retention(&tenant);
+            if retention > 0 {
+                for b in self.store.blocks(&tenant) {
+                    if b.meta().max_time <= now_ms - retention {
+                        mark_for_deletion(
+                            self.store.bucket(),
+                            &tenant,
+                            &b.meta().ulid,
+                            now_ms / 1000,
+                        )
+                        .await?;
+                        self.store.forget(&tenant, &b.meta().ulid);
+                        report.marked += 1;
+                        info!(tenant = %tenant, block = %b.meta().ulid, "block past retention marked for deletion");
+                    }
+                }
+            }
+            loop {
+                let metas: Vec<BlockMeta> = self
+                    .store
+                    .blocks(&tenant)
+                    .iter()
+                    .map(|b| b.meta().clone())
+                    .collect();
+                let Some(group) = plan(&metas, &self.cfg.block_ranges_ms) else {
+                    break;
+                };
+                report.marked += group.len();
+                let meta = self.compact(&tenant, &group, now_ms).await?;
+                report.compacted.push(meta.ulid);
+            }
+            let delay = self.cfg.deletion_delay.as_secs() as i64;
+            for (ulid, _, marked) in self.store.list_blocks(&tenant).await? {
+                if !marked {
+                    continue;
+                }
+                let Some(mark) = read_mark(self.store.bucket(), &tenant, &ulid).await? else {
+                    continue;
+                };
+                if mark.deletion_time + delay <= now_ms / 1000 {
+                    delete_block(self.store.bucket(), &tenant, &ulid).await?;
+                    report.deleted += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Runs a pass every `interval`; a failed pass is logged and retried next time
+    /// (nothing is marked before its replacement is written and verified).
+    pub async fn run(self: Arc<Self>, interval: Duration) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            if let Err(e) = self.run_once(now).await {
+                warn!(error = %e, "compaction pass failed; retrying at the next interval");
+            }
+        }
+    }
+}
