@@ -172,20 +172,16 @@ impl PromBlock {
 
     /// A `len <4b> | body | CRC32` section at `off`: its body.
     fn section(&self, off: u64) -> Result<&[u8], PromBlockError> {
-        let off = off as usize;
         let bad = || self.format("index", format!("section at {off} is out of the file"));
-        let len = u32::from_be_bytes(
-            self.index
-                .get(off..off + 4)
-                .ok_or_else(bad)?
-                .try_into()
-                .expect("4 bytes"),
-        ) as usize;
-        let body = self.index.get(off + 4..off + 4 + len).ok_or_else(bad)?;
-        let want = self
-            .index
-            .get(off + 4 + len..off + 8 + len)
-            .ok_or_else(bad)?;
+        let at = |from: usize, n: usize| {
+            let end = from.checked_add(n)?;
+            self.index.get(from..end)
+        };
+        let start = usize::try_from(off).map_err(|_| bad())?;
+        let len =
+            u32::from_be_bytes(at(start, 4).ok_or_else(bad)?.try_into().expect("4 bytes")) as usize;
+        let body = at(start + 4, len).ok_or_else(bad)?;
+        let want = at(start + 4 + len, 4).ok_or_else(bad)?;
         if crc(body).to_be_bytes() != want {
             return Err(self.format("index", format!("section at {off} fails its checksum")));
         }
@@ -199,7 +195,7 @@ impl PromBlock {
         let n = r
             .u32()
             .ok_or_else(|| self.format("index", "symbol table"))?;
-        let mut symbols = Vec::with_capacity(n as usize);
+        let mut symbols = Vec::with_capacity((n as usize).min(body.len()));
         for _ in 0..n {
             let s = r
                 .uvarint()
@@ -311,7 +307,7 @@ impl PromBlock {
                 pos: start,
             };
             let nl = r.uvarint().ok_or_else(|| bad("label count"))?;
-            let mut labels = Vec::with_capacity(nl as usize);
+            let mut labels = Vec::with_capacity((nl as usize).min(len));
             for _ in 0..nl {
                 let name = r.uvarint().and_then(|i| self.symbols.get(i as usize));
                 let value = r.uvarint().and_then(|i| self.symbols.get(i as usize));
@@ -324,21 +320,24 @@ impl PromBlock {
                 });
             }
             let nc = r.uvarint().ok_or_else(|| bad("chunk count"))?;
-            let mut metas = Vec::with_capacity(nc as usize);
+            let mut metas = Vec::with_capacity((nc as usize).min(len));
             let (mut maxt, mut cref) = (0i64, 0u64);
             for i in 0..nc {
+                // Wrapping arithmetic: a damaged index gives nonsense references, which
+                // the chunk reader then refuses, never an overflow.
                 let (mint, span, rf) = if i == 0 {
                     let mint = r.varint().ok_or_else(|| bad("chunk"))?;
                     let span = r.uvarint().ok_or_else(|| bad("chunk"))? as i64;
                     let rf = r.uvarint().ok_or_else(|| bad("chunk"))?;
                     (mint, span, rf)
                 } else {
-                    let mint = maxt + r.uvarint().ok_or_else(|| bad("chunk"))? as i64;
+                    let delta = r.uvarint().ok_or_else(|| bad("chunk"))? as i64;
+                    let mint = maxt.wrapping_add(delta);
                     let span = r.uvarint().ok_or_else(|| bad("chunk"))? as i64;
-                    let rf = (cref as i64 + r.varint().ok_or_else(|| bad("chunk"))?) as u64;
-                    (mint, span, rf)
+                    let step = r.varint().ok_or_else(|| bad("chunk"))?;
+                    (mint, span, (cref as i64).wrapping_add(step) as u64)
                 };
-                maxt = mint + span;
+                maxt = mint.wrapping_add(span);
                 cref = rf;
                 metas.push((mint, maxt, rf));
             }
@@ -408,7 +407,8 @@ impl PromBlock {
             return Err(self.format(&name, format!("chunk at {off}: {len} bytes is not a chunk")));
         }
         let mut buf = vec![0u8; 1 + len + 4];
-        f.read_exact_at(&mut buf, off + r.pos as u64).map_err(io)?;
+        f.read_exact_at(&mut buf, off.saturating_add(r.pos as u64))
+            .map_err(io)?;
         let (body, want) = buf.split_at(1 + len);
         if crc(body).to_be_bytes() != want {
             return Err(self.format(&name, format!("chunk at {off} fails its checksum")));
@@ -420,7 +420,7 @@ impl PromBlock {
 fn read_up_to(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
-        let n = f.read_at(&mut buf[got..], off + got as u64)?;
+        let n = f.read_at(&mut buf[got..], off.saturating_add(got as u64))?;
         if n == 0 {
             break;
         }

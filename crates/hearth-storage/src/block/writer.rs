@@ -115,12 +115,35 @@ pub fn cut_into_columns(
     Ok((columns, samples))
 }
 
-fn writer_properties(key_values: Vec<KeyValue>, binary_columns: &[String]) -> WriterProperties {
+/// How the Parquet files are encoded. The defaults are what docs/block-format.md
+/// records as measured best (benches/src/blockfmt.rs compares the alternatives).
+#[derive(Clone, Debug)]
+pub struct WriteOptions {
+    pub compression: Compression,
+    /// Dictionary-encode label values.
+    pub label_dictionary: bool,
+    /// Encoding of the chunk columns.
+    pub chunk_encoding: Encoding,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            compression: Compression::ZSTD(ZstdLevel::try_new(9).expect("valid level")),
+            label_dictionary: true,
+            chunk_encoding: Encoding::DELTA_LENGTH_BYTE_ARRAY,
+        }
+    }
+}
+
+fn writer_properties(
+    key_values: Vec<KeyValue>,
+    binary_columns: &[String],
+    opts: &WriteOptions,
+) -> WriterProperties {
     let mut b = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid level"),
-        ))
-        .set_dictionary_enabled(true)
+        .set_compression(opts.compression)
+        .set_dictionary_enabled(opts.label_dictionary)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_key_value_metadata(Some(key_values));
@@ -128,7 +151,7 @@ fn writer_properties(key_values: Vec<KeyValue>, binary_columns: &[String]) -> Wr
         // XOR chunks do not repeat: no dictionary, lengths delta-encoded.
         b = b
             .set_column_dictionary_enabled(c.as_str().into(), false)
-            .set_column_encoding(c.as_str().into(), Encoding::DELTA_LENGTH_BYTE_ARRAY);
+            .set_column_encoding(c.as_str().into(), opts.chunk_encoding);
     }
     b.build()
 }
@@ -157,6 +180,15 @@ async fn write_parquet(
 pub async fn write_block(
     store: &Arc<dyn ObjectStore>,
     input: BlockInput,
+) -> Result<BlockMeta, BlockError> {
+    write_block_with(store, input, &WriteOptions::default()).await
+}
+
+/// [`write_block`] with chosen Parquet encodings.
+pub async fn write_block_with(
+    store: &Arc<dyn ObjectStore>,
+    input: BlockInput,
+    opts: &WriteOptions,
 ) -> Result<BlockMeta, BlockError> {
     let span = input.max_time - input.min_time;
     if span <= 0 {
@@ -238,7 +270,7 @@ pub async fn write_block(
         store,
         dir.clone().join(LABELS_FILE),
         labels_batch,
-        writer_properties(kv.clone(), &[]),
+        writer_properties(kv.clone(), &[], opts),
     )
     .await?;
 
@@ -265,7 +297,7 @@ pub async fn write_block(
         store,
         dir.clone().join(CHUNKS_FILE),
         chunks_batch,
-        writer_properties(kv, &chunk_names),
+        writer_properties(kv, &chunk_names, opts),
     )
     .await?;
 
