@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use hearth_core::{ChunkEncoding, EncodedChunk, Labels, MatchOp, Matcher, SeriesData, Tenant};
-use hearth_storage::block::{read_meta, write_block, BlockInput, BlockReader};
+use hearth_storage::block::{read_meta, write_block, BlockInput, BlockReader, PageCache};
 use hearth_tsdb::chunkenc::XorAppender;
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
@@ -93,6 +93,25 @@ fn bench(c: &mut Criterion) {
     c.bench_function("block select one series (30 min)", |b| {
         b.iter(|| {
             rt.block_on(reader.select(&one_series, meta.min_time, meta.min_time + 1_800_000))
+                .unwrap()
+        })
+    });
+    let cached = rt
+        .block_on(BlockReader::open_cached(
+            store.clone(),
+            stored.clone(),
+            Some(PageCache::new(256 << 20)),
+        ))
+        .unwrap();
+    c.bench_function("block select one metric, warm page cache", |b| {
+        b.iter(|| {
+            rt.block_on(cached.select(&one_metric, meta.min_time, meta.max_time))
+                .unwrap()
+        })
+    });
+    c.bench_function("block select one series (30 min), warm page cache", |b| {
+        b.iter(|| {
+            rt.block_on(cached.select(&one_series, meta.min_time, meta.min_time + 1_800_000))
                 .unwrap()
         })
     });

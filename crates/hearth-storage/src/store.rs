@@ -11,13 +11,20 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 use parking_lot::RwLock;
 
-use crate::block::{read_meta, write_block, BlockError, BlockInput, BlockMeta, BlockReader};
+use crate::block::{
+    read_meta, write_block, BlockError, BlockInput, BlockMeta, BlockReader, PageCache,
+};
 
 /// Every opened block, by tenant.
 pub struct BucketStore {
     bucket: Arc<dyn ObjectStore>,
     blocks: RwLock<BTreeMap<String, Vec<Arc<BlockReader>>>>,
+    /// Chunk pages read from the bucket, shared by every block, bounded in bytes.
+    pages: Option<PageCache>,
 }
+
+/// The chunk page cache's default size.
+pub const DEFAULT_PAGE_CACHE_BYTES: u64 = 512 << 20;
 
 fn unavailable(e: BlockError) -> StorageError {
     StorageError::Unavailable(e.to_string())
@@ -25,9 +32,23 @@ fn unavailable(e: BlockError) -> StorageError {
 
 impl BucketStore {
     pub fn new(bucket: Arc<dyn ObjectStore>) -> BucketStore {
+        Self::with_page_cache(bucket, DEFAULT_PAGE_CACHE_BYTES)
+    }
+
+    /// A store whose chunk page cache holds at most `bytes` (0: no cache).
+    pub fn with_page_cache(bucket: Arc<dyn ObjectStore>, bytes: u64) -> BucketStore {
         BucketStore {
             bucket,
             blocks: RwLock::new(BTreeMap::new()),
+            pages: (bytes > 0).then(|| PageCache::new(bytes)),
+        }
+    }
+
+    /// Bytes the chunk page cache holds now.
+    pub async fn page_cache_bytes(&self) -> u64 {
+        match &self.pages {
+            Some(p) => p.weighted_size().await,
+            None => 0,
         }
     }
 
@@ -114,7 +135,12 @@ impl BucketStore {
                     continue;
                 }
                 if let Some(meta) = read_meta(&self.bucket, &tenant, &ulid).await? {
-                    let reader = BlockReader::open(Arc::clone(&self.bucket), meta).await?;
+                    let reader = BlockReader::open_cached(
+                        Arc::clone(&self.bucket),
+                        meta,
+                        self.pages.clone(),
+                    )
+                    .await?;
                     self.insert(Arc::new(reader));
                 }
             }
@@ -154,7 +180,8 @@ impl BucketStore {
                 meta.ulid
             )));
         }
-        let reader = BlockReader::open(Arc::clone(&self.bucket), stored).await?;
+        let reader =
+            BlockReader::open_cached(Arc::clone(&self.bucket), stored, self.pages.clone()).await?;
         let all = reader.select(&[], meta.min_time, meta.max_time).await?;
         let mut chunks = 0u64;
         let mut samples = 0u64;

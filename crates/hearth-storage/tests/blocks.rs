@@ -207,6 +207,52 @@ async fn memory_backend() {
     blocks_answer_as_the_head(bucket).await;
 }
 
+/// A query repeated is answered from the page cache and the footer kept by the block:
+/// even with the chunks files gone from the bucket, the same answer comes back.
+#[tokio::test]
+async fn repeated_reads_come_from_the_cache() {
+    let bucket = open_bucket(&BucketConfig {
+        backend: Backend::Memory,
+        ..Default::default()
+    })
+    .unwrap();
+    let head = head();
+    let store = BucketStore::with_page_cache(Arc::clone(&bucket), 64 << 20);
+    store
+        .ship(input(&head, BASE, BASE + 2 * HOUR).await)
+        .await
+        .unwrap();
+    let matchers = [m(MatchOp::Equal, "__name__", "cpu_seconds")];
+    let first = samples_of(&store, &matchers, BASE, BASE + 2 * HOUR).await;
+    assert!(!first.is_empty());
+    assert!(store.page_cache_bytes().await > 0);
+    let chunks: Vec<_> = bucket
+        .list(None)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|o| o.location.as_ref().ends_with("chunks.parquet"))
+        .collect();
+    assert_eq!(chunks.len(), 1);
+    bucket.delete(&chunks[0].location).await.unwrap();
+    let again = samples_of(&store, &matchers, BASE, BASE + 2 * HOUR).await;
+    assert_eq!(again, first);
+    // A store without a cache has to go to the bucket, and fails.
+    let uncached = BucketStore::with_page_cache(Arc::clone(&bucket), 0);
+    uncached.sync().await.unwrap();
+    assert!(uncached
+        .select(
+            &Tenant::anonymous(),
+            &matchers,
+            BASE,
+            BASE + 2 * HOUR,
+            &SelectHints::default()
+        )
+        .await
+        .is_err());
+}
+
 #[tokio::test]
 async fn filesystem_backend() {
     let dir = tempfile::tempdir().unwrap();

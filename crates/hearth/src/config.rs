@@ -224,6 +224,14 @@ pub struct Flags {
         value_name = "DURATION"
     )]
     pub sync_interval: Option<String>,
+
+    /// Bytes of chunk pages kept in memory by the bucket store (0: none) [default: 536870912].
+    #[arg(
+        long = "blocks-storage.bucket-store.chunk-pages-cache-size",
+        value_name = "BYTES",
+        global = true
+    )]
+    pub page_cache: Option<u64>,
     /// Block ranges the compactor merges up to, comma-separated, smallest first (the first is the block duration) [default: 2h,12h,24h].
     #[arg(long = "compactor.block-ranges", value_name = "VALUE", global = true)]
     pub compactor_ranges: Option<String>,
@@ -343,6 +351,8 @@ pub struct FileConfig {
     pub ship_interval: Option<String>,
     #[serde(rename = "blocks-storage.bucket-store.sync-interval")]
     pub sync_interval: Option<String>,
+    #[serde(rename = "blocks-storage.bucket-store.chunk-pages-cache-size")]
+    pub page_cache: Option<u64>,
     #[serde(rename = "compactor.block-ranges")]
     pub compactor_ranges: Option<String>,
     #[serde(rename = "compactor.compaction-interval")]
@@ -377,6 +387,7 @@ pub struct Config {
     pub bucket: hearth_storage::BucketConfig,
     pub ship_interval_ms: i64,
     pub sync_interval_ms: i64,
+    pub page_cache_bytes: u64,
     pub compactor_ranges_ms: Vec<i64>,
     pub compactor_interval_ms: i64,
     pub compactor_deletion_delay_ms: i64,
@@ -448,6 +459,7 @@ impl Config {
                 "blocks-storage.bucket-store.sync-interval",
                 &pick!(sync_interval, "1m".to_string()),
             )?,
+            page_cache_bytes: pick!(page_cache, 512 << 20),
             compactor_ranges_ms: pick!(compactor_ranges, "2h,12h,24h".to_string())
                 .split(',')
                 .map(|r| duration("compactor.block-ranges", r.trim()))
@@ -637,6 +649,10 @@ impl Config {
         m.insert(
             "blocks-storage.bucket-store.sync-interval".into(),
             ms(self.sync_interval_ms),
+        );
+        m.insert(
+            "blocks-storage.bucket-store.chunk-pages-cache-size".into(),
+            self.page_cache_bytes.to_string(),
         );
         m.insert(
             "compactor.block-ranges".into(),

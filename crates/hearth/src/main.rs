@@ -163,7 +163,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
 
     // History: the blocks in the bucket, found by listing it.
     let bucket = hearth_storage::open_bucket(&cfg.bucket)?;
-    let blocks = Arc::new(hearth_storage::BucketStore::new(bucket));
+    let blocks = Arc::new(hearth_storage::BucketStore::with_page_cache(
+        bucket,
+        cfg.page_cache_bytes,
+    ));
     // A bucket that is down does not keep the ingester from starting: writes go to the
     // head and log; the listing is retried every sync interval.
     match blocks.sync().await {

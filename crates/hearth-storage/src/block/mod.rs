@@ -4,7 +4,7 @@
 pub mod cell;
 pub mod marks;
 pub mod meta;
-mod objreader;
+pub mod objreader;
 pub mod reader;
 pub mod writer;
 
@@ -12,6 +12,7 @@ use hearth_core::Tenant;
 use object_store::path::Path;
 
 pub use meta::BlockMeta;
+pub use objreader::PageCache;
 pub use reader::{read_meta, BlockReader};
 pub use writer::{write_block, write_block_with, BlockInput, WriteOptions};
 

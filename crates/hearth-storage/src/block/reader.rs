@@ -9,10 +9,14 @@ use futures::TryStreamExt;
 use hearth_core::{Label, Labels, Matcher, Series, SeriesData, Tenant};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, RowSelection, RowSelector,
+};
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+use parquet::file::metadata::PageIndexPolicy;
 
 use super::meta::{BlockMeta, CHUNKS_FILE, LABELS_FILE, META_FILE};
+use super::objreader::{ObjectReader, PageCache};
 use super::{block_dir, BlockError, CHUNKS_COLUMN_PREFIX, LABEL_COLUMN_PREFIX};
 
 /// An opened block.
@@ -22,6 +26,9 @@ pub struct BlockReader {
     chunks_path: Path,
     /// Every series' labels, in row order (sorted by labels).
     rows: Vec<Labels>,
+    /// The chunks file's footer (schema, row groups, page index), read once.
+    chunks_footer: tokio::sync::OnceCell<ArrowReaderMetadata>,
+    pages: Option<PageCache>,
 }
 
 /// Reads a block's meta.json; `None` when the block has none (not committed).
@@ -49,10 +56,18 @@ impl BlockReader {
         store: Arc<dyn ObjectStore>,
         meta: BlockMeta,
     ) -> Result<BlockReader, BlockError> {
+        Self::open_cached(store, meta, None).await
+    }
+
+    /// [`BlockReader::open`], reading chunk pages through a shared page cache.
+    pub async fn open_cached(
+        store: Arc<dyn ObjectStore>,
+        meta: BlockMeta,
+        pages: Option<PageCache>,
+    ) -> Result<BlockReader, BlockError> {
         let tenant = Tenant::new(&meta.hearth.tenant).map_err(BlockError::Format)?;
         let dir = block_dir(&tenant, &meta.ulid);
-        let reader =
-            super::objreader::ObjectReader::new(Arc::clone(&store), dir.clone().join(LABELS_FILE));
+        let reader = ObjectReader::new(Arc::clone(&store), dir.clone().join(LABELS_FILE));
         let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
         let names: Vec<(usize, String)> = builder
             .schema()
@@ -105,6 +120,8 @@ impl BlockReader {
             store,
             meta,
             rows,
+            chunks_footer: tokio::sync::OnceCell::new(),
+            pages,
         })
     }
 
@@ -148,9 +165,19 @@ impl BlockReader {
                 start <= maxt && mint < end
             })
             .collect();
-        let reader =
-            super::objreader::ObjectReader::new(Arc::clone(&self.store), self.chunks_path.clone());
-        let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+        let mut reader = ObjectReader::new(Arc::clone(&self.store), self.chunks_path.clone())
+            .with_cache(self.pages.clone());
+        let footer = self
+            .chunks_footer
+            .get_or_try_init(|| {
+                ArrowReaderMetadata::load_async(
+                    &mut reader,
+                    ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional),
+                )
+            })
+            .await?
+            .clone();
+        let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer);
         let schema = builder.schema().clone();
         let leaves: Vec<usize> = columns
             .iter()
