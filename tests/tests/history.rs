@@ -176,6 +176,23 @@ async fn history_survives_losing_every_ingester() {
         .map(|b| b["numSamples"].as_u64().unwrap())
         .sum();
     assert_eq!(samples as i64, DAYS * 24 * 60 * 24);
+    // /metrics counts what was shipped and what the store serves.
+    let metrics = client
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "hearth_ingester_shipped_blocks_total 36",
+        "hearth_ingester_shipped_samples_total 103680",
+        "hearth_ingester_ship_failures_total 0",
+        "hearth_bucket_store_blocks 36",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} not in /metrics");
+    }
     let from_blocks = answers(&client, &h, start, end).await;
     assert_same(&from_head, &from_blocks, "head vs blocks");
 

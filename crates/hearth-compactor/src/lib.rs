@@ -10,6 +10,7 @@
 //! head or HTTP.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,9 +50,20 @@ pub struct Report {
     pub deleted: usize,
 }
 
+/// Counters for /metrics.
+#[derive(Debug, Default)]
+pub struct CompactorStats {
+    pub runs: AtomicU64,
+    pub failed_runs: AtomicU64,
+    pub blocks_written: AtomicU64,
+    pub blocks_marked: AtomicU64,
+    pub blocks_deleted: AtomicU64,
+}
+
 pub struct Compactor {
     store: Arc<BucketStore>,
     cfg: CompactorConfig,
+    pub stats: CompactorStats,
 }
 
 fn overlaps(a: &BlockMeta, b: &BlockMeta) -> bool {
@@ -100,7 +112,11 @@ pub fn plan(metas: &[BlockMeta], ranges: &[i64]) -> Option<Vec<BlockMeta>> {
 
 impl Compactor {
     pub fn new(store: Arc<BucketStore>, cfg: CompactorConfig) -> Compactor {
-        Compactor { store, cfg }
+        Compactor {
+            store,
+            cfg,
+            stats: CompactorStats::default(),
+        }
     }
 
     fn retention(&self, tenant: &Tenant) -> i64 {
@@ -240,8 +256,21 @@ impl Compactor {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
-            if let Err(e) = self.run_once(now).await {
-                warn!(error = %e, "compaction pass failed; retrying at the next interval");
+            match self.run_once(now).await {
+                Ok(r) => {
+                    self.stats.runs.fetch_add(1, Ordering::Relaxed);
+                    let s = &self.stats;
+                    s.blocks_written
+                        .fetch_add(r.compacted.len() as u64, Ordering::Relaxed);
+                    s.blocks_marked
+                        .fetch_add(r.marked as u64, Ordering::Relaxed);
+                    s.blocks_deleted
+                        .fetch_add(r.deleted as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.stats.failed_runs.fetch_add(1, Ordering::Relaxed);
+                    warn!(error = %e, "compaction pass failed; retrying at the next interval");
+                }
             }
         }
     }

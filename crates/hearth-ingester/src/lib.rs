@@ -8,4 +8,4 @@
 
 pub mod shipper;
 
-pub use shipper::{ShipError, Shipper};
+pub use shipper::{ShipError, Shipper, ShipperStats};

@@ -1,6 +1,7 @@
 //! Cutting the head into blocks: seal, upload and verify, mark shipped (see
 //! shipping.md for the invariants and the failure cases).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,12 +19,21 @@ pub enum ShipError {
     Block(#[from] hearth_storage::BlockError),
 }
 
+/// Counters for /metrics.
+#[derive(Debug, Default)]
+pub struct ShipperStats {
+    pub blocks_shipped: AtomicU64,
+    pub samples_shipped: AtomicU64,
+    pub failures: AtomicU64,
+}
+
 /// Ships the head's old data to the bucket. One shipping runs at a time.
 pub struct Shipper {
     db: Arc<Db>,
     store: Arc<BucketStore>,
     block_range_ms: i64,
     running: Mutex<()>,
+    pub stats: ShipperStats,
 }
 
 /// The start of the block range holding `t`.
@@ -38,6 +48,7 @@ impl Shipper {
             store,
             block_range_ms,
             running: Mutex::new(()),
+            stats: ShipperStats::default(),
         }
     }
 
@@ -89,6 +100,25 @@ impl Shipper {
     /// the checkpoint that follows). A failure before 3 leaves the data in the head and
     /// the log, sealed, and `due` ships it again next time.
     async fn ship_before(&self, before: i64) -> Result<Vec<BlockMeta>, ShipError> {
+        let result = self.ship_before_inner(before).await;
+        match &result {
+            Ok(blocks) => {
+                self.stats
+                    .blocks_shipped
+                    .fetch_add(blocks.len() as u64, Ordering::Relaxed);
+                let samples: u64 = blocks.iter().map(|m| m.stats.num_samples).sum();
+                self.stats
+                    .samples_shipped
+                    .fetch_add(samples, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    async fn ship_before_inner(&self, before: i64) -> Result<Vec<BlockMeta>, ShipError> {
         self.db.control(ControlRecord::Seal { before }).await?;
         let head = self.db.head();
         let r = self.block_range_ms;

@@ -44,6 +44,16 @@ impl BucketStore {
         }
     }
 
+    /// Blocks open, over every tenant.
+    pub fn num_blocks(&self) -> usize {
+        self.blocks.read().values().map(Vec::len).sum()
+    }
+
+    /// Bytes the chunk page cache holds (without waiting for pending evictions).
+    pub fn page_cache_bytes_now(&self) -> u64 {
+        self.pages.as_ref().map_or(0, PageCache::weighted_size_now)
+    }
+
     /// Bytes the chunk page cache holds now.
     pub async fn page_cache_bytes(&self) -> u64 {
         match &self.pages {

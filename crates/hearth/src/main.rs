@@ -28,6 +28,8 @@ use crate::metrics::SelfMetrics;
 
 struct App {
     shipper: Arc<hearth_ingester::Shipper>,
+    compactor: Arc<hearth_compactor::Compactor>,
+    blocks: Arc<hearth_storage::BucketStore>,
     db: Arc<Db>,
     distributor: Arc<DistributorState>,
     metrics: SelfMetrics,
@@ -206,7 +208,11 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             tenant_retention_ms: cfg.tenant_retention_ms.clone(),
         },
     ));
-    tokio::spawn(compactor.run(Duration::from_millis(cfg.compactor_interval_ms as u64)));
+    tokio::spawn(
+        compactor
+            .clone()
+            .run(Duration::from_millis(cfg.compactor_interval_ms as u64)),
+    );
     // The querier's one source: head and blocks, merged.
     let head_range = db.head().clone();
     let block_range = blocks.clone();
@@ -261,6 +267,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     });
     let app = Arc::new(App {
         shipper,
+        compactor,
+        blocks: blocks.clone(),
         db: db.clone(),
         distributor: distributor.clone(),
         metrics: SelfMetrics::new(),
@@ -333,7 +341,15 @@ async fn flush_handler(State(app): State<Arc<App>>) -> impl IntoResponse {
 }
 
 async fn metrics_handler(State(app): State<Arc<App>>) -> impl IntoResponse {
-    let body = app.metrics.render(&app.db, &app.distributor.metrics);
+    let body = app.metrics.render(
+        &app.db,
+        &app.distributor.metrics,
+        &metrics::BlocksParts {
+            shipper: &app.shipper,
+            compactor: &app.compactor,
+            store: &app.blocks,
+        },
+    );
     (
         StatusCode::OK,
         [(

@@ -32,6 +32,23 @@ pub struct SelfMetrics {
     rss: Gauge,
     cpu_seconds: Gauge<f64, AtomicU64>,
     start_time: Gauge,
+    blocks_shipped: Counter<u64, AtomicU64>,
+    samples_shipped: Counter<u64, AtomicU64>,
+    ship_failures: Counter<u64, AtomicU64>,
+    bucket_blocks: Gauge,
+    page_cache_bytes: Gauge,
+    compactor_runs: Counter<u64, AtomicU64>,
+    compactor_failed_runs: Counter<u64, AtomicU64>,
+    compactor_blocks_written: Counter<u64, AtomicU64>,
+    compactor_blocks_marked: Counter<u64, AtomicU64>,
+    compactor_blocks_deleted: Counter<u64, AtomicU64>,
+}
+
+/// The long-term storage parts whose counters /metrics shows.
+pub struct BlocksParts<'a> {
+    pub shipper: &'a hearth_ingester::Shipper,
+    pub compactor: &'a hearth_compactor::Compactor,
+    pub store: &'a hearth_storage::BucketStore,
 }
 
 fn set_counter(c: &Counter<u64, AtomicU64>, v: u64) {
@@ -60,8 +77,72 @@ impl SelfMetrics {
             rss: Gauge::default(),
             cpu_seconds: Gauge::default(),
             start_time: Gauge::default(),
+            blocks_shipped: Counter::default(),
+            samples_shipped: Counter::default(),
+            ship_failures: Counter::default(),
+            bucket_blocks: Gauge::default(),
+            page_cache_bytes: Gauge::default(),
+            compactor_runs: Counter::default(),
+            compactor_failed_runs: Counter::default(),
+            compactor_blocks_written: Counter::default(),
+            compactor_blocks_marked: Counter::default(),
+            compactor_blocks_deleted: Counter::default(),
             registry: Registry::default(),
         };
+        for (name, help, c) in [
+            (
+                "hearth_ingester_shipped_blocks",
+                "Blocks the ingester shipped to the bucket (written and verified)",
+                &m.blocks_shipped,
+            ),
+            (
+                "hearth_ingester_shipped_samples",
+                "Samples the ingester shipped to the bucket",
+                &m.samples_shipped,
+            ),
+            (
+                "hearth_ingester_ship_failures",
+                "Shipping attempts that failed (the data stays in the head and is shipped again)",
+                &m.ship_failures,
+            ),
+            (
+                "hearth_compactor_runs",
+                "Compaction passes completed",
+                &m.compactor_runs,
+            ),
+            (
+                "hearth_compactor_failed_runs",
+                "Compaction passes that failed",
+                &m.compactor_failed_runs,
+            ),
+            (
+                "hearth_compactor_blocks_written",
+                "Blocks the compactor wrote",
+                &m.compactor_blocks_written,
+            ),
+            (
+                "hearth_compactor_blocks_marked_for_deletion",
+                "Blocks marked for deletion (replaced or past retention)",
+                &m.compactor_blocks_marked,
+            ),
+            (
+                "hearth_compactor_blocks_deleted",
+                "Marked blocks deleted after the deletion delay",
+                &m.compactor_blocks_deleted,
+            ),
+        ] {
+            r.register(name, help, c.clone());
+        }
+        r.register(
+            "hearth_bucket_store_blocks",
+            "Blocks the bucket store serves",
+            m.bucket_blocks.clone(),
+        );
+        r.register(
+            "hearth_bucket_store_page_cache_bytes",
+            "Bytes of chunk pages in the bucket store's cache",
+            m.page_cache_bytes.clone(),
+        );
         r.register(
             "hearth_build",
             "Hearth build information",
@@ -166,7 +247,38 @@ impl SelfMetrics {
         SelfMetrics { registry: r, ..m }
     }
 
-    pub fn render(&self, db: &Db, dist: &DistributorMetrics) -> String {
+    pub fn render(&self, db: &Db, dist: &DistributorMetrics, blocks: &BlocksParts<'_>) -> String {
+        let sh = &blocks.shipper.stats;
+        set_counter(
+            &self.blocks_shipped,
+            sh.blocks_shipped.load(Ordering::Relaxed),
+        );
+        set_counter(
+            &self.samples_shipped,
+            sh.samples_shipped.load(Ordering::Relaxed),
+        );
+        set_counter(&self.ship_failures, sh.failures.load(Ordering::Relaxed));
+        let cs = &blocks.compactor.stats;
+        set_counter(&self.compactor_runs, cs.runs.load(Ordering::Relaxed));
+        set_counter(
+            &self.compactor_failed_runs,
+            cs.failed_runs.load(Ordering::Relaxed),
+        );
+        set_counter(
+            &self.compactor_blocks_written,
+            cs.blocks_written.load(Ordering::Relaxed),
+        );
+        set_counter(
+            &self.compactor_blocks_marked,
+            cs.blocks_marked.load(Ordering::Relaxed),
+        );
+        set_counter(
+            &self.compactor_blocks_deleted,
+            cs.blocks_deleted.load(Ordering::Relaxed),
+        );
+        self.bucket_blocks.set(blocks.store.num_blocks() as i64);
+        self.page_cache_bytes
+            .set(blocks.store.page_cache_bytes_now() as i64);
         let s = db.stats();
         self.head_series.set(db.head().num_series() as i64);
         set_counter(

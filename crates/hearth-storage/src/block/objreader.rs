@@ -38,6 +38,11 @@ impl PageCache {
         }
     }
 
+    /// Bytes held, as last accounted.
+    pub fn weighted_size_now(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+
     /// Bytes held now (after pending evictions run).
     pub async fn weighted_size(&self) -> u64 {
         self.cache.run_pending_tasks().await;
