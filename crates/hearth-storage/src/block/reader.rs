@@ -18,6 +18,7 @@ use parquet::file::metadata::PageIndexPolicy;
 use super::meta::{BlockMeta, CHUNKS_FILE, LABELS_FILE, META_FILE};
 use super::objreader::{ObjectReader, PageCache};
 use super::{block_dir, BlockError, CHUNKS_COLUMN_PREFIX, LABEL_COLUMN_PREFIX};
+use hearth_tsdb::postings::MemPostings;
 
 /// An opened block.
 pub struct BlockReader {
@@ -26,6 +27,9 @@ pub struct BlockReader {
     chunks_path: Path,
     /// Every series' labels, in row order (sorted by labels).
     rows: Vec<Labels>,
+    /// Label pair -> rows, the head's inverted index over the block's rows, so a select
+    /// resolves matchers as the head does instead of scanning every row.
+    postings: MemPostings,
     /// The chunks file's footer (schema, row groups, page index), read once.
     chunks_footer: tokio::sync::OnceCell<ArrowReaderMetadata>,
     pages: Option<PageCache>,
@@ -115,10 +119,17 @@ impl BlockReader {
                 meta.stats.num_series
             )));
         }
+        let mut postings = MemPostings::default();
+        for (i, l) in rows.iter().enumerate() {
+            let id = u32::try_from(i)
+                .map_err(|_| BlockError::Format("more than 2^32 series in a block".into()))?;
+            postings.add(id, l);
+        }
         Ok(BlockReader {
             chunks_path: dir.clone().join(CHUNKS_FILE),
             store,
             meta,
+            postings,
             rows,
             chunks_footer: tokio::sync::OnceCell::new(),
             pages,
@@ -133,17 +144,16 @@ impl BlockReader {
         &self.rows
     }
 
-    /// Row numbers of the series that match every matcher.
+    /// Row numbers of the series that match every matcher (sorted), by Prometheus'
+    /// matcher rules (an empty-matching matcher also selects series without the label).
     pub fn matching_rows(&self, matchers: &[Matcher]) -> Vec<usize> {
-        self.rows
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| {
-                matchers
-                    .iter()
-                    .all(|m| m.matches(l.get(&m.name).unwrap_or("")))
-            })
-            .map(|(i, _)| i)
+        if matchers.is_empty() {
+            return (0..self.rows.len()).collect();
+        }
+        self.postings
+            .select(matchers)
+            .into_iter()
+            .map(|id| id as usize)
             .collect()
     }
 
