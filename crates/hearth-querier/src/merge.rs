@@ -14,6 +14,7 @@ use hearth_core::{Matcher, Queryable, SelectHints, SeriesStream, StorageError, T
 pub type TimeRange = Arc<dyn Fn(&Tenant) -> (i64, i64) + Send + Sync>;
 
 pub struct Source {
+    /// Names the source in errors ("store-gateway: storage unavailable: ...").
     pub name: &'static str,
     pub queryable: Arc<dyn Queryable>,
     pub range: TimeRange,
@@ -21,6 +22,15 @@ pub struct Source {
 
 pub struct MergeQueryable {
     sources: Vec<Source>,
+}
+
+/// The error of one source, naming it, in the same class.
+fn named(name: &str, e: StorageError) -> StorageError {
+    match e {
+        StorageError::Invalid(m) => StorageError::Invalid(format!("{name}: {m}")),
+        StorageError::Unavailable(m) => StorageError::Unavailable(format!("{name}: {m}")),
+        StorageError::Internal(m) => StorageError::Internal(format!("{name}: {m}")),
+    }
 }
 
 impl MergeQueryable {
@@ -52,11 +62,11 @@ impl Queryable for MergeQueryable {
         let sources = self.overlapping(tenant, mint, maxt);
         match sources.as_slice() {
             [] => Ok(futures::stream::empty().boxed()),
-            [one] => {
-                one.queryable
-                    .select(tenant, matchers, mint, maxt, hints)
-                    .await
-            }
+            [one] => one
+                .queryable
+                .select(tenant, matchers, mint, maxt, hints)
+                .await
+                .map_err(|e| named(one.name, e)),
             several => {
                 let sorted = SelectHints {
                     unsorted: false,
@@ -67,8 +77,14 @@ impl Queryable for MergeQueryable {
                     let stream = s
                         .queryable
                         .select(tenant, matchers, mint, maxt, &sorted)
-                        .await?;
-                    sets.push(stream.try_collect::<Vec<_>>().await?);
+                        .await
+                        .map_err(|e| named(s.name, e))?;
+                    sets.push(
+                        stream
+                            .try_collect::<Vec<_>>()
+                            .await
+                            .map_err(|e| named(s.name, e))?,
+                    );
                 }
                 let merged = hearth_tsdb::merge::merge_series(sets);
                 Ok(futures::stream::iter(merged.into_iter().map(Ok)).boxed())
@@ -88,7 +104,8 @@ impl Queryable for MergeQueryable {
             all.extend(
                 s.queryable
                     .label_names(tenant, matchers, mint, maxt)
-                    .await?,
+                    .await
+                    .map_err(|e| named(s.name, e))?,
             );
         }
         Ok(all.into_iter().collect())
@@ -107,7 +124,8 @@ impl Queryable for MergeQueryable {
             all.extend(
                 s.queryable
                     .label_values(tenant, name, matchers, mint, maxt)
-                    .await?,
+                    .await
+                    .map_err(|e| named(s.name, e))?,
             );
         }
         Ok(all.into_iter().collect())

@@ -838,7 +838,9 @@ impl<'a> Parser<'a> {
 
     fn check_matcher(&mut self, pos: usize, op: Kind, value: &str) {
         if matches!(op, Kind::EqlRegex | Kind::NeqRegex) {
-            if let Err(e) = regex::Regex::new(&format!("^(?s:{value})$")) {
+            // Only the syntax is checked here (no automaton is built: the matcher that
+            // evaluates compiles it once, later).
+            if let Err(e) = regex_syntax::Parser::new().parse(&format!("^(?s:{value})$")) {
                 let text = e.to_string();
                 let detail = text
                     .lines()
