@@ -16,7 +16,10 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }
     let fds = protox::compile(files, [&root]).expect("proto/ must compile");
-    prost_build::Config::new()
+    // Messages through prost, the `hearth.storage.Store` service through tonic.
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
         .compile_fds(fds)
-        .expect("prost code generation");
+        .expect("prost and tonic code generation");
 }

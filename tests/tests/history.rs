@@ -383,3 +383,200 @@ async fn bucket_outage_loses_nothing() {
     drop(h2);
     drop(moto);
 }
+
+/// The value of a `/metrics` line, by its exact name and labels.
+async fn metric(client: &reqwest::Client, h: &Hearth, name: &str) -> f64 {
+    let body = client
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// An hour of a metric no other query reads, so it can be shipped late.
+fn late_data(start: i64) -> Vec<pb::TimeSeries> {
+    (0..3)
+        .map(|i| pb::TimeSeries {
+            labels: vec![
+                label("__name__", "late_metric"),
+                label("host", &format!("late-{i}")),
+                label("job", "late"),
+            ],
+            samples: (0..60)
+                .map(|k| pb::Sample {
+                    value: k as f64,
+                    timestamp: start + k * MINUTE,
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// History from store gateways: the compactor role writes the bucket index, two
+/// store gateways split the blocks by the ring and are ready from the index, a fresh
+/// Hearth reads history from them over gRPC and answers exactly as the head did. Blocks
+/// shipped after the gateways synced stay answerable; a gateway lost fails queries
+/// loudly (one replica) until it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_gateways_serve_history_over_grpc() {
+    let Some(moto) = start_moto(0, "gateways").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let end = now_ms() / (2 * HOUR) * (2 * HOUR);
+    let start = end - DAYS * 24 * HOUR;
+    let mut base = moto.flags("gateways");
+    // No merging in this run (the blocks stay the 2 h ones the ingester shipped) and
+    // no shipping but by flush.
+    base.push("--compactor.block-ranges=2h".into());
+    base.push("--blocks-storage.tsdb.ship-interval=24h".into());
+    let with = |extra: &[String]| -> Vec<String> { base.iter().chain(extra).cloned().collect() };
+
+    let first = with(&[]);
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    let mut a = start_hearth(&dir.path().join("a"), &first).await;
+    backfill(&client, &a, start, end).await;
+    let from_head = answers(&client, &a, start, end).await;
+    let r = client.post(a.url("/ingester/flush")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    a.proc.kill9();
+
+    // The compactor role writes the tenant's bucket index.
+    let c_flags = with(&["--target=compactor".into()]);
+    let c_refs: Vec<&str> = c_flags.iter().map(String::as_str).collect();
+    let mut c = start_hearth(&dir.path().join("c"), &c_refs).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&client, &c, "hearth_compactor_bucket_index_writes_total").await < 1.0 {
+        assert!(Instant::now() < deadline, "no bucket index written");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.proc.terminate();
+
+    // Two store gateways, one replica of each block.
+    let grpc = [free_port(), free_port()];
+    let members = format!(
+        "--store-gateway.sharding-ring.members=gw-1=127.0.0.1:{},gw-2=127.0.0.1:{}",
+        grpc[0], grpc[1]
+    );
+    let gateway_flags = |i: usize| {
+        with(&[
+            "--target=store-gateway".into(),
+            members.clone(),
+            format!("--store-gateway.sharding-ring.instance-id=gw-{}", i + 1),
+            format!("--server.grpc-listen-address=127.0.0.1:{}", grpc[i]),
+            // They sync once at start in this test: later blocks are not seen by them.
+            "--blocks-storage.bucket-store.sync-interval=1h".into(),
+        ])
+    };
+    let mut gateways = Vec::new();
+    for i in 0..2 {
+        let f = gateway_flags(i);
+        let f: Vec<&str> = f.iter().map(String::as_str).collect();
+        let t = Instant::now();
+        let g = start_hearth(&dir.path().join(format!("gw-{}", i + 1)), &f).await;
+        eprintln!("store gateway gw-{} ready in {:?}", i + 1, t.elapsed());
+        gateways.push(g);
+    }
+    let mut held = 0.0;
+    for g in &gateways {
+        let n = metric(&client, g, "hearth_bucket_store_blocks").await;
+        assert!(n > 0.0, "a gateway holds no block");
+        held += n;
+        // Ready from the index alone: no labels file read yet.
+        assert_eq!(
+            metric(&client, g, "hearth_bucket_store_blocks_loaded_total").await,
+            0.0
+        );
+    }
+    assert_eq!(held, 36.0, "each of the 36 blocks on exactly one gateway");
+
+    let b_flags = with(std::slice::from_ref(&members));
+    let b_refs: Vec<&str> = b_flags.iter().map(String::as_str).collect();
+    let b = start_hearth(&dir.path().join("b"), &b_refs).await;
+    let from_gateways = answers(&client, &b, start, end).await;
+    assert_same(
+        &from_head,
+        &from_gateways,
+        "head vs store gateways over gRPC",
+    );
+    for g in &gateways {
+        assert!(metric(&client, g, "hearth_bucket_store_blocks_loaded_total").await > 0.0);
+    }
+
+    // Blocks shipped now are not known to the gateways (they sync hourly here); the
+    // ingester keeps answering for them.
+    for h in (1..=4).rev() {
+        let (status, body) = push(
+            &client,
+            &b.url("/api/v1/push"),
+            write_request(late_data(end - h * HOUR)),
+            "application/x-protobuf",
+        )
+        .await;
+        assert_eq!(status, 204, "{body}");
+    }
+    let late_q = b.url(&format!(
+        "/api/v1/query?query={}&time={}",
+        urlencode("sum(count_over_time(late_metric[4h]))"),
+        (end - 1) as f64 / 1000.0
+    ));
+    let before = get_json(&client, &late_q).await;
+    assert_eq!(before["data"]["result"][0]["value"][1], "720", "{before}");
+    let r = client.post(b.url("/ingester/flush")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let after = get_json(&client, &late_q).await;
+    assert_eq!(before["data"], after["data"], "shipped blocks unanswered");
+    let mut held = 0.0;
+    for g in &gateways {
+        held += metric(&client, g, "hearth_bucket_store_blocks").await;
+    }
+    assert_eq!(
+        held, 36.0,
+        "the gateways should not have synced the new blocks yet"
+    );
+
+    // A gateway lost: with one replica its blocks are missing, and the query says so
+    // instead of answering short.
+    gateways[1].proc.kill9();
+    let q = b.url(&format!(
+        "/api/v1/query_range?query={}&start={}&end={}&step=3600",
+        urlencode("count(temperature)"),
+        start as f64 / 1000.0,
+        end as f64 / 1000.0
+    ));
+    let r = client.get(&q).send().await.unwrap();
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "error", "{v}");
+    assert!(status >= 500, "{status}");
+    assert!(v["error"].as_str().unwrap().contains("gw-2"), "{v}");
+    // Back: whole answers again.
+    let f = gateway_flags(1);
+    let f: Vec<&str> = f.iter().map(String::as_str).collect();
+    gateways[1] = start_hearth(&dir.path().join("gw-2b"), &f).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = get_json(&client, &q).await;
+        if v["status"] == "success" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "gw-2 back but queries fail: {v}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let again = answers(&client, &b, start, end).await;
+    assert_same(&from_head, &again, "head vs gateways after a restart");
+    drop(b);
+    drop(gateways);
+    drop(moto);
+}

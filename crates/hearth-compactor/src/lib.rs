@@ -2,8 +2,9 @@
 //! overlap in time (vertical compaction: duplicates from a retried shipping, or two
 //! replicas), merges adjacent blocks up the configured ranges (2 h -> 12 h -> 24 h),
 //! marks blocks past a tenant's retention, and deletes marked blocks once the deletion
-//! delay has passed so queries already reading them finish (see compaction.md beside
-//! this file).
+//! delay has passed so queries already reading them finish, and after each pass rewrites
+//! every tenant's bucket index, which store gateways read instead of listing the bucket
+//! (see compaction.md beside this file).
 //!
 //! This room owns the planning and the order of the steps; blocks are read, written,
 //! verified and marked only through hearth-storage. It may not touch ingesters, the
@@ -16,6 +17,8 @@ use std::time::Duration;
 
 use hearth_core::{Series, Tenant};
 use hearth_storage::block::marks::{delete_block, mark_for_deletion, read_mark};
+use hearth_storage::block::read_meta;
+use hearth_storage::bucket_index::{write_index, BucketIndex, IndexDeletionMark};
 use hearth_storage::{BlockError, BlockInput, BlockMeta, BucketStore};
 use tracing::{info, warn};
 
@@ -58,6 +61,8 @@ pub struct CompactorStats {
     pub blocks_written: AtomicU64,
     pub blocks_marked: AtomicU64,
     pub blocks_deleted: AtomicU64,
+    /// Bucket indexes written.
+    pub index_writes: AtomicU64,
 }
 
 pub struct Compactor {
@@ -156,7 +161,8 @@ impl Compactor {
             ));
         }
         let mut sets: Vec<Vec<Series>> = Vec::with_capacity(readers.len());
-        for r in &readers {
+        for b in &readers {
+            let r = self.store.open(b).await?;
             sets.push(r.select(&[], min_time, max_time - 1).await?);
         }
         let merged = hearth_tsdb::merge::merge_series(sets);
@@ -242,8 +248,47 @@ impl Compactor {
                     report.deleted += 1;
                 }
             }
+            self.write_bucket_index(&tenant, now_ms).await?;
         }
         Ok(report)
+    }
+
+    /// Rewrites the tenant's bucket index from a listing: every committed block's meta
+    /// (marked ones too, with their marks), so store gateways need not list the bucket.
+    async fn write_bucket_index(&self, tenant: &Tenant, now_ms: i64) -> Result<(), BlockError> {
+        let bucket = self.store.bucket();
+        let known: BTreeMap<String, BlockMeta> = self
+            .store
+            .blocks(tenant)
+            .iter()
+            .map(|b| (b.meta().ulid.clone(), b.meta().clone()))
+            .collect();
+        let mut metas = Vec::new();
+        let mut marks = Vec::new();
+        for (ulid, committed, marked) in self.store.list_blocks(tenant).await? {
+            if !committed {
+                continue;
+            }
+            // Metas are immutable: the store's copy saves a read for unmarked blocks.
+            let meta = match known.get(&ulid) {
+                Some(m) => Some(m.clone()),
+                None => read_meta(bucket, tenant, &ulid).await?,
+            };
+            let Some(meta) = meta else { continue };
+            if marked {
+                if let Some(mark) = read_mark(bucket, tenant, &ulid).await? {
+                    marks.push(IndexDeletionMark {
+                        block_id: ulid.clone(),
+                        deletion_time: mark.deletion_time,
+                    });
+                }
+            }
+            metas.push(meta);
+        }
+        let index = BucketIndex::new(now_ms / 1000, metas, marks);
+        write_index(bucket, tenant, &index).await?;
+        self.stats.index_writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Runs a pass every `interval`; a failed pass is logged and retried next time

@@ -9,6 +9,7 @@ pub mod duration;
 pub mod labels;
 pub mod matcher;
 pub mod queryable;
+pub mod ring;
 pub mod sample;
 pub mod tenant;
 
@@ -19,5 +20,6 @@ pub use queryable::{
     ChunkEncoding, EncodedChunk, Ingester, MetricMetadata, PushError, PushOutcome, Queryable,
     SelectHints, Series, SeriesData, SeriesStream, StorageError,
 };
+pub use ring::Ring;
 pub use sample::{is_stale_nan, Sample, STALE_NAN_BITS};
 pub use tenant::{tenant_from_header, Tenant, DEFAULT_TENANT, TENANT_HEADER};

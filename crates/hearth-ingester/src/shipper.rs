@@ -11,6 +11,8 @@ use hearth_tsdb::Db;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
+use crate::recent::RecentlyShipped;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ShipError {
     #[error("write-ahead log: {0}")]
@@ -33,6 +35,8 @@ pub struct Shipper {
     store: Arc<BucketStore>,
     block_range_ms: i64,
     running: Mutex<()>,
+    /// Where shipped blocks stay queryable until store gateways know them.
+    recent: Option<Arc<RecentlyShipped>>,
     pub stats: ShipperStats,
 }
 
@@ -48,8 +52,16 @@ impl Shipper {
             store,
             block_range_ms,
             running: Mutex::new(()),
+            recent: None,
             stats: ShipperStats::default(),
         }
+    }
+
+    /// Keeps every shipped block answerable through `recent` (when store gateways, not
+    /// this process, serve the bucket).
+    pub fn with_recent(mut self, recent: Arc<RecentlyShipped>) -> Shipper {
+        self.recent = Some(recent);
+        self
     }
 
     /// The boundary to ship up to now, if any: data the head sealed but has not
@@ -167,6 +179,22 @@ impl Shipper {
             .iter()
             .map(|m| (m.hearth.tenant.clone(), m.ulid.clone()))
             .collect();
+        // Before the head drops the data: from here the blocks answer for it.
+        if let Some(recent) = &self.recent {
+            for m in &shipped {
+                let Ok(tenant) = hearth_core::Tenant::new(&m.hearth.tenant) else {
+                    continue;
+                };
+                if let Some(b) = self
+                    .store
+                    .blocks(&tenant)
+                    .into_iter()
+                    .find(|b| b.meta().ulid == m.ulid)
+                {
+                    recent.push(self.store.open(&b).await?);
+                }
+            }
+        }
         self.db
             .control(ControlRecord::Shipped { before, blocks })
             .await?;

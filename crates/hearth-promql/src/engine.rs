@@ -66,6 +66,16 @@ pub enum QueryError {
     Canceled(&'static str),
 }
 
+/// A failing source (a store gateway down, a bucket unreachable) is Prometheus'
+/// `ErrStorage`: an internal error (500), so clients and query frontends retry it; a
+/// request the source refused stays an execution error (422).
+fn storage_error(e: hearth_core::StorageError) -> QueryError {
+    match e {
+        hearth_core::StorageError::Invalid(m) => QueryError::Execution(m),
+        other => QueryError::Internal(other.to_string()),
+    }
+}
+
 pub struct Engine {
     opts: EngineOptions,
     queryable: Arc<dyn Queryable>,
@@ -420,9 +430,9 @@ impl Engine {
                     let mut stream = q
                         .select(&tenant, &f.matcher_sets[0], f.mint, f.maxt, &f.hints)
                         .await
-                        .map_err(|e| QueryError::Execution(e.to_string()))?;
+                        .map_err(storage_error)?;
                     while let Some(s) = stream.next().await {
-                        series.push(s.map_err(|e| QueryError::Execution(e.to_string()))?);
+                        series.push(s.map_err(storage_error)?);
                     }
                     return Ok::<_, QueryError>((
                         f.key,
@@ -438,9 +448,9 @@ impl Engine {
                     let mut stream = q
                         .select(&tenant, ms, f.mint, f.maxt, &f.hints)
                         .await
-                        .map_err(|e| QueryError::Execution(e.to_string()))?;
+                        .map_err(storage_error)?;
                     while let Some(s) = stream.next().await {
-                        let s = s.map_err(|e| QueryError::Execution(e.to_string()))?;
+                        let s = s.map_err(storage_error)?;
                         let samples = decode(&s.data, f.mint, f.maxt)?;
                         all.push(RangeSeries {
                             labels: s.labels,

@@ -7,9 +7,11 @@
 //! internals or the write path.
 
 pub mod api;
+pub mod fanout;
 pub mod json;
 pub mod merge;
 pub mod params;
 
 pub use api::{router, ApiConfig, QuerierState, StatusSource, TsdbStatus};
+pub use fanout::{Fanout, Member};
 pub use merge::{MergeQueryable, Source};

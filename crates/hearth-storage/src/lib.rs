@@ -9,9 +9,10 @@
 
 pub mod block;
 pub mod bucket;
+pub mod bucket_index;
 pub mod promblock;
 pub mod store;
 
 pub use block::{BlockError, BlockInput, BlockMeta, BlockReader};
 pub use bucket::{open_bucket, Backend, BucketConfig, BucketError};
-pub use store::BucketStore;
+pub use store::{BucketStore, Discovery, Shard, StoreBlock};

@@ -1,26 +1,92 @@
 //! The blocks of a bucket as one `Queryable`: discovers committed blocks (those with a
-//! meta.json), opens them, and answers from the ones whose time range overlaps a query.
+//! meta.json), by listing the bucket or through the per-tenant bucket index, and answers
+//! from the ones whose time range overlaps a query. A block is known by its meta alone;
+//! its labels file is read the first time a query needs it, so a store with thousands of
+//! blocks is ready as soon as it has read the metas. With a ring it serves only the
+//! blocks the ring gives to its instance (store-gateway sharding).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
-use hearth_core::{Matcher, Queryable, SelectHints, Series, SeriesStream, StorageError, Tenant};
+use hearth_core::{
+    Matcher, Queryable, Ring, SelectHints, Series, SeriesStream, StorageError, Tenant,
+};
 use object_store::path::Path;
 use object_store::ObjectStore;
 use parking_lot::RwLock;
+use tracing::{debug, warn};
 
 use crate::block::{
     read_meta, write_block, BlockError, BlockInput, BlockMeta, BlockReader, PageCache,
 };
+use crate::bucket_index::{read_index, BucketIndex};
 
-/// Every opened block, by tenant.
+/// A committed block: its meta, and its reader once a query has needed it.
+pub struct StoreBlock {
+    meta: BlockMeta,
+    reader: tokio::sync::OnceCell<Arc<BlockReader>>,
+}
+
+impl StoreBlock {
+    fn new(meta: BlockMeta) -> StoreBlock {
+        StoreBlock {
+            meta,
+            reader: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    fn opened(reader: Arc<BlockReader>) -> StoreBlock {
+        StoreBlock {
+            meta: reader.meta().clone(),
+            reader: tokio::sync::OnceCell::new_with(Some(reader)),
+        }
+    }
+
+    pub fn meta(&self) -> &BlockMeta {
+        &self.meta
+    }
+
+    /// Whether the labels file has been read.
+    pub fn is_open(&self) -> bool {
+        self.reader.initialized()
+    }
+}
+
+/// How a store finds the blocks of a bucket.
+#[derive(Clone, Debug)]
+pub enum Discovery {
+    /// List every tenant's folder and read each new block's meta.json: the truth, and
+    /// what the compactor (which writes the index) and a single process use.
+    Listing,
+    /// Read each tenant's bucket index, plus an offset listing past its newest block;
+    /// an index older than `max_stale` (or missing) falls back to listing that tenant.
+    BucketIndex { max_stale: Duration },
+}
+
+/// Which blocks this store serves: those the ring gives to `instance`.
+#[derive(Clone, Debug)]
+pub struct Shard {
+    pub ring: Ring,
+    pub instance: String,
+}
+
+/// Every known block, by tenant.
 pub struct BucketStore {
     bucket: Arc<dyn ObjectStore>,
-    blocks: RwLock<BTreeMap<String, Vec<Arc<BlockReader>>>>,
+    blocks: RwLock<BTreeMap<String, Vec<Arc<StoreBlock>>>>,
     /// Chunk pages read from the bucket, shared by every block, bounded in bytes.
     pages: Option<PageCache>,
+    discovery: Discovery,
+    shard: Option<Shard>,
+    /// Set once a sync has completed: before it, the store knows no blocks, and a store
+    /// gateway must not answer as if the bucket were empty (it reports not ready).
+    synced: AtomicBool,
+    /// Labels files read (blocks opened), for /metrics.
+    opened: AtomicU64,
 }
 
 /// The chunk page cache's default size.
@@ -28,6 +94,12 @@ pub const DEFAULT_PAGE_CACHE_BYTES: u64 = 512 << 20;
 
 fn unavailable(e: BlockError) -> StorageError {
     StorageError::Unavailable(e.to_string())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl BucketStore {
@@ -41,7 +113,58 @@ impl BucketStore {
             bucket,
             blocks: RwLock::new(BTreeMap::new()),
             pages: (bytes > 0).then(|| PageCache::new(bytes)),
+            discovery: Discovery::Listing,
+            shard: None,
+            synced: AtomicBool::new(false),
+            opened: AtomicU64::new(0),
         }
+    }
+
+    /// Finds blocks the given way (the default is [`Discovery::Listing`]).
+    pub fn with_discovery(mut self, discovery: Discovery) -> BucketStore {
+        self.discovery = discovery;
+        self
+    }
+
+    /// Serves only the blocks the ring gives to `shard.instance`.
+    pub fn with_shard(mut self, shard: Shard) -> BucketStore {
+        self.shard = Some(shard);
+        self
+    }
+
+    /// Whether a sync has completed since start.
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// Labels files read since start (blocks opened by a query, a ship or a compaction).
+    pub fn blocks_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    fn owns(&self, ulid: &str) -> bool {
+        self.shard
+            .as_ref()
+            .is_none_or(|s| s.ring.owns(&s.instance, ulid.as_bytes()))
+    }
+
+    /// The block's reader, reading its labels file the first time.
+    pub async fn open(&self, block: &StoreBlock) -> Result<Arc<BlockReader>, BlockError> {
+        block
+            .reader
+            .get_or_try_init(|| async {
+                let r = BlockReader::open_cached(
+                    Arc::clone(&self.bucket),
+                    block.meta.clone(),
+                    self.pages.clone(),
+                )
+                .await?;
+                self.opened.fetch_add(1, Ordering::Relaxed);
+                debug!(block = %block.meta.ulid, series = r.series_labels().len(), "block opened");
+                Ok::<_, BlockError>(Arc::new(r))
+            })
+            .await
+            .cloned()
     }
 
     /// Blocks open, over every tenant.
@@ -67,7 +190,7 @@ impl BucketStore {
     }
 
     /// The blocks of a tenant, oldest first.
-    pub fn blocks(&self, tenant: &Tenant) -> Vec<Arc<BlockReader>> {
+    pub fn blocks(&self, tenant: &Tenant) -> Vec<Arc<StoreBlock>> {
         self.blocks
             .read()
             .get(tenant.as_str())
@@ -75,13 +198,26 @@ impl BucketStore {
             .unwrap_or_default()
     }
 
-    fn insert(&self, reader: Arc<BlockReader>) {
+    /// The tenants with blocks known, and the time range each covers (inclusive).
+    pub fn tenant_ranges(&self) -> Vec<(String, i64, i64)> {
+        let tenants: Vec<String> = self.blocks.read().keys().cloned().collect();
+        tenants
+            .into_iter()
+            .filter_map(|t| {
+                let tenant = Tenant::new(&t).ok()?;
+                let (lo, hi) = self.time_range(&tenant);
+                (lo <= hi).then_some((t, lo, hi))
+            })
+            .collect()
+    }
+
+    fn insert(&self, block: StoreBlock) {
         let mut all = self.blocks.write();
-        let list = all.entry(reader.meta().hearth.tenant.clone()).or_default();
-        if list.iter().any(|b| b.meta().ulid == reader.meta().ulid) {
+        let list = all.entry(block.meta.hearth.tenant.clone()).or_default();
+        if list.iter().any(|b| b.meta().ulid == block.meta.ulid) {
             return;
         }
-        list.push(reader);
+        list.push(Arc::new(block));
         list.sort_by(|a, b| {
             (a.meta().min_time, &a.meta().ulid).cmp(&(b.meta().min_time, &b.meta().ulid))
         });
@@ -105,62 +241,113 @@ impl BucketStore {
     ) -> Result<Vec<(String, bool, bool)>, BlockError> {
         let prefix = Path::from(tenant.as_str());
         let objects: Vec<_> = self.bucket.list(Some(&prefix)).try_collect().await?;
-        let mut by_block: BTreeMap<String, (bool, bool)> = BTreeMap::new();
-        for o in objects {
-            let mut parts = o.location.parts().skip(1);
-            let (Some(ulid), Some(file)) = (parts.next(), parts.next()) else {
-                continue;
-            };
-            if ulid.as_ref().parse::<ulid::Ulid>().is_err() {
-                continue;
-            }
-            let entry = by_block.entry(ulid.as_ref().to_string()).or_default();
-            match file.as_ref() {
-                crate::block::meta::META_FILE => entry.0 = true,
-                crate::block::marks::DELETION_MARK_FILE => entry.1 = true,
-                _ => {}
-            }
-        }
-        Ok(by_block
-            .into_iter()
-            .map(|(ulid, (meta, mark))| (ulid, meta, mark))
-            .collect())
+        Ok(group_block_objects(objects))
     }
 
-    /// Lists the bucket and opens every committed block not open yet; blocks gone from
-    /// the bucket or marked for deletion (replaced by a compacted block, or past
-    /// retention) are dropped. Returns how many blocks are open.
+    /// Finds the committed blocks of every tenant (by listing or through the bucket
+    /// index, as the store's [`Discovery`] says) and reads the metas of new ones; blocks
+    /// gone from the bucket, marked for deletion (replaced by a compacted block, or past
+    /// retention) or not this instance's are dropped. Returns how many blocks are known.
     pub async fn sync(&self) -> Result<usize, BlockError> {
         let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for tenant in self.list_tenants().await? {
-            for (ulid, committed, marked) in self.list_blocks(&tenant).await? {
-                // No meta.json yet: an upload in progress or abandoned; not a block.
-                if !committed || marked {
-                    continue;
+            let found = match &self.discovery {
+                Discovery::Listing => self.sync_listing(&tenant).await?,
+                Discovery::BucketIndex { max_stale } => {
+                    match read_index(&self.bucket, &tenant).await {
+                        Ok(Some(index))
+                            if unix_now() - index.updated_at <= max_stale.as_secs() as i64 =>
+                        {
+                            self.sync_index(&tenant, &index).await?
+                        }
+                        Ok(Some(index)) => {
+                            warn!(tenant = %tenant, updated_at = index.updated_at, "bucket index is stale (is the compactor running?); listing the bucket");
+                            self.sync_listing(&tenant).await?
+                        }
+                        Ok(None) => self.sync_listing(&tenant).await?,
+                        Err(e) => {
+                            warn!(tenant = %tenant, error = %e, "bucket index unreadable; listing the bucket");
+                            self.sync_listing(&tenant).await?
+                        }
+                    }
                 }
-                live.entry(tenant.as_str().to_string())
-                    .or_default()
-                    .insert(ulid.clone());
-                if self.blocks(&tenant).iter().any(|b| b.meta().ulid == ulid) {
-                    continue;
-                }
-                if let Some(meta) = read_meta(&self.bucket, &tenant, &ulid).await? {
-                    let reader = BlockReader::open_cached(
-                        Arc::clone(&self.bucket),
-                        meta,
-                        self.pages.clone(),
-                    )
-                    .await?;
-                    self.insert(Arc::new(reader));
-                }
-            }
+            };
+            live.insert(tenant.as_str().to_string(), found);
         }
         let mut all = self.blocks.write();
         for (tenant, list) in all.iter_mut() {
             let keep = live.get(tenant);
             list.retain(|b| keep.is_some_and(|k| k.contains(&b.meta().ulid)));
         }
+        all.retain(|_, list| !list.is_empty());
+        self.synced.store(true, Ordering::Release);
         Ok(all.values().map(Vec::len).sum())
+    }
+
+    /// One tenant by listing: every block folder, meta.json read for new ones.
+    async fn sync_listing(&self, tenant: &Tenant) -> Result<BTreeSet<String>, BlockError> {
+        let listed = self.list_blocks(tenant).await?;
+        self.take_listed(tenant, listed).await
+    }
+
+    /// Adds the committed, unmarked, owned blocks of a listing; returns their ULIDs.
+    async fn take_listed(
+        &self,
+        tenant: &Tenant,
+        listed: Vec<(String, bool, bool)>,
+    ) -> Result<BTreeSet<String>, BlockError> {
+        let mut live = BTreeSet::new();
+        for (ulid, committed, marked) in listed {
+            // No meta.json yet: an upload in progress or abandoned; not a block.
+            if !committed || marked || !self.owns(&ulid) {
+                continue;
+            }
+            live.insert(ulid.clone());
+            if self.blocks(tenant).iter().any(|b| b.meta().ulid == ulid) {
+                continue;
+            }
+            if let Some(meta) = read_meta(&self.bucket, tenant, &ulid).await? {
+                self.insert(StoreBlock::new(meta));
+            }
+        }
+        Ok(live)
+    }
+
+    /// One tenant through its index: the index's blocks, then an offset listing past
+    /// its newest block for blocks shipped since it was written.
+    async fn sync_index(
+        &self,
+        tenant: &Tenant,
+        index: &BucketIndex,
+    ) -> Result<BTreeSet<String>, BlockError> {
+        let mut live = BTreeSet::new();
+        for meta in &index.blocks {
+            if index.is_marked(&meta.ulid)
+                || !self.owns(&meta.ulid)
+                || meta.hearth.tenant != tenant.as_str()
+            {
+                continue;
+            }
+            live.insert(meta.ulid.clone());
+            self.insert(StoreBlock::new(meta.clone()));
+        }
+        let fresh = match index.newest_ulid() {
+            Some(newest) => {
+                let offset = Path::from(tenant.as_str()).join(newest);
+                let objects: Vec<_> = self
+                    .bucket
+                    .list_with_offset(Some(&Path::from(tenant.as_str())), &offset)
+                    .try_collect()
+                    .await?;
+                group_block_objects(objects)
+                    .into_iter()
+                    .filter(|(ulid, _, _)| ulid.as_str() > newest)
+                    .collect()
+            }
+            None => self.list_blocks(tenant).await?,
+        };
+        live.extend(self.take_listed(tenant, fresh).await?);
+        Ok(live)
     }
 
     /// Stops serving a block at once (the compactor, after marking it).
@@ -216,7 +403,8 @@ impl BucketStore {
                 meta.stats
             )));
         }
-        self.insert(Arc::new(reader));
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        self.insert(StoreBlock::opened(Arc::new(reader)));
         Ok(meta)
     }
 
@@ -230,12 +418,50 @@ impl BucketStore {
             })
     }
 
-    fn overlapping(&self, tenant: &Tenant, mint: i64, maxt: i64) -> Vec<Arc<BlockReader>> {
-        self.blocks(tenant)
+    /// The readers of the tenant's blocks that overlap `[mint, maxt]`, opening those
+    /// not open yet.
+    async fn overlapping(
+        &self,
+        tenant: &Tenant,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Arc<BlockReader>>, StorageError> {
+        let blocks: Vec<_> = self
+            .blocks(tenant)
             .into_iter()
             .filter(|b| b.meta().overlaps(mint, maxt))
-            .collect()
+            .collect();
+        let mut out = Vec::with_capacity(blocks.len());
+        for b in blocks {
+            out.push(self.open(&b).await.map_err(unavailable)?);
+        }
+        Ok(out)
     }
+}
+
+/// A listing's objects grouped by block folder: ULID, whether it has meta.json (is
+/// committed) and whether it is marked for deletion.
+fn group_block_objects(objects: Vec<object_store::ObjectMeta>) -> Vec<(String, bool, bool)> {
+    let mut by_block: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+    for o in objects {
+        let mut parts = o.location.parts().skip(1);
+        let (Some(ulid), Some(file)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        if ulid.as_ref().parse::<ulid::Ulid>().is_err() {
+            continue;
+        }
+        let entry = by_block.entry(ulid.as_ref().to_string()).or_default();
+        match file.as_ref() {
+            crate::block::meta::META_FILE => entry.0 = true,
+            crate::block::marks::DELETION_MARK_FILE => entry.1 = true,
+            _ => {}
+        }
+    }
+    by_block
+        .into_iter()
+        .map(|(ulid, (meta, mark))| (ulid, meta, mark))
+        .collect()
 }
 
 #[async_trait]
@@ -248,13 +474,8 @@ impl Queryable for BucketStore {
         maxt: i64,
         _hints: &SelectHints,
     ) -> Result<SeriesStream, StorageError> {
-        let blocks = self.overlapping(tenant, mint, maxt);
-        let mut sets = Vec::with_capacity(blocks.len());
-        for b in blocks {
-            sets.push(b.select(matchers, mint, maxt).await.map_err(unavailable)?);
-        }
-        let merged: Vec<Series> = hearth_tsdb::merge::merge_series(sets);
-        Ok(futures::stream::iter(merged.into_iter().map(Ok)).boxed())
+        let blocks = self.overlapping(tenant, mint, maxt).await?;
+        select_in(&blocks, matchers, mint, maxt).await
     }
 
     async fn label_names(
@@ -264,16 +485,8 @@ impl Queryable for BucketStore {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let mut names = BTreeSet::new();
-        for b in self.overlapping(tenant, mint, maxt) {
-            let rows = b.matching_rows(matchers);
-            for r in rows {
-                for l in b.series_labels()[r].iter() {
-                    names.insert(l.name.to_string());
-                }
-            }
-        }
-        Ok(names.into_iter().collect())
+        let blocks = self.overlapping(tenant, mint, maxt).await?;
+        Ok(label_names_in(&blocks, matchers))
     }
 
     async fn label_values(
@@ -284,14 +497,50 @@ impl Queryable for BucketStore {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let mut values = BTreeSet::new();
-        for b in self.overlapping(tenant, mint, maxt) {
-            for r in b.matching_rows(matchers) {
-                if let Some(v) = b.series_labels()[r].get(name) {
-                    values.insert(v.to_string());
-                }
+        let blocks = self.overlapping(tenant, mint, maxt).await?;
+        Ok(label_values_in(&blocks, name, matchers))
+    }
+}
+
+/// The series of open blocks that match, merged (samples in several blocks taken once).
+pub async fn select_in(
+    blocks: &[Arc<BlockReader>],
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+) -> Result<SeriesStream, StorageError> {
+    let mut sets = Vec::with_capacity(blocks.len());
+    for b in blocks {
+        sets.push(b.select(matchers, mint, maxt).await.map_err(unavailable)?);
+    }
+    let merged: Vec<Series> = hearth_tsdb::merge::merge_series(sets);
+    Ok(futures::stream::iter(merged.into_iter().map(Ok)).boxed())
+}
+
+/// Sorted label names of the series of open blocks that match.
+pub fn label_names_in(blocks: &[Arc<BlockReader>], matchers: &[Matcher]) -> Vec<String> {
+    let mut names = BTreeSet::new();
+    for b in blocks {
+        for r in b.matching_rows(matchers) {
+            names.extend(b.series_labels()[r].iter().map(|l| l.name.to_string()));
+        }
+    }
+    names.into_iter().collect()
+}
+
+/// Sorted values of label `name` over the series of open blocks that match.
+pub fn label_values_in(
+    blocks: &[Arc<BlockReader>],
+    name: &str,
+    matchers: &[Matcher],
+) -> Vec<String> {
+    let mut values = BTreeSet::new();
+    for b in blocks {
+        for r in b.matching_rows(matchers) {
+            if let Some(v) = b.series_labels()[r].get(name) {
+                values.insert(v.to_string());
             }
         }
-        Ok(values.into_iter().collect())
     }
+    values.into_iter().collect()
 }

@@ -30,8 +30,8 @@ pub struct Flags {
     #[arg(long = "storage.path", value_name = "DIR", global = true)]
     pub storage_path: Option<PathBuf>,
 
-    /// Which role to run: all (every role in one process) [default: all].
-    /// The single roles (distributor, ingester, querier, ...) arrive with the cluster.
+    /// Which role to run: all (every role in one process), store-gateway or compactor
+    /// [default: all]. The distributor, ingester and querier roles arrive with the cluster.
     #[arg(long = "target", value_name = "ROLE", global = true)]
     pub target: Option<String>,
 
@@ -221,9 +221,50 @@ pub struct Flags {
     /// How often the bucket is listed for new and deleted blocks [default: 1m].
     #[arg(
         long = "blocks-storage.bucket-store.sync-interval",
-        value_name = "DURATION"
+        value_name = "DURATION",
+        global = true
     )]
     pub sync_interval: Option<String>,
+
+    /// A store gateway lists the bucket itself instead of trusting a bucket index older than this (is the compactor running?) [default: 1h].
+    #[arg(
+        long = "blocks-storage.bucket-store.bucket-index.max-stale-period",
+        value_name = "DURATION",
+        global = true
+    )]
+    pub index_max_stale: Option<String>,
+
+    /// Address the gRPC server listens on (the store gateway's Store service) [default: 127.0.0.1:9095].
+    #[arg(
+        long = "server.grpc-listen-address",
+        value_name = "HOST:PORT",
+        global = true
+    )]
+    pub grpc_listen_address: Option<String>,
+
+    /// The store gateways, comma-separated `id=host:port` (their gRPC addresses). A store gateway serves the blocks the ring gives its id; the querier asks them for history instead of reading the bucket itself. Empty: one process reads the bucket [default: empty].
+    #[arg(
+        long = "store-gateway.sharding-ring.members",
+        value_name = "ID=ADDR,...",
+        global = true
+    )]
+    pub gateway_members: Option<String>,
+
+    /// This store gateway's id in the ring [default: the first member].
+    #[arg(
+        long = "store-gateway.sharding-ring.instance-id",
+        value_name = "ID",
+        global = true
+    )]
+    pub gateway_instance: Option<String>,
+
+    /// How many store gateways serve each block; the querier tolerates this many minus one failing [default: 1].
+    #[arg(
+        long = "store-gateway.sharding-ring.replication-factor",
+        value_name = "N",
+        global = true
+    )]
+    pub gateway_rf: Option<usize>,
 
     /// Bytes of chunk pages kept in memory by the bucket store (0: none) [default: 536870912].
     #[arg(
@@ -353,6 +394,16 @@ pub struct FileConfig {
     pub sync_interval: Option<String>,
     #[serde(rename = "blocks-storage.bucket-store.chunk-pages-cache-size")]
     pub page_cache: Option<u64>,
+    #[serde(rename = "blocks-storage.bucket-store.bucket-index.max-stale-period")]
+    pub index_max_stale: Option<String>,
+    #[serde(rename = "server.grpc-listen-address")]
+    pub grpc_listen_address: Option<String>,
+    #[serde(rename = "store-gateway.sharding-ring.members")]
+    pub gateway_members: Option<String>,
+    #[serde(rename = "store-gateway.sharding-ring.instance-id")]
+    pub gateway_instance: Option<String>,
+    #[serde(rename = "store-gateway.sharding-ring.replication-factor")]
+    pub gateway_rf: Option<usize>,
     #[serde(rename = "compactor.block-ranges")]
     pub compactor_ranges: Option<String>,
     #[serde(rename = "compactor.compaction-interval")]
@@ -388,6 +439,12 @@ pub struct Config {
     pub ship_interval_ms: i64,
     pub sync_interval_ms: i64,
     pub page_cache_bytes: u64,
+    pub index_max_stale_ms: i64,
+    pub grpc_listen_address: String,
+    /// (id, gRPC address) of every store gateway; empty when the bucket is read in-process.
+    pub gateway_members: Vec<(String, String)>,
+    pub gateway_instance: String,
+    pub gateway_rf: usize,
     pub compactor_ranges_ms: Vec<i64>,
     pub compactor_interval_ms: i64,
     pub compactor_deletion_delay_ms: i64,
@@ -402,6 +459,25 @@ fn duration(name: &str, v: &str) -> anyhow::Result<i64> {
     }
     hearth_querier::params::parse_prom_duration(v)
         .ok_or_else(|| anyhow::anyhow!("{name}: {v:?} is not a duration like 30s, 5m or 2h"))
+}
+
+/// `id=host:port,...` -> pairs; ids must be distinct.
+fn parse_members(v: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((id, addr)) = item.split_once('=') else {
+            anyhow::bail!("store-gateway.sharding-ring.members: {item:?} is not id=host:port");
+        };
+        let (id, addr) = (id.trim(), addr.trim());
+        if id.is_empty() || addr.is_empty() {
+            anyhow::bail!("store-gateway.sharding-ring.members: {item:?} is not id=host:port");
+        }
+        if out.iter().any(|(i, _)| i == id) {
+            anyhow::bail!("store-gateway.sharding-ring.members: id {id:?} appears twice");
+        }
+        out.push((id.to_string(), addr.to_string()));
+    }
+    Ok(out)
 }
 
 impl Config {
@@ -460,6 +536,14 @@ impl Config {
                 &pick!(sync_interval, "1m".to_string()),
             )?,
             page_cache_bytes: pick!(page_cache, 512 << 20),
+            index_max_stale_ms: duration(
+                "blocks-storage.bucket-store.bucket-index.max-stale-period",
+                &pick!(index_max_stale, "1h".to_string()),
+            )?,
+            grpc_listen_address: pick!(grpc_listen_address, "127.0.0.1:9095".to_string()),
+            gateway_members: parse_members(&pick!(gateway_members, String::new()))?,
+            gateway_instance: pick!(gateway_instance, String::new()),
+            gateway_rf: pick!(gateway_rf, 1),
             compactor_ranges_ms: pick!(compactor_ranges, "2h,12h,24h".to_string())
                 .split(',')
                 .map(|r| duration("compactor.block-ranges", r.trim()))
@@ -522,11 +606,32 @@ impl Config {
         if cfg.block_duration_ms <= 0 {
             anyhow::bail!("storage.tsdb.block-duration must be positive");
         }
-        if !["all"].contains(&cfg.target.as_str()) {
+        if !["all", "store-gateway", "compactor"].contains(&cfg.target.as_str()) {
             anyhow::bail!(
-                "target {:?} is not available yet: this build runs every role in one process (--target=all); \
-                 the separate distributor, ingester and querier roles arrive with the cluster",
+                "target {:?} is not available yet: this build runs all (every role in one process), \
+                 store-gateway or compactor; the separate distributor, ingester and querier roles \
+                 arrive with the cluster",
                 cfg.target
+            );
+        }
+        if cfg.gateway_rf == 0 {
+            anyhow::bail!("store-gateway.sharding-ring.replication-factor must be at least 1");
+        }
+        if cfg.gateway_instance.is_empty() {
+            if let Some((id, _)) = cfg.gateway_members.first() {
+                cfg.gateway_instance = id.clone();
+            }
+        }
+        if cfg.target == "store-gateway"
+            && !cfg.gateway_members.is_empty()
+            && !cfg
+                .gateway_members
+                .iter()
+                .any(|(id, _)| *id == cfg.gateway_instance)
+        {
+            anyhow::bail!(
+                "store-gateway.sharding-ring.instance-id {:?} is not one of store-gateway.sharding-ring.members",
+                cfg.gateway_instance
             );
         }
         match cfg.log_format.as_str() {
@@ -655,6 +760,30 @@ impl Config {
             self.page_cache_bytes.to_string(),
         );
         m.insert(
+            "blocks-storage.bucket-store.bucket-index.max-stale-period".into(),
+            ms(self.index_max_stale_ms),
+        );
+        m.insert(
+            "server.grpc-listen-address".into(),
+            self.grpc_listen_address.clone(),
+        );
+        m.insert(
+            "store-gateway.sharding-ring.members".into(),
+            self.gateway_members
+                .iter()
+                .map(|(id, a)| format!("{id}={a}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        m.insert(
+            "store-gateway.sharding-ring.instance-id".into(),
+            self.gateway_instance.clone(),
+        );
+        m.insert(
+            "store-gateway.sharding-ring.replication-factor".into(),
+            self.gateway_rf.to_string(),
+        );
+        m.insert(
             "compactor.block-ranges".into(),
             self.compactor_ranges_ms
                 .iter()
@@ -730,5 +859,36 @@ mod tests {
         assert_eq!(c.bucket.filesystem.dir, PathBuf::from("./data/bucket"));
         let bad = Flags::parse_from(["hearth", "--blocks-storage.backend=tape"]);
         assert!(Config::resolve(&bad).is_err());
+        // The store-gateway ring.
+        let c = Config::resolve(&Flags::parse_from([
+            "hearth",
+            "--target=store-gateway",
+            "--store-gateway.sharding-ring.members=gw-1=127.0.0.1:9095, gw-2=127.0.0.1:9096",
+            "--store-gateway.sharding-ring.instance-id=gw-2",
+        ]))
+        .unwrap();
+        assert_eq!(c.gateway_members.len(), 2);
+        assert_eq!(
+            c.gateway_members[1],
+            ("gw-2".into(), "127.0.0.1:9096".into())
+        );
+        assert_eq!(c.gateway_instance, "gw-2");
+        for bad in [
+            "--store-gateway.sharding-ring.members=gw-1",
+            "--store-gateway.sharding-ring.members=a=x,a=y",
+            "--store-gateway.sharding-ring.replication-factor=0",
+        ] {
+            assert!(
+                Config::resolve(&Flags::parse_from(["hearth", bad])).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(Config::resolve(&Flags::parse_from([
+            "hearth",
+            "--target=store-gateway",
+            "--store-gateway.sharding-ring.members=gw-1=h:1",
+            "--store-gateway.sharding-ring.instance-id=gw-9",
+        ]))
+        .is_err());
     }
 }

@@ -26,13 +26,17 @@ use tracing::{info, warn};
 use crate::config::{Command, Config, Flags, ImportSource};
 use crate::metrics::SelfMetrics;
 
+/// What a role runs, for the operational endpoints (/metrics, /-/ready, flush).
 struct App {
-    shipper: Arc<hearth_ingester::Shipper>,
-    compactor: Arc<hearth_compactor::Compactor>,
+    shipper: Option<Arc<hearth_ingester::Shipper>>,
+    compactor: Option<Arc<hearth_compactor::Compactor>>,
     blocks: Arc<hearth_storage::BucketStore>,
-    db: Arc<Db>,
-    distributor: Arc<DistributorState>,
+    db: Option<Arc<Db>>,
+    distributor: Option<Arc<DistributorState>>,
     metrics: SelfMetrics,
+    /// Ready only once the bucket store has synced (a store gateway must not answer as
+    /// if the bucket were empty).
+    ready_after_sync: bool,
 }
 
 fn init_tracing(cfg: &Config) -> anyhow::Result<()> {
@@ -78,7 +82,11 @@ fn main() -> anyhow::Result<()> {
                 Some(Command::Import {
                     source: ImportSource::PrometheusTsdb { dir, tenant },
                 }) => import_prometheus(&cfg, &dir, &tenant).await,
-                None => run(cfg).await,
+                None => match cfg.target.as_str() {
+                    "store-gateway" => run_store_gateway(cfg).await,
+                    "compactor" => run_compactor(cfg).await,
+                    _ => run(cfg).await,
+                },
             }
         })
 }
@@ -171,29 +179,20 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     ));
     // A bucket that is down does not keep the ingester from starting: writes go to the
     // head and log; the listing is retried every sync interval.
-    match blocks.sync().await {
-        Ok(found) => info!(blocks = found, "bucket synced"),
-        Err(e) => warn!(error = %e, "listing the bucket failed; retrying in the background"),
+    spawn_bucket_sync(blocks.clone(), &cfg, true).await;
+    // With store gateways serving the bucket, shipped blocks stay answerable from here
+    // until the gateways' next syncs have surely found them.
+    let recent = (!cfg.gateway_members.is_empty()).then(|| {
+        Arc::new(hearth_ingester::RecentlyShipped::new(
+            Duration::from_millis(2 * cfg.sync_interval_ms as u64) + Duration::from_secs(30),
+        ))
+    });
+    let mut shipper =
+        hearth_ingester::Shipper::new(db.clone(), blocks.clone(), cfg.block_duration_ms);
+    if let Some(r) = &recent {
+        shipper = shipper.with_recent(r.clone());
     }
-    {
-        let blocks = blocks.clone();
-        let every = Duration::from_millis(cfg.sync_interval_ms as u64);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if let Err(e) = blocks.sync().await {
-                    warn!(error = %e, "listing the bucket failed; serving the blocks known");
-                }
-            }
-        });
-    }
-    let shipper = Arc::new(hearth_ingester::Shipper::new(
-        db.clone(),
-        blocks.clone(),
-        cfg.block_duration_ms,
-    ));
+    let shipper = Arc::new(shipper);
     tokio::spawn(
         shipper
             .clone()
@@ -201,22 +200,18 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     );
     let compactor = Arc::new(hearth_compactor::Compactor::new(
         blocks.clone(),
-        hearth_compactor::CompactorConfig {
-            block_ranges_ms: cfg.compactor_ranges_ms.clone(),
-            deletion_delay: Duration::from_millis(cfg.compactor_deletion_delay_ms.max(0) as u64),
-            retention_ms: cfg.retention_ms,
-            tenant_retention_ms: cfg.tenant_retention_ms.clone(),
-        },
+        compactor_config(&cfg),
     ));
     tokio::spawn(
         compactor
             .clone()
             .run(Duration::from_millis(cfg.compactor_interval_ms as u64)),
     );
-    // The querier's one source: head and blocks, merged.
+    // The querier's one source: head and history, merged. History is the store
+    // gateways when the ring names them, else this process' own bucket store.
     let head_range = db.head().clone();
-    let block_range = blocks.clone();
-    let merged: Arc<dyn hearth_core::Queryable> = Arc::new(MergeQueryable::new(vec![
+    let history = history_source(&cfg, &blocks)?;
+    let mut sources = vec![
         Source {
             name: "ingester",
             queryable: head.clone(),
@@ -225,12 +220,17 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
                 _ => (i64::MAX, i64::MIN),
             }),
         },
-        Source {
-            name: "store-gateway",
-            queryable: blocks.clone(),
-            range: Arc::new(move |t| block_range.time_range(t)),
-        },
-    ]));
+        history,
+    ];
+    if let Some(r) = recent {
+        let rr = r.clone();
+        sources.push(Source {
+            name: "ingester (shipped blocks)",
+            queryable: r,
+            range: Arc::new(move |t| rr.time_range(t)),
+        });
+    }
+    let merged: Arc<dyn hearth_core::Queryable> = Arc::new(MergeQueryable::new(sources));
 
     let distributor = Arc::new(DistributorState {
         ingester: db.clone(),
@@ -266,12 +266,13 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         started_instant: Instant::now(),
     });
     let app = Arc::new(App {
-        shipper,
-        compactor,
+        shipper: Some(shipper),
+        compactor: Some(compactor),
         blocks: blocks.clone(),
-        db: db.clone(),
-        distributor: distributor.clone(),
+        db: Some(db.clone()),
+        distributor: Some(distributor.clone()),
         metrics: SelfMetrics::new(),
+        ready_after_sync: false,
     });
 
     let push = Router::new()
@@ -279,29 +280,18 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .route("/api/v1/write", post(push_handler))
         .layer(DefaultBodyLimit::max(distributor.cfg.max_body_bytes()))
         .with_state(distributor.clone());
-    let ops = Router::new()
-        .route("/metrics", get(metrics_handler))
-        .route("/-/ready", get(|| async { "Hearth is Ready.\n" }))
-        .route("/ingester/flush", post(flush_handler))
-        .route("/-/healthy", get(|| async { "Hearth is Healthy.\n" }))
-        .route(
-            "/",
-            get(|| async {
-                "Hearth: a Prometheus-compatible metrics backend. See /api/v1 and /metrics.\n"
-            }),
-        )
-        .with_state(app.clone());
+    let ops = ops_router(app.clone()).merge(
+        Router::new()
+            .route("/ingester/flush", post(flush_handler))
+            .with_state(app.clone()),
+    );
     let router = Router::new()
         .merge(push)
         .merge(ops)
         .merge(hearth_querier::router(querier))
         .layer(tower_http::trace::TraceLayer::new_for_http());
 
-    let addr: SocketAddr = cfg
-        .listen_address
-        .parse()
-        .map_err(|e| anyhow::anyhow!("web.listen-address {:?}: {e}", cfg.listen_address))?;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = bind_http(&cfg).await?;
     info!(address = %listener.local_addr()?, series = db.head().num_series(), startup_ms = started.elapsed().as_millis() as u64, "listening");
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
@@ -310,10 +300,252 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Lists the bucket now and then every sync interval. With `tolerate_failure`, a first
+/// listing that fails is only logged (an ingester starts with the bucket down); without,
+/// the first listing is retried every few seconds in the background until it succeeds
+/// (a store gateway stays not-ready meanwhile).
+async fn spawn_bucket_sync(
+    store: Arc<hearth_storage::BucketStore>,
+    cfg: &Config,
+    tolerate_failure: bool,
+) {
+    let every = Duration::from_millis(cfg.sync_interval_ms as u64);
+    if tolerate_failure {
+        match store.sync().await {
+            Ok(found) => info!(blocks = found, "bucket synced"),
+            Err(e) => warn!(error = %e, "listing the bucket failed; retrying in the background"),
+        }
+    }
+    tokio::spawn(async move {
+        if !tolerate_failure {
+            let t = Instant::now();
+            loop {
+                match store.sync().await {
+                    Ok(found) => {
+                        info!(
+                            blocks = found,
+                            sync_ms = t.elapsed().as_millis() as u64,
+                            "bucket synced"
+                        );
+                        break;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "first bucket sync failed; retrying");
+                        tokio::time::sleep(every.min(Duration::from_secs(5))).await;
+                    }
+                }
+            }
+        }
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = store.sync().await {
+                warn!(error = %e, "listing the bucket failed; serving the blocks known");
+            }
+        }
+    });
+}
+
+/// Where the querier reads history: the store gateways of the ring over gRPC, or this
+/// process' own bucket store, behind the same trait.
+fn history_source(
+    cfg: &Config,
+    blocks: &Arc<hearth_storage::BucketStore>,
+) -> anyhow::Result<Source> {
+    if cfg.gateway_members.is_empty() {
+        let block_range = blocks.clone();
+        return Ok(Source {
+            name: "store-gateway",
+            queryable: blocks.clone(),
+            range: Arc::new(move |t| block_range.time_range(t)),
+        });
+    }
+    let refresh = Duration::from_millis(cfg.sync_interval_ms as u64).min(Duration::from_secs(10));
+    let mut members = Vec::with_capacity(cfg.gateway_members.len());
+    for (id, addr) in &cfg.gateway_members {
+        let remote = Arc::new(
+            hearth_rpc::RemoteStore::connect_lazy(addr)
+                .map_err(|e| anyhow::anyhow!("store-gateway.sharding-ring.members: {e}"))?,
+        );
+        remote.spawn_info_refresh(refresh);
+        let r = remote.clone();
+        members.push(hearth_querier::Member {
+            name: format!("store-gateway {id} ({addr})"),
+            queryable: remote,
+            range: Arc::new(move |t| r.time_range(t)),
+        });
+    }
+    let fanout = Arc::new(hearth_querier::Fanout::new(members, cfg.gateway_rf));
+    let f = fanout.clone();
+    info!(
+        gateways = cfg.gateway_members.len(),
+        replication_factor = cfg.gateway_rf,
+        "reading history from the store gateways"
+    );
+    Ok(Source {
+        name: "store-gateway",
+        queryable: fanout,
+        range: Arc::new(move |t| f.time_range(t)),
+    })
+}
+
+/// /metrics, /-/ready, /-/healthy and / for every role.
+fn ops_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/-/ready", get(ready_handler))
+        .route("/-/healthy", get(|| async { "Hearth is Healthy.\n" }))
+        .route(
+            "/",
+            get(|| async {
+                "Hearth: a Prometheus-compatible metrics backend. See /api/v1 and /metrics.\n"
+            }),
+        )
+        .with_state(app)
+}
+
+async fn ready_handler(State(app): State<Arc<App>>) -> impl IntoResponse {
+    if app.ready_after_sync && !app.blocks.is_synced() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not ready: the bucket has not been synced yet.\n",
+        );
+    }
+    (StatusCode::OK, "Hearth is Ready.\n")
+}
+
+/// `--target=store-gateway`: serves the blocks the ring gives this instance over gRPC
+/// (the `Store` service), found through the bucket index and opened at first use.
+async fn run_store_gateway(cfg: Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    info!(version = env!("CARGO_PKG_VERSION"), target = %cfg.target, instance = %cfg.gateway_instance, "starting hearth");
+    let bucket = hearth_storage::open_bucket(&cfg.bucket)?;
+    let mut store = hearth_storage::BucketStore::with_page_cache(bucket, cfg.page_cache_bytes)
+        .with_discovery(hearth_storage::Discovery::BucketIndex {
+            max_stale: Duration::from_millis(cfg.index_max_stale_ms.max(0) as u64),
+        });
+    if !cfg.gateway_members.is_empty() {
+        let ids: Vec<String> = cfg
+            .gateway_members
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect();
+        store = store.with_shard(hearth_storage::Shard {
+            ring: hearth_core::Ring::new(
+                &ids,
+                hearth_core::ring::DEFAULT_TOKENS_PER_MEMBER,
+                cfg.gateway_rf,
+            ),
+            instance: cfg.gateway_instance.clone(),
+        });
+    }
+    let store = Arc::new(store);
+    spawn_bucket_sync(store.clone(), &cfg, false).await;
+    let info_store = store.clone();
+    let service = hearth_rpc::StoreService::new(
+        store.clone(),
+        Arc::new(move || hearth_rpc::StoreInfo {
+            ready: info_store.is_synced(),
+            tenants: info_store.tenant_ranges(),
+        }),
+    );
+    let grpc_addr: SocketAddr = cfg.grpc_listen_address.parse().map_err(|e| {
+        anyhow::anyhow!(
+            "server.grpc-listen-address {:?}: {e}",
+            cfg.grpc_listen_address
+        )
+    })?;
+    let app = Arc::new(App {
+        shipper: None,
+        compactor: None,
+        blocks: store,
+        db: None,
+        distributor: None,
+        metrics: SelfMetrics::new(),
+        ready_after_sync: true,
+    });
+    let listener = bind_http(&cfg).await?;
+    info!(http = %listener.local_addr()?, grpc = %grpc_addr, startup_ms = started.elapsed().as_millis() as u64, "listening");
+    let grpc = tonic::transport::Server::builder()
+        .add_service(service.into_server())
+        .serve(grpc_addr);
+    let http = axum::serve(
+        listener,
+        ops_router(app).layer(tower_http::trace::TraceLayer::new_for_http()),
+    );
+    tokio::select! {
+        r = grpc => r?,
+        r = http => r?,
+        _ = shutdown_signal() => {}
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// `--target=compactor`: compaction, retention, deletion and the bucket indexes.
+async fn run_compactor(cfg: Config) -> anyhow::Result<()> {
+    info!(version = env!("CARGO_PKG_VERSION"), target = %cfg.target, "starting hearth");
+    let store = Arc::new(hearth_storage::BucketStore::with_page_cache(
+        hearth_storage::open_bucket(&cfg.bucket)?,
+        cfg.page_cache_bytes,
+    ));
+    let compactor = Arc::new(hearth_compactor::Compactor::new(
+        store.clone(),
+        compactor_config(&cfg),
+    ));
+    tokio::spawn(
+        compactor
+            .clone()
+            .run(Duration::from_millis(cfg.compactor_interval_ms as u64)),
+    );
+    let app = Arc::new(App {
+        shipper: None,
+        compactor: Some(compactor),
+        blocks: store,
+        db: None,
+        distributor: None,
+        metrics: SelfMetrics::new(),
+        ready_after_sync: false,
+    });
+    let listener = bind_http(&cfg).await?;
+    info!(address = %listener.local_addr()?, "listening");
+    axum::serve(listener, ops_router(app))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    info!("stopped");
+    Ok(())
+}
+
+fn compactor_config(cfg: &Config) -> hearth_compactor::CompactorConfig {
+    hearth_compactor::CompactorConfig {
+        block_ranges_ms: cfg.compactor_ranges_ms.clone(),
+        deletion_delay: Duration::from_millis(cfg.compactor_deletion_delay_ms.max(0) as u64),
+        retention_ms: cfg.retention_ms,
+        tenant_retention_ms: cfg.tenant_retention_ms.clone(),
+    }
+}
+
+async fn bind_http(cfg: &Config) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr: SocketAddr = cfg
+        .listen_address
+        .parse()
+        .map_err(|e| anyhow::anyhow!("web.listen-address {:?}: {e}", cfg.listen_address))?;
+    Ok(tokio::net::TcpListener::bind(addr).await?)
+}
+
 /// `POST /ingester/flush`: ships the whole head to the bucket now and answers with the
 /// blocks written (for operators, shutdowns and benchmarks).
 async fn flush_handler(State(app): State<Arc<App>>) -> impl IntoResponse {
-    match app.shipper.flush().await {
+    let Some(shipper) = &app.shipper else {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(
+                serde_json::json!({"status": "error", "error": "this role runs no ingester"}),
+            ),
+        );
+    };
+    match shipper.flush().await {
         Ok(blocks) => {
             let list: Vec<serde_json::Value> = blocks
                 .iter()
@@ -341,15 +573,13 @@ async fn flush_handler(State(app): State<Arc<App>>) -> impl IntoResponse {
 }
 
 async fn metrics_handler(State(app): State<Arc<App>>) -> impl IntoResponse {
-    let body = app.metrics.render(
-        &app.db,
-        &app.distributor.metrics,
-        &metrics::BlocksParts {
-            shipper: &app.shipper,
-            compactor: &app.compactor,
-            store: &app.blocks,
-        },
-    );
+    let body = app.metrics.render(&metrics::Parts {
+        db: app.db.as_deref(),
+        distributor: app.distributor.as_ref().map(|d| &d.metrics),
+        shipper: app.shipper.as_deref(),
+        compactor: app.compactor.as_deref(),
+        store: Some(&app.blocks),
+    });
     (
         StatusCode::OK,
         [(

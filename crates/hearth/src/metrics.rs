@@ -42,13 +42,19 @@ pub struct SelfMetrics {
     compactor_blocks_written: Counter<u64, AtomicU64>,
     compactor_blocks_marked: Counter<u64, AtomicU64>,
     compactor_blocks_deleted: Counter<u64, AtomicU64>,
+    compactor_index_writes: Counter<u64, AtomicU64>,
+    bucket_blocks_loaded: Counter<u64, AtomicU64>,
 }
 
-/// The long-term storage parts whose counters /metrics shows.
-pub struct BlocksParts<'a> {
-    pub shipper: &'a hearth_ingester::Shipper,
-    pub compactor: &'a hearth_compactor::Compactor,
-    pub store: &'a hearth_storage::BucketStore,
+/// The parts a role runs, whose counters /metrics shows; parts a role does not run
+/// stay at zero.
+#[derive(Default)]
+pub struct Parts<'a> {
+    pub db: Option<&'a Db>,
+    pub distributor: Option<&'a DistributorMetrics>,
+    pub shipper: Option<&'a hearth_ingester::Shipper>,
+    pub compactor: Option<&'a hearth_compactor::Compactor>,
+    pub store: Option<&'a hearth_storage::BucketStore>,
 }
 
 fn set_counter(c: &Counter<u64, AtomicU64>, v: u64) {
@@ -87,6 +93,8 @@ impl SelfMetrics {
             compactor_blocks_written: Counter::default(),
             compactor_blocks_marked: Counter::default(),
             compactor_blocks_deleted: Counter::default(),
+            compactor_index_writes: Counter::default(),
+            bucket_blocks_loaded: Counter::default(),
             registry: Registry::default(),
         };
         for (name, help, c) in [
@@ -129,6 +137,16 @@ impl SelfMetrics {
                 "hearth_compactor_blocks_deleted",
                 "Marked blocks deleted after the deletion delay",
                 &m.compactor_blocks_deleted,
+            ),
+            (
+                "hearth_compactor_bucket_index_writes",
+                "Per-tenant bucket indexes the compactor wrote",
+                &m.compactor_index_writes,
+            ),
+            (
+                "hearth_bucket_store_blocks_loaded",
+                "Blocks whose labels file the bucket store has read (lazily, at first use)",
+                &m.bucket_blocks_loaded,
             ),
         ] {
             r.register(name, help, c.clone());
@@ -247,77 +265,92 @@ impl SelfMetrics {
         SelfMetrics { registry: r, ..m }
     }
 
-    pub fn render(&self, db: &Db, dist: &DistributorMetrics, blocks: &BlocksParts<'_>) -> String {
-        let sh = &blocks.shipper.stats;
-        set_counter(
-            &self.blocks_shipped,
-            sh.blocks_shipped.load(Ordering::Relaxed),
-        );
-        set_counter(
-            &self.samples_shipped,
-            sh.samples_shipped.load(Ordering::Relaxed),
-        );
-        set_counter(&self.ship_failures, sh.failures.load(Ordering::Relaxed));
-        let cs = &blocks.compactor.stats;
-        set_counter(&self.compactor_runs, cs.runs.load(Ordering::Relaxed));
-        set_counter(
-            &self.compactor_failed_runs,
-            cs.failed_runs.load(Ordering::Relaxed),
-        );
-        set_counter(
-            &self.compactor_blocks_written,
-            cs.blocks_written.load(Ordering::Relaxed),
-        );
-        set_counter(
-            &self.compactor_blocks_marked,
-            cs.blocks_marked.load(Ordering::Relaxed),
-        );
-        set_counter(
-            &self.compactor_blocks_deleted,
-            cs.blocks_deleted.load(Ordering::Relaxed),
-        );
-        self.bucket_blocks.set(blocks.store.num_blocks() as i64);
-        self.page_cache_bytes
-            .set(blocks.store.page_cache_bytes_now() as i64);
-        let s = db.stats();
-        self.head_series.set(db.head().num_series() as i64);
-        set_counter(
-            &self.samples_appended,
-            s.samples_appended.load(Ordering::Relaxed),
-        );
-        set_counter(
-            &self.samples_rejected,
-            s.samples_rejected.load(Ordering::Relaxed),
-        );
-        set_counter(&self.wal_writes, s.writes.load(Ordering::Relaxed));
-        set_counter(
-            &self.wal_commit_groups,
-            s.commit_groups.load(Ordering::Relaxed),
-        );
-        set_counter(
-            &self.wal_bytes_written,
-            s.log_bytes_written.load(Ordering::Relaxed),
-        );
-        self.wal_disk_bytes.set(db.wal_disk_bytes() as i64);
-        self.wal_segments.set(db.wal_segments() as i64);
-        set_counter(&self.checkpoints, s.checkpoints.load(Ordering::Relaxed));
-        self.replayed_entries
-            .set(s.replayed_entries.load(Ordering::Relaxed) as i64);
-        self.replay_ms
-            .set(s.replay_seconds_millis.load(Ordering::Relaxed) as i64);
-        set_counter(&self.push_requests, dist.requests.load(Ordering::Relaxed));
-        set_counter(
-            &self.push_failed,
-            dist.requests_failed.load(Ordering::Relaxed),
-        );
-        set_counter(
-            &self.push_samples,
-            dist.samples_received.load(Ordering::Relaxed),
-        );
-        set_counter(
-            &self.push_rejected,
-            dist.samples_rejected.load(Ordering::Relaxed),
-        );
+    pub fn render(&self, parts: &Parts<'_>) -> String {
+        if let Some(shipper) = parts.shipper {
+            let sh = &shipper.stats;
+            set_counter(
+                &self.blocks_shipped,
+                sh.blocks_shipped.load(Ordering::Relaxed),
+            );
+            set_counter(
+                &self.samples_shipped,
+                sh.samples_shipped.load(Ordering::Relaxed),
+            );
+            set_counter(&self.ship_failures, sh.failures.load(Ordering::Relaxed));
+        }
+        if let Some(compactor) = parts.compactor {
+            let cs = &compactor.stats;
+            set_counter(&self.compactor_runs, cs.runs.load(Ordering::Relaxed));
+            set_counter(
+                &self.compactor_failed_runs,
+                cs.failed_runs.load(Ordering::Relaxed),
+            );
+            set_counter(
+                &self.compactor_blocks_written,
+                cs.blocks_written.load(Ordering::Relaxed),
+            );
+            set_counter(
+                &self.compactor_blocks_marked,
+                cs.blocks_marked.load(Ordering::Relaxed),
+            );
+            set_counter(
+                &self.compactor_blocks_deleted,
+                cs.blocks_deleted.load(Ordering::Relaxed),
+            );
+            set_counter(
+                &self.compactor_index_writes,
+                cs.index_writes.load(Ordering::Relaxed),
+            );
+        }
+        if let Some(store) = parts.store {
+            self.bucket_blocks.set(store.num_blocks() as i64);
+            self.page_cache_bytes
+                .set(store.page_cache_bytes_now() as i64);
+            set_counter(&self.bucket_blocks_loaded, store.blocks_opened());
+        }
+        if let Some(db) = parts.db {
+            let s = db.stats();
+            self.head_series.set(db.head().num_series() as i64);
+            set_counter(
+                &self.samples_appended,
+                s.samples_appended.load(Ordering::Relaxed),
+            );
+            set_counter(
+                &self.samples_rejected,
+                s.samples_rejected.load(Ordering::Relaxed),
+            );
+            set_counter(&self.wal_writes, s.writes.load(Ordering::Relaxed));
+            set_counter(
+                &self.wal_commit_groups,
+                s.commit_groups.load(Ordering::Relaxed),
+            );
+            set_counter(
+                &self.wal_bytes_written,
+                s.log_bytes_written.load(Ordering::Relaxed),
+            );
+            self.wal_disk_bytes.set(db.wal_disk_bytes() as i64);
+            self.wal_segments.set(db.wal_segments() as i64);
+            set_counter(&self.checkpoints, s.checkpoints.load(Ordering::Relaxed));
+            self.replayed_entries
+                .set(s.replayed_entries.load(Ordering::Relaxed) as i64);
+            self.replay_ms
+                .set(s.replay_seconds_millis.load(Ordering::Relaxed) as i64);
+        }
+        if let Some(dist) = parts.distributor {
+            set_counter(&self.push_requests, dist.requests.load(Ordering::Relaxed));
+            set_counter(
+                &self.push_failed,
+                dist.requests_failed.load(Ordering::Relaxed),
+            );
+            set_counter(
+                &self.push_samples,
+                dist.samples_received.load(Ordering::Relaxed),
+            );
+            set_counter(
+                &self.push_rejected,
+                dist.samples_rejected.load(Ordering::Relaxed),
+            );
+        }
         let (rss, cpu) = proc_stats();
         self.rss.set(rss as i64);
         self.cpu_seconds.set(cpu);

@@ -1,0 +1,147 @@
+//! The `Store` service over any `Queryable`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use hearth_core::Queryable;
+use hearth_proto::storage as sp;
+use hearth_proto::storage::store_server::{Store, StoreServer};
+use tonic::{Request, Response, Status};
+
+use crate::convert::{
+    hints_from_wire, matchers_from_wire, series_to_wire, status_from_storage, tenant_from_wire,
+};
+use crate::MAX_MESSAGE_BYTES;
+
+/// What a store holds now: whether it is ready, and each tenant's time range
+/// (inclusive milliseconds).
+#[derive(Clone, Debug, Default)]
+pub struct StoreInfo {
+    pub ready: bool,
+    pub tenants: Vec<(String, i64, i64)>,
+}
+
+pub type InfoFn = Arc<dyn Fn() -> StoreInfo + Send + Sync>;
+
+pub struct StoreService {
+    queryable: Arc<dyn Queryable>,
+    info: InfoFn,
+}
+
+impl StoreService {
+    pub fn new(queryable: Arc<dyn Queryable>, info: InfoFn) -> StoreService {
+        StoreService { queryable, info }
+    }
+
+    /// The tonic service, with Hearth's message size limits.
+    pub fn into_server(self) -> StoreServer<StoreService> {
+        StoreServer::new(self)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+}
+
+impl StoreService {
+    /// A store that has not loaded what it serves answers Unavailable, never "nothing".
+    fn check_ready(&self) -> Result<(), Status> {
+        if (self.info)().ready {
+            Ok(())
+        } else {
+            Err(Status::unavailable(
+                "store is not ready (it has not synced the bucket yet)",
+            ))
+        }
+    }
+}
+
+fn check_range(mint: i64, maxt: i64) -> Result<(), Status> {
+    if mint > maxt {
+        return Err(Status::invalid_argument(format!(
+            "min_time_ms {mint} is after max_time_ms {maxt}"
+        )));
+    }
+    Ok(())
+}
+
+type SelectStream = Pin<Box<dyn Stream<Item = Result<sp::SelectResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Store for StoreService {
+    type SelectStream = SelectStream;
+
+    async fn select(
+        &self,
+        request: Request<sp::SelectRequest>,
+    ) -> Result<Response<SelectStream>, Status> {
+        self.check_ready()?;
+        let r = request.into_inner();
+        let tenant = tenant_from_wire(&r.tenant)?;
+        let matchers = matchers_from_wire(&r.matchers)?;
+        check_range(r.min_time_ms, r.max_time_ms)?;
+        let hints = hints_from_wire(r.hints);
+        let stream = self
+            .queryable
+            .select(&tenant, &matchers, r.min_time_ms, r.max_time_ms, &hints)
+            .await
+            .map_err(status_from_storage)?;
+        let out = stream.map(|item| match item {
+            Ok(s) => Ok(series_to_wire(&s)),
+            Err(e) => Err(status_from_storage(e)),
+        });
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn label_names(
+        &self,
+        request: Request<sp::LabelNamesRequest>,
+    ) -> Result<Response<sp::LabelsResponse>, Status> {
+        self.check_ready()?;
+        let r = request.into_inner();
+        let tenant = tenant_from_wire(&r.tenant)?;
+        let matchers = matchers_from_wire(&r.matchers)?;
+        check_range(r.min_time_ms, r.max_time_ms)?;
+        let values = self
+            .queryable
+            .label_names(&tenant, &matchers, r.min_time_ms, r.max_time_ms)
+            .await
+            .map_err(status_from_storage)?;
+        Ok(Response::new(sp::LabelsResponse { values }))
+    }
+
+    async fn label_values(
+        &self,
+        request: Request<sp::LabelValuesRequest>,
+    ) -> Result<Response<sp::LabelsResponse>, Status> {
+        self.check_ready()?;
+        let r = request.into_inner();
+        let tenant = tenant_from_wire(&r.tenant)?;
+        let matchers = matchers_from_wire(&r.matchers)?;
+        check_range(r.min_time_ms, r.max_time_ms)?;
+        let values = self
+            .queryable
+            .label_values(&tenant, &r.name, &matchers, r.min_time_ms, r.max_time_ms)
+            .await
+            .map_err(status_from_storage)?;
+        Ok(Response::new(sp::LabelsResponse { values }))
+    }
+
+    async fn info(
+        &self,
+        _request: Request<sp::InfoRequest>,
+    ) -> Result<Response<sp::InfoResponse>, Status> {
+        let info = (self.info)();
+        Ok(Response::new(sp::InfoResponse {
+            ready: info.ready,
+            tenants: info
+                .tenants
+                .into_iter()
+                .map(|(tenant, min_time_ms, max_time_ms)| sp::TenantRange {
+                    tenant,
+                    min_time_ms,
+                    max_time_ms,
+                })
+                .collect(),
+        }))
+    }
+}
