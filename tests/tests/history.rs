@@ -384,24 +384,6 @@ async fn bucket_outage_loses_nothing() {
     drop(moto);
 }
 
-/// The value of a `/metrics` line, by its exact name and labels.
-async fn metric(client: &reqwest::Client, h: &Hearth, name: &str) -> f64 {
-    let body = client
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    body.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("{name} not in /metrics"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// An hour of a metric no other query reads, so it can be shipped late.
 fn late_data(start: i64) -> Vec<pb::TimeSeries> {
     (0..3)

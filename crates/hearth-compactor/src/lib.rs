@@ -1,7 +1,8 @@
 //! The compactor role: keeps a tenant's blocks few and lean. It merges blocks that
 //! overlap in time (vertical compaction: duplicates from a retried shipping, or two
 //! replicas), merges adjacent blocks up the configured ranges (2 h -> 12 h -> 24 h),
-//! marks blocks past a tenant's retention, and deletes marked blocks once the deletion
+//! marks blocks past a tenant's retention, rewrites blocks that hold samples of deletion
+//! requests (`delete_series` tombstones in the bucket) without them, and deletes marked blocks once the deletion
 //! delay has passed so queries already reading them finish, and after each pass rewrites
 //! every tenant's bucket index, which store gateways read instead of listing the bucket
 //! (see compaction.md beside this file).
@@ -15,10 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_core::{Series, Tenant};
+use hearth_core::{Deletion, Series, Tenant};
 use hearth_storage::block::marks::{delete_block, mark_for_deletion, read_mark};
 use hearth_storage::block::read_meta;
 use hearth_storage::bucket_index::{write_index, BucketIndex, IndexDeletionMark};
+use hearth_storage::tombstones::Tombstones;
 use hearth_storage::{BlockError, BlockInput, BlockMeta, BucketStore};
 use tracing::{info, warn};
 
@@ -49,6 +51,8 @@ impl Default for CompactorConfig {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Report {
     pub compacted: Vec<String>,
+    /// Blocks rewritten without the samples of deletion requests.
+    pub rewritten: Vec<String>,
     pub marked: usize,
     pub deleted: usize,
 }
@@ -67,6 +71,8 @@ pub struct CompactorStats {
 
 pub struct Compactor {
     store: Arc<BucketStore>,
+    /// Deletion requests, read from the bucket at each pass.
+    tombstones: Tombstones,
     cfg: CompactorConfig,
     pub stats: CompactorStats,
 }
@@ -118,6 +124,7 @@ pub fn plan(metas: &[BlockMeta], ranges: &[i64]) -> Option<Vec<BlockMeta>> {
 impl Compactor {
     pub fn new(store: Arc<BucketStore>, cfg: CompactorConfig) -> Compactor {
         Compactor {
+            tombstones: Tombstones::new(store.bucket().clone()),
             store,
             cfg,
             stats: CompactorStats::default(),
@@ -165,7 +172,10 @@ impl Compactor {
             let r = self.store.open(b).await?;
             sets.push(r.select(&[], min_time, max_time - 1).await?);
         }
-        let merged = hearth_tsdb::merge::merge_series(sets);
+        let merged = hearth_tsdb::tombstones::apply_all(
+            hearth_tsdb::merge::merge_series(sets),
+            &self.tombstones.deletions(tenant),
+        );
         let sources: BTreeSet<String> = group
             .iter()
             .flat_map(|m| m.compaction.sources.iter().cloned())
@@ -203,6 +213,7 @@ impl Compactor {
     pub async fn run_once(&self, now_ms: i64) -> Result<Report, BlockError> {
         let mut report = Report::default();
         self.store.sync().await?;
+        self.tombstones.sync().await?;
         for tenant in self.store.list_tenants().await? {
             let retention = self.retention(&tenant);
             if retention > 0 {
@@ -221,6 +232,9 @@ impl Compactor {
                     }
                 }
             }
+            let (rewritten, marked) = self.apply_deletions(&tenant, now_ms).await?;
+            report.rewritten.extend(rewritten);
+            report.marked += marked;
             loop {
                 let metas: Vec<BlockMeta> = self
                     .store
@@ -251,6 +265,78 @@ impl Compactor {
             self.write_bucket_index(&tenant, now_ms).await?;
         }
         Ok(report)
+    }
+
+    /// Rewrites every block that still holds samples of a deletion request without
+    /// them (verified, then the old block is marked), so deleted data leaves the bucket.
+    /// A block whose every series was deleted is only marked.
+    /// Returns the blocks written and the number of blocks marked.
+    async fn apply_deletions(
+        &self,
+        tenant: &Tenant,
+        now_ms: i64,
+    ) -> Result<(Vec<String>, usize), BlockError> {
+        let deletions = self.tombstones.deletions(tenant);
+        let mut rewritten = Vec::new();
+        let mut marked = 0;
+        if deletions.is_empty() {
+            return Ok((rewritten, marked));
+        }
+        for b in self.store.blocks(tenant) {
+            let m = b.meta().clone();
+            let (min_time, max_time) = (m.min_time, m.max_time - 1);
+            let relevant: Vec<Deletion> = deletions
+                .iter()
+                .filter(|d| d.overlaps(min_time, max_time))
+                .cloned()
+                .collect();
+            if relevant.is_empty() {
+                continue;
+            }
+            let reader = self.store.open(&b).await?;
+            let mut hit = false;
+            for d in &relevant {
+                let found = reader
+                    .select(&d.matchers, d.start.max(min_time), d.end.min(max_time))
+                    .await?;
+                if found
+                    .iter()
+                    .any(|s| hearth_tsdb::tombstones::deletes_any(s, &relevant))
+                {
+                    hit = true;
+                    break;
+                }
+            }
+            if !hit {
+                continue;
+            }
+            let kept = hearth_tsdb::tombstones::apply_all(
+                reader.select(&[], min_time, max_time).await?,
+                &relevant,
+            );
+            if !kept.is_empty() {
+                let meta = self
+                    .store
+                    .ship(BlockInput {
+                        tenant: tenant.clone(),
+                        min_time: m.min_time,
+                        max_time: m.max_time,
+                        level: m.compaction.level,
+                        sources: m.compaction.sources.clone(),
+                        resolution: m.hearth.resolution,
+                        series: kept.into_iter().map(|s| (s.labels, s.data)).collect(),
+                    })
+                    .await?;
+                info!(tenant = %tenant, from = %m.ulid, block = %meta.ulid, "block rewritten without deleted series");
+                rewritten.push(meta.ulid);
+            } else {
+                info!(tenant = %tenant, block = %m.ulid, "every series of the block was deleted");
+            }
+            mark_for_deletion(self.store.bucket(), tenant, &m.ulid, now_ms / 1000).await?;
+            self.store.forget(tenant, &m.ulid);
+            marked += 1;
+        }
+        Ok((rewritten, marked))
     }
 
     /// Rewrites the tenant's bucket index from a listing: every committed block's meta
@@ -305,8 +391,10 @@ impl Compactor {
                 Ok(r) => {
                     self.stats.runs.fetch_add(1, Ordering::Relaxed);
                     let s = &self.stats;
-                    s.blocks_written
-                        .fetch_add(r.compacted.len() as u64, Ordering::Relaxed);
+                    s.blocks_written.fetch_add(
+                        (r.compacted.len() + r.rewritten.len()) as u64,
+                        Ordering::Relaxed,
+                    );
                     s.blocks_marked
                         .fetch_add(r.marked as u64, Ordering::Relaxed);
                     s.blocks_deleted

@@ -5,6 +5,7 @@
 //! plain data and traits: it may not do I/O, know about storage formats, HTTP or Raft.
 
 pub mod batch;
+pub mod deletion;
 pub mod duration;
 pub mod labels;
 pub mod matcher;
@@ -14,6 +15,7 @@ pub mod sample;
 pub mod tenant;
 
 pub use batch::{hash_label_bytes, ArenaLabel, ArenaSeries, BatchSeries, LabelsRef, WriteBatch};
+pub use deletion::Deletion;
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use queryable::{

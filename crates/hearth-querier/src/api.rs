@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use futures::StreamExt;
 use hearth_core::{
@@ -56,6 +56,9 @@ pub struct ApiConfig {
 
 pub struct QuerierState {
     pub queryable: Arc<dyn Queryable>,
+    /// Takes `delete_series` requests; `None` when the admin API is off (Prometheus'
+    /// `--web.enable-admin-api`).
+    pub admin: Option<Arc<dyn crate::deletes::SeriesDeleter>>,
     pub engine: Engine,
     pub status: Arc<dyn StatusSource>,
     pub cfg: ApiConfig,
@@ -80,6 +83,10 @@ pub fn router(state: Arc<QuerierState>) -> Router {
         .route(
             "/api/v1/query_exemplars",
             get(query_exemplars).post(query_exemplars),
+        )
+        .route(
+            "/api/v1/admin/tsdb/delete_series",
+            post(delete_series).put(delete_series),
         )
         .with_state(state)
 }
@@ -417,6 +424,39 @@ fn meta_params(
         end: time_param(p, "end", MAX_TIME_MS)?,
         limit: limit_param(p)?,
     })
+}
+
+/// `POST|PUT /api/v1/admin/tsdb/delete_series`: 204 once the deletion is durable. As
+/// Prometheus: `match[]` required, `start`/`end` default to all time, 500 `unavailable`
+/// when the admin API is off.
+async fn delete_series(
+    State(s): State<Arc<QuerierState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(admin) = &s.admin else {
+        return Err(ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "unavailable",
+            msg: "admin APIs disabled".into(),
+        });
+    };
+    let p = Params::from_request(&method, &uri, &headers, &body);
+    let tenant = tenant(&s, &headers)?;
+    let sets = match_sets(&p, true)?;
+    let start = time_param(&p, "start", MIN_TIME_MS)?;
+    let end = time_param(&p, "end", MAX_TIME_MS)?;
+    admin
+        .delete_series(&tenant, &sets, start, end)
+        .await
+        .map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "internal",
+            msg: e.to_string(),
+        })?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn series(

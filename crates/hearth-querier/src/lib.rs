@@ -7,11 +7,13 @@
 //! internals or the write path.
 
 pub mod api;
+pub mod deletes;
 pub mod fanout;
 pub mod json;
 pub mod merge;
 pub mod params;
 
 pub use api::{router, ApiConfig, QuerierState, StatusSource, TsdbStatus};
+pub use deletes::{DeletionFilter, DeletionsFn, SeriesDeleter};
 pub use fanout::{Fanout, Member};
 pub use merge::{MergeQueryable, Source};

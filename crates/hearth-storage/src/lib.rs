@@ -12,6 +12,7 @@ pub mod bucket;
 pub mod bucket_index;
 pub mod promblock;
 pub mod store;
+pub mod tombstones;
 
 pub use block::{BlockError, BlockInput, BlockMeta, BlockReader};
 pub use bucket::{open_bucket, Backend, BucketConfig, BucketError};

@@ -17,6 +17,7 @@ pub mod head;
 pub mod merge;
 pub mod postings;
 pub mod record;
+pub mod tombstones;
 pub mod wal;
 
 pub use db::{Db, DbOptions, DbStats, HeadQueryable};

@@ -35,6 +35,11 @@ pub struct Flags {
     #[arg(long = "target", value_name = "ROLE", global = true)]
     pub target: Option<String>,
 
+    /// Enable the admin API (POST /api/v1/admin/tsdb/delete_series), as Prometheus'
+    /// flag of that name [default: false].
+    #[arg(long = "web.enable-admin-api", value_name = "BOOL", global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_admin_api: Option<bool>,
+
     /// Log level: error, warn, info, debug or trace [default: info].
     #[arg(long = "log.level", value_name = "LEVEL", global = true)]
     pub log_level: Option<String>,
@@ -336,6 +341,8 @@ pub struct FileConfig {
     #[serde(rename = "storage.path")]
     pub storage_path: Option<PathBuf>,
     pub target: Option<String>,
+    #[serde(rename = "web.enable-admin-api")]
+    pub enable_admin_api: Option<bool>,
     #[serde(rename = "log.level")]
     pub log_level: Option<String>,
     #[serde(rename = "log.format")]
@@ -423,6 +430,7 @@ pub struct Config {
     pub listen_address: String,
     pub storage_path: PathBuf,
     pub target: String,
+    pub enable_admin_api: bool,
     pub log_level: String,
     pub log_format: String,
     pub multitenancy: bool,
@@ -505,6 +513,7 @@ impl Config {
             listen_address: pick!(listen_address, "127.0.0.1:9009".to_string()),
             storage_path: pick!(storage_path, PathBuf::from("./data")),
             target: pick!(target, "all".to_string()),
+            enable_admin_api: pick!(enable_admin_api, false),
             log_level: pick!(log_level, "info".to_string()),
             log_format: pick!(log_format, "logfmt".to_string()),
             multitenancy: pick!(multitenancy, false),
@@ -651,6 +660,10 @@ impl Config {
             self.storage_path.display().to_string(),
         );
         m.insert("target".into(), self.target.clone());
+        m.insert(
+            "web.enable-admin-api".into(),
+            self.enable_admin_api.to_string(),
+        );
         m.insert("log.level".into(), self.log_level.clone());
         m.insert("log.format".into(), self.log_format.clone());
         m.insert(

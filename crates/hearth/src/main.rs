@@ -230,7 +230,17 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             range: Arc::new(move |t| rr.time_range(t)),
         });
     }
-    let merged: Arc<dyn hearth_core::Queryable> = Arc::new(MergeQueryable::new(sources));
+    // Deleted series stay out of every answer (tombstones in the bucket, applied at
+    // read time until the compactor has rewritten the blocks).
+    let tombstones = Arc::new(hearth_storage::tombstones::Tombstones::new(
+        blocks.bucket().clone(),
+    ));
+    spawn_tombstone_sync(tombstones.clone(), &cfg).await;
+    let deletions = tombstones.clone();
+    let merged: Arc<dyn hearth_core::Queryable> = Arc::new(hearth_querier::DeletionFilter::new(
+        Arc::new(MergeQueryable::new(sources)),
+        Arc::new(move |t| deletions.deletions(t)),
+    ));
 
     let distributor = Arc::new(DistributorState {
         ingester: db.clone(),
@@ -254,6 +264,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     );
     let querier = Arc::new(QuerierState {
         queryable: merged,
+        admin: cfg.enable_admin_api.then(|| {
+            Arc::new(AdminDeleter(tombstones.clone())) as Arc<dyn hearth_querier::SeriesDeleter>
+        }),
         engine,
         status: Arc::new(status::HeadStatus(db.clone())),
         cfg: ApiConfig {
@@ -342,6 +355,49 @@ async fn spawn_bucket_sync(
             tick.tick().await;
             if let Err(e) = store.sync().await {
                 warn!(error = %e, "listing the bucket failed; serving the blocks known");
+            }
+        }
+    });
+}
+
+/// `delete_series` over the bucket's tombstones.
+struct AdminDeleter(Arc<hearth_storage::tombstones::Tombstones>);
+
+#[async_trait::async_trait]
+impl hearth_querier::SeriesDeleter for AdminDeleter {
+    async fn delete_series(
+        &self,
+        tenant: &hearth_core::Tenant,
+        sets: &[Vec<hearth_core::Matcher>],
+        start: i64,
+        end: i64,
+    ) -> Result<(), hearth_core::StorageError> {
+        let now = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        self.0
+            .add(tenant, sets, start, end, now)
+            .await
+            .map_err(|e| hearth_core::StorageError::Unavailable(e.to_string()))?;
+        info!(tenant = %tenant, start, end, sets = sets.len(), "series deleted");
+        Ok(())
+    }
+}
+
+/// Reads the bucket's tombstones now (a failure is logged: the bucket may be down) and
+/// then every sync interval, so deletions made through other queriers apply here.
+async fn spawn_tombstone_sync(t: Arc<hearth_storage::tombstones::Tombstones>, cfg: &Config) {
+    if let Err(e) = t.sync().await {
+        warn!(error = %e, "reading deletion requests from the bucket failed; retrying");
+    }
+    let every = Duration::from_millis(cfg.sync_interval_ms as u64);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = t.sync().await {
+                warn!(error = %e, "reading deletion requests from the bucket failed");
             }
         }
     });

@@ -300,3 +300,21 @@ pub async fn start_moto(port: u16, bucket: &str) -> Option<Moto> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The value of a `/metrics` line, by its exact name and labels.
+pub async fn metric(client: &reqwest::Client, h: &Hearth, name: &str) -> f64 {
+    let body = client
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
