@@ -86,6 +86,7 @@ async fn deleted_series_stay_deleted() {
         "--web.enable-admin-api",
         "--blocks-storage.tsdb.ship-interval=24h",
         "--compactor.block-ranges=2h",
+        "--compactor.downsampling-enabled=false",
         "--compactor.compaction-interval=1s",
     ];
     let data = dir.path().join("on");

@@ -34,6 +34,8 @@ pub struct CompactorConfig {
     pub retention_ms: i64,
     /// Per-tenant retention, overriding `retention_ms`.
     pub tenant_retention_ms: BTreeMap<String, i64>,
+    /// Write 5 m and 1 h downsampled copies of blocks of the largest range.
+    pub downsampling: bool,
 }
 
 impl Default for CompactorConfig {
@@ -43,6 +45,7 @@ impl Default for CompactorConfig {
             deletion_delay: Duration::from_secs(12 * 3600),
             retention_ms: 0,
             tenant_retention_ms: BTreeMap::new(),
+            downsampling: true,
         }
     }
 }
@@ -53,6 +56,8 @@ pub struct Report {
     pub compacted: Vec<String>,
     /// Blocks rewritten without the samples of deletion requests.
     pub rewritten: Vec<String>,
+    /// Downsampled blocks written.
+    pub downsampled: Vec<String>,
     pub marked: usize,
     pub deleted: usize,
 }
@@ -240,6 +245,7 @@ impl Compactor {
                     .store
                     .blocks(&tenant)
                     .iter()
+                    .filter(|b| b.meta().hearth.resolution == 0)
                     .map(|b| b.meta().clone())
                     .collect();
                 let Some(group) = plan(&metas, &self.cfg.block_ranges_ms) else {
@@ -248,6 +254,9 @@ impl Compactor {
                 report.marked += group.len();
                 let meta = self.compact(&tenant, &group, now_ms).await?;
                 report.compacted.push(meta.ulid);
+            }
+            if self.cfg.downsampling {
+                report.downsampled.extend(self.downsample(&tenant).await?);
             }
             let delay = self.cfg.deletion_delay.as_secs() as i64;
             for (ulid, _, marked) in self.store.list_blocks(&tenant).await? {
@@ -339,6 +348,64 @@ impl Compactor {
         Ok((rewritten, marked))
     }
 
+    /// Writes the downsampled blocks that are due, as Thanos does: a 5 m block for every
+    /// raw block of the largest range (its window is closed: it will not be merged
+    /// again), a 1 h block for every such 5 m block. A downsampled block covers its
+    /// source's time range; the raw block stays (raw queries, and `max_source_resolution`
+    /// chooses). Returns the blocks written.
+    async fn downsample(&self, tenant: &Tenant) -> Result<Vec<String>, BlockError> {
+        use hearth_storage::downsample::{downsample_aggregates, downsample_raw, RES_1H, RES_5M};
+        let top = *self.cfg.block_ranges_ms.last().unwrap_or(&0);
+        let mut written = Vec::new();
+        for (from, to) in [(0, RES_5M), (RES_5M, RES_1H)] {
+            let blocks = self.store.blocks(tenant);
+            for b in &blocks {
+                let m = b.meta();
+                if m.hearth.resolution != from || m.max_time - m.min_time != top {
+                    continue;
+                }
+                let done = blocks.iter().any(|d| {
+                    d.meta().hearth.resolution == to
+                        && d.meta().min_time == m.min_time
+                        && d.meta().max_time == m.max_time
+                });
+                if done {
+                    continue;
+                }
+                let reader = self.store.open(b).await?;
+                let series = reader.select(&[], m.min_time, m.max_time - 1).await?;
+                let rows = if from == 0 {
+                    downsample_raw(&series, to)?
+                } else {
+                    downsample_aggregates(&series, to)?
+                };
+                if rows.is_empty() {
+                    continue;
+                }
+                let sources = if m.compaction.sources.is_empty() {
+                    vec![m.ulid.clone()]
+                } else {
+                    m.compaction.sources.clone()
+                };
+                let meta = self
+                    .store
+                    .ship(BlockInput {
+                        tenant: tenant.clone(),
+                        min_time: m.min_time,
+                        max_time: m.max_time,
+                        level: m.compaction.level,
+                        sources,
+                        resolution: to,
+                        series: rows,
+                    })
+                    .await?;
+                info!(tenant = %tenant, from = %m.ulid, block = %meta.ulid, resolution_ms = to, "block downsampled");
+                written.push(meta.ulid);
+            }
+        }
+        Ok(written)
+    }
+
     /// Rewrites the tenant's bucket index from a listing: every committed block's meta
     /// (marked ones too, with their marks), so store gateways need not list the bucket.
     async fn write_bucket_index(&self, tenant: &Tenant, now_ms: i64) -> Result<(), BlockError> {
@@ -392,7 +459,7 @@ impl Compactor {
                     self.stats.runs.fetch_add(1, Ordering::Relaxed);
                     let s = &self.stats;
                     s.blocks_written.fetch_add(
-                        (r.compacted.len() + r.rewritten.len()) as u64,
+                        (r.compacted.len() + r.rewritten.len() + r.downsampled.len()) as u64,
                         Ordering::Relaxed,
                     );
                     s.blocks_marked

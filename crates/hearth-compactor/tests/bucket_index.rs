@@ -186,6 +186,7 @@ async fn gateways_start_from_the_index_open_blocks_lazily_and_split_them_by_the_
         writer.clone(),
         CompactorConfig {
             block_ranges_ms: vec![2 * HOUR],
+            downsampling: false,
             ..CompactorConfig::default()
         },
     );

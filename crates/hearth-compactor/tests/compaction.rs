@@ -144,6 +144,8 @@ async fn compaction_keeps_answers_identical_and_retention_removes() {
         CompactorConfig {
             block_ranges_ms: vec![2 * HOUR, 12 * HOUR],
             deletion_delay: Duration::from_secs(3600),
+            // Merges only here; tests/downsampling.rs covers the downsampled blocks.
+            downsampling: false,
             ..Default::default()
         },
     );
@@ -186,6 +188,7 @@ async fn compaction_keeps_answers_identical_and_retention_removes() {
             block_ranges_ms: vec![2 * HOUR, 12 * HOUR],
             deletion_delay: Duration::ZERO,
             retention_ms: 24 * HOUR,
+            downsampling: false,
             ..Default::default()
         },
     );

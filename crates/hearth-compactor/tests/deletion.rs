@@ -98,6 +98,7 @@ async fn compactor_rewrites_blocks_without_deleted_samples() {
         store.clone(),
         CompactorConfig {
             block_ranges_ms: vec![2 * HOUR],
+            downsampling: false,
             ..CompactorConfig::default()
         },
     );

@@ -23,6 +23,9 @@ pub struct SelectHints {
     /// The caller does not need series sorted by labels (as Prometheus' `sortSeries =
     /// false`): a source may skip the sort. Merging fan-ins must ask for sorted input.
     pub unsorted: bool,
+    /// The coarsest downsampled resolution (ms) the caller accepts in place of raw
+    /// samples (Thanos' `max_source_resolution`); 0: raw samples only.
+    pub max_resolution: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -270,17 +270,31 @@ impl Engine {
         parser::parse(q).map_err(QueryError::BadData)
     }
 
-    /// Evaluates `expr` at one instant.
+    /// Evaluates `expr` at one instant, from raw samples.
     pub async fn instant(
         &self,
         tenant: &Tenant,
         expr: &Expr,
         t: i64,
     ) -> Result<QueryOutput, QueryError> {
-        self.execute(tenant, expr, t, t, 0, true).await
+        self.instant_with(tenant, expr, t, Some(0)).await
     }
 
-    /// Evaluates `expr` at every step of [start, end].
+    /// [`Engine::instant`] reading downsampled data up to `max_resolution` ms (`None`:
+    /// raw, as an instant query has no step to size it by).
+    pub async fn instant_with(
+        &self,
+        tenant: &Tenant,
+        expr: &Expr,
+        t: i64,
+        max_resolution: Option<i64>,
+    ) -> Result<QueryOutput, QueryError> {
+        self.execute(tenant, expr, t, t, 0, Some(max_resolution.unwrap_or(0)))
+            .await
+    }
+
+    /// Evaluates `expr` at every step of [start, end], choosing the resolution
+    /// automatically (see [`Engine::range_with`]).
     pub async fn range(
         &self,
         tenant: &Tenant,
@@ -288,6 +302,22 @@ impl Engine {
         start: i64,
         end: i64,
         step: i64,
+    ) -> Result<QueryOutput, QueryError> {
+        self.range_with(tenant, expr, start, end, step, None).await
+    }
+
+    /// [`Engine::range`] reading downsampled data up to `max_resolution` ms, Thanos'
+    /// `max_source_resolution` (`Some(0)`: raw only). `None` chooses per selector: at most
+    /// a fifth of the step and a quarter of the selector's window (its range, or the
+    /// lookback delta), so every window still holds several points.
+    pub async fn range_with(
+        &self,
+        tenant: &Tenant,
+        expr: &Expr,
+        start: i64,
+        end: i64,
+        step: i64,
+        max_resolution: Option<i64>,
     ) -> Result<QueryOutput, QueryError> {
         if step <= 0 {
             return Err(QueryError::BadData("zero or negative query resolution step widths are not accepted. Try a positive integer".into()));
@@ -301,7 +331,8 @@ impl Engine {
             )))
             }
         }
-        self.execute(tenant, expr, start, end, step, false).await
+        self.execute(tenant, expr, start, end, step, max_resolution)
+            .await
     }
 
     /// Waits for a slot, fetches what every selector needs, then evaluates on a blocking
@@ -313,8 +344,10 @@ impl Engine {
         start: i64,
         end: i64,
         step: i64,
-        instant: bool,
+        max_resolution: Option<i64>,
     ) -> Result<QueryOutput, QueryError> {
+        // Range queries have a positive step (checked by `range_with`).
+        let instant = step == 0;
         let began = std::time::Instant::now();
         let deadline = began + self.opts.timeout;
         let _permit =
@@ -332,7 +365,7 @@ impl Engine {
         let prep_began = std::time::Instant::now();
         let fetched = match tokio::time::timeout_at(
             deadline.into(),
-            self.fetch(tenant, &expr, start, end, step),
+            self.fetch(tenant, &expr, start, end, step, max_resolution),
         )
         .await
         {
@@ -411,11 +444,13 @@ impl Engine {
         start: i64,
         end: i64,
         step: i64,
+        max_resolution: Option<i64>,
     ) -> Result<Fetched, QueryError> {
         let mut planner = Planner {
             q_start: start,
             q_end: end,
             opts: &self.opts,
+            max_resolution,
             out: Vec::new(),
         };
         planner.plan(expr, start, end, step, None)?;
@@ -663,6 +698,8 @@ struct Planner<'a> {
     q_start: i64,
     q_end: i64,
     opts: &'a EngineOptions,
+    /// The query's `max_source_resolution`; `None`: chosen per selector.
+    max_resolution: Option<i64>,
     out: Vec<Fetch>,
 }
 
@@ -687,6 +724,12 @@ impl Planner<'_> {
     }
 
     fn push(&mut self, key: usize, matcher_sets: Vec<Vec<Matcher>>, sp: Span<'_>, raw: bool) {
+        let window = if sp.range > 0 { sp.range } else { sp.back };
+        let max_resolution = match self.max_resolution {
+            Some(r) => r.max(0),
+            None if sp.step > 0 => (sp.step / 5).min(window / 4),
+            None => 0,
+        };
         self.out.push(Fetch {
             key,
             matcher_sets,
@@ -699,6 +742,7 @@ impl Planner<'_> {
                 range: sp.range,
                 func: sp.func.map(str::to_string),
                 unsorted: true,
+                max_resolution,
                 ..Default::default()
             },
             raw,

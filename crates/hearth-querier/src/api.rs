@@ -252,7 +252,8 @@ async fn query(
     })?;
     let t = time_param(&p, "time", now_ms())?;
     let expr = parse_expr(q)?;
-    let out = with_timeout(&s, &p, s.engine.instant(&tenant, &expr, t)).await?;
+    let res = max_source_resolution(&p)?;
+    let out = with_timeout(&s, &p, s.engine.instant_with(&tenant, &expr, t, res)).await?;
     Ok(query_success(
         &out,
         p.get("stats").is_some_and(|v| !v.is_empty()),
@@ -310,11 +311,38 @@ async fn query_range(
         ApiError::bad_data("invalid parameter \"query\": query must not be empty")
     })?;
     let expr = parse_expr(q)?;
-    let out = with_timeout(&s, &p, s.engine.range(&tenant, &expr, start, end, step)).await?;
+    let res = max_source_resolution(&p)?;
+    let out = with_timeout(
+        &s,
+        &p,
+        s.engine.range_with(&tenant, &expr, start, end, step, res),
+    )
+    .await?;
     Ok(query_success(
         &out,
         p.get("stats").is_some_and(|v| !v.is_empty()),
     ))
+}
+
+/// Thanos' `max_source_resolution`: the coarsest downsampled data a query may read
+/// (`0s` or `raw`: raw samples only; `5m`, `1h`, any duration); absent or `auto`: chosen
+/// from the step and each selector's window (`None`).
+fn max_source_resolution(p: &Params) -> Result<Option<i64>, ApiError> {
+    match p.get("max_source_resolution") {
+        None | Some("") | Some("auto") => Ok(None),
+        Some("raw") => Ok(Some(0)),
+        Some(v) => {
+            let ms = parse_duration(v).map_err(|e| {
+                ApiError::bad_data(format!("invalid parameter \"max_source_resolution\": {e}"))
+            })?;
+            if ms < 0 {
+                return Err(ApiError::bad_data(
+                    "invalid parameter \"max_source_resolution\": negative resolution",
+                ));
+            }
+            Ok(Some(ms))
+        }
+    }
 }
 
 /// `match[]` selectors as matcher sets.

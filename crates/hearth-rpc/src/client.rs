@@ -128,6 +128,7 @@ impl Queryable for RemoteStore {
             min_time_ms: mint,
             max_time_ms: maxt,
             hints: Some(hints_to_wire(hints)),
+            max_resolution_ms: hints.max_resolution,
         };
         let stream = self
             .client

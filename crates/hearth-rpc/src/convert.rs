@@ -77,6 +77,8 @@ pub fn hints_from_wire(h: Option<pb::ReadHints>) -> SelectHints {
         by: h.by,
         // Over the wire series always come sorted: the receiving side merges them.
         unsorted: false,
+        // Carried beside the hints (SelectRequest.max_resolution_ms).
+        max_resolution: 0,
     }
 }
 

@@ -79,7 +79,8 @@ impl Store for StoreService {
         let tenant = tenant_from_wire(&r.tenant)?;
         let matchers = matchers_from_wire(&r.matchers)?;
         check_range(r.min_time_ms, r.max_time_ms)?;
-        let hints = hints_from_wire(r.hints);
+        let mut hints = hints_from_wire(r.hints);
+        hints.max_resolution = r.max_resolution_ms.max(0);
         let stream = self
             .queryable
             .select(&tenant, &matchers, r.min_time_ms, r.max_time_ms, &hints)

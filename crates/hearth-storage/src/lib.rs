@@ -2,14 +2,18 @@
 //!
 //! This room owns the bucket (`bucket`: filesystem, S3 and S3-compatible, GCS, Azure,
 //! memory, through the `object_store` crate), the Parquet block format (`block`: writer,
-//! reader, meta.json, see docs/block-format.md) and the blocks of a bucket as one
-//! `Queryable` (`store`), and the reader of Prometheus' own block directories that
-//! `hearth import prometheus-tsdb` uses (`promblock`). It reads and writes chunks with hearth-tsdb's encoding; it
-//! may not know about HTTP, PromQL or the roles that cut or serve blocks.
+//! reader, meta.json, see docs/block-format.md), the blocks of a bucket as one
+//! `Queryable` (`store`, found by listing or through the per-tenant `bucket_index`, see
+//! discovery.md), downsampling (`downsample`: the aggregates and how they are read),
+//! `delete_series` requests kept in the bucket (`tombstones`), and the reader of
+//! Prometheus' own block directories that `hearth import prometheus-tsdb` uses
+//! (`promblock`). It reads and writes chunks with hearth-tsdb's encoding; it may not know
+//! about HTTP, PromQL or the roles that cut or serve blocks.
 
 pub mod block;
 pub mod bucket;
 pub mod bucket_index;
+pub mod downsample;
 pub mod promblock;
 pub mod store;
 pub mod tombstones;

@@ -418,8 +418,8 @@ impl BucketStore {
             })
     }
 
-    /// The readers of the tenant's blocks that overlap `[mint, maxt]`, opening those
-    /// not open yet.
+    /// The readers of the tenant's raw blocks that overlap `[mint, maxt]`, opening
+    /// those not open yet.
     async fn overlapping(
         &self,
         tenant: &Tenant,
@@ -429,11 +429,165 @@ impl BucketStore {
         let blocks: Vec<_> = self
             .blocks(tenant)
             .into_iter()
-            .filter(|b| b.meta().overlaps(mint, maxt))
+            .filter(|b| b.meta().hearth.resolution == 0 && b.meta().overlaps(mint, maxt))
             .collect();
+        self.open_all(&blocks).await
+    }
+
+    async fn open_all(
+        &self,
+        blocks: &[Arc<StoreBlock>],
+    ) -> Result<Vec<Arc<BlockReader>>, StorageError> {
         let mut out = Vec::with_capacity(blocks.len());
         for b in blocks {
-            out.push(self.open(&b).await.map_err(unavailable)?);
+            out.push(self.open(b).await.map_err(unavailable)?);
+        }
+        Ok(out)
+    }
+
+    /// The blocks to read for `[mint, maxt]` when resolutions up to `max_resolution`
+    /// are accepted: the coarsest downsampled block for each time range that has one,
+    /// and raw blocks for the rest (a raw block is left out only when a chosen
+    /// downsampled block covers it whole).
+    fn plan_resolution(
+        &self,
+        tenant: &Tenant,
+        mint: i64,
+        maxt: i64,
+        max_resolution: i64,
+    ) -> (Vec<Arc<StoreBlock>>, Vec<Arc<StoreBlock>>) {
+        let all: Vec<_> = self
+            .blocks(tenant)
+            .into_iter()
+            .filter(|b| b.meta().overlaps(mint, maxt))
+            .collect();
+        let mut candidates: Vec<&Arc<StoreBlock>> = all
+            .iter()
+            .filter(|b| {
+                let r = b.meta().hearth.resolution;
+                r > 0 && r <= max_resolution
+            })
+            .collect();
+        candidates.sort_by_key(|b| std::cmp::Reverse(b.meta().hearth.resolution));
+        let mut chosen: Vec<Arc<StoreBlock>> = Vec::new();
+        for d in candidates {
+            let (lo, hi) = (d.meta().min_time, d.meta().max_time);
+            if chosen
+                .iter()
+                .all(|c| c.meta().max_time <= lo || hi <= c.meta().min_time)
+            {
+                chosen.push(Arc::clone(d));
+            }
+        }
+        let raw = all
+            .into_iter()
+            .filter(|b| {
+                b.meta().hearth.resolution == 0
+                    && !chosen.iter().any(|c| {
+                        c.meta().min_time <= b.meta().min_time
+                            && b.meta().max_time <= c.meta().max_time
+                    })
+            })
+            .collect();
+        chosen.sort_by_key(|b| b.meta().min_time);
+        (raw, chosen)
+    }
+
+    /// Series from downsampled blocks (oldest first), as the query's function reads
+    /// them (see `downsample::read_for`), without the `__aggr__` label, sorted.
+    async fn select_downsampled(
+        &self,
+        blocks: &[Arc<StoreBlock>],
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        func: Option<&str>,
+    ) -> Result<Vec<Series>, StorageError> {
+        use crate::downsample::{chain_counter, read_for, split_aggr, Aggr, CounterSegment, Read};
+        let read = read_for(func);
+        let wanted = match read {
+            Read::One(Aggr::Counter) => "counter|counter_resets".to_string(),
+            Read::One(a) => a.name().to_string(),
+            Read::Average => "count|sum".to_string(),
+        };
+        let mut ms = matchers.to_vec();
+        ms.push(
+            Matcher::new(
+                hearth_core::MatchOp::RegexMatch,
+                crate::downsample::AGGR_LABEL,
+                &wanted,
+            )
+            .map_err(|e| StorageError::Internal(e.to_string()))?,
+        );
+        // Per series, per block (in time order): the aggregates read.
+        type PerBlock = BTreeMap<Aggr, Vec<hearth_core::Sample>>;
+        let mut by_series: BTreeMap<hearth_core::Labels, Vec<PerBlock>> = BTreeMap::new();
+        for (i, reader) in self.open_all(blocks).await?.into_iter().enumerate() {
+            for s in reader.select(&ms, mint, maxt).await.map_err(unavailable)? {
+                let Some((labels, aggr)) = split_aggr(&s.labels) else {
+                    continue;
+                };
+                let mut pts = Vec::new();
+                if let hearth_core::SeriesData::Chunks(cs) = &s.data {
+                    for c in cs {
+                        let decoded = hearth_tsdb::chunkenc::decode_all(&c.data)
+                            .map_err(|e| StorageError::Internal(format!("chunk: {e:?}")))?;
+                        pts.extend(
+                            decoded
+                                .into_iter()
+                                .map(|(t, v)| hearth_core::Sample { t, v }),
+                        );
+                    }
+                }
+                let per = by_series.entry(labels).or_default();
+                per.resize_with(blocks.len(), BTreeMap::new);
+                per[i].insert(aggr, pts);
+            }
+        }
+        let in_range = |p: &hearth_core::Sample| p.t >= mint && p.t <= maxt;
+        let mut out = Vec::with_capacity(by_series.len());
+        for (labels, per) in by_series {
+            let samples: Vec<hearth_core::Sample> = match read {
+                Read::One(Aggr::Counter) => chain_counter(
+                    per.into_iter()
+                        .filter_map(|mut b| {
+                            let points = b.remove(&Aggr::Counter)?;
+                            let resets = b
+                                .remove(&Aggr::CounterResets)
+                                .and_then(|r| r.last().map(|p| p.v))
+                                .unwrap_or(0.0);
+                            Some(CounterSegment { points, resets })
+                        })
+                        .collect(),
+                ),
+                Read::One(a) => per
+                    .into_iter()
+                    .flat_map(|mut b| b.remove(&a).unwrap_or_default())
+                    .collect(),
+                Read::Average => per
+                    .into_iter()
+                    .flat_map(|mut b| {
+                        let counts = b.remove(&Aggr::Count).unwrap_or_default();
+                        let sums = b.remove(&Aggr::Sum).unwrap_or_default();
+                        counts
+                            .into_iter()
+                            .zip(sums)
+                            .filter(|(c, s)| c.t == s.t && c.v > 0.0)
+                            .map(|(c, s)| hearth_core::Sample {
+                                t: c.t,
+                                v: s.v / c.v,
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .collect(),
+            };
+            let samples: Vec<_> = samples.into_iter().filter(in_range).collect();
+            if !samples.is_empty() {
+                out.push(Series {
+                    labels,
+                    data: hearth_core::SeriesData::Samples(samples),
+                });
+            }
         }
         Ok(out)
     }
@@ -472,10 +626,25 @@ impl Queryable for BucketStore {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-        _hints: &SelectHints,
+        hints: &SelectHints,
     ) -> Result<SeriesStream, StorageError> {
-        let blocks = self.overlapping(tenant, mint, maxt).await?;
-        select_in(&blocks, matchers, mint, maxt).await
+        if hints.max_resolution <= 0 {
+            let blocks = self.overlapping(tenant, mint, maxt).await?;
+            return select_in(&blocks, matchers, mint, maxt).await;
+        }
+        let (raw, downsampled) = self.plan_resolution(tenant, mint, maxt, hints.max_resolution);
+        let mut sets = Vec::with_capacity(raw.len() + 1);
+        for b in self.open_all(&raw).await? {
+            sets.push(b.select(matchers, mint, maxt).await.map_err(unavailable)?);
+        }
+        if !downsampled.is_empty() {
+            sets.push(
+                self.select_downsampled(&downsampled, matchers, mint, maxt, hints.func.as_deref())
+                    .await?,
+            );
+        }
+        let merged: Vec<Series> = hearth_tsdb::merge::merge_series(sets);
+        Ok(futures::stream::iter(merged.into_iter().map(Ok)).boxed())
     }
 
     async fn label_names(

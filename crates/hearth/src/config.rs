@@ -298,6 +298,14 @@ pub struct Flags {
     )]
     pub compactor_deletion_delay: Option<String>,
 
+    /// Write 5m and 1h downsampled copies of blocks of the largest range (Thanos' downsampling) [default: true].
+    #[arg(
+        long = "compactor.downsampling-enabled",
+        value_name = "BOOL",
+        global = true
+    )]
+    pub downsampling: Option<bool>,
+
     /// Delete blocks older than this; 0 keeps everything [default: 0].
     #[arg(
         long = "compactor.blocks-retention-period",
@@ -419,6 +427,8 @@ pub struct FileConfig {
     pub compactor_deletion_delay: Option<String>,
     #[serde(rename = "compactor.blocks-retention-period")]
     pub retention: Option<String>,
+    #[serde(rename = "compactor.downsampling-enabled")]
+    pub downsampling: Option<bool>,
     /// Per-tenant retention, overriding compactor.blocks-retention-period (YAML only).
     #[serde(rename = "compactor.tenant-retention-periods")]
     pub tenant_retention: Option<BTreeMap<String, String>>,
@@ -457,6 +467,7 @@ pub struct Config {
     pub compactor_interval_ms: i64,
     pub compactor_deletion_delay_ms: i64,
     pub retention_ms: i64,
+    pub downsampling: bool,
     pub tenant_retention_ms: BTreeMap<String, i64>,
     pub raw_yaml: String,
 }
@@ -569,6 +580,7 @@ impl Config {
                 "compactor.blocks-retention-period",
                 &pick!(retention, "0s".to_string()),
             )?,
+            downsampling: pick!(downsampling, true),
             tenant_retention_ms: file
                 .tenant_retention
                 .clone()
@@ -815,6 +827,10 @@ impl Config {
         m.insert(
             "compactor.blocks-retention-period".into(),
             ms(self.retention_ms),
+        );
+        m.insert(
+            "compactor.downsampling-enabled".into(),
+            self.downsampling.to_string(),
         );
         m
     }

@@ -579,6 +579,7 @@ fn compactor_config(cfg: &Config) -> hearth_compactor::CompactorConfig {
         deletion_delay: Duration::from_millis(cfg.compactor_deletion_delay_ms.max(0) as u64),
         retention_ms: cfg.retention_ms,
         tenant_retention_ms: cfg.tenant_retention_ms.clone(),
+        downsampling: cfg.downsampling,
     }
 }
 

@@ -102,8 +102,11 @@ pub fn cut_into_columns(
         }
         // Merge the loose samples with the column's kept chunks, in time order, with
         // duplicates (same timestamp) dropped.
+        // The kept chunks were counted when kept: they are counted again below, merged.
         for c in columns[col].drain(..) {
-            for (t, v) in decode_all(&c.data).unwrap_or_default() {
+            let decoded = decode_all(&c.data).unwrap_or_default();
+            samples -= decoded.len() as u64;
+            for (t, v) in decoded {
                 extra.push(Sample { t, v });
             }
         }
