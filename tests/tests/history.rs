@@ -311,13 +311,14 @@ async fn history_survives_losing_every_ingester() {
             }
         }
     }
-    let r = client
-        .get(h2.url(
-            "/api/v1/query_range?query=up&start=0&end=60&step=15&max_source_resolution=soon",
-        ))
-        .send()
-        .await
-        .unwrap();
+    let r =
+        client
+            .get(h2.url(
+                "/api/v1/query_range?query=up&start=0&end=60&step=15&max_source_resolution=soon",
+            ))
+            .send()
+            .await
+            .unwrap();
     assert_eq!(r.status().as_u16(), 400, "a bad max_source_resolution");
     drop(h2);
     drop(moto);

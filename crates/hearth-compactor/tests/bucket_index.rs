@@ -244,6 +244,28 @@ async fn gateways_start_from_the_index_open_blocks_lazily_and_split_them_by_the_
     assert_eq!(some.len(), 1);
     assert_eq!(fresh.blocks_opened(), 1);
 
+    // Opened blocks live in a byte-bounded cache: with room for about one block, a
+    // second pass over everything reads the labels files again and answers the same.
+    let small = gateway(bucket.clone()).with_labels_cache(1_000);
+    small.sync().await.unwrap();
+    for t in &tenants {
+        assert_eq!(all_samples(&small, t).await, all_samples(&listing, t).await);
+    }
+    let first_pass = small.blocks_opened();
+    for t in &tenants {
+        assert_eq!(all_samples(&small, t).await, all_samples(&listing, t).await);
+    }
+    assert!(
+        small.blocks_opened() > first_pass,
+        "evicted blocks are read again ({first_pass} then {})",
+        small.blocks_opened()
+    );
+    assert!(small.labels_cache_bytes().await < 5_000);
+    assert!(
+        gw.labels_cache_bytes().await > 62 * 3 * 100,
+        "the default cache keeps them all"
+    );
+
     // A stale index (the compactor stopped) is not trusted: the tenant is listed.
     let strict =
         BucketStore::with_page_cache(bucket.clone(), 0).with_discovery(Discovery::BucketIndex {

@@ -25,34 +25,23 @@ use crate::block::{
 };
 use crate::bucket_index::{read_index, BucketIndex};
 
-/// A committed block: its meta, and its reader once a query has needed it.
+/// A committed block, known by its meta; its reader (labels and postings, read from
+/// the labels file) lives in the store's byte-bounded cache while queries use it.
 pub struct StoreBlock {
     meta: BlockMeta,
-    reader: tokio::sync::OnceCell<Arc<BlockReader>>,
 }
 
 impl StoreBlock {
     fn new(meta: BlockMeta) -> StoreBlock {
-        StoreBlock {
-            meta,
-            reader: tokio::sync::OnceCell::new(),
-        }
-    }
-
-    fn opened(reader: Arc<BlockReader>) -> StoreBlock {
-        StoreBlock {
-            meta: reader.meta().clone(),
-            reader: tokio::sync::OnceCell::new_with(Some(reader)),
-        }
+        StoreBlock { meta }
     }
 
     pub fn meta(&self) -> &BlockMeta {
         &self.meta
     }
 
-    /// Whether the labels file has been read.
-    pub fn is_open(&self) -> bool {
-        self.reader.initialized()
+    fn key(&self) -> String {
+        format!("{}/{}", self.meta.hearth.tenant, self.meta.ulid)
     }
 }
 
@@ -80,6 +69,9 @@ pub struct BucketStore {
     blocks: RwLock<BTreeMap<String, Vec<Arc<StoreBlock>>>>,
     /// Chunk pages read from the bucket, shared by every block, bounded in bytes.
     pages: Option<PageCache>,
+    /// Opened blocks (labels and postings) by tenant/ULID, bounded in bytes: the least
+    /// used are dropped and read again when a query needs them.
+    readers: moka::future::Cache<String, Arc<BlockReader>>,
     discovery: Discovery,
     shard: Option<Shard>,
     /// Set once a sync has completed: before it, the store knows no blocks, and a store
@@ -91,6 +83,8 @@ pub struct BucketStore {
 
 /// The chunk page cache's default size.
 pub const DEFAULT_PAGE_CACHE_BYTES: u64 = 512 << 20;
+/// The opened-blocks (labels) cache's default size.
+pub const DEFAULT_LABELS_CACHE_BYTES: u64 = 1 << 30;
 
 fn unavailable(e: BlockError) -> StorageError {
     StorageError::Unavailable(e.to_string())
@@ -113,11 +107,34 @@ impl BucketStore {
             bucket,
             blocks: RwLock::new(BTreeMap::new()),
             pages: (bytes > 0).then(|| PageCache::new(bytes)),
+            readers: readers_cache(DEFAULT_LABELS_CACHE_BYTES),
             discovery: Discovery::Listing,
             shard: None,
             synced: AtomicBool::new(false),
             opened: AtomicU64::new(0),
         }
+    }
+
+    /// Keeps at most about `bytes` of opened blocks' labels and postings in memory.
+    pub fn with_labels_cache(mut self, bytes: u64) -> BucketStore {
+        self.readers = readers_cache(bytes);
+        self
+    }
+
+    /// Bytes of opened blocks held (labels and postings), as last accounted.
+    pub fn labels_cache_bytes_now(&self) -> u64 {
+        self.readers.weighted_size()
+    }
+
+    /// Bytes of opened blocks held now (after pending evictions run).
+    pub async fn labels_cache_bytes(&self) -> u64 {
+        self.readers.run_pending_tasks().await;
+        self.readers.weighted_size()
+    }
+
+    /// Whether the block's labels are in memory now.
+    pub fn is_open(&self, block: &StoreBlock) -> bool {
+        self.readers.contains_key(&block.key())
     }
 
     /// Finds blocks the given way (the default is [`Discovery::Listing`]).
@@ -148,11 +165,11 @@ impl BucketStore {
             .is_none_or(|s| s.ring.owns(&s.instance, ulid.as_bytes()))
     }
 
-    /// The block's reader, reading its labels file the first time.
+    /// The block's reader, reading its labels file when it is not in the cache (the
+    /// first time, or after it was evicted). Concurrent callers share one read.
     pub async fn open(&self, block: &StoreBlock) -> Result<Arc<BlockReader>, BlockError> {
-        block
-            .reader
-            .get_or_try_init(|| async {
+        self.readers
+            .try_get_with(block.key(), async {
                 let r = BlockReader::open_cached(
                     Arc::clone(&self.bucket),
                     block.meta.clone(),
@@ -164,7 +181,7 @@ impl BucketStore {
                 Ok::<_, BlockError>(Arc::new(r))
             })
             .await
-            .cloned()
+            .map_err(|e| BlockError::Format(e.to_string()))
     }
 
     /// Blocks open, over every tenant.
@@ -274,14 +291,30 @@ impl BucketStore {
             };
             live.insert(tenant.as_str().to_string(), found);
         }
-        let mut all = self.blocks.write();
-        for (tenant, list) in all.iter_mut() {
-            let keep = live.get(tenant);
-            list.retain(|b| keep.is_some_and(|k| k.contains(&b.meta().ulid)));
+        let known = {
+            let mut all = self.blocks.write();
+            for (tenant, list) in all.iter_mut() {
+                let keep = live.get(tenant);
+                list.retain(|b| keep.is_some_and(|k| k.contains(&b.meta().ulid)));
+            }
+            all.retain(|_, list| !list.is_empty());
+            all.values().map(Vec::len).sum()
+        };
+        // Readers of blocks no longer served (gone, marked, forgotten) free their memory.
+        let stale: Vec<String> = self
+            .readers
+            .iter()
+            .map(|(k, _)| k.to_string())
+            .filter(|k| {
+                let (tenant, ulid) = k.split_once('/').unwrap_or((k.as_str(), ""));
+                !live.get(tenant).is_some_and(|l| l.contains(ulid))
+            })
+            .collect();
+        for k in stale {
+            self.readers.invalidate(&k).await;
         }
-        all.retain(|_, list| !list.is_empty());
         self.synced.store(true, Ordering::Release);
-        Ok(all.values().map(Vec::len).sum())
+        Ok(known)
     }
 
     /// One tenant by listing: every block folder, meta.json read for new ones.
@@ -404,7 +437,9 @@ impl BucketStore {
             )));
         }
         self.opened.fetch_add(1, Ordering::Relaxed);
-        self.insert(StoreBlock::opened(Arc::new(reader)));
+        let block = StoreBlock::new(meta.clone());
+        self.readers.insert(block.key(), Arc::new(reader)).await;
+        self.insert(block);
         Ok(meta)
     }
 
@@ -591,6 +626,15 @@ impl BucketStore {
         }
         Ok(out)
     }
+}
+
+fn readers_cache(bytes: u64) -> moka::future::Cache<String, Arc<BlockReader>> {
+    moka::future::Cache::builder()
+        .weigher(|_k: &String, r: &Arc<BlockReader>| {
+            u32::try_from(r.approx_bytes()).unwrap_or(u32::MAX)
+        })
+        .max_capacity(bytes)
+        .build()
 }
 
 /// A listing's objects grouped by block folder: ULID, whether it has meta.json (is

@@ -278,6 +278,14 @@ pub struct Flags {
         global = true
     )]
     pub page_cache: Option<u64>,
+
+    /// Bytes of opened blocks' labels and postings kept in memory by the bucket store; the least used are read again when needed [default: 1073741824].
+    #[arg(
+        long = "blocks-storage.bucket-store.labels-cache-size",
+        value_name = "BYTES",
+        global = true
+    )]
+    pub labels_cache: Option<u64>,
     /// Block ranges the compactor merges up to, comma-separated, smallest first (the first is the block duration) [default: 2h,12h,24h].
     #[arg(long = "compactor.block-ranges", value_name = "VALUE", global = true)]
     pub compactor_ranges: Option<String>,
@@ -409,6 +417,8 @@ pub struct FileConfig {
     pub sync_interval: Option<String>,
     #[serde(rename = "blocks-storage.bucket-store.chunk-pages-cache-size")]
     pub page_cache: Option<u64>,
+    #[serde(rename = "blocks-storage.bucket-store.labels-cache-size")]
+    pub labels_cache: Option<u64>,
     #[serde(rename = "blocks-storage.bucket-store.bucket-index.max-stale-period")]
     pub index_max_stale: Option<String>,
     #[serde(rename = "server.grpc-listen-address")]
@@ -457,6 +467,7 @@ pub struct Config {
     pub ship_interval_ms: i64,
     pub sync_interval_ms: i64,
     pub page_cache_bytes: u64,
+    pub labels_cache_bytes: u64,
     pub index_max_stale_ms: i64,
     pub grpc_listen_address: String,
     /// (id, gRPC address) of every store gateway; empty when the bucket is read in-process.
@@ -556,6 +567,7 @@ impl Config {
                 &pick!(sync_interval, "1m".to_string()),
             )?,
             page_cache_bytes: pick!(page_cache, 512 << 20),
+            labels_cache_bytes: pick!(labels_cache, 1 << 30),
             index_max_stale_ms: duration(
                 "blocks-storage.bucket-store.bucket-index.max-stale-period",
                 &pick!(index_max_stale, "1h".to_string()),
@@ -783,6 +795,10 @@ impl Config {
         m.insert(
             "blocks-storage.bucket-store.chunk-pages-cache-size".into(),
             self.page_cache_bytes.to_string(),
+        );
+        m.insert(
+            "blocks-storage.bucket-store.labels-cache-size".into(),
+            self.labels_cache_bytes.to_string(),
         );
         m.insert(
             "blocks-storage.bucket-store.bucket-index.max-stale-period".into(),

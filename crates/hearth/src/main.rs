@@ -173,10 +173,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
 
     // History: the blocks in the bucket, found by listing it.
     let bucket = hearth_storage::open_bucket(&cfg.bucket)?;
-    let blocks = Arc::new(hearth_storage::BucketStore::with_page_cache(
-        bucket,
-        cfg.page_cache_bytes,
-    ));
+    let blocks = Arc::new(
+        hearth_storage::BucketStore::with_page_cache(bucket, cfg.page_cache_bytes)
+            .with_labels_cache(cfg.labels_cache_bytes),
+    );
     // A bucket that is down does not keep the ingester from starting: writes go to the
     // head and log; the listing is retried every sync interval.
     spawn_bucket_sync(blocks.clone(), &cfg, true).await;
@@ -478,6 +478,7 @@ async fn run_store_gateway(cfg: Config) -> anyhow::Result<()> {
     info!(version = env!("CARGO_PKG_VERSION"), target = %cfg.target, instance = %cfg.gateway_instance, "starting hearth");
     let bucket = hearth_storage::open_bucket(&cfg.bucket)?;
     let mut store = hearth_storage::BucketStore::with_page_cache(bucket, cfg.page_cache_bytes)
+        .with_labels_cache(cfg.labels_cache_bytes)
         .with_discovery(hearth_storage::Discovery::BucketIndex {
             max_stale: Duration::from_millis(cfg.index_max_stale_ms.max(0) as u64),
         });
@@ -542,10 +543,13 @@ async fn run_store_gateway(cfg: Config) -> anyhow::Result<()> {
 /// `--target=compactor`: compaction, retention, deletion and the bucket indexes.
 async fn run_compactor(cfg: Config) -> anyhow::Result<()> {
     info!(version = env!("CARGO_PKG_VERSION"), target = %cfg.target, "starting hearth");
-    let store = Arc::new(hearth_storage::BucketStore::with_page_cache(
-        hearth_storage::open_bucket(&cfg.bucket)?,
-        cfg.page_cache_bytes,
-    ));
+    let store = Arc::new(
+        hearth_storage::BucketStore::with_page_cache(
+            hearth_storage::open_bucket(&cfg.bucket)?,
+            cfg.page_cache_bytes,
+        )
+        .with_labels_cache(cfg.labels_cache_bytes),
+    );
     let compactor = Arc::new(hearth_compactor::Compactor::new(
         store.clone(),
         compactor_config(&cfg),

@@ -37,6 +37,7 @@ pub struct SelfMetrics {
     ship_failures: Counter<u64, AtomicU64>,
     bucket_blocks: Gauge,
     page_cache_bytes: Gauge,
+    labels_cache_bytes: Gauge,
     compactor_runs: Counter<u64, AtomicU64>,
     compactor_failed_runs: Counter<u64, AtomicU64>,
     compactor_blocks_written: Counter<u64, AtomicU64>,
@@ -88,6 +89,7 @@ impl SelfMetrics {
             ship_failures: Counter::default(),
             bucket_blocks: Gauge::default(),
             page_cache_bytes: Gauge::default(),
+            labels_cache_bytes: Gauge::default(),
             compactor_runs: Counter::default(),
             compactor_failed_runs: Counter::default(),
             compactor_blocks_written: Counter::default(),
@@ -160,6 +162,11 @@ impl SelfMetrics {
             "hearth_bucket_store_page_cache_bytes",
             "Bytes of chunk pages in the bucket store's cache",
             m.page_cache_bytes.clone(),
+        );
+        r.register(
+            "hearth_bucket_store_labels_cache_bytes",
+            "Bytes of opened blocks' labels and postings in the bucket store's cache (approximate)",
+            m.labels_cache_bytes.clone(),
         );
         r.register(
             "hearth_build",
@@ -306,6 +313,8 @@ impl SelfMetrics {
             self.bucket_blocks.set(store.num_blocks() as i64);
             self.page_cache_bytes
                 .set(store.page_cache_bytes_now() as i64);
+            self.labels_cache_bytes
+                .set(store.labels_cache_bytes_now() as i64);
             set_counter(&self.bucket_blocks_loaded, store.blocks_opened());
         }
         if let Some(db) = parts.db {

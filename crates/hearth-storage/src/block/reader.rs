@@ -33,6 +33,8 @@ pub struct BlockReader {
     /// The chunks file's footer (schema, row groups, page index), read once.
     chunks_footer: tokio::sync::OnceCell<ArrowReaderMetadata>,
     pages: Option<PageCache>,
+    /// About how much memory the labels and postings take (for the store's cache).
+    approx_bytes: u64,
 }
 
 /// Reads a block's meta.json; `None` when the block has none (not committed).
@@ -119,6 +121,17 @@ impl BlockReader {
                 meta.stats.num_series
             )));
         }
+        // Strings are shared (Arc) between rows; count each label's pointers and the
+        // postings entry it makes, and the strings once per row as an upper bound.
+        let approx_bytes: u64 = rows
+            .iter()
+            .map(|l| {
+                64 + l
+                    .iter()
+                    .map(|x| (x.name.len() + x.value.len() + 48) as u64)
+                    .sum::<u64>()
+            })
+            .sum();
         let mut postings = MemPostings::default();
         for (i, l) in rows.iter().enumerate() {
             let id = u32::try_from(i)
@@ -133,11 +146,17 @@ impl BlockReader {
             rows,
             chunks_footer: tokio::sync::OnceCell::new(),
             pages,
+            approx_bytes,
         })
     }
 
     pub fn meta(&self) -> &BlockMeta {
         &self.meta
+    }
+
+    /// About how much memory the opened block holds (labels, postings).
+    pub fn approx_bytes(&self) -> u64 {
+        self.approx_bytes
     }
 
     pub fn series_labels(&self) -> &[Labels] {
