@@ -56,10 +56,6 @@ impl BucketIndex {
         }
     }
 
-    pub fn is_marked(&self, ulid: &str) -> bool {
-        self.block_deletion_marks.iter().any(|m| m.block_id == ulid)
-    }
-
     /// The newest block's ULID: listing past it finds blocks the index does not know.
     pub fn newest_ulid(&self) -> Option<&str> {
         self.blocks.iter().map(|b| b.ulid.as_str()).max()

@@ -5,7 +5,7 @@
 //! blocks is ready as soon as it has read the metas. With a ring it serves only the
 //! blocks the ring gives to its instance (store-gateway sharding).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -229,15 +229,37 @@ impl BucketStore {
     }
 
     fn insert(&self, block: StoreBlock) {
-        let mut all = self.blocks.write();
-        let list = all.entry(block.meta.hearth.tenant.clone()).or_default();
-        if list.iter().any(|b| b.meta().ulid == block.meta.ulid) {
+        let tenant = block.meta.hearth.tenant.clone();
+        self.insert_many(&tenant, vec![block]);
+    }
+
+    /// Adds blocks not known yet, in one pass (a sync may bring thousands).
+    fn insert_many(&self, tenant: &str, blocks: Vec<StoreBlock>) {
+        if blocks.is_empty() {
             return;
         }
-        list.push(Arc::new(block));
-        list.sort_by(|a, b| {
-            (a.meta().min_time, &a.meta().ulid).cmp(&(b.meta().min_time, &b.meta().ulid))
-        });
+        let mut all = self.blocks.write();
+        let list = all.entry(tenant.to_string()).or_default();
+        let mut known: HashSet<String> = list.iter().map(|b| b.meta().ulid.clone()).collect();
+        let before = list.len();
+        for b in blocks {
+            if known.insert(b.meta.ulid.clone()) {
+                list.push(Arc::new(b));
+            }
+        }
+        if list.len() != before {
+            list.sort_by(|a, b| {
+                (a.meta().min_time, &a.meta().ulid).cmp(&(b.meta().min_time, &b.meta().ulid))
+            });
+        }
+    }
+
+    fn known_ulids(&self, tenant: &Tenant) -> HashSet<String> {
+        self.blocks
+            .read()
+            .get(tenant.as_str())
+            .map(|l| l.iter().map(|b| b.meta().ulid.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// The tenants with a folder in the bucket.
@@ -330,19 +352,22 @@ impl BucketStore {
         listed: Vec<(String, bool, bool)>,
     ) -> Result<BTreeSet<String>, BlockError> {
         let mut live = BTreeSet::new();
+        let known = self.known_ulids(tenant);
+        let mut new = Vec::new();
         for (ulid, committed, marked) in listed {
             // No meta.json yet: an upload in progress or abandoned; not a block.
             if !committed || marked || !self.owns(&ulid) {
                 continue;
             }
             live.insert(ulid.clone());
-            if self.blocks(tenant).iter().any(|b| b.meta().ulid == ulid) {
+            if known.contains(&ulid) {
                 continue;
             }
             if let Some(meta) = read_meta(&self.bucket, tenant, &ulid).await? {
-                self.insert(StoreBlock::new(meta));
+                new.push(StoreBlock::new(meta));
             }
         }
+        self.insert_many(tenant.as_str(), new);
         Ok(live)
     }
 
@@ -354,16 +379,26 @@ impl BucketStore {
         index: &BucketIndex,
     ) -> Result<BTreeSet<String>, BlockError> {
         let mut live = BTreeSet::new();
+        let marked: HashSet<&str> = index
+            .block_deletion_marks
+            .iter()
+            .map(|m| m.block_id.as_str())
+            .collect();
+        let known = self.known_ulids(tenant);
+        let mut new = Vec::new();
         for meta in &index.blocks {
-            if index.is_marked(&meta.ulid)
+            if marked.contains(meta.ulid.as_str())
                 || !self.owns(&meta.ulid)
                 || meta.hearth.tenant != tenant.as_str()
             {
                 continue;
             }
             live.insert(meta.ulid.clone());
-            self.insert(StoreBlock::new(meta.clone()));
+            if !known.contains(&meta.ulid) {
+                new.push(StoreBlock::new(meta.clone()));
+            }
         }
+        self.insert_many(tenant.as_str(), new);
         let fresh = match index.newest_ulid() {
             Some(newest) => {
                 let offset = Path::from(tenant.as_str()).join(newest);
