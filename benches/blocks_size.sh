@@ -3,7 +3,7 @@
 # data (SERIES series, 2 h at 15 s) goes to Hearth, Prometheus 2.42 and VictoriaMetrics
 # 1.79 in one run, and the bytes of what each keeps for it are divided by the samples:
 #   - Hearth: its bucket after POST /ingester/flush (labels.parquet, chunks.parquet,
-#     meta.json);
+#     meta.json), with XOR chunks (the default) and with the decimal-delta encoding;
 #   - Prometheus: the 2 h block it cuts from its head (index, chunks, meta.json; the
 #     head is pushed past 3 h by one extra sample so it cuts the block);
 #   - VictoriaMetrics: its whole data directory (data and indexdb) after force_flush
@@ -33,6 +33,17 @@ wait_http "http://127.0.0.1:$P/-/ready"
 load hearth "http://127.0.0.1:$P/api/v1/push"
 curl -sf -X POST "http://127.0.0.1:$P/ingester/flush" >/dev/null
 echo "{\"name\":\"hearth\",\"bytes\":$(bytes "$WORK/bucket"),\"samples\":$SAMPLES}" >> "$RESULTS"
+kill $H; wait $H 2>/dev/null || true
+
+# Hearth, decimal-delta sample encoding
+P=$(port); mkdir -p "$WORK/hearth-dd"
+"$BIN/hearth" --web.listen-address=127.0.0.1:$P --storage.path="$WORK/hearth-dd" \
+  --blocks-storage.filesystem.dir="$WORK/bucket-dd" --blocks-storage.tsdb.ship-interval=24h \
+  --blocks-storage.block-sample-encoding=decimal-delta --log.level=warn & H=$!; PIDS+=($H)
+wait_http "http://127.0.0.1:$P/-/ready"
+load hearth "http://127.0.0.1:$P/api/v1/push"
+curl -sf -X POST "http://127.0.0.1:$P/ingester/flush" >/dev/null
+echo "{\"name\":\"hearth-decimal-delta\",\"bytes\":$(bytes "$WORK/bucket-dd"),\"samples\":$SAMPLES}" >> "$RESULTS"
 kill $H; wait $H 2>/dev/null || true
 
 # Prometheus
@@ -75,8 +86,9 @@ print(f"\n{sys.argv[2]} series, 2 h at 15 s\n")
 print("| store | bytes | samples | bytes/sample |")
 print("|---|---|---|---|")
 bps = {}
-for n in ["hearth", "prometheus", "victoria-metrics"]:
+for n in ["hearth", "hearth-decimal-delta", "prometheus", "victoria-metrics"]:
     r = rows[n]; bps[n] = r["bytes"] / r["samples"]
     print(f"| {n} | {r['bytes']:,} | {r['samples']:,} | {bps[n]:.3f} |")
-print(f"\nHearth vs VictoriaMetrics: {bps['hearth']/bps['victoria-metrics']:.2f}x; vs Prometheus: {bps['hearth']/bps['prometheus']:.2f}x")
+for n in ["hearth", "hearth-decimal-delta"]:
+    print(f"\n{n} vs VictoriaMetrics: {bps[n]/bps['victoria-metrics']:.2f}x; vs Prometheus: {bps[n]/bps['prometheus']:.2f}x")
 PY

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use hearth_core::{ChunkEncoding, EncodedChunk, Label, Labels, SeriesData, Tenant};
+use hearth_storage::block::cell::SampleEncoding;
 use hearth_storage::block::{write_block_with, BlockInput, WriteOptions};
 use hearth_tsdb::chunkenc::XorAppender;
 use object_store::memory::InMemory;
@@ -127,12 +128,31 @@ async fn main() -> anyhow::Result<()> {
             Encoding::DELTA_LENGTH_BYTE_ARRAY,
         ),
     ];
-    for (compression, label_dictionary, chunk_encoding) in variants {
+    let variants: Vec<_> = variants
+        .into_iter()
+        .map(|(c, d, e)| (c, d, e, SampleEncoding::Xor))
+        .chain([
+            (
+                Compression::ZSTD(ZstdLevel::try_new(9).unwrap()),
+                true,
+                Encoding::DELTA_LENGTH_BYTE_ARRAY,
+                SampleEncoding::DecimalDelta,
+            ),
+            (
+                Compression::ZSTD(ZstdLevel::try_new(15).unwrap()),
+                true,
+                Encoding::DELTA_LENGTH_BYTE_ARRAY,
+                SampleEncoding::DecimalDelta,
+            ),
+        ])
+        .collect();
+    for (compression, label_dictionary, chunk_encoding, sample_encoding) in variants {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let opts = WriteOptions {
             compression,
             label_dictionary,
             chunk_encoding,
+            sample_encoding,
         };
         let input = BlockInput {
             tenant: Tenant::anonymous(),
@@ -159,7 +179,7 @@ async fn main() -> anyhow::Result<()> {
         };
         let total: u64 = objects.iter().map(|o| o.size).sum();
         println!(
-            "| {compression:?} | {label_dictionary} | {chunk_encoding:?} | {} | {} | {:.3} | {secs:.2} |",
+            "| {compression:?} | {label_dictionary} | {chunk_encoding:?} | {sample_encoding:?} | {} | {} | {:.3} | {secs:.2} |",
             size("labels.parquet"),
             size("chunks.parquet"),
             total as f64 / samples

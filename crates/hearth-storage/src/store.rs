@@ -21,7 +21,8 @@ use parking_lot::RwLock;
 use tracing::{debug, warn};
 
 use crate::block::{
-    read_meta, write_block, BlockError, BlockInput, BlockMeta, BlockReader, PageCache,
+    read_meta, write_block_with, BlockError, BlockInput, BlockMeta, BlockReader, PageCache,
+    WriteOptions,
 };
 use crate::bucket_index::{read_index, BucketIndex};
 
@@ -79,6 +80,8 @@ pub struct BucketStore {
     synced: AtomicBool,
     /// Labels files read (blocks opened), for /metrics.
     opened: AtomicU64,
+    /// How blocks this store ships are written.
+    write_opts: WriteOptions,
 }
 
 /// The chunk page cache's default size.
@@ -112,7 +115,14 @@ impl BucketStore {
             shard: None,
             synced: AtomicBool::new(false),
             opened: AtomicU64::new(0),
+            write_opts: WriteOptions::default(),
         }
+    }
+
+    /// Writes blocks with this sample encoding (XOR chunks by default).
+    pub fn with_sample_encoding(mut self, enc: crate::block::cell::SampleEncoding) -> BucketStore {
+        self.write_opts.sample_encoding = enc;
+        self
     }
 
     /// Keeps at most about `bytes` of opened blocks' labels and postings in memory.
@@ -429,7 +439,7 @@ impl BucketStore {
     /// then makes it visible to queries. Only a block that passed is ever reported
     /// shipped.
     pub async fn ship(&self, input: BlockInput) -> Result<BlockMeta, BlockError> {
-        let meta = write_block(&self.bucket, input).await?;
+        let meta = write_block_with(&self.bucket, input, &self.write_opts).await?;
         let tenant = Tenant::new(&meta.hearth.tenant).map_err(BlockError::Format)?;
         let stored = read_meta(&self.bucket, &tenant, &meta.ulid)
             .await?

@@ -286,6 +286,14 @@ pub struct Flags {
         global = true
     )]
     pub labels_cache: Option<u64>,
+
+    /// How blocks store samples: xor (Prometheus XOR chunks, as parquet-common) or decimal-delta (about a third smaller, read back as XOR) [default: xor].
+    #[arg(
+        long = "blocks-storage.block-sample-encoding",
+        value_name = "VALUE",
+        global = true
+    )]
+    pub sample_encoding: Option<String>,
     /// Block ranges the compactor merges up to, comma-separated, smallest first (the first is the block duration) [default: 2h,12h,24h].
     #[arg(long = "compactor.block-ranges", value_name = "VALUE", global = true)]
     pub compactor_ranges: Option<String>,
@@ -419,6 +427,8 @@ pub struct FileConfig {
     pub page_cache: Option<u64>,
     #[serde(rename = "blocks-storage.bucket-store.labels-cache-size")]
     pub labels_cache: Option<u64>,
+    #[serde(rename = "blocks-storage.block-sample-encoding")]
+    pub sample_encoding: Option<String>,
     #[serde(rename = "blocks-storage.bucket-store.bucket-index.max-stale-period")]
     pub index_max_stale: Option<String>,
     #[serde(rename = "server.grpc-listen-address")]
@@ -468,6 +478,7 @@ pub struct Config {
     pub sync_interval_ms: i64,
     pub page_cache_bytes: u64,
     pub labels_cache_bytes: u64,
+    pub sample_encoding: hearth_storage::block::cell::SampleEncoding,
     pub index_max_stale_ms: i64,
     pub grpc_listen_address: String,
     /// (id, gRPC address) of every store gateway; empty when the bucket is read in-process.
@@ -568,6 +579,13 @@ impl Config {
             )?,
             page_cache_bytes: pick!(page_cache, 512 << 20),
             labels_cache_bytes: pick!(labels_cache, 1 << 30),
+            sample_encoding: match pick!(sample_encoding, "xor".to_string()).as_str() {
+                "xor" => hearth_storage::block::cell::SampleEncoding::Xor,
+                "decimal-delta" => hearth_storage::block::cell::SampleEncoding::DecimalDelta,
+                other => anyhow::bail!(
+                    "blocks-storage.block-sample-encoding must be xor or decimal-delta, not {other:?}"
+                ),
+            },
             index_max_stale_ms: duration(
                 "blocks-storage.bucket-store.bucket-index.max-stale-period",
                 &pick!(index_max_stale, "1h".to_string()),
@@ -799,6 +817,14 @@ impl Config {
         m.insert(
             "blocks-storage.bucket-store.labels-cache-size".into(),
             self.labels_cache_bytes.to_string(),
+        );
+        m.insert(
+            "blocks-storage.block-sample-encoding".into(),
+            match self.sample_encoding {
+                hearth_storage::block::cell::SampleEncoding::Xor => "xor",
+                hearth_storage::block::cell::SampleEncoding::DecimalDelta => "decimal-delta",
+            }
+            .into(),
         );
         m.insert(
             "blocks-storage.bucket-store.bucket-index.max-stale-period".into(),

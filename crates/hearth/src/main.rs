@@ -111,7 +111,8 @@ async fn import_prometheus(
             dir.display()
         );
     }
-    let store = hearth_storage::BucketStore::new(hearth_storage::open_bucket(&cfg.bucket)?);
+    let store = hearth_storage::BucketStore::new(hearth_storage::open_bucket(&cfg.bucket)?)
+        .with_sample_encoding(cfg.sample_encoding);
     store.sync().await?;
     println!(
         "importing {} Prometheus blocks from {} as tenant {tenant}",
@@ -175,7 +176,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let bucket = hearth_storage::open_bucket(&cfg.bucket)?;
     let blocks = Arc::new(
         hearth_storage::BucketStore::with_page_cache(bucket, cfg.page_cache_bytes)
-            .with_labels_cache(cfg.labels_cache_bytes),
+            .with_labels_cache(cfg.labels_cache_bytes)
+            .with_sample_encoding(cfg.sample_encoding),
     );
     // A bucket that is down does not keep the ingester from starting: writes go to the
     // head and log; the listing is retried every sync interval.
@@ -479,6 +481,7 @@ async fn run_store_gateway(cfg: Config) -> anyhow::Result<()> {
     let bucket = hearth_storage::open_bucket(&cfg.bucket)?;
     let mut store = hearth_storage::BucketStore::with_page_cache(bucket, cfg.page_cache_bytes)
         .with_labels_cache(cfg.labels_cache_bytes)
+        .with_sample_encoding(cfg.sample_encoding)
         .with_discovery(hearth_storage::Discovery::BucketIndex {
             max_stale: Duration::from_millis(cfg.index_max_stale_ms.max(0) as u64),
         });
@@ -548,7 +551,8 @@ async fn run_compactor(cfg: Config) -> anyhow::Result<()> {
             hearth_storage::open_bucket(&cfg.bucket)?,
             cfg.page_cache_bytes,
         )
-        .with_labels_cache(cfg.labels_cache_bytes),
+        .with_labels_cache(cfg.labels_cache_bytes)
+        .with_sample_encoding(cfg.sample_encoding),
     );
     let compactor = Arc::new(hearth_compactor::Compactor::new(
         store.clone(),

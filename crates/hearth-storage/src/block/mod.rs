@@ -2,6 +2,7 @@
 //! chunks.parquet and meta.json (see docs/block-format.md).
 
 pub mod cell;
+pub mod decimal;
 pub mod marks;
 pub mod meta;
 pub mod objreader;

@@ -127,6 +127,8 @@ pub struct WriteOptions {
     pub label_dictionary: bool,
     /// Encoding of the chunk columns.
     pub chunk_encoding: Encoding,
+    /// How samples are stored in the chunk cells.
+    pub sample_encoding: super::cell::SampleEncoding,
 }
 
 impl Default for WriteOptions {
@@ -135,6 +137,7 @@ impl Default for WriteOptions {
             compression: Compression::ZSTD(ZstdLevel::try_new(9).expect("valid level")),
             label_dictionary: true,
             chunk_encoding: Encoding::DELTA_LENGTH_BYTE_ARRAY,
+            sample_encoding: super::cell::SampleEncoding::Xor,
         }
     }
 }
@@ -290,7 +293,7 @@ pub async fn write_block_with(
             let start = meta.column_range(i).0;
             let cells: Vec<Vec<u8>> = rows
                 .iter()
-                .map(|(_, cols)| super::cell::encode(&cols[i], start))
+                .map(|(_, cols)| super::cell::encode_as(&cols[i], start, opts.sample_encoding))
                 .collect();
             Arc::new(BinaryArray::from_iter_values(cells.iter())) as ArrayRef
         })
