@@ -9,7 +9,7 @@ use std::sync::Arc;
 use hearth_core::{ChunkEncoding, EncodedChunk};
 use hearth_tsdb::chunkenc::{decode_all, XorAppender};
 
-use super::decimal;
+use super::decimal::{self, get_uvarint};
 
 const XOR: u64 = 1;
 const DECIMAL_DELTA: u64 = 2;
@@ -30,19 +30,6 @@ fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
         v >>= 7;
     }
     out.push(v as u8);
-}
-
-fn get_uvarint(b: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte < 0x80 {
-            return Some(v);
-        }
-    }
-    None
 }
 
 /// Encodes chunks (sorted, each within `[column_start, ...)`) into a cell.

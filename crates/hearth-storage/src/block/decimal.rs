@@ -24,7 +24,8 @@ fn put_varint(out: &mut Vec<u8>, v: i64) {
     out.push(z as u8);
 }
 
-fn get_uvarint(b: &[u8], pos: &mut usize) -> Option<u64> {
+/// Reads an unsigned LEB128 varint at `pos`; `None` past the end or beyond 64 bits.
+pub(super) fn get_uvarint(b: &[u8], pos: &mut usize) -> Option<u64> {
     let mut v: u64 = 0;
     for shift in (0..64).step_by(7) {
         let byte = *b.get(*pos)?;
