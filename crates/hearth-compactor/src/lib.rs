@@ -256,7 +256,9 @@ impl Compactor {
                 report.compacted.push(meta.ulid);
             }
             if self.cfg.downsampling {
-                report.downsampled.extend(self.downsample(&tenant).await?);
+                let (written, marked) = self.downsample(&tenant, now_ms).await?;
+                report.downsampled.extend(written);
+                report.marked += marked;
             }
             let delay = self.cfg.deletion_delay.as_secs() as i64;
             for (ulid, _, marked) in self.store.list_blocks(&tenant).await? {
@@ -353,10 +355,27 @@ impl Compactor {
     /// again), a 1 h block for every such 5 m block. A downsampled block covers its
     /// source's time range; the raw block stays (raw queries, and `max_source_resolution`
     /// chooses). Returns the blocks written.
-    async fn downsample(&self, tenant: &Tenant) -> Result<Vec<String>, BlockError> {
+    ///
+    /// A downsampled block counts for a source only if its sources cover the source's:
+    /// when a late block was merged into a day already downsampled (vertical
+    /// compaction), the day is downsampled again and the outdated copy is marked.
+    /// Returns the blocks written and the number marked.
+    async fn downsample(
+        &self,
+        tenant: &Tenant,
+        now_ms: i64,
+    ) -> Result<(Vec<String>, usize), BlockError> {
         use hearth_storage::downsample::{downsample_aggregates, downsample_raw, RES_1H, RES_5M};
         let top = *self.cfg.block_ranges_ms.last().unwrap_or(&0);
         let mut written = Vec::new();
+        let mut marked = 0;
+        let sources_of = |m: &BlockMeta| -> BTreeSet<String> {
+            if m.compaction.sources.is_empty() {
+                BTreeSet::from([m.ulid.clone()])
+            } else {
+                m.compaction.sources.iter().cloned().collect()
+            }
+        };
         for (from, to) in [(0, RES_5M), (RES_5M, RES_1H)] {
             let blocks = self.store.blocks(tenant);
             for b in &blocks {
@@ -364,12 +383,17 @@ impl Compactor {
                 if m.hearth.resolution != from || m.max_time - m.min_time != top {
                     continue;
                 }
-                let done = blocks.iter().any(|d| {
-                    d.meta().hearth.resolution == to
-                        && d.meta().min_time == m.min_time
-                        && d.meta().max_time == m.max_time
-                });
-                if done {
+                let want = sources_of(m);
+                let copies: Vec<&BlockMeta> = blocks
+                    .iter()
+                    .map(|d| d.meta())
+                    .filter(|d| {
+                        d.hearth.resolution == to
+                            && d.min_time == m.min_time
+                            && d.max_time == m.max_time
+                    })
+                    .collect();
+                if copies.iter().any(|d| sources_of(d).is_superset(&want)) {
                     continue;
                 }
                 let reader = self.store.open(b).await?;
@@ -401,9 +425,16 @@ impl Compactor {
                     .await?;
                 info!(tenant = %tenant, from = %m.ulid, block = %meta.ulid, resolution_ms = to, "block downsampled");
                 written.push(meta.ulid);
+                // Copies made before the source grew are outdated.
+                for old in copies {
+                    mark_for_deletion(self.store.bucket(), tenant, &old.ulid, now_ms / 1000)
+                        .await?;
+                    self.store.forget(tenant, &old.ulid);
+                    marked += 1;
+                }
             }
         }
-        Ok(written)
+        Ok((written, marked))
     }
 
     /// Rewrites the tenant's bucket index from a listing: every committed block's meta

@@ -217,6 +217,49 @@ async fn downsampled_blocks_answer_within_each_aggregates_meaning() {
         }
     }
 
+    // A late block for the first day (a series shipped late) is merged into that day
+    // (vertical compaction); the day is downsampled again with it, and the outdated
+    // copies are marked.
+    let late = BlockInput {
+        tenant: Tenant::anonymous(),
+        min_time: BASE + 2 * HOUR,
+        max_time: BASE + 4 * HOUR,
+        level: 1,
+        sources: Vec::new(),
+        resolution: 0,
+        series: vec![(
+            Labels::from_pairs(&[("__name__", "temperature"), ("i", "late")]),
+            SeriesData::Samples(raw(1, BASE + 2 * HOUR, BASE + 4 * HOUR)),
+        )],
+    };
+    fresh.ship(late).await.unwrap();
+    let again = Compactor::new(
+        Arc::new(fresh),
+        CompactorConfig {
+            block_ranges_ms: vec![DAY],
+            ..CompactorConfig::default()
+        },
+    );
+    let report = again.run_once(BASE + 10 * DAY).await.unwrap();
+    assert_eq!(report.compacted.len(), 1, "{report:?}");
+    assert_eq!(
+        report.downsampled.len(),
+        2,
+        "5 m and 1 h of the first day: {report:?}"
+    );
+    let fresh = BucketStore::new(bucket.clone());
+    fresh.sync().await.unwrap();
+    let per_res = |r: i64| {
+        fresh
+            .blocks(&Tenant::anonymous())
+            .iter()
+            .filter(|b| b.meta().hearth.resolution == r)
+            .count()
+    };
+    assert_eq!((per_res(0), per_res(RES_5M), per_res(RES_1H)), (2, 2, 2));
+    let maxes = select(&fresh, "temperature", Some("max_over_time"), RES_5M).await;
+    assert_eq!(maxes.len(), 3, "the late series is downsampled too");
+
     // Label names come from raw blocks: no __aggr__.
     let names = fresh
         .label_names(&Tenant::anonymous(), &[], i64::MIN, i64::MAX)
