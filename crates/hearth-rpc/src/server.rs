@@ -23,15 +23,22 @@ pub struct StoreInfo {
 }
 
 pub type InfoFn = Arc<dyn Fn() -> StoreInfo + Send + Sync>;
+/// Whether the store has loaded what it serves (asked on every request: cheap).
+pub type ReadyFn = Arc<dyn Fn() -> bool + Send + Sync>;
 
 pub struct StoreService {
     queryable: Arc<dyn Queryable>,
     info: InfoFn,
+    ready: ReadyFn,
 }
 
 impl StoreService {
-    pub fn new(queryable: Arc<dyn Queryable>, info: InfoFn) -> StoreService {
-        StoreService { queryable, info }
+    pub fn new(queryable: Arc<dyn Queryable>, info: InfoFn, ready: ReadyFn) -> StoreService {
+        StoreService {
+            queryable,
+            info,
+            ready,
+        }
     }
 
     /// The tonic service, with Hearth's message size limits.
@@ -45,7 +52,7 @@ impl StoreService {
 impl StoreService {
     /// A store that has not loaded what it serves answers Unavailable, never "nothing".
     fn check_ready(&self) -> Result<(), Status> {
-        if (self.info)().ready {
+        if (self.ready)() {
             Ok(())
         } else {
             Err(Status::unavailable(

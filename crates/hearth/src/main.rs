@@ -503,12 +503,14 @@ async fn run_store_gateway(cfg: Config) -> anyhow::Result<()> {
     let store = Arc::new(store);
     spawn_bucket_sync(store.clone(), &cfg, false).await;
     let info_store = store.clone();
+    let ready_store = store.clone();
     let service = hearth_rpc::StoreService::new(
         store.clone(),
         Arc::new(move || hearth_rpc::StoreInfo {
             ready: info_store.is_synced(),
             tenants: info_store.tenant_ranges(),
         }),
+        Arc::new(move || ready_store.is_synced()),
     );
     let grpc_addr: SocketAddr = cfg.grpc_listen_address.parse().map_err(|e| {
         anyhow::anyhow!(
