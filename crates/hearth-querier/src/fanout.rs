@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::future::join_all;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use hearth_core::{Matcher, Queryable, SelectHints, Series, SeriesStream, StorageError, Tenant};
 use tracing::warn;
 
@@ -119,8 +119,7 @@ impl Queryable for Fanout {
         }))
         .await;
         let sets = self.settle(results)?;
-        let merged = hearth_tsdb::merge::merge_series(sets);
-        Ok(futures::stream::iter(merged.into_iter().map(Ok)).boxed())
+        Ok(hearth_tsdb::merge::merged_stream(sets))
     }
 
     async fn label_names(
@@ -191,7 +190,7 @@ mod tests {
                 labels: Labels::from_pairs(&[("__name__", "up")]),
                 data: SeriesData::Samples(samples),
             };
-            Ok(futures::stream::iter([Ok(s)]).boxed())
+            Ok(futures::StreamExt::boxed(futures::stream::iter([Ok(s)])))
         }
         async fn label_names(
             &self,

@@ -86,8 +86,7 @@ impl Queryable for MergeQueryable {
                             .map_err(|e| named(s.name, e))?,
                     );
                 }
-                let merged = hearth_tsdb::merge::merge_series(sets);
-                Ok(futures::stream::iter(merged.into_iter().map(Ok)).boxed())
+                Ok(hearth_tsdb::merge::merged_stream(sets))
             }
         }
     }

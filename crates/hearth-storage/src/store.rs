@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use hearth_core::{
     Matcher, Queryable, Ring, SelectHints, Series, SeriesStream, StorageError, Tenant,
 };
@@ -722,18 +722,14 @@ impl Queryable for BucketStore {
             return select_in(&blocks, matchers, mint, maxt).await;
         }
         let (raw, downsampled) = self.plan_resolution(tenant, mint, maxt, hints.max_resolution);
-        let mut sets = Vec::with_capacity(raw.len() + 1);
-        for b in self.open_all(&raw).await? {
-            sets.push(b.select(matchers, mint, maxt).await.map_err(unavailable)?);
-        }
+        let mut sets = sets_in(&self.open_all(&raw).await?, matchers, mint, maxt).await?;
         if !downsampled.is_empty() {
             sets.push(
                 self.select_downsampled(&downsampled, matchers, mint, maxt, hints.func.as_deref())
                     .await?,
             );
         }
-        let merged: Vec<Series> = hearth_tsdb::merge::merge_series(sets);
-        Ok(futures::stream::iter(merged.into_iter().map(Ok)).boxed())
+        Ok(hearth_tsdb::merge::merged_stream(sets))
     }
 
     async fn label_names(
@@ -767,12 +763,23 @@ pub async fn select_in(
     mint: i64,
     maxt: i64,
 ) -> Result<SeriesStream, StorageError> {
-    let mut sets = Vec::with_capacity(blocks.len());
+    Ok(hearth_tsdb::merge::merged_stream(
+        sets_in(blocks, matchers, mint, maxt).await?,
+    ))
+}
+
+/// Each open block's matching series, one set per block.
+async fn sets_in(
+    blocks: &[Arc<BlockReader>],
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+) -> Result<Vec<Vec<Series>>, StorageError> {
+    let mut sets = Vec::with_capacity(blocks.len() + 1);
     for b in blocks {
         sets.push(b.select(matchers, mint, maxt).await.map_err(unavailable)?);
     }
-    let merged: Vec<Series> = hearth_tsdb::merge::merge_series(sets);
-    Ok(futures::stream::iter(merged.into_iter().map(Ok)).boxed())
+    Ok(sets)
 }
 
 /// Sorted label names of the series of open blocks that match.

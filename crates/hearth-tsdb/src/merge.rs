@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use hearth_core::{EncodedChunk, Labels, Sample, Series, SeriesData};
+use futures::StreamExt;
+use hearth_core::{EncodedChunk, Labels, Sample, Series, SeriesData, SeriesStream};
 
 use crate::chunkenc::XorIterator;
 
@@ -56,6 +57,11 @@ fn dedup(mut samples: Vec<Sample>) -> SeriesData {
     samples.sort_by_key(|s| s.t);
     samples.dedup_by_key(|s| s.t);
     SeriesData::Samples(samples)
+}
+
+/// [`merge_series`] as the seam's stream: what every merging `Queryable` answers.
+pub fn merged_stream(sets: Vec<Vec<Series>>) -> SeriesStream {
+    futures::stream::iter(merge_series(sets).into_iter().map(Ok)).boxed()
 }
 
 /// Merges series sets into one, sorted by labels.
