@@ -234,6 +234,9 @@ async fn history_survives_losing_every_ingester() {
         "hearth_ingester_shipped_samples_total 103680",
         "hearth_ingester_ship_failures_total 0",
         "hearth_bucket_store_blocks 36",
+        // Everything was shipped: the head collected all 24 series (head GC).
+        "hearth_head_series 0",
+        "hearth_head_series_removed_total 24",
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} not in /metrics");
     }

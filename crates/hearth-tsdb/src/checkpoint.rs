@@ -17,14 +17,20 @@ use tracing::{info, warn};
 use crate::chunkenc::XorAppender;
 use crate::codec::{get_metadata, put_metadata, Dec, DecodeError, Enc};
 use crate::head::{ClosedChunk, Head, SeriesState};
+use crate::postings::SeriesId;
 use crate::wal::LogId;
 
-/// Version 2 adds the head's min valid time (the sealed boundary) after the index.
-const MAGIC: &[u8; 8] = b"HRTHCKP2";
+/// Version 3 names each series' id and each tenant's next id: after head GC the ids
+/// have gaps, and the log after the checkpoint goes on from the next id. Version 2
+/// added the head's min valid time (the sealed boundary) after the index. Older
+/// versions are still read (their ids are dense: 0, 1, 2, ... in file order).
+const MAGIC: &[u8; 8] = b"HRTHCKP3";
+const MAGIC_V2: &[u8; 8] = b"HRTHCKP2";
 const MAGIC_V1: &[u8; 8] = b"HRTHCKP1";
 
 /// A copy of one series, taken under its lock (chunks shared, not copied).
 pub struct SeriesSnapshot {
+    pub id: SeriesId,
     pub labels: Labels,
     pub closed: Vec<ClosedChunk>,
     pub head: Option<(i64, Vec<u8>)>,
@@ -35,6 +41,7 @@ pub struct SeriesSnapshot {
 
 pub struct TenantSnapshot {
     pub tenant: Tenant,
+    pub next_id: SeriesId,
     pub metadata: Vec<MetricMetadata>,
     pub series: Vec<SeriesSnapshot>,
 }
@@ -55,6 +62,7 @@ pub fn capture(head: &Head, log_id: LogId) -> HeadSnapshot {
         for s in th.all_series() {
             let st = s.state.lock();
             series.push(SeriesSnapshot {
+                id: s.id,
                 labels: s.labels.clone(),
                 closed: st.closed.clone(),
                 head: st.head.as_ref().map(|(t, a)| (*t, a.bytes().to_vec())),
@@ -66,6 +74,7 @@ pub fn capture(head: &Head, log_id: LogId) -> HeadSnapshot {
         let metadata = th.metadata().into_values().flatten().collect();
         tenants.push(TenantSnapshot {
             tenant,
+            next_id: th.next_id(),
             metadata,
             series,
         });
@@ -112,10 +121,12 @@ pub fn write(dir: &Path, snap: &HeadSnapshot) -> std::io::Result<PathBuf> {
     let mut series_total = 0usize;
     for t in &snap.tenants {
         e.str(t.tenant.as_str());
+        e.uvarint(t.next_id as u64);
         put_metadata(&mut e, &t.metadata);
         e.uvarint(t.series.len() as u64);
         for s in &t.series {
             series_total += 1;
+            e.uvarint(s.id as u64);
             e.uvarint(s.labels.len() as u64);
             for l in &s.labels {
                 e.str(&l.name);
@@ -214,26 +225,43 @@ fn decode_into(data: &[u8], head: &Head) -> Result<LogId, DecodeError> {
     if crc32c::crc32c(body).to_le_bytes() != crc {
         return Err(DecodeError);
     }
-    let v2 = match &body[..8] {
-        m if m == MAGIC => true,
-        m if m == MAGIC_V1 => false,
+    let version = match &body[..8] {
+        m if m == MAGIC => 3,
+        m if m == MAGIC_V2 => 2,
+        m if m == MAGIC_V1 => 1,
         _ => return Err(DecodeError),
     };
     let mut d = Dec::new(&body[8..]);
     let term = d.uvarint()?;
     let index = d.uvarint()?;
-    if v2 {
+    if version >= 2 {
         head.raise_min_valid(d.varint()?);
     }
     let nt = d.count(2)?;
     for _ in 0..nt {
         let tenant = Tenant::new(d.str()?).map_err(|_| DecodeError)?;
+        let next_id = if version >= 3 {
+            Some(series_id(d.uvarint()?)?)
+        } else {
+            None
+        };
         let th = head.tenant_or_create(&tenant);
         for m in get_metadata(&mut d)? {
             th.set_metadata(m);
         }
         let ns = d.count(4)?;
-        for _ in 0..ns {
+        let mut prev_id: Option<SeriesId> = None;
+        for i in 0..ns {
+            let id = if version >= 3 {
+                series_id(d.uvarint()?)?
+            } else {
+                series_id(i as u64)?
+            };
+            // Ids are written in increasing order and below the tenant's next id.
+            if prev_id.is_some_and(|p| id <= p) || next_id.is_some_and(|n| id >= n) {
+                return Err(DecodeError);
+            }
+            prev_id = Some(id);
             let nl = d.count(2)?;
             let mut labels = Vec::with_capacity(nl);
             for _ in 0..nl {
@@ -270,8 +298,15 @@ fn decode_into(data: &[u8], head: &Head) -> Result<LogId, DecodeError> {
                 ooo.push(Sample { t, v: d.f64()? });
             }
             let state = SeriesState::from_parts(closed, head_chunk, max_t, last_v, ooo);
-            head.restore_series(&tenant, &Labels::from_sorted(labels), state);
+            head.restore_series(&tenant, id, &Labels::from_sorted(labels), state);
+        }
+        if let Some(n) = next_id {
+            th.raise_next_id(n);
         }
     }
     Ok(LogId { term, index })
+}
+
+fn series_id(v: u64) -> Result<SeriesId, DecodeError> {
+    SeriesId::try_from(v).map_err(|_| DecodeError)
 }

@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use crate::checkpoint;
-use crate::head::{Head, HeadOptions, TenantHead};
+use crate::head::{Head, HeadOptions, MemSeries, TenantHead};
 use crate::postings::SeriesId;
 use crate::record::{self, ControlRecord, LogRecord};
 use crate::wal::{Entry, LogError, LogId, LogStorage, SegmentLog, SegmentLogOptions};
@@ -83,11 +83,13 @@ enum Pending {
     },
 }
 
-/// A write of a group with its series resolved to ids; `new` are (id, series index)
-/// of the series this write creates.
+/// A write of a group with its series resolved to ids; `found` holds the series that
+/// exist already (the rest are created once the log holds the entries), `new` are (id,
+/// series index) of the series this write creates.
 struct Plan {
     th: Arc<TenantHead>,
     ids: Vec<SeriesId>,
+    found: Vec<Option<Arc<MemSeries>>>,
     new: Vec<(SeriesId, usize)>,
 }
 
@@ -217,9 +219,12 @@ fn apply_control(head: &Head, rec: &ControlRecord) {
         ControlRecord::Seal { before } => head.seal(*before),
         ControlRecord::Shipped { before, blocks } => {
             head.truncate_before(*before);
+            let collected = head.gc();
             info!(
                 before,
                 blocks = blocks.len(),
+                series_collected = collected,
+                series = head.num_series(),
                 "shipped data dropped from the head"
             );
         }
@@ -319,10 +324,12 @@ impl Committer {
         for (gi, p) in group.iter().enumerate() {
             let th = self.head.tenant_or_create(&p.tenant);
             let mut ids = Vec::with_capacity(p.batch.len());
+            let mut found = Vec::with_capacity(p.batch.len());
             let mut new = Vec::new();
             for (si, s) in p.batch.iter().enumerate() {
-                let id = match th.lookup(s.hash, &s.labels) {
-                    Some(id) => id,
+                let existing = th.lookup(s.hash, &s.labels);
+                let id = match &existing {
+                    Some(ms) => ms.id,
                     None => {
                         let key = (p.tenant.clone(), s.hash);
                         let earlier = pending_new.get(&key).and_then(|v| {
@@ -346,6 +353,7 @@ impl Committer {
                     }
                 };
                 ids.push(id);
+                found.push(existing);
             }
             let payload = record::encode_write(
                 &p.tenant,
@@ -363,7 +371,12 @@ impl Committer {
                 },
                 payload,
             });
-            plans.push(Plan { th, ids, new });
+            plans.push(Plan {
+                th,
+                ids,
+                found,
+                new,
+            });
         }
         let bytes: u64 = entries.iter().map(|e| e.payload.len() as u64 + 24).sum();
         if let Err(e) = self.log.append(&entries) {
@@ -386,14 +399,33 @@ impl Committer {
             .log_bytes_written
             .fetch_add(bytes, Ordering::Relaxed);
         self.bytes_since_checkpoint += bytes;
-        for (p, plan) in group.into_iter().zip(plans) {
+        for (p, mut plan) in group.into_iter().zip(plans) {
             for (id, si) in &plan.new {
                 let labels = p.batch.get(*si).labels.to_labels();
-                if plan.th.create_with_id(*id, &labels).is_none() {
-                    error!(id, series = %labels, "series id assignment diverged from the head");
+                match plan.th.create_with_id(*id, &labels) {
+                    Some(ms) => plan.found[*si] = Some(ms),
+                    None => {
+                        error!(id, series = %labels, "series id assignment diverged from the head")
+                    }
                 }
             }
-            let out = self.head.apply_resolved(&plan.th, &p.batch, &plan.ids);
+            // Series an earlier write of this group created; resolved by id.
+            for (slot, id) in plan.found.iter_mut().zip(&plan.ids) {
+                if slot.is_none() {
+                    *slot = plan.th.series(*id);
+                }
+            }
+            let out = if plan.found.iter().all(Option::is_some) {
+                let series: Vec<Arc<MemSeries>> = plan.found.into_iter().flatten().collect();
+                self.head.apply_resolved(&plan.th, &p.batch, &series)
+            } else {
+                // Only if the head diverged from the log (logged above): never
+                // acknowledge samples that were not applied.
+                let mut out = hearth_core::PushOutcome::default();
+                out.samples_rejected = p.batch.sample_count();
+                out.first_rejection = Some("internal error: series id assignment diverged".into());
+                out
+            };
             self.stats
                 .samples_appended
                 .fetch_add(out.samples_written as u64, Ordering::Relaxed);
@@ -533,6 +565,7 @@ impl Queryable for HeadQueryable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::postings::SeriesId;
     use hearth_core::{Labels, MatchOp, Sample, SeriesData};
 
     fn batch(i: i64) -> WriteBatch {
@@ -640,5 +673,104 @@ mod tests {
         assert_eq!(count(&db), 700);
         assert_eq!(db.head().min_valid_time(), 60_000);
         assert_eq!(db.push(&t, batch(10)).await.unwrap().samples_rejected, 10);
+    }
+
+    fn gone(t: i64) -> WriteBatch {
+        WriteBatch::from_series(&[(
+            Labels::from_pairs(&[("__name__", "gone"), ("pod", "p-1")]),
+            vec![Sample::new(t, 1.0)],
+        )])
+    }
+
+    /// (id, labels) of every series of the anonymous tenant.
+    fn ids(db: &Db) -> Vec<(SeriesId, String)> {
+        let th = db.head().tenant(&Tenant::anonymous()).unwrap();
+        th.all_series()
+            .iter()
+            .map(|s| (s.id, s.labels.to_string()))
+            .collect()
+    }
+
+    /// Series left empty by shipping are collected (head GC) where Shipped is applied,
+    /// live and in replay alike; ids are never reused, so a collected series written
+    /// again gets a new id, and the log, the checkpoint and the head agree on every id
+    /// across restarts from the checkpoint and from the log alone.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shipped_series_are_collected_and_ids_stay_consistent() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = DbOptions::new(dir.path());
+        let t = Tenant::anonymous();
+        let name = Matcher::new(MatchOp::Equal, "__name__", "gone").unwrap();
+        {
+            let db = Db::open(opts.clone()).unwrap();
+            for i in 0..100 {
+                db.push(&t, batch(i)).await.unwrap();
+            }
+            // Created last, so the newest id is the one collected.
+            db.push(&t, gone(50_000)).await.unwrap();
+            assert_eq!(db.head().num_series(), 11);
+            db.control(ControlRecord::Seal { before: 60_000 })
+                .await
+                .unwrap();
+            db.control(ControlRecord::Shipped {
+                before: 60_000,
+                blocks: vec![],
+            })
+            .await
+            .unwrap();
+            assert_eq!(db.head().num_series(), 10);
+            let th = db.head().tenant(&t).unwrap();
+            assert_eq!(th.label_values("__name__", &[]), vec!["m"]);
+            assert_eq!(th.label_values("pod", &[]), Vec::<String>::new());
+            assert!(!th.label_names(&[]).contains(&"pod".to_string()));
+            assert!(db
+                .head()
+                .select(&t, &[name.clone()], 0, i64::MAX)
+                .is_empty());
+            assert_eq!(th.next_id(), 11, "a collected id is not handed out again");
+            // Shipped forces a checkpoint; let it land (the log is purged after it).
+            let purged = dir.path().join("wal").join("purged");
+            for _ in 0..200 {
+                if purged.exists() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            assert!(purged.exists(), "no checkpoint after Shipped");
+        }
+        // From the checkpoint Shipped forced: the gap and the next id survive.
+        {
+            let db = Db::open(opts.clone()).unwrap();
+            assert_eq!(db.head().num_series(), 10);
+            assert_eq!(db.head().tenant(&t).unwrap().next_id(), 11);
+            db.push(&t, gone(130_000)).await.unwrap();
+            for i in 100..130 {
+                db.push(&t, batch(i)).await.unwrap();
+            }
+            let ids = ids(&db);
+            assert_eq!(ids.len(), 11);
+            assert_eq!(ids[10], (11, "gone{pod=\"p-1\"}".to_string()));
+        }
+        let before = {
+            let db = Db::open(opts.clone()).unwrap();
+            assert_eq!(count(&db), 700);
+            (
+                ids(&db),
+                db.head().select(&t, &[name.clone()], 0, i64::MAX).len(),
+            )
+        };
+        assert_eq!(before.1, 1);
+        // A crash before that checkpoint was written: the whole log is replayed, Seal
+        // and Shipped (with its collection) included, and must give the same head.
+        std::fs::remove_dir_all(dir.path().join("checkpoints")).unwrap();
+        std::fs::remove_file(dir.path().join("wal").join("purged")).unwrap();
+        let db = Db::open(opts).unwrap();
+        assert_eq!(db.stats().replayed_entries.load(Ordering::Relaxed), 134);
+        assert_eq!(count(&db), 700);
+        assert_eq!(ids(&db), before.0);
+        let got = db.head().select(&t, &[name], 0, i64::MAX);
+        assert_eq!(got.len(), 1);
+        db.push(&t, gone(145_000)).await.unwrap();
+        assert_eq!(db.head().tenant(&t).unwrap().next_id(), 12);
     }
 }

@@ -6,7 +6,7 @@
 //! run concurrently, taking short per-series locks.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hearth_core::{
@@ -37,34 +37,56 @@ impl std::hash::Hasher for PrehashedHasher {
     fn write_u64(&mut self, v: u64) {
         self.0 = v;
     }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = v as u64;
+    }
 }
 
 type Prehashed = std::hash::BuildHasherDefault<PrehashedHasher>;
 
-/// One stripe of the series-by-hash map: hash -> first series id, and the rare further
-/// ids whose labels hash the same (collisions) on the side.
+/// One stripe of the series-by-hash map: hash -> first series, and the rare further
+/// series whose labels hash the same (collisions) on the side. It holds the series
+/// themselves, so the write path's lookup is one probe and one label comparison.
 #[derive(Default)]
 struct HashStripe {
-    first: HashMap<u64, SeriesId, Prehashed>,
-    collisions: HashMap<u64, Vec<SeriesId>, Prehashed>,
+    first: HashMap<u64, Arc<MemSeries>, Prehashed>,
+    collisions: HashMap<u64, Vec<Arc<MemSeries>>, Prehashed>,
 }
 
 impl HashStripe {
-    fn candidates(&self, hash: u64) -> impl Iterator<Item = SeriesId> + '_ {
+    fn candidates(&self, hash: u64) -> impl Iterator<Item = &Arc<MemSeries>> + '_ {
         self.first
             .get(&hash)
-            .copied()
             .into_iter()
-            .chain(self.collisions.get(&hash).into_iter().flatten().copied())
+            .chain(self.collisions.get(&hash).into_iter().flatten())
     }
 
-    fn insert(&mut self, hash: u64, id: SeriesId) {
+    fn remove(&mut self, hash: u64, id: SeriesId) {
+        let first_is =
+            |f: &HashMap<u64, Arc<MemSeries>, Prehashed>| f.get(&hash).is_some_and(|s| s.id == id);
+        if let Some(rest) = self.collisions.get_mut(&hash) {
+            if let Some(i) = rest.iter().position(|x| x.id == id) {
+                rest.remove(i);
+            } else if first_is(&self.first) {
+                // Promote a collision to first.
+                let next = rest.remove(0);
+                self.first.insert(hash, next);
+            }
+            if rest.is_empty() {
+                self.collisions.remove(&hash);
+            }
+        } else if first_is(&self.first) {
+            self.first.remove(&hash);
+        }
+    }
+
+    fn insert(&mut self, hash: u64, series: Arc<MemSeries>) {
         match self.first.entry(hash) {
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(id);
+                v.insert(series);
             }
             std::collections::hash_map::Entry::Occupied(_) => {
-                self.collisions.entry(hash).or_default().push(id);
+                self.collisions.entry(hash).or_default().push(series);
             }
         }
     }
@@ -111,6 +133,11 @@ pub struct SeriesState {
 }
 
 impl SeriesState {
+    /// Holds no sample (all it had was shipped): the series can be collected.
+    fn is_empty(&self) -> bool {
+        self.closed.is_empty() && self.head.is_none() && self.ooo.is_empty()
+    }
+
     fn new() -> SeriesState {
         SeriesState {
             closed: Vec::new(),
@@ -244,10 +271,13 @@ impl RejectReason {
 }
 
 /// One tenant's series and index.
+///
+/// Series ids are handed out densely and in log order and are never reused: a series
+/// collected after shipping leaves a gap, and the same labels written again get a new id.
 pub struct TenantHead {
     strings: Mutex<HashSet<Arc<str>>>,
     stripes: Vec<RwLock<HashStripe>>,
-    series: RwLock<Vec<Arc<MemSeries>>>,
+    series: RwLock<HashMap<SeriesId, Arc<MemSeries>, Prehashed>>,
     postings: RwLock<MemPostings>,
     next_id: AtomicU32,
     min_t: AtomicI64,
@@ -262,7 +292,7 @@ impl Default for TenantHead {
             stripes: (0..STRIPES)
                 .map(|_| RwLock::new(HashStripe::default()))
                 .collect(),
-            series: RwLock::new(Vec::new()),
+            series: RwLock::new(HashMap::default()),
             postings: RwLock::new(MemPostings::default()),
             next_id: AtomicU32::new(0),
             min_t: AtomicI64::new(i64::MAX),
@@ -285,23 +315,21 @@ impl TenantHead {
     /// The series with exactly these labels, if it exists.
     pub fn get(&self, labels: &Labels, hash: u64) -> Option<Arc<MemSeries>> {
         let stripe = self.stripes[(hash as usize) % STRIPES].read();
-        let all = self.series.read();
         let found = stripe
             .candidates(hash)
-            .map(|id| &all[id as usize])
             .find(|s| s.labels == *labels)
             .cloned();
         found
     }
 
-    /// The id of the series with these labels, if it exists (the write path's lookup:
-    /// no allocation; hash collisions are resolved by comparing labels).
-    pub fn lookup(&self, hash: u64, labels: &LabelsRef<'_>) -> Option<SeriesId> {
+    /// The series with these labels, if it exists (the write path's lookup: no
+    /// allocation; hash collisions are resolved by comparing labels).
+    pub fn lookup(&self, hash: u64, labels: &LabelsRef<'_>) -> Option<Arc<MemSeries>> {
         let stripe = self.stripes[(hash as usize) % STRIPES].read();
-        let all = self.series.read();
         let found = stripe
             .candidates(hash)
-            .find(|&id| labels.eq_labels(&all[id as usize].labels));
+            .find(|s| labels.eq_labels(&s.labels))
+            .cloned();
         found
     }
 
@@ -311,7 +339,7 @@ impl TenantHead {
     }
 
     pub fn series(&self, id: SeriesId) -> Option<Arc<MemSeries>> {
-        self.series.read().get(id as usize).cloned()
+        self.series.read().get(&id).cloned()
     }
 
     /// Creates a series with the id the log assigned. Ids are dense and come in order;
@@ -320,7 +348,7 @@ impl TenantHead {
         if id != self.next_id() {
             return None;
         }
-        Some(self.create(labels.hash64(), labels))
+        Some(self.create(labels.hash64(), labels, None))
     }
 
     /// Finds or creates a series; hash collisions are resolved by comparing labels.
@@ -329,20 +357,15 @@ impl TenantHead {
         if let Some(s) = self.get(labels, hash) {
             return s;
         }
-        self.create(hash, labels)
+        self.create(hash, labels, None)
     }
 
-    fn create(&self, hash: u64, labels: &Labels) -> Arc<MemSeries> {
+    /// Creates a series with the id `id` (restoring a checkpoint, whose ids may have
+    /// gaps), or with the next id. An existing series with these labels is returned.
+    fn create(&self, hash: u64, labels: &Labels, id: Option<SeriesId>) -> Arc<MemSeries> {
         let mut stripe = self.stripes[(hash as usize) % STRIPES].write();
-        {
-            let all = self.series.read();
-            if let Some(s) = stripe
-                .candidates(hash)
-                .map(|id| &all[id as usize])
-                .find(|s| s.labels == *labels)
-            {
-                return s.clone();
-            }
+        if let Some(s) = stripe.candidates(hash).find(|s| s.labels == *labels) {
+            return s.clone();
         }
         let interned = Labels::from_sorted(
             labels
@@ -353,7 +376,13 @@ impl TenantHead {
                 })
                 .collect(),
         );
-        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let id = match id {
+            Some(id) => {
+                self.next_id.fetch_max(id + 1, Ordering::SeqCst);
+                id
+            }
+            None => self.next_id.fetch_add(1, Ordering::SeqCst),
+        };
         let s = Arc::new(MemSeries {
             id,
             labels: interned,
@@ -361,11 +390,11 @@ impl TenantHead {
         });
         {
             let mut all = self.series.write();
-            debug_assert_eq!(all.len(), id as usize);
-            all.push(s.clone());
+            let previous = all.insert(id, s.clone());
+            debug_assert!(previous.is_none(), "series id {id} given twice");
         }
         self.postings.write().add(id, &s.labels);
-        stripe.insert(hash, id);
+        stripe.insert(hash, s.clone());
         s
     }
 
@@ -398,7 +427,7 @@ impl TenantHead {
         let ids = self.postings.read().select(matchers);
         let all = self.series.read();
         ids.into_iter()
-            .filter_map(|id| all.get(id as usize).cloned())
+            .filter_map(|id| all.get(&id).cloned())
             .collect()
     }
 
@@ -470,8 +499,58 @@ impl TenantHead {
         }
     }
 
+    /// Every series, in id order.
     pub fn all_series(&self) -> Vec<Arc<MemSeries>> {
-        self.series.read().clone()
+        let mut v: Vec<Arc<MemSeries>> = self.series.read().values().cloned().collect();
+        v.sort_unstable_by_key(|s| s.id);
+        v
+    }
+
+    /// Raises the next id to at least `next` (restoring a checkpoint: the newest
+    /// series may have been collected, and the log after the checkpoint goes on from
+    /// the id it had).
+    pub fn raise_next_id(&self, next: SeriesId) {
+        self.next_id.fetch_max(next, Ordering::SeqCst);
+    }
+
+    /// Removes the series that hold no sample any more (everything they had was
+    /// shipped), as Prometheus' head GC does: from the series map, the hash stripes,
+    /// the postings and the string table. Returns how many were removed.
+    ///
+    /// Runs where writes are applied (the commit thread, in log order), so a write
+    /// never names a collected id: a write resolved after this sees the series gone and
+    /// creates it again under a new id, and replay collects at the same point.
+    pub fn gc(&self) -> usize {
+        let dead: Vec<Arc<MemSeries>> = self
+            .series
+            .read()
+            .values()
+            .filter(|s| s.state.lock().is_empty())
+            .cloned()
+            .collect();
+        if dead.is_empty() {
+            return 0;
+        }
+        for s in &dead {
+            let hash = s.labels.hash64();
+            self.stripes[(hash as usize) % STRIPES]
+                .write()
+                .remove(hash, s.id);
+        }
+        {
+            let mut all = self.series.write();
+            for s in &dead {
+                all.remove(&s.id);
+            }
+        }
+        self.postings
+            .write()
+            .delete(dead.iter().map(|s| (s.id, &s.labels)));
+        let n = dead.len();
+        drop(dead);
+        // Strings only the table still holds belonged to collected series alone.
+        self.strings.lock().retain(|s| Arc::strong_count(s) > 1);
+        n
     }
 
     pub fn set_metadata(&self, m: MetricMetadata) {
@@ -500,6 +579,8 @@ pub struct Head {
     tenants: RwLock<HashMap<Tenant, Arc<TenantHead>>>,
     /// Samples older than this are refused: their range is sealed for shipping.
     min_valid: AtomicI64,
+    /// Series collected since start (replay included).
+    series_removed: AtomicU64,
 }
 
 impl Head {
@@ -508,6 +589,7 @@ impl Head {
             opts,
             tenants: RwLock::new(HashMap::new()),
             min_valid: AtomicI64::new(i64::MIN),
+            series_removed: AtomicU64::new(0),
         }
     }
 
@@ -551,8 +633,8 @@ impl Head {
         }
     }
 
-    /// Drops the data before `before` (shipped in blocks). Series stay, empty, so
-    /// series ids (which the log and checkpoints use) do not move.
+    /// Drops the data before `before` (shipped in blocks). Series left empty stay
+    /// until [`Head::gc`] collects them.
     pub fn truncate_before(&self, before: i64) {
         for (_, th) in self.tenants() {
             let mut min_t = i64::MAX;
@@ -600,6 +682,19 @@ impl Head {
         }
     }
 
+    /// Collects the series of every tenant that hold no sample any more (see
+    /// [`TenantHead::gc`]). Returns how many were removed.
+    pub fn gc(&self) -> usize {
+        let n = self.tenants().iter().map(|(_, th)| th.gc()).sum();
+        self.series_removed.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+
+    /// Series collected by [`Head::gc`] since start.
+    pub fn series_removed(&self) -> u64 {
+        self.series_removed.load(Ordering::Relaxed)
+    }
+
     pub fn options(&self) -> &HeadOptions {
         &self.opts
     }
@@ -634,32 +729,32 @@ impl Head {
     /// write path uses [`Head::apply_resolved`] instead, after assigning ids.
     pub fn apply(&self, tenant: &Tenant, batch: &WriteBatch) -> PushOutcome {
         let th = self.tenant_or_create(tenant);
-        let ids: Vec<SeriesId> = batch
+        let series: Vec<Arc<MemSeries>> = batch
             .iter()
             .map(|s| match th.lookup(s.hash, &s.labels) {
-                Some(id) => id,
-                None => th.get_or_create(&s.labels.to_labels()).id,
+                Some(ms) => ms,
+                None => th.get_or_create(&s.labels.to_labels()),
             })
             .collect();
-        self.apply_resolved(&th, batch, &ids)
+        self.apply_resolved(&th, batch, &series)
     }
 
-    /// Applies one committed write whose series are resolved to ids. Deterministic: the
-    /// same log applied in the same order gives the same head and the same outcome,
-    /// which is what replay and Raft replicas rely on.
+    /// Applies one committed write whose series are resolved (the i-th series of the
+    /// batch is `series[i]`). Deterministic: the same log applied in the same order
+    /// gives the same head and the same outcome, which is what replay and Raft replicas
+    /// rely on.
     pub fn apply_resolved(
         &self,
         th: &TenantHead,
         batch: &WriteBatch,
-        ids: &[SeriesId],
+        series: &[Arc<MemSeries>],
     ) -> PushOutcome {
         let mut out = PushOutcome::default();
         for m in &batch.metadata {
             th.set_metadata(m.clone());
         }
-        for (s, &id) in batch.iter().zip(ids) {
-            let Some(ms) = th.series(id) else { continue };
-            self.append_samples(th, &ms, s.samples, &mut out, &|| s.labels.to_string());
+        for (s, ms) in batch.iter().zip(series) {
+            self.append_samples(th, ms, s.samples, &mut out, &|| s.labels.to_string());
         }
         out
     }
@@ -681,8 +776,14 @@ impl Head {
             }
         }
         for (id, samples) in &rec.samples {
-            if let Some(ms) = th.series(*id) {
-                self.append_samples(&th, &ms, samples, &mut out, &|| ms.labels.to_string());
+            match th.series(*id) {
+                Some(ms) => {
+                    self.append_samples(&th, &ms, samples, &mut out, &|| ms.labels.to_string())
+                }
+                None => {
+                    tracing::warn!(tenant = %tenant, id, "log names a series the head does not hold; its samples are skipped");
+                    out.samples_rejected += samples.len();
+                }
             }
         }
         out
@@ -858,15 +959,17 @@ impl Head {
         out
     }
 
-    /// Restores one series from a checkpoint.
-    pub fn restore_series(&self, tenant: &Tenant, labels: &Labels, state: SeriesState) {
+    /// Restores one series from a checkpoint under the id it had.
+    pub fn restore_series(
+        &self,
+        tenant: &Tenant,
+        id: SeriesId,
+        labels: &Labels,
+        state: SeriesState,
+    ) {
         let th = self.tenant_or_create(tenant);
-        let ms = th.get_or_create(labels);
-        debug_assert_eq!(
-            ms.id + 1,
-            th.next_id(),
-            "checkpoints restore series in id order"
-        );
+        let ms = th.create(labels.hash64(), labels, Some(id));
+        debug_assert_eq!(ms.id, id, "a checkpoint names one series twice");
         let min = state.min_t();
         let max = state.max_t.max(state.ooo.last().map_or(i64::MIN, |s| s.t));
         *ms.state.lock() = state;
@@ -997,19 +1100,74 @@ mod tests {
 
     #[test]
     fn hash_collisions_resolve_by_labels() {
+        let ms = |id: SeriesId| {
+            Arc::new(MemSeries {
+                id,
+                labels: Labels::from_pairs(&[("__name__", "x")]),
+                state: Mutex::new(SeriesState::new()),
+            })
+        };
+        let ids =
+            |stripe: &HashStripe, h: u64| stripe.candidates(h).map(|s| s.id).collect::<Vec<_>>();
         let mut stripe = HashStripe::default();
-        stripe.insert(42, 1);
-        stripe.insert(42, 7);
-        stripe.insert(43, 2);
-        assert_eq!(stripe.candidates(42).collect::<Vec<_>>(), vec![1, 7]);
+        stripe.insert(42, ms(1));
+        stripe.insert(42, ms(7));
+        stripe.insert(43, ms(2));
+        assert_eq!(ids(&stripe, 42), vec![1, 7]);
+        // Removing the first promotes the collision; removing the last empties both.
+        stripe.insert(42, ms(9));
+        stripe.remove(42, 1);
+        assert_eq!(ids(&stripe, 42), vec![7, 9]);
+        stripe.remove(42, 9);
+        stripe.remove(42, 7);
+        assert_eq!(stripe.candidates(42).count(), 0);
+        assert!(stripe.first.get(&42).is_none() && stripe.collisions.is_empty());
+        assert_eq!(ids(&stripe, 43), vec![2]);
         // A lookup whose hash matches another series' must still compare labels.
         let th = TenantHead::default();
         let a = Labels::from_pairs(&[("__name__", "a")]);
         let b = WriteBatch::from_series(&[(Labels::from_pairs(&[("__name__", "b")]), vec![])]);
         let sa = th.get_or_create(&a);
-        assert_eq!(th.lookup(a.hash64(), &b.get(0).labels), None);
+        assert!(th.lookup(a.hash64(), &b.get(0).labels).is_none());
         let ba = WriteBatch::from_series(&[(a.clone(), vec![])]);
-        assert_eq!(th.lookup(a.hash64(), &ba.get(0).labels), Some(sa.id));
+        assert_eq!(th.lookup(a.hash64(), &ba.get(0).labels).unwrap().id, sa.id);
+    }
+
+    /// GC removes only empty series, from every index, and frees their strings.
+    #[test]
+    fn gc_collects_empty_series_only() {
+        let head = Head::new(HeadOptions::default());
+        let t = Tenant::anonymous();
+        head.apply(
+            &t,
+            &batch(&[("__name__", "old"), ("only_old", "x")], &[(1_000, 1.0)]),
+        );
+        head.apply(
+            &t,
+            &batch(&[("__name__", "m")], &[(1_000, 1.0), (9_000, 2.0)]),
+        );
+        head.seal(5_000);
+        head.truncate_before(5_000);
+        let th = head.tenant(&t).unwrap();
+        let strings_before = th.strings.lock().len();
+        assert_eq!(head.gc(), 1);
+        assert_eq!(head.series_removed(), 1);
+        assert_eq!(th.num_series(), 1);
+        assert_eq!(th.label_names(&[]), vec!["__name__"]);
+        assert_eq!(th.label_values("__name__", &[]), vec!["m"]);
+        let old = Labels::from_pairs(&[("__name__", "old"), ("only_old", "x")]);
+        assert!(th.get(&old, old.hash64()).is_none());
+        // "old", "only_old" and "x" were only the collected series'.
+        assert_eq!(th.strings.lock().len(), strings_before - 3);
+        assert_eq!(samples(&head, "m"), vec![(9_000, 2.0)]);
+        assert_eq!(head.gc(), 0);
+        // Written again, it is a new series with a new id.
+        head.apply(
+            &t,
+            &batch(&[("__name__", "old"), ("only_old", "x")], &[(9_500, 3.0)]),
+        );
+        assert_eq!(th.get(&old, old.hash64()).unwrap().id, 2);
+        assert_eq!(samples(&head, "old"), vec![(9_500, 3.0)]);
     }
 
     #[test]

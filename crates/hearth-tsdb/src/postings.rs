@@ -29,6 +29,42 @@ impl MemPostings {
         push_sorted(&mut self.all, id);
     }
 
+    /// Removes series (head garbage collection): each touched list is rewritten once,
+    /// whatever the number of removed ids in it. `removed` pairs an id with its labels.
+    pub fn delete<'a>(
+        &mut self,
+        removed: impl IntoIterator<Item = (SeriesId, &'a hearth_core::Labels)>,
+    ) {
+        let mut by_pair: HashMap<(Arc<str>, Arc<str>), Vec<SeriesId>> = HashMap::new();
+        let mut all_removed = Vec::new();
+        for (id, labels) in removed {
+            for l in labels {
+                by_pair
+                    .entry((l.name.clone(), l.value.clone()))
+                    .or_default()
+                    .push(id);
+            }
+            all_removed.push(id);
+        }
+        for ((name, value), mut ids) in by_pair {
+            ids.sort_unstable();
+            let Some(values) = self.by_label.get_mut(&name) else {
+                continue;
+            };
+            if let Some(list) = values.get_mut(&value) {
+                *list = difference(list, &ids);
+                if list.is_empty() {
+                    values.remove(&value);
+                }
+            }
+            if values.is_empty() {
+                self.by_label.remove(&name);
+            }
+        }
+        all_removed.sort_unstable();
+        self.all = difference(&self.all, &all_removed);
+    }
+
     pub fn all(&self) -> &[SeriesId] {
         &self.all
     }

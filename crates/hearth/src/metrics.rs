@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 pub struct SelfMetrics {
     registry: Registry,
     head_series: Gauge,
+    head_series_removed: Counter<u64, AtomicU64>,
     samples_appended: Counter<u64, AtomicU64>,
     samples_rejected: Counter<u64, AtomicU64>,
     wal_writes: Counter<u64, AtomicU64>,
@@ -67,6 +68,7 @@ impl SelfMetrics {
         let mut r = Registry::default();
         let m = SelfMetrics {
             head_series: Gauge::default(),
+            head_series_removed: Counter::default(),
             samples_appended: Counter::default(),
             samples_rejected: Counter::default(),
             wal_writes: Counter::default(),
@@ -177,6 +179,11 @@ impl SelfMetrics {
             "hearth_head_series",
             "Series in the head",
             m.head_series.clone(),
+        );
+        r.register(
+            "hearth_head_series_removed",
+            "Series removed from the head once everything they held was shipped",
+            m.head_series_removed.clone(),
         );
         r.register(
             "hearth_head_samples_appended",
@@ -320,6 +327,7 @@ impl SelfMetrics {
         if let Some(db) = parts.db {
             let s = db.stats();
             self.head_series.set(db.head().num_series() as i64);
+            set_counter(&self.head_series_removed, db.head().series_removed());
             set_counter(
                 &self.samples_appended,
                 s.samples_appended.load(Ordering::Relaxed),
