@@ -34,11 +34,19 @@ pub struct Shipper {
     db: Arc<Db>,
     store: Arc<BucketStore>,
     block_range_ms: i64,
-    running: Mutex<()>,
+    /// Held while shipping (one at a time); holds the ULIDs given to the blocks of an
+    /// attempt that has not ended in Shipped yet.
+    running: Mutex<Attempted>,
     /// Where shipped blocks stay queryable until store gateways know them.
     recent: Option<Arc<RecentlyShipped>>,
     pub stats: ShipperStats,
 }
+
+/// (tenant, range start, range end) -> the ULID an earlier, failed attempt gave that
+/// block. The head's data there is sealed, so a retry writes the same block: under the
+/// same ULID it overwrites whatever the failed attempt left (even a block that became
+/// visible before the attempt failed) instead of adding a duplicate.
+type Attempted = std::collections::HashMap<(String, i64, i64), String>;
 
 /// The start of the block range holding `t`.
 fn range_start(t: i64, range: i64) -> i64 {
@@ -51,7 +59,7 @@ impl Shipper {
             db,
             store,
             block_range_ms,
-            running: Mutex::new(()),
+            running: Mutex::new(Attempted::new()),
             recent: None,
             stats: ShipperStats::default(),
         }
@@ -88,9 +96,9 @@ impl Shipper {
 
     /// Ships what is due; returns the blocks written (none when nothing is due).
     pub async fn ship_due(&self) -> Result<Vec<BlockMeta>, ShipError> {
-        let _one = self.running.lock().await;
+        let mut attempted = self.running.lock().await;
         match self.due() {
-            Some(before) => self.ship_before(before).await,
+            Some(before) => self.ship_before(before, &mut attempted).await,
             None => Ok(Vec::new()),
         }
     }
@@ -98,12 +106,12 @@ impl Shipper {
     /// Ships everything the head holds now (`POST /ingester/flush`): the head keeps
     /// taking samples newer than what it held.
     pub async fn flush(&self) -> Result<Vec<BlockMeta>, ShipError> {
-        let _one = self.running.lock().await;
+        let mut attempted = self.running.lock().await;
         let (min_t, max_t) = self.db.head().time_range();
         if min_t == i64::MAX {
             return Ok(Vec::new());
         }
-        self.ship_before(max_t + 1).await
+        self.ship_before(max_t + 1, &mut attempted).await
     }
 
     /// The protocol: 1. log Seal(before), after which the head's data before `before`
@@ -111,8 +119,12 @@ impl Shipper {
     /// Shipped(before), which drops it from the head (and lets the log be purged after
     /// the checkpoint that follows). A failure before 3 leaves the data in the head and
     /// the log, sealed, and `due` ships it again next time.
-    async fn ship_before(&self, before: i64) -> Result<Vec<BlockMeta>, ShipError> {
-        let result = self.ship_before_inner(before).await;
+    async fn ship_before(
+        &self,
+        before: i64,
+        attempted: &mut Attempted,
+    ) -> Result<Vec<BlockMeta>, ShipError> {
+        let result = self.ship_before_inner(before, attempted).await;
         match &result {
             Ok(blocks) => {
                 self.stats
@@ -130,7 +142,11 @@ impl Shipper {
         result
     }
 
-    async fn ship_before_inner(&self, before: i64) -> Result<Vec<BlockMeta>, ShipError> {
+    async fn ship_before_inner(
+        &self,
+        before: i64,
+        attempted: &mut Attempted,
+    ) -> Result<Vec<BlockMeta>, ShipError> {
         self.db.control(ControlRecord::Seal { before }).await?;
         let head = self.db.head();
         let r = self.block_range_ms;
@@ -149,17 +165,25 @@ impl Shipper {
                     .map(|s| (s.labels, s.data))
                     .collect();
                 if !series.is_empty() {
+                    let key = (tenant.as_str().to_string(), start, end);
+                    let ulid = attempted
+                        .entry(key)
+                        .or_insert_with(|| ulid::Ulid::new().to_string())
+                        .clone();
                     let meta = self
                         .store
-                        .ship(BlockInput {
-                            tenant: tenant.clone(),
-                            min_time: start,
-                            max_time: end,
-                            level: 1,
-                            sources: Vec::new(),
-                            resolution: 0,
-                            series,
-                        })
+                        .ship_as(
+                            BlockInput {
+                                tenant: tenant.clone(),
+                                min_time: start,
+                                max_time: end,
+                                level: 1,
+                                sources: Vec::new(),
+                                resolution: 0,
+                                series,
+                            },
+                            Some(ulid),
+                        )
                         .await?;
                     info!(
                         tenant = %tenant,
@@ -198,6 +222,7 @@ impl Shipper {
         self.db
             .control(ControlRecord::Shipped { before, blocks })
             .await?;
+        attempted.clear();
         Ok(shipped)
     }
 

@@ -21,8 +21,8 @@ use parking_lot::RwLock;
 use tracing::{debug, warn};
 
 use crate::block::{
-    read_meta, write_block_with, BlockError, BlockInput, BlockMeta, BlockReader, PageCache,
-    WriteOptions,
+    put_meta, read_meta, write_block_files, BlockError, BlockInput, BlockMeta, BlockReader,
+    PageCache, WriteOptions,
 };
 use crate::bucket_index::{read_index, BucketIndex};
 
@@ -439,24 +439,24 @@ impl BucketStore {
     /// then makes it visible to queries. Only a block that passed is ever reported
     /// shipped.
     pub async fn ship(&self, input: BlockInput) -> Result<BlockMeta, BlockError> {
-        let meta = write_block_with(&self.bucket, input, &self.write_opts).await?;
+        self.ship_as(input, None).await
+    }
+
+    /// [`BucketStore::ship`] under a chosen ULID (a new one when `None`). The Parquet
+    /// files are read back and checked before meta.json is written, so a failed check
+    /// or an outage leaves an invisible block; and a retry of the same data under the
+    /// same ULID overwrites what an earlier attempt left instead of adding a copy.
+    pub async fn ship_as(
+        &self,
+        input: BlockInput,
+        ulid: Option<String>,
+    ) -> Result<BlockMeta, BlockError> {
+        let meta = write_block_files(&self.bucket, input, &self.write_opts, ulid).await?;
         let tenant = Tenant::new(&meta.hearth.tenant).map_err(BlockError::Format)?;
-        let stored = read_meta(&self.bucket, &tenant, &meta.ulid)
-            .await?
-            .ok_or_else(|| {
-                BlockError::Format(format!(
-                    "block {}: meta.json missing after upload",
-                    meta.ulid
-                ))
-            })?;
-        if stored != meta {
-            return Err(BlockError::Format(format!(
-                "block {}: meta.json read back differs",
-                meta.ulid
-            )));
-        }
+        // The reader is opened from the meta in memory: nothing is visible yet.
         let reader =
-            BlockReader::open_cached(Arc::clone(&self.bucket), stored, self.pages.clone()).await?;
+            BlockReader::open_cached(Arc::clone(&self.bucket), meta.clone(), self.pages.clone())
+                .await?;
         let all = reader.select(&[], meta.min_time, meta.max_time).await?;
         let mut chunks = 0u64;
         let mut samples = 0u64;
@@ -479,6 +479,21 @@ impl BucketStore {
                 meta.ulid,
                 all.len(),
                 meta.stats
+            )));
+        }
+        put_meta(&self.bucket, &meta).await?;
+        let stored = read_meta(&self.bucket, &tenant, &meta.ulid)
+            .await?
+            .ok_or_else(|| {
+                BlockError::Format(format!(
+                    "block {}: meta.json missing after upload",
+                    meta.ulid
+                ))
+            })?;
+        if stored != meta {
+            return Err(BlockError::Format(format!(
+                "block {}: meta.json read back differs",
+                meta.ulid
             )));
         }
         self.opened.fetch_add(1, Ordering::Relaxed);

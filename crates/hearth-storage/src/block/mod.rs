@@ -15,7 +15,9 @@ use object_store::path::Path;
 pub use meta::BlockMeta;
 pub use objreader::PageCache;
 pub use reader::{read_meta, BlockReader};
-pub use writer::{write_block, write_block_with, BlockInput, WriteOptions};
+pub use writer::{
+    put_meta, write_block, write_block_files, write_block_with, BlockInput, WriteOptions,
+};
 
 /// Label columns are `l_<label name>`, as in prometheus-community/parquet-common.
 pub const LABEL_COLUMN_PREFIX: &str = "l_";

@@ -196,6 +196,34 @@ pub async fn write_block_with(
     input: BlockInput,
     opts: &WriteOptions,
 ) -> Result<BlockMeta, BlockError> {
+    let meta = write_block_files(store, input, opts, None).await?;
+    put_meta(store, &meta).await?;
+    Ok(meta)
+}
+
+/// Commits a block whose files are written: writes its meta.json, after which readers
+/// see it.
+pub async fn put_meta(store: &Arc<dyn ObjectStore>, meta: &BlockMeta) -> Result<(), BlockError> {
+    let tenant = Tenant::new(&meta.hearth.tenant).map_err(BlockError::Format)?;
+    let json = serde_json::to_vec_pretty(meta).expect("meta serializes");
+    store
+        .put(
+            &block_dir(&tenant, &meta.ulid).join(META_FILE),
+            PutPayload::from(json),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Writes a block's Parquet files, not its meta.json: the block stays invisible until
+/// [`put_meta`]. `ulid` names the block (a new ULID when `None`): writing the same data
+/// again under the same ULID overwrites an earlier attempt instead of adding a copy.
+pub async fn write_block_files(
+    store: &Arc<dyn ObjectStore>,
+    input: BlockInput,
+    opts: &WriteOptions,
+    ulid: Option<String>,
+) -> Result<BlockMeta, BlockError> {
     let span = input.max_time - input.min_time;
     if span <= 0 {
         return Err(BlockError::Format(format!(
@@ -204,7 +232,7 @@ pub async fn write_block_with(
         )));
     }
     let mut meta = BlockMeta {
-        ulid: ulid::Ulid::new().to_string(),
+        ulid: ulid.unwrap_or_else(|| ulid::Ulid::new().to_string()),
         min_time: input.min_time,
         max_time: input.max_time,
         stats: BlockStats::default(),
@@ -306,10 +334,5 @@ pub async fn write_block_with(
         writer_properties(kv, &chunk_names, opts),
     )
     .await?;
-
-    let json = serde_json::to_vec_pretty(&meta).expect("meta serializes");
-    store
-        .put(&dir.clone().join(META_FILE), PutPayload::from(json))
-        .await?;
     Ok(meta)
 }
