@@ -134,6 +134,38 @@ struct Fetch {
     hints: SelectHints,
     /// Keep chunks undecoded (an instant selector with one matcher set).
     raw: bool,
+    /// The windows a range selector is evaluated over, when known exactly.
+    windows: Option<StepWindows>,
+}
+
+/// The windows `(end - back, end]` of a range selector, one per step, in data time
+/// (offset applied): ends `first, first + step, ...` up to `last`. Chunks that fall in
+/// no window are not decoded: with a step longer than the range (`rate(x[5m])` every
+/// hour) most of a long range query's chunks are between windows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct StepWindows {
+    first: i64,
+    step: i64,
+    last: i64,
+    back: i64,
+}
+
+impl StepWindows {
+    /// Whether a chunk holding samples in `[min_t, max_t]` has any in some window.
+    fn needs(&self, min_t: i64, max_t: i64) -> bool {
+        // The first window end at or after min_t; the window (end - back, end] then
+        // holds a sample of the chunk iff end - back < max_t. Later windows end later.
+        let end = if min_t <= self.first {
+            self.first as i128
+        } else if self.step <= 0 {
+            return false;
+        } else {
+            let (first, step) = (self.first as i128, self.step as i128);
+            let k = (min_t as i128 - first + step - 1) / step;
+            first + k * step
+        };
+        end <= self.last as i128 && end - (self.back as i128) < max_t as i128
+    }
 }
 
 enum FetchResult {
@@ -451,6 +483,7 @@ impl Engine {
             q_end: end,
             opts: &self.opts,
             max_resolution,
+            in_subquery: false,
             out: Vec::new(),
         };
         planner.plan(expr, start, end, step, None)?;
@@ -486,7 +519,7 @@ impl Engine {
                         .map_err(storage_error)?;
                     while let Some(s) = stream.next().await {
                         let s = s.map_err(storage_error)?;
-                        let samples = decode(&s.data, f.mint, f.maxt)?;
+                        let samples = decode(&s.data, f.mint, f.maxt, f.windows.as_ref())?;
                         all.push(RangeSeries {
                             labels: s.labels,
                             samples,
@@ -629,7 +662,18 @@ fn merge_same_series(mut all: Vec<RangeSeries>) -> Vec<RangeSeries> {
     out
 }
 
-fn decode(data: &SeriesData, mint: i64, maxt: i64) -> Result<Vec<Sample>, QueryError> {
+/// The samples of `data` in [mint, maxt], sorted, each timestamp once. With `windows`,
+/// chunks that hold no sample of any window are skipped (their samples could not be
+/// looked at).
+fn decode(
+    data: &SeriesData,
+    mint: i64,
+    maxt: i64,
+    windows: Option<&StepWindows>,
+) -> Result<Vec<Sample>, QueryError> {
+    let wanted = |min_t: i64, max_t: i64| {
+        max_t >= mint && min_t <= maxt && windows.is_none_or(|w| w.needs(min_t, max_t))
+    };
     match data {
         SeriesData::Samples(s) => Ok(s
             .iter()
@@ -639,7 +683,7 @@ fn decode(data: &SeriesData, mint: i64, maxt: i64) -> Result<Vec<Sample>, QueryE
         SeriesData::Chunks(chunks) => {
             let declared: usize = chunks
                 .iter()
-                .filter(|c| c.max_t >= mint && c.min_t <= maxt)
+                .filter(|c| wanted(c.min_t, c.max_t))
                 .map(|c| {
                     c.data
                         .get(..2)
@@ -649,7 +693,7 @@ fn decode(data: &SeriesData, mint: i64, maxt: i64) -> Result<Vec<Sample>, QueryE
             let mut out = Vec::with_capacity(declared);
             let mut sorted = true;
             for c in chunks {
-                if c.max_t < mint || c.min_t > maxt {
+                if !wanted(c.min_t, c.max_t) {
                     continue;
                 }
                 let it = hearth_tsdb::chunkenc::XorIterator::new(&c.data)
@@ -700,6 +744,9 @@ struct Planner<'a> {
     opts: &'a EngineOptions,
     /// The query's `max_source_resolution`; `None`: chosen per selector.
     max_resolution: Option<i64>,
+    /// Inside a subquery the steps are the subquery's, aligned to its step: their
+    /// windows are not computed here, so nothing is skipped.
+    in_subquery: bool,
     out: Vec<Fetch>,
 }
 
@@ -730,8 +777,16 @@ impl Planner<'_> {
             None if sp.step > 0 => (sp.step / 5).min(window / 4),
             None => 0,
         };
+        // Range selectors outside subqueries: their windows are the query's steps.
+        let windows = (!raw && sp.range > 0 && !self.in_subquery).then_some(StepWindows {
+            first: sp.start - sp.offset,
+            step: sp.step,
+            last: sp.end - sp.offset,
+            back: sp.back,
+        });
         self.out.push(Fetch {
             key,
+            windows,
             matcher_sets,
             mint: sp.start - sp.offset - sp.back + 1,
             maxt: sp.end - sp.offset,
@@ -805,7 +860,10 @@ impl Planner<'_> {
                     .map(duration_ms)
                     .unwrap_or(self.opts.default_subquery_step_ms);
                 let (s, en) = self.pinned(&sq.at, start, end);
-                self.plan(&sq.expr, s - off - range, en - off, sstep, None)?;
+                let outer = std::mem::replace(&mut self.in_subquery, true);
+                let planned = self.plan(&sq.expr, s - off - range, en - off, sstep, None);
+                self.in_subquery = outer;
+                planned?;
             }
             Expr::Aggregate(a) => {
                 self.plan(&a.expr, start, end, step, None)?;
@@ -1060,7 +1118,7 @@ fn for_each_sample(
         SeriesData::Chunks(chunks) => {
             let ordered = chunks.windows(2).all(|w| w[0].max_t < w[1].min_t);
             if !ordered {
-                for x in decode(data, mint, maxt)? {
+                for x in decode(data, mint, maxt, None)? {
                     f(x);
                 }
                 return Ok(());

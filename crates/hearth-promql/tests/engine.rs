@@ -224,3 +224,108 @@ fn parse_errors_at_the_end_carry_prometheus_positions() {
         "2:14: parse error: unclosed left parenthesis"
     );
 }
+
+/// Range selectors skip the chunks no step's window looks at (`rate(x[5m])` every
+/// hour reads about a sixth of a day's chunks): every window must still see exactly
+/// its samples. Checked against sums computed from the samples themselves, for
+/// windows shorter and longer than a chunk, steps that do and do not align with
+/// chunks, offsets, `@` and a subquery (which is not skipped).
+#[tokio::test]
+async fn range_selectors_skip_only_chunks_outside_every_window() {
+    const MIN: i64 = 60_000;
+    // One day at 15 s with jitter: 120-sample chunks of about 30 minutes.
+    let samples: Vec<Sample> = (0..5760)
+        .map(|k| Sample::new(k * 15_000 + (k % 7) * 100, k as f64))
+        .collect();
+    let head = Arc::new(Head::new(HeadOptions::default()));
+    head.apply(
+        &Tenant::anonymous(),
+        &WriteBatch::from_series(&[(Labels::from_pairs(&[("__name__", "m")]), samples.clone())]),
+    );
+    let e = Engine::new(Arc::new(HeadQueryable(head)), EngineOptions::default());
+    let sum_in = |lo: i64, hi: i64| -> Option<f64> {
+        let w: Vec<f64> = samples
+            .iter()
+            .filter(|s| s.t > lo && s.t <= hi)
+            .map(|s| s.v)
+            .collect();
+        (!w.is_empty()).then(|| w.iter().sum())
+    };
+    let points = |out: QueryValue| -> Vec<(i64, f64)> {
+        match out {
+            QueryValue::Matrix(m) if m.is_empty() => Vec::new(),
+            QueryValue::Matrix(m) => {
+                assert_eq!(m.len(), 1);
+                m[0].samples.iter().map(|s| (s.t, s.v)).collect()
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    let mut checked = 0;
+    for (range, offset, step, start) in [
+        (5 * MIN, 0, 60 * MIN, 60 * MIN),
+        (7 * MIN, 0, 60 * MIN, 61 * MIN + 7_000),
+        (31 * MIN, 0, 60 * MIN, 45 * MIN),
+        (5 * MIN, 13 * MIN, 60 * MIN, 90 * MIN),
+        (45 * MIN, 0, 97 * MIN, 50 * MIN),
+        (MIN, 0, 17 * MIN + 3_000, 2 * MIN),
+    ] {
+        let q = if offset > 0 {
+            format!("sum_over_time(m[{}s] offset {}s)", range / 1000, offset / 1000)
+        } else {
+            format!("sum_over_time(m[{}s])", range / 1000)
+        };
+        let expr = Engine::parse(&q).unwrap();
+        let end = 24 * 60 * MIN;
+        let got = points(
+            e.range(&Tenant::anonymous(), &expr, start, end, step)
+                .await
+                .unwrap()
+                .value,
+        );
+        let mut want = Vec::new();
+        let mut t = start;
+        while t <= end {
+            if let Some(v) = sum_in(t - offset - range, t - offset) {
+                want.push((t, v));
+            }
+            t += step;
+        }
+        assert_eq!(got, want, "{q} from {start} every {step}");
+        checked += want.len();
+    }
+    assert!(checked > 100, "{checked}");
+
+    // `@` pins every step's window to one time.
+    let expr = Engine::parse("sum_over_time(m[5m] @ 36000)").unwrap();
+    let got = points(
+        e.range(&Tenant::anonymous(), &expr, 0, 10 * 60 * MIN, 60 * MIN)
+            .await
+            .unwrap()
+            .value,
+    );
+    let v = sum_in(36_000_000 - 5 * MIN, 36_000_000).unwrap();
+    assert_eq!(got.len(), 11);
+    assert!(got.iter().all(|p| p.1 == v));
+
+    // In a subquery the inner selector is evaluated every 10 minutes, not at the
+    // outer steps: nothing may be skipped there.
+    let expr = Engine::parse("max_over_time(sum_over_time(m[1m])[30m:10m])").unwrap();
+    let got = points(
+        e.range(&Tenant::anonymous(), &expr, 120 * MIN, 600 * MIN, 120 * MIN)
+            .await
+            .unwrap()
+            .value,
+    );
+    let mut want = Vec::new();
+    for t in (120..=600).step_by(120).map(|m| m as i64 * MIN) {
+        let inner: Vec<f64> = (1..=3)
+            .filter_map(|k| {
+                let at = (t - 30 * MIN) / (10 * MIN) * (10 * MIN) + k * 10 * MIN;
+                sum_in(at - MIN, at)
+            })
+            .collect();
+        want.push((t, inner.into_iter().fold(f64::MIN, f64::max)));
+    }
+    assert_eq!(got, want);
+}
