@@ -73,8 +73,8 @@ async fn main() -> anyhow::Result<()> {
         "{n} series, 2 h at 15 s: {samples} samples; XOR chunks alone {:.3} bytes/sample\n",
         raw_chunk_bytes as f64 / samples
     );
-    println!("| compression | label dictionary | chunk encoding | labels.parquet | chunks.parquet | bytes/sample | write s |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| compression | label dictionary | chunk encoding | sample encoding | chunk page | labels.parquet | chunks.parquet | bytes/sample | write s |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let variants = [
         (
             Compression::ZSTD(ZstdLevel::try_new(3)?),
@@ -128,31 +128,48 @@ async fn main() -> anyhow::Result<()> {
             Encoding::DELTA_LENGTH_BYTE_ARRAY,
         ),
     ];
+    let default_page = WriteOptions::default().chunk_page_bytes;
+    let zstd9 = || Compression::ZSTD(ZstdLevel::try_new(9).unwrap());
+    let dlba = Encoding::DELTA_LENGTH_BYTE_ARRAY;
     let variants: Vec<_> = variants
         .into_iter()
-        .map(|(c, d, e)| (c, d, e, SampleEncoding::Xor))
+        .map(|(c, d, e)| (c, d, e, SampleEncoding::Xor, default_page))
         .chain([
             (
-                Compression::ZSTD(ZstdLevel::try_new(9).unwrap()),
+                zstd9(),
                 true,
-                Encoding::DELTA_LENGTH_BYTE_ARRAY,
+                dlba,
                 SampleEncoding::DecimalDelta,
+                default_page,
             ),
             (
                 Compression::ZSTD(ZstdLevel::try_new(15).unwrap()),
                 true,
-                Encoding::DELTA_LENGTH_BYTE_ARRAY,
+                dlba,
                 SampleEncoding::DecimalDelta,
+                default_page,
             ),
         ])
+        // Page sizes: what a selective query decompresses against compression.
+        .chain(
+            [4 << 20, 1 << 20, 256 << 10, 64 << 10, 16 << 10]
+                .into_iter()
+                .flat_map(|page| {
+                    [SampleEncoding::Xor, SampleEncoding::DecimalDelta]
+                        .map(|enc| (zstd9(), true, dlba, enc, page))
+                }),
+        )
         .collect();
-    for (compression, label_dictionary, chunk_encoding, sample_encoding) in variants {
+    for (compression, label_dictionary, chunk_encoding, sample_encoding, chunk_page_bytes) in
+        variants
+    {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
         let opts = WriteOptions {
             compression,
             label_dictionary,
             chunk_encoding,
             sample_encoding,
+            chunk_page_bytes,
         };
         let input = BlockInput {
             tenant: Tenant::anonymous(),
@@ -179,7 +196,8 @@ async fn main() -> anyhow::Result<()> {
         };
         let total: u64 = objects.iter().map(|o| o.size).sum();
         println!(
-            "| {compression:?} | {label_dictionary} | {chunk_encoding:?} | {sample_encoding:?} | {} | {} | {:.3} | {secs:.2} |",
+            "| {compression:?} | {label_dictionary} | {chunk_encoding:?} | {sample_encoding:?} | {} KiB | {} | {} | {:.3} | {secs:.2} |",
+            chunk_page_bytes >> 10,
             size("labels.parquet"),
             size("chunks.parquet"),
             total as f64 / samples

@@ -271,7 +271,11 @@ async fn range_selectors_skip_only_chunks_outside_every_window() {
         (MIN, 0, 17 * MIN + 3_000, 2 * MIN),
     ] {
         let q = if offset > 0 {
-            format!("sum_over_time(m[{}s] offset {}s)", range / 1000, offset / 1000)
+            format!(
+                "sum_over_time(m[{}s] offset {}s)",
+                range / 1000,
+                offset / 1000
+            )
         } else {
             format!("sum_over_time(m[{}s])", range / 1000)
         };

@@ -24,6 +24,12 @@ use super::{block_dir, BlockError, CHUNKS_COLUMN_PREFIX, LABEL_COLUMN_PREFIX};
 /// Rows per row group: small enough that a query for one metric name skips most of a
 /// big block, large enough that footers stay small.
 pub const ROW_GROUP_ROWS: usize = 20_000;
+/// Default target size of a chunks page (see [`WriteOptions::chunk_page_bytes`]);
+/// chosen by measurement, docs/block-format.md.
+pub const DEFAULT_CHUNK_PAGE_BYTES: usize = 64 << 10;
+/// Rows the Parquet writer takes at a time for chunks files, so pages end near the
+/// target size (a cell is up to tens of kilobytes).
+const CHUNK_WRITE_BATCH_ROWS: usize = 8;
 /// The widest chunks column (parquet-common's default data column width).
 pub const MAX_COLUMN_DURATION_MS: i64 = 8 * 3_600_000;
 /// Samples per chunk when chunks are re-encoded (Prometheus' target).
@@ -129,6 +135,10 @@ pub struct WriteOptions {
     pub chunk_encoding: Encoding,
     /// How samples are stored in the chunk cells.
     pub sample_encoding: super::cell::SampleEncoding,
+    /// Target size of a chunks-column page before compression. A query decompresses
+    /// every page that holds a row it wants, so smaller pages mean less read for a
+    /// selective query, at some cost in compression.
+    pub chunk_page_bytes: usize,
 }
 
 impl Default for WriteOptions {
@@ -138,6 +148,7 @@ impl Default for WriteOptions {
             label_dictionary: true,
             chunk_encoding: Encoding::DELTA_LENGTH_BYTE_ARRAY,
             sample_encoding: super::cell::SampleEncoding::Xor,
+            chunk_page_bytes: DEFAULT_CHUNK_PAGE_BYTES,
         }
     }
 }
@@ -158,6 +169,13 @@ fn writer_properties(
         b = b
             .set_column_dictionary_enabled(c.as_str().into(), false)
             .set_column_encoding(c.as_str().into(), opts.chunk_encoding);
+    }
+    if !binary_columns.is_empty() {
+        // The writer checks the page size after each mini-batch of rows: with the
+        // default 1,024 rows of kilobyte cells a page would hold a whole column.
+        b = b
+            .set_data_page_size_limit(opts.chunk_page_bytes)
+            .set_write_batch_size(CHUNK_WRITE_BATCH_ROWS);
     }
     b.build()
 }
