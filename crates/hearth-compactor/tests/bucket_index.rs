@@ -3,16 +3,13 @@
 //! offset listing past its newest block, and opens a block (reads its labels file) only
 //! when a query needs it. The ring splits the blocks between gateways.
 //!
-//! Requests are counted by a wrapper around the in-memory bucket that records every
-//! call, so the counts below are the requests an S3 bucket would get.
+//! Requests are counted by hearth-storage's test bucket, which records every call, so
+//! the counts below are the requests an S3 bucket would get.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use futures::stream::BoxStream;
 use futures::TryStreamExt;
 use hearth_compactor::{Compactor, CompactorConfig};
 use hearth_core::{
@@ -22,85 +19,12 @@ use hearth_core::{
 use hearth_storage::block::marks::mark_for_deletion;
 use hearth_storage::block::write_block;
 use hearth_storage::bucket_index::read_index;
+use hearth_storage::testing::WatchedBucket;
 use hearth_storage::{BlockInput, BucketStore, Discovery, Shard};
-use object_store::memory::InMemory;
-use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
-};
-use parking_lot::Mutex;
+use object_store::ObjectStore;
 
 const HOUR: i64 = 3_600_000;
 const BASE: i64 = 1_700_006_400_000 / (24 * HOUR) * (24 * HOUR);
-
-/// Every request the bucket got: (operation, path).
-#[derive(Debug, Default)]
-struct Counting {
-    inner: InMemory,
-    calls: Mutex<Vec<(&'static str, String)>>,
-}
-
-impl Counting {
-    fn log(&self, op: &'static str, p: &Path) {
-        self.calls.lock().push((op, p.to_string()));
-    }
-    fn take(&self) -> Vec<(&'static str, String)> {
-        std::mem::take(&mut *self.calls.lock())
-    }
-}
-
-impl fmt::Display for Counting {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Counting({})", self.inner)
-    }
-}
-
-#[async_trait]
-impl ObjectStore for Counting {
-    async fn put_opts(&self, l: &Path, p: PutPayload, o: PutOptions) -> Result<PutResult> {
-        self.log("put", l);
-        self.inner.put_opts(l, p, o).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        l: &Path,
-        o: PutMultipartOptions,
-    ) -> Result<Box<dyn MultipartUpload>> {
-        self.log("put", l);
-        self.inner.put_multipart_opts(l, o).await
-    }
-    async fn get_opts(&self, l: &Path, o: GetOptions) -> Result<GetResult> {
-        self.log("get", l);
-        self.inner.get_opts(l, o).await
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, Result<Path>>,
-    ) -> BoxStream<'static, Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.log("list", prefix.unwrap_or(&Path::default()));
-        self.inner.list(prefix)
-    }
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.log("list_with_offset", prefix.unwrap_or(&Path::default()));
-        self.inner.list_with_offset(prefix, offset)
-    }
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.log("list_with_delimiter", prefix.unwrap_or(&Path::default()));
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(&self, from: &Path, to: &Path, o: CopyOptions) -> Result<()> {
-        self.log("copy", from);
-        self.inner.copy_opts(from, to, o).await
-    }
-}
 
 /// A 2 h block of `tenant` with three series.
 fn input(tenant: &Tenant, k: i64) -> BlockInput {
@@ -169,7 +93,7 @@ fn gateway(bucket: Arc<dyn ObjectStore>) -> BucketStore {
 
 #[tokio::test]
 async fn gateways_start_from_the_index_open_blocks_lazily_and_split_them_by_the_ring() {
-    let counting = Arc::new(Counting::default());
+    let counting = Arc::new(WatchedBucket::default());
     let bucket: Arc<dyn ObjectStore> = counting.clone();
     let tenants: Vec<Tenant> = ["team-a", "team-b", "team-c"]
         .iter()
@@ -203,10 +127,10 @@ async fn gateways_start_from_the_index_open_blocks_lazily_and_split_them_by_the_
         write_block(&bucket, input(&tenants[0], k)).await.unwrap();
     }
 
-    counting.take();
+    counting.take_calls();
     let gw = gateway(bucket.clone());
     assert_eq!(gw.sync().await.unwrap(), 62);
-    let calls = counting.take();
+    let calls = counting.take_calls();
     let gets: Vec<_> = calls.iter().filter(|(op, _)| *op == "get").collect();
     // One listing of tenants; per tenant one index read and one offset listing (that
     // finds the two new blocks, whose meta.json are read); no full listing, no labels
@@ -272,11 +196,11 @@ async fn gateways_start_from_the_index_open_blocks_lazily_and_split_them_by_the_
             max_stale: Duration::ZERO,
         });
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    counting.take();
+    counting.take_calls();
     assert_eq!(strict.sync().await.unwrap(), 62);
     assert_eq!(
         counting
-            .take()
+            .take_calls()
             .iter()
             .filter(|(op, _)| *op == "list")
             .count(),

@@ -2,98 +2,25 @@
 //! files are checked before meta.json is written (a failed check leaves nothing
 //! visible), and a retry of a sealed range reuses the ULID of the failed attempt, so
 //! even a block that became visible before its attempt failed is overwritten, not
-//! duplicated. The bucket is in memory behind a wrapper that fails one chosen request.
+//! duplicated. The bucket is hearth-storage's test bucket, failing one chosen request.
 
-use std::fmt;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use futures::stream::BoxStream;
 use futures::TryStreamExt;
 use hearth_core::{Ingester, Labels, Sample, Tenant, WriteBatch};
 use hearth_ingester::Shipper;
+use hearth_storage::testing::WatchedBucket;
 use hearth_storage::BucketStore;
 use hearth_tsdb::{Db, DbOptions};
-use object_store::memory::InMemory;
-use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
-};
-use parking_lot::Mutex;
+use object_store::ObjectStore;
 
 const HOUR: i64 = 3_600_000;
 const BASE: i64 = 1_700_006_400_000 / (24 * HOUR) * (24 * HOUR);
 
-/// Fails the next GET of a path that ends with `fail_get_of` (then clears it).
-#[derive(Debug, Default)]
-struct Flaky {
-    inner: InMemory,
-    fail_get_of: Mutex<Option<&'static str>>,
-}
-
-impl fmt::Display for Flaky {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Flaky({})", self.inner)
-    }
-}
-
-#[async_trait]
-impl ObjectStore for Flaky {
-    async fn put_opts(&self, l: &Path, p: PutPayload, o: PutOptions) -> Result<PutResult> {
-        self.inner.put_opts(l, p, o).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        l: &Path,
-        o: PutMultipartOptions,
-    ) -> Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(l, o).await
-    }
-    async fn get_opts(&self, l: &Path, o: GetOptions) -> Result<GetResult> {
-        let fail = {
-            let mut f = self.fail_get_of.lock();
-            match *f {
-                Some(suffix) if l.as_ref().ends_with(suffix) => f.take().is_some(),
-                _ => false,
-            }
-        };
-        if fail {
-            return Err(object_store::Error::Generic {
-                store: "flaky",
-                source: "injected failure".into(),
-            });
-        }
-        self.inner.get_opts(l, o).await
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, Result<Path>>,
-    ) -> BoxStream<'static, Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list_with_offset(prefix, offset)
-    }
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(&self, from: &Path, to: &Path, o: CopyOptions) -> Result<()> {
-        self.inner.copy_opts(from, to, o).await
-    }
-}
-
 /// The committed blocks (folders with a meta.json) in the bucket.
-async fn committed(bucket: &Flaky) -> Vec<String> {
+async fn committed(bucket: &WatchedBucket) -> Vec<String> {
     let mut out: Vec<String> = bucket
-        .inner
+        .inner()
         .list(None)
         .try_collect::<Vec<_>>()
         .await
@@ -107,9 +34,9 @@ async fn committed(bucket: &Flaky) -> Vec<String> {
 }
 
 /// Every file in the bucket.
-async fn files(bucket: &Flaky) -> usize {
+async fn files(bucket: &WatchedBucket) -> usize {
     bucket
-        .inner
+        .inner()
         .list(None)
         .try_collect::<Vec<_>>()
         .await
@@ -137,21 +64,21 @@ async fn write_hours(db: &Db, hours: i64) {
 async fn failed_attempts_leave_no_copies() {
     let dir = tempfile::tempdir().unwrap();
     let db = Arc::new(Db::open(DbOptions::new(dir.path())).unwrap());
-    let bucket = Arc::new(Flaky::default());
+    let bucket = Arc::new(WatchedBucket::default());
     let store = Arc::new(BucketStore::with_page_cache(bucket.clone(), 0));
     let shipper = Shipper::new(db.clone(), store, 2 * HOUR);
     write_hours(&db, 6).await;
 
     // 1. The read-back of the first block's chunks fails: the check runs before
     //    meta.json is written, so nothing is visible, and nothing is shipped.
-    *bucket.fail_get_of.lock() = Some("/chunks.parquet");
+    bucket.fail_next_get_of("/chunks.parquet");
     assert!(shipper.flush().await.is_err());
     assert!(committed(&bucket).await.is_empty());
     assert_eq!(db.head().num_series(), 3, "the head keeps the data");
 
     // 2. The read-back of a meta.json fails after it was written: that block is
     //    visible although its attempt failed.
-    *bucket.fail_get_of.lock() = Some("/meta.json");
+    bucket.fail_next_get_of("/meta.json");
     assert!(shipper.flush().await.is_err());
     let visible = committed(&bucket).await;
     assert_eq!(visible.len(), 1);

@@ -7,7 +7,8 @@
 //! discovery.md), downsampling (`downsample`: the aggregates and how they are read),
 //! `delete_series` requests kept in the bucket (`tombstones`), and the reader of
 //! Prometheus' own block directories that `hearth import prometheus-tsdb` uses
-//! (`promblock`). It reads and writes chunks with hearth-tsdb's encoding; it may not know
+//! (`promblock`). With feature `test-util`, `testing` has a recording, failing bucket
+//! for other rooms' tests. It reads and writes chunks with hearth-tsdb's encoding; it may not know
 //! about HTTP, PromQL or the roles that cut or serve blocks.
 
 pub mod block;
@@ -16,6 +17,8 @@ pub mod bucket_index;
 pub mod downsample;
 pub mod promblock;
 pub mod store;
+#[cfg(feature = "test-util")]
+pub mod testing;
 pub mod tombstones;
 
 pub use block::{BlockError, BlockInput, BlockMeta, BlockReader};

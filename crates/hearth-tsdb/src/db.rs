@@ -421,10 +421,11 @@ impl Committer {
             } else {
                 // Only if the head diverged from the log (logged above): never
                 // acknowledge samples that were not applied.
-                let mut out = hearth_core::PushOutcome::default();
-                out.samples_rejected = p.batch.sample_count();
-                out.first_rejection = Some("internal error: series id assignment diverged".into());
-                out
+                hearth_core::PushOutcome {
+                    samples_rejected: p.batch.sample_count(),
+                    first_rejection: Some("internal error: series id assignment diverged".into()),
+                    ..Default::default()
+                }
             };
             self.stats
                 .samples_appended
@@ -725,7 +726,7 @@ mod tests {
             assert!(!th.label_names(&[]).contains(&"pod".to_string()));
             assert!(db
                 .head()
-                .select(&t, &[name.clone()], 0, i64::MAX)
+                .select(&t, std::slice::from_ref(&name), 0, i64::MAX)
                 .is_empty());
             assert_eq!(th.next_id(), 11, "a collected id is not handed out again");
             // Shipped forces a checkpoint; let it land (the log is purged after it).
@@ -756,7 +757,9 @@ mod tests {
             assert_eq!(count(&db), 700);
             (
                 ids(&db),
-                db.head().select(&t, &[name.clone()], 0, i64::MAX).len(),
+                db.head()
+                    .select(&t, std::slice::from_ref(&name), 0, i64::MAX)
+                    .len(),
             )
         };
         assert_eq!(before.1, 1);

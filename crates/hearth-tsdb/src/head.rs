@@ -1121,7 +1121,7 @@ mod tests {
         stripe.remove(42, 9);
         stripe.remove(42, 7);
         assert_eq!(stripe.candidates(42).count(), 0);
-        assert!(stripe.first.get(&42).is_none() && stripe.collisions.is_empty());
+        assert!(!stripe.first.contains_key(&42) && stripe.collisions.is_empty());
         assert_eq!(ids(&stripe, 43), vec![2]);
         // A lookup whose hash matches another series' must still compare labels.
         let th = TenantHead::default();
