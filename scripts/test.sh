@@ -23,9 +23,15 @@ fi
 
 # A warm target directory outside the clone keeps CI incremental.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hearth-target}"
-# The PromQL corpus from the Prometheus repository, beside the clone.
-if [ -z "${HEARTH_PROMQLTEST_DIR:-}" ] && [ -d ../shared/promqltest ]; then
-  export HEARTH_PROMQLTEST_DIR="$(cd ../shared/promqltest && pwd)"
+# The PromQL corpus from the Prometheus repository, beside the clone (or in the shared
+# folder of this workplace); the corpus test fails loudly without it.
+if [ -z "${HEARTH_PROMQLTEST_DIR:-}" ]; then
+  for d in ../shared/promqltest /work/shared/promqltest; do
+    if [ -d "$d" ]; then
+      export HEARTH_PROMQLTEST_DIR="$(cd "$d" && pwd)"
+      break
+    fi
+  done
 fi
 
 cargo build -p hearth

@@ -177,3 +177,115 @@ async fn deleted_series_stay_deleted() {
     );
     h.proc.terminate();
 }
+
+/// Samples of `jobs_up` per job over [from, to], from a range selector.
+async fn samples_per_job(
+    client: &reqwest::Client,
+    h: &Hearth,
+    to: i64,
+    window_h: i64,
+) -> Vec<(String, usize)> {
+    let q = h.url(&format!(
+        "/api/v1/query?query={}&time={}",
+        urlencode(&format!("jobs_up[{window_h}h]")),
+        to as f64 / 1000.0
+    ));
+    let v = get_json(client, &q).await;
+    assert_eq!(v["status"], "success", "{v}");
+    let mut out: Vec<(String, usize)> = v["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["metric"]["job"].as_str().unwrap().to_string(),
+                r["values"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `delete_series` without `end` deletes what the series hold when it is made, as
+/// Prometheus clamps tombstones to the data: samples pushed afterwards, to a deleted
+/// series or to a new series the matchers also match, stay, in the head, after a kill
+/// -9 and once shipped to blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_spares_samples_written_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let flags = [
+        format!(
+            "--blocks-storage.filesystem.dir={}",
+            dir.path().join("bucket").display()
+        ),
+        "--web.enable-admin-api".into(),
+        "--blocks-storage.tsdb.ship-interval=24h".into(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let data = dir.path().join("data");
+    let mut h = start_hearth(&data, &flags).await;
+    let start = now_ms() / HOUR * HOUR - 3 * HOUR;
+    let pushed = |series: Vec<pb::TimeSeries>| {
+        let (client, url) = (client.clone(), h.url("/api/v1/push"));
+        async move {
+            let (status, body) = push(
+                &client,
+                &url,
+                write_request(series),
+                "application/x-protobuf",
+            )
+            .await;
+            assert_eq!(status, 204, "{body}");
+        }
+    };
+    pushed(hour(start)).await;
+    // No start, no end: "all time".
+    let r = client
+        .post(h.url("/api/v1/admin/tsdb/delete_series"))
+        .form(&[("match[]", "jobs_up{job=~\"b|c|d\"}")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    // Written after the request: the next hour of every job, and a new job d.
+    pushed(hour(start + HOUR)).await;
+    pushed(
+        hour(start + HOUR)
+            .into_iter()
+            .map(|mut s| {
+                s.labels[1].value = "d".into();
+                s
+            })
+            .take(1)
+            .collect(),
+    )
+    .await;
+    let want = vec![
+        ("a".to_string(), 120),
+        ("b".to_string(), 60),
+        ("c".to_string(), 60),
+        ("d".to_string(), 60),
+    ];
+    let to = start + 2 * HOUR;
+    assert_eq!(
+        samples_per_job(&client, &h, to, 3).await,
+        want,
+        "from the head"
+    );
+    h.proc.kill9();
+    let h = start_hearth(&data, &flags).await;
+    assert_eq!(
+        samples_per_job(&client, &h, to, 3).await,
+        want,
+        "after kill -9"
+    );
+    let r = client.post(h.url("/ingester/flush")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        samples_per_job(&client, &h, to, 3).await,
+        want,
+        "from blocks"
+    );
+}

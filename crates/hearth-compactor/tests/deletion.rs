@@ -89,6 +89,11 @@ async fn compactor_rewrites_blocks_without_deleted_samples() {
             &[vec![Matcher::new(MatchOp::Equal, "job", "j1").unwrap()]],
             from,
             to,
+            // j1 held samples through the whole interval when the request was made.
+            std::collections::HashMap::from([(
+                hearth_core::Labels::from_pairs(&[("__name__", "up"), ("job", "j1")]).hash64(),
+                to,
+            )]),
             0,
         )
         .await

@@ -6,6 +6,40 @@ pub fn parse_duration_ms(s: &str) -> Option<i64> {
     parse_duration(s).ok()
 }
 
+/// Formats milliseconds as Prometheus' `model.Duration` prints them: the largest units
+/// first, each at most once, years and weeks only when they divide the whole (`30d`,
+/// not `4w2d`), `0s` for zero (`90000` -> `1m30s`).
+pub fn format_duration_ms(ms: i64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    const UNITS: [(&str, i64); 7] = [
+        ("y", 365 * 86_400_000),
+        ("w", 7 * 86_400_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ];
+    let mut out = String::new();
+    if ms < 0 {
+        out.push('-');
+    }
+    let mut rest = ms.unsigned_abs();
+    for (i, (unit, size)) in UNITS.into_iter().enumerate() {
+        if i < 2 && !rest.is_multiple_of(size as u64) {
+            continue;
+        }
+        let n = rest / size as u64;
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+            rest -= n * size as u64;
+        }
+    }
+    out
+}
+
 /// Parses a Prometheus duration as Prometheus' `model.ParseDuration` does: units from
 /// the largest to the smallest, each at most once, and the same error texts.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
@@ -68,6 +102,20 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_as_prometheus() {
+        assert_eq!(format_duration_ms(0), "0s");
+        assert_eq!(format_duration_ms(90_000), "1m30s");
+        assert_eq!(format_duration_ms(86_400_000), "1d");
+        assert_eq!(format_duration_ms(15 * 86_400_000), "15d");
+        assert_eq!(format_duration_ms(30 * 86_400_000), "30d");
+        assert_eq!(format_duration_ms(14 * 86_400_000), "2w");
+        assert_eq!(format_duration_ms(1_500), "1s500ms");
+        for ms in [1, 60_000, 3_600_000 * 25, 400 * 86_400_000] {
+            assert_eq!(parse_duration(&format_duration_ms(ms)), Ok(ms));
+        }
+    }
 
     #[test]
     fn durations() {

@@ -8,6 +8,7 @@ pub mod batch;
 pub mod deletion;
 pub mod duration;
 pub mod labels;
+pub mod limits;
 pub mod matcher;
 pub mod queryable;
 pub mod ring;
@@ -17,6 +18,7 @@ pub mod tenant;
 pub use batch::{hash_label_bytes, ArenaLabel, ArenaSeries, BatchSeries, LabelsRef, WriteBatch};
 pub use deletion::Deletion;
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use limits::{Overrides, TenantLimits};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use queryable::{
     ChunkEncoding, EncodedChunk, Ingester, MetricMetadata, PushError, PushOutcome, Queryable,

@@ -779,20 +779,17 @@ fn manifest_dir() -> PathBuf {
 }
 
 /// The corpus directory: `HEARTH_PROMQLTEST_DIR`, or ../shared/promqltest beside the
-/// repository. `None` (the test is skipped) only outside CI.
+/// repository. A missing corpus fails the test loudly; it never skips.
 fn corpus_dir() -> Option<PathBuf> {
     match std::env::var("HEARTH_PROMQLTEST_DIR") {
         Ok(d) => Some(PathBuf::from(d)),
         Err(_) => {
             let beside = manifest_dir().join("../../../shared/promqltest");
-            if beside.is_dir() {
-                Some(beside)
-            } else if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("HEARTH_PROMQLTEST_DIR is not set and ../shared/promqltest is missing: the corpus is required under CI=true");
-            } else {
-                eprintln!("SKIPPED: set HEARTH_PROMQLTEST_DIR to the Prometheus .test corpus");
-                None
-            }
+            assert!(
+                beside.is_dir(),
+                "the PromQL corpus is missing: set HEARTH_PROMQLTEST_DIR to the Prometheus .test files (scripts/test.sh looks beside the clone)"
+            );
+            Some(beside)
         }
     }
 }

@@ -42,6 +42,9 @@ pub struct TsdbStatus {
 pub trait StatusSource: Send + Sync + 'static {
     async fn metadata(&self, tenant: &Tenant) -> HashMap<String, Vec<MetricMetadata>>;
     async fn tsdb_status(&self, tenant: &Tenant, limit: usize) -> TsdbStatus;
+    /// Corrupt write-ahead log records the ingesters found (and repaired) when they
+    /// last opened their logs (`corruptionCount` of /api/v1/status/runtimeinfo).
+    async fn wal_corruptions(&self) -> u64;
 }
 
 #[derive(Clone, Debug)]
@@ -476,8 +479,13 @@ async fn delete_series(
     let sets = match_sets(&p, true)?;
     let start = time_param(&p, "start", MIN_TIME_MS)?;
     let end = time_param(&p, "end", MAX_TIME_MS)?;
+    // What each matching series holds now bounds what is deleted from it (Prometheus
+    // never deletes beyond a series' current data): samples written later stay.
+    let ends = crate::deletes::series_ends(s.queryable.as_ref(), &tenant, &sets, start, end)
+        .await
+        .map_err(storage_error)?;
     admin
-        .delete_series(&tenant, &sets, start, end)
+        .delete_series(&tenant, &sets, start, end, ends)
         .await
         .map_err(|e| ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -737,7 +745,7 @@ async fn runtimeinfo(State(s): State<Arc<QuerierState>>) -> ApiResult {
         "CWD": std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),
         "reloadConfigSuccess": true,
         "lastConfigTime": start,
-        "corruptionCount": 0,
+        "corruptionCount": s.status.wal_corruptions().await,
         "goroutineCount": threads,
         "GOMAXPROCS": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "GOMEMLIMIT": i64::MAX,

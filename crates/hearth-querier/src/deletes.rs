@@ -4,17 +4,21 @@
 //! through with their chunks as they are. Label names and values are not filtered, as
 //! Prometheus' index keeps a deleted series' labels until compaction.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use hearth_core::{Deletion, Matcher, Queryable, SelectHints, SeriesStream, StorageError, Tenant};
+use hearth_core::{
+    Deletion, Matcher, Queryable, SelectHints, SeriesData, SeriesStream, StorageError, Tenant,
+};
 
 /// The deletions in effect for a tenant.
 pub type DeletionsFn = Arc<dyn Fn(&Tenant) -> Vec<Deletion> + Send + Sync>;
 
 /// Takes deletion requests (`POST /api/v1/admin/tsdb/delete_series`): once it returns,
-/// the deletion is durable and in effect.
+/// the deletion is durable and in effect. `series_ends` bounds each matching series'
+/// interval by what it held when the request was made (see [`series_ends`]).
 #[async_trait]
 pub trait SeriesDeleter: Send + Sync + 'static {
     async fn delete_series(
@@ -23,7 +27,56 @@ pub trait SeriesDeleter: Send + Sync + 'static {
         sets: &[Vec<Matcher>],
         start: i64,
         end: i64,
+        series_ends: HashMap<u64, i64>,
     ) -> Result<(), StorageError>;
+}
+
+/// Most series one deletion request may name (the request stores each one's end).
+pub const MAX_SERIES_PER_DELETION: usize = 1_000_000;
+
+/// Each series matching one of `sets` with samples in `[start, end]` now, by
+/// `Labels::hash64`, with its newest sample there: what a deletion made now removes
+/// from it, as Prometheus clamps a tombstone to the series' data (`Head.Delete`).
+pub async fn series_ends(
+    queryable: &dyn Queryable,
+    tenant: &Tenant,
+    sets: &[Vec<Matcher>],
+    start: i64,
+    end: i64,
+) -> Result<HashMap<u64, i64>, StorageError> {
+    let mut ends: HashMap<u64, i64> = HashMap::new();
+    let hints = SelectHints {
+        start,
+        end,
+        unsorted: true,
+        ..Default::default()
+    };
+    for set in sets {
+        let mut stream = queryable.select(tenant, set, start, end, &hints).await?;
+        while let Some(s) = stream.next().await {
+            let s = s?;
+            // A chunk reaching past `end` means the series holds data beyond it: the
+            // interval ends at `end` then.
+            let newest = match &s.data {
+                SeriesData::Chunks(cs) => cs.iter().map(|c| c.max_t.min(end)).max(),
+                SeriesData::Samples(ss) => ss
+                    .iter()
+                    .map(|x| x.t)
+                    .filter(|t| (start..=end).contains(t))
+                    .max(),
+            };
+            if let Some(t) = newest {
+                let e = ends.entry(s.labels.hash64()).or_insert(t);
+                *e = (*e).max(t);
+            }
+            if ends.len() > MAX_SERIES_PER_DELETION {
+                return Err(StorageError::Invalid(format!(
+                    "the deletion matches more than {MAX_SERIES_PER_DELETION} series; narrow match[] or the time range"
+                )));
+            }
+        }
+    }
+    Ok(ends)
 }
 
 pub struct DeletionFilter {

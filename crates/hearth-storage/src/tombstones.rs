@@ -7,7 +7,7 @@
 //! interval that an ingester still holds or ships later; the compactor rewrites blocks
 //! that hold deleted samples, so the data itself goes away.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use futures::TryStreamExt;
@@ -20,7 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::block::BlockError;
 
 pub const TOMBSTONES_DIR: &str = "tombstones";
-const MAX_TOMBSTONE_BYTES: u64 = 1 << 20;
+/// A request names up to a million series with their ends (about 40 bytes each).
+const MAX_TOMBSTONE_BYTES: u64 = 64 << 20;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 struct WireMatcher {
@@ -30,7 +31,9 @@ struct WireMatcher {
     value: String,
 }
 
-/// The stored form of one request: one or more matcher sets (`match[]`), one interval.
+/// The stored form of one request: one or more matcher sets (`match[]`), one interval,
+/// and (version 2) each series it deleted from with that series' end, so samples
+/// written after the request are never hidden (see `hearth_core::Deletion`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 struct TombstoneFile {
     version: u32,
@@ -40,6 +43,9 @@ struct TombstoneFile {
     matcher_sets: Vec<Vec<WireMatcher>>,
     start: i64,
     end: i64,
+    /// `[labels hash, newest sample in the interval]` per series; absent in version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    series_ends: Option<Vec<(u64, i64)>>,
 }
 
 fn op_str(op: MatchOp) -> &'static str {
@@ -63,6 +69,10 @@ fn op_from(s: &str) -> Option<MatchOp> {
 
 impl TombstoneFile {
     fn deletions(&self) -> Result<Vec<Deletion>, String> {
+        let series_ends = self
+            .series_ends
+            .as_ref()
+            .map(|v| Arc::new(v.iter().copied().collect::<HashMap<u64, i64>>()));
         self.matcher_sets
             .iter()
             .map(|set| {
@@ -77,6 +87,7 @@ impl TombstoneFile {
                     matchers,
                     start: self.start,
                     end: self.end,
+                    series_ends: series_ends.clone(),
                 })
             })
             .collect()
@@ -103,18 +114,23 @@ impl Tombstones {
     }
 
     /// Records a deletion of the series matching any of `sets` from `start` to `end`
-    /// (inclusive): written to the bucket first, then in effect here.
+    /// (inclusive), each series only up to its end in `series_ends` (series not there
+    /// lose nothing): written to the bucket first, then in effect here.
     pub async fn add(
         &self,
         tenant: &Tenant,
         sets: &[Vec<Matcher>],
         start: i64,
         end: i64,
+        series_ends: HashMap<u64, i64>,
         now_ms: i64,
     ) -> Result<(), BlockError> {
         let id = ulid::Ulid::new().to_string();
+        let mut ends: Vec<(u64, i64)> = series_ends.into_iter().collect();
+        ends.sort_unstable();
         let file = TombstoneFile {
-            version: 1,
+            version: 2,
+            series_ends: Some(ends),
             id: id.clone(),
             created_ms: now_ms,
             matcher_sets: sets
@@ -220,7 +236,17 @@ mod tests {
             Matcher::new(MatchOp::Equal, "__name__", "up").unwrap(),
             Matcher::new(MatchOp::RegexMatch, "job", "a|b").unwrap(),
         ]];
-        t.add(&tenant, &sets, 10, 20, 1).await.unwrap();
+        let up = hearth_core::Labels::from_pairs(&[("__name__", "up"), ("job", "a")]);
+        t.add(
+            &tenant,
+            &sets,
+            10,
+            20,
+            HashMap::from([(up.hash64(), 15)]),
+            1,
+        )
+        .await
+        .unwrap();
         assert_eq!(t.deletions(&tenant).len(), 1);
         assert!(t.deletions(&Tenant::anonymous()).is_empty());
         // Another process reads the same deletions from the bucket.
@@ -228,6 +254,7 @@ mod tests {
         assert_eq!(other.sync().await.unwrap(), 1);
         let d = &other.deletions(&tenant)[0];
         assert_eq!((d.start, d.end), (10, 20));
+        assert_eq!(d.interval(&up), Some((10, 15)));
         assert_eq!(d.matchers.len(), 2);
         assert_eq!(d.matchers[1].op, MatchOp::RegexMatch);
         assert_eq!(d.matchers[1].value, "a|b");

@@ -269,20 +269,17 @@ impl Drop for Moto {
     }
 }
 
-/// Starts moto's S3 server on a free loopback port with a bucket `blocks`; `None`
-/// (test skipped) when moto is not installed, except under CI=true where it must be.
+/// Starts moto's S3 server on a free loopback port with a bucket `blocks`. A missing
+/// moto fails the test loudly (scripts/test.sh installs it); it never skips.
 async fn start_moto() -> Option<(Moto, u16)> {
     let present = Command::new("sh")
         .args(["-c", "command -v moto_server"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !present {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("moto_server is required under CI=true (pip install 'moto[server]')");
-        }
-        eprintln!("SKIPPED: moto_server is not installed");
-        return None;
-    }
+    assert!(
+        present,
+        "moto_server is required by this test but is not installed (scripts/test.sh installs it: pip install 'moto[server]')"
+    );
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -107,7 +107,26 @@ pub fn write(dir: &Path, snap: &HeadSnapshot) -> std::io::Result<PathBuf> {
     fs::create_dir_all(dir)?;
     let path = dir.join(file_name(snap.log_id.index));
     let tmp = dir.join(format!("{}.tmp", file_name(snap.log_id.index)));
-    let f = File::create(&tmp)?;
+    let written = write_to(&tmp, snap);
+    if written.is_err() {
+        // A half-written checkpoint on a full disk would keep the disk full.
+        let _ = fs::remove_file(&tmp);
+    }
+    let series_total = written?;
+    fs::rename(&tmp, &path)?;
+    File::open(dir)?.sync_all()?;
+    for old in list(dir)? {
+        if old.0 < snap.log_id.index {
+            let _ = fs::remove_file(&old.1);
+        }
+    }
+    info!(path = %path.display(), series = series_total, index = snap.log_id.index, "wrote head checkpoint");
+    Ok(path)
+}
+
+/// Writes the snapshot to `tmp` and fsyncs it; returns the number of series.
+fn write_to(tmp: &Path, snap: &HeadSnapshot) -> std::io::Result<usize> {
+    let f = File::create(tmp)?;
     let mut w = CrcWriter {
         inner: BufWriter::with_capacity(1 << 20, f),
         crc: 0,
@@ -164,15 +183,7 @@ pub fn write(dir: &Path, snap: &HeadSnapshot) -> std::io::Result<PathBuf> {
     w.inner.write_all(&crc.to_le_bytes())?;
     let f = w.inner.into_inner().map_err(|e| e.into_error())?;
     f.sync_all()?;
-    fs::rename(&tmp, &path)?;
-    File::open(dir)?.sync_all()?;
-    for old in list(dir)? {
-        if old.0 < snap.log_id.index {
-            let _ = fs::remove_file(&old.1);
-        }
-    }
-    info!(path = %path.display(), series = series_total, index = snap.log_id.index, "wrote head checkpoint");
-    Ok(path)
+    Ok(series_total)
 }
 
 /// Checkpoints in `dir`, oldest first; leftover temporary files are removed.

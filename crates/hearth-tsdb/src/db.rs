@@ -65,6 +65,11 @@ pub struct DbStats {
     pub checkpoints: AtomicU64,
     pub replayed_entries: AtomicU64,
     pub replay_seconds_millis: AtomicU64,
+    /// Log appends that failed (disk full, I/O error); their writes got 503.
+    pub append_failures: AtomicU64,
+    /// Corrupt or torn log records found at the last open (cut away) plus entries
+    /// replay could not decode.
+    pub wal_corruptions: AtomicU64,
 }
 
 struct WritePending {
@@ -106,7 +111,6 @@ pub struct Db {
     log: Arc<SegmentLog>,
     tx: SyncSender<Pending>,
     stats: Arc<DbStats>,
-    failed: Arc<AtomicBool>,
 }
 
 impl Db {
@@ -122,6 +126,7 @@ impl Db {
         let from = cp.map_or(1, |c| c.index + 1);
         let last = log.state().last.map_or(0, |l| l.index);
         let mut replayed = 0u64;
+        let mut undecodable = 0u64;
         let mut at = from;
         while at <= last {
             let to = (at + 1023).min(last);
@@ -131,13 +136,19 @@ impl Db {
                         head.apply_record(&rec);
                     }
                     Ok(LogRecord::Control(rec)) => apply_control(&head, &rec),
-                    Err(_) => warn!(index = e.log_id.index, "skipping undecodable log entry"),
+                    Err(_) => {
+                        undecodable += 1;
+                        warn!(index = e.log_id.index, "skipping undecodable log entry")
+                    }
                 }
                 replayed += 1;
             }
             at = to + 1;
         }
         stats.replayed_entries.store(replayed, Ordering::Relaxed);
+        stats
+            .wal_corruptions
+            .store(log.corruptions_repaired() + undecodable, Ordering::Relaxed);
         stats
             .replay_seconds_millis
             .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -150,12 +161,10 @@ impl Db {
         );
         let next_index = log.state().last.map_or(from, |l| l.index + 1).max(from);
         let (tx, rx) = sync_channel(opts.max_pending_writes);
-        let failed = Arc::new(AtomicBool::new(false));
         let committer = Committer {
             head: head.clone(),
             log: log.clone(),
             stats: stats.clone(),
-            failed: failed.clone(),
             next_index,
             bytes_since_checkpoint: log.disk_bytes(),
             checkpoint_after: opts.checkpoint_after_bytes,
@@ -170,7 +179,6 @@ impl Db {
             log,
             tx,
             stats,
-            failed,
         })
     }
 
@@ -235,7 +243,6 @@ struct Committer {
     head: Arc<Head>,
     log: Arc<SegmentLog>,
     stats: Arc<DbStats>,
-    failed: Arc<AtomicBool>,
     next_index: u64,
     bytes_since_checkpoint: u64,
     checkpoint_after: u64,
@@ -276,11 +283,6 @@ impl Committer {
     /// Logs and applies a control entry; Shipped is followed by a checkpoint so the log
     /// before it can be purged.
     fn commit_control(&mut self, rec: &ControlRecord) -> Result<u64, PushError> {
-        if self.failed.load(Ordering::Acquire) {
-            return Err(PushError::Unavailable(
-                "write-ahead log failed; restart the ingester".into(),
-            ));
-        }
         let index = self.next_index;
         let entry = Entry {
             log_id: LogId {
@@ -290,9 +292,8 @@ impl Committer {
             payload: record::encode_control(rec),
         };
         if let Err(e) = self.log.append(std::slice::from_ref(&entry)) {
-            if self.log.truncate(self.next_index).is_err() {
-                self.failed.store(true, Ordering::Release);
-            }
+            // The log cut whatever part of the entry reached the file (or refuses
+            // appends until it can): nothing follows garbage.
             return Err(PushError::Unavailable(format!(
                 "write-ahead log append failed: {e}"
             )));
@@ -307,14 +308,6 @@ impl Committer {
     }
 
     fn commit(&mut self, group: Vec<WritePending>) {
-        if self.failed.load(Ordering::Acquire) {
-            for p in group {
-                let _ = p.reply.send(Err(PushError::Unavailable(
-                    "write-ahead log failed; restart the ingester".into(),
-                )));
-            }
-            return;
-        }
         // Resolve every series to an id, assigning new ids in log order. Nothing is
         // created in the head until the log holds the entries that create it.
         let mut plans: Vec<Plan> = Vec::with_capacity(group.len());
@@ -381,11 +374,10 @@ impl Committer {
         let bytes: u64 = entries.iter().map(|e| e.payload.len() as u64 + 24).sum();
         if let Err(e) = self.log.append(&entries) {
             error!(error = %e, "write-ahead log append failed; writes are not acknowledged");
-            // Undo any partial write so the log stays contiguous; if even that fails,
-            // stop taking writes rather than acknowledge what may not be durable.
-            if self.log.truncate(self.next_index).is_err() {
-                self.failed.store(true, Ordering::Release);
-            }
+            // The log cut whatever part of the group reached the file (or refuses
+            // appends until it can), so later acknowledged writes never follow garbage;
+            // these writes get 503 and their senders retry.
+            self.stats.append_failures.fetch_add(1, Ordering::Relaxed);
             for p in group {
                 let _ = p.reply.send(Err(PushError::Unavailable(format!(
                     "write-ahead log append failed: {e}"
@@ -485,11 +477,6 @@ impl Ingester for Db {
     async fn push(&self, tenant: &Tenant, batch: WriteBatch) -> Result<PushOutcome, PushError> {
         if batch.is_empty() && batch.metadata.is_empty() {
             return Ok(PushOutcome::default());
-        }
-        if self.failed.load(Ordering::Acquire) {
-            return Err(PushError::Unavailable(
-                "write-ahead log failed; restart the ingester".into(),
-            ));
         }
         let (reply, rx) = oneshot::channel();
         let p = Pending::Write(WritePending {

@@ -7,25 +7,36 @@ use hearth_core::{Deletion, Sample, Series, SeriesData};
 
 use crate::chunkenc::XorIterator;
 
+/// The intervals deleted from this series.
+fn intervals(series: &Series, deletions: &[Deletion]) -> Vec<(i64, i64)> {
+    deletions
+        .iter()
+        .filter_map(|d| d.interval(&series.labels))
+        .collect()
+}
+
+fn covered(hits: &[(i64, i64)], t: i64) -> bool {
+    hits.iter().any(|&(a, b)| a <= t && t <= b)
+}
+
+fn overlapped(hits: &[(i64, i64)], min_t: i64, max_t: i64) -> bool {
+    hits.iter().any(|&(a, b)| a <= max_t && min_t <= b)
+}
+
 /// The series without its deleted samples; `None` when none is left.
 pub fn apply(series: Series, deletions: &[Deletion]) -> Option<Series> {
-    let hits: Vec<&Deletion> = deletions
-        .iter()
-        .filter(|d| d.matches(&series.labels))
-        .collect();
+    let hits = intervals(&series, deletions);
     if hits.is_empty() {
         return Some(series);
     }
     let touched = match &series.data {
-        SeriesData::Chunks(cs) => cs
-            .iter()
-            .any(|c| hits.iter().any(|d| d.overlaps(c.min_t, c.max_t))),
-        SeriesData::Samples(ss) => ss.iter().any(|s| hits.iter().any(|d| d.covers(s.t))),
+        SeriesData::Chunks(cs) => cs.iter().any(|c| overlapped(&hits, c.min_t, c.max_t)),
+        SeriesData::Samples(ss) => ss.iter().any(|s| covered(&hits, s.t)),
     };
     if !touched {
         return Some(series);
     }
-    let keep = |t: i64| !hits.iter().any(|d| d.covers(t));
+    let keep = |t: i64| !covered(&hits, t);
     let samples: Vec<Sample> = match series.data {
         SeriesData::Samples(ss) => ss.into_iter().filter(|s| keep(s.t)).collect(),
         SeriesData::Chunks(cs) => {
@@ -46,19 +57,15 @@ pub fn apply(series: Series, deletions: &[Deletion]) -> Option<Series> {
 
 /// Whether any sample of the series is deleted.
 pub fn deletes_any(series: &Series, deletions: &[Deletion]) -> bool {
-    let hits: Vec<&Deletion> = deletions
-        .iter()
-        .filter(|d| d.matches(&series.labels))
-        .collect();
+    let hits = intervals(series, deletions);
     if hits.is_empty() {
         return false;
     }
-    let covered = |t: i64| hits.iter().any(|d| d.covers(t));
     match &series.data {
-        SeriesData::Samples(ss) => ss.iter().any(|s| covered(s.t)),
+        SeriesData::Samples(ss) => ss.iter().any(|s| covered(&hits, s.t)),
         SeriesData::Chunks(cs) => cs.iter().any(|c| {
-            hits.iter().any(|d| d.overlaps(c.min_t, c.max_t))
-                && XorIterator::new(&c.data).is_ok_and(|mut it| it.any(|(t, _)| covered(t)))
+            overlapped(&hits, c.min_t, c.max_t)
+                && XorIterator::new(&c.data).is_ok_and(|mut it| it.any(|(t, _)| covered(&hits, t)))
         }),
     }
 }
@@ -110,6 +117,7 @@ mod tests {
             matchers: vec![Matcher::new(MatchOp::Equal, "job", "a").unwrap()],
             start: 20,
             end: 40,
+            series_ends: None,
         }];
         let a = apply(series("a", &[10, 20, 30, 40, 50]), &d).unwrap();
         assert_eq!(times(&a), vec![10, 50]);
@@ -129,7 +137,31 @@ mod tests {
             matchers: vec![Matcher::new(MatchOp::Equal, "zone", "").unwrap()],
             start: i64::MIN,
             end: i64::MAX,
+            series_ends: None,
         }];
         assert!(apply_all(vec![series("a", &[1]), series("b", &[2])], &none).is_empty());
+    }
+
+    /// A request deletes what each series held when it was made: a series' own end
+    /// bounds its interval, and a series it did not list loses nothing.
+    #[test]
+    fn clamped_requests_spare_samples_written_later() {
+        let a = Labels::from_pairs(&[("__name__", "up"), ("job", "a")]);
+        let d = vec![Deletion {
+            matchers: vec![Matcher::new(MatchOp::Equal, "__name__", "up").unwrap()],
+            start: 0,
+            end: i64::MAX,
+            series_ends: Some(Arc::new(std::collections::HashMap::from([(
+                a.hash64(),
+                30,
+            )]))),
+        }];
+        assert_eq!(
+            times(&apply(series("a", &[10, 30, 50]), &d).unwrap()),
+            vec![50]
+        );
+        // job="b" did not exist (or held nothing) when the request was made.
+        let b = apply(series("b", &[10, 30]), &d).unwrap();
+        assert!(matches!(b.data, SeriesData::Chunks(_)));
     }
 }

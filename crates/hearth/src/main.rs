@@ -275,7 +275,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
             multitenancy: cfg.multitenancy,
             flags: cfg.flag_map(),
             config_yaml: cfg.raw_yaml.clone(),
-            storage_retention: "unlimited (no blocks yet)".into(),
+            storage_retention: retention_text(&cfg),
         },
         started: SystemTime::now(),
         started_instant: Instant::now(),
@@ -373,15 +373,17 @@ impl hearth_querier::SeriesDeleter for AdminDeleter {
         sets: &[Vec<hearth_core::Matcher>],
         start: i64,
         end: i64,
+        series_ends: std::collections::HashMap<u64, i64>,
     ) -> Result<(), hearth_core::StorageError> {
         let now = SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
+        let series = series_ends.len();
         self.0
-            .add(tenant, sets, start, end, now)
+            .add(tenant, sets, start, end, series_ends, now)
             .await
             .map_err(|e| hearth_core::StorageError::Unavailable(e.to_string()))?;
-        info!(tenant = %tenant, start, end, sets = sets.len(), "series deleted");
+        info!(tenant = %tenant, start, end, sets = sets.len(), series, "series deleted");
         Ok(())
     }
 }
@@ -581,6 +583,28 @@ async fn run_compactor(cfg: Config) -> anyhow::Result<()> {
         .await?;
     info!("stopped");
     Ok(())
+}
+
+/// The retention /api/v1/status/runtimeinfo reports, as Prometheus words it ("15d"),
+/// with the tenants whose retention differs.
+fn retention_text(cfg: &Config) -> String {
+    let fmt = |ms: i64| {
+        if ms <= 0 {
+            "unlimited".to_string()
+        } else {
+            hearth_core::duration::format_duration_ms(ms)
+        }
+    };
+    let mut out = fmt(cfg.retention_ms);
+    if !cfg.tenant_retention_ms.is_empty() {
+        let per: Vec<String> = cfg
+            .tenant_retention_ms
+            .iter()
+            .map(|(t, ms)| format!("{t}: {}", fmt(*ms)))
+            .collect();
+        out.push_str(&format!(" (per tenant: {})", per.join(", ")));
+    }
+    out
 }
 
 fn compactor_config(cfg: &Config) -> hearth_compactor::CompactorConfig {

@@ -23,6 +23,8 @@ pub struct SelfMetrics {
     wal_bytes_written: Counter<u64, AtomicU64>,
     wal_disk_bytes: Gauge,
     wal_segments: Gauge,
+    wal_append_failures: Counter<u64, AtomicU64>,
+    wal_corruptions: Counter<u64, AtomicU64>,
     checkpoints: Counter<u64, AtomicU64>,
     replayed_entries: Gauge,
     replay_ms: Gauge,
@@ -76,6 +78,8 @@ impl SelfMetrics {
             wal_bytes_written: Counter::default(),
             wal_disk_bytes: Gauge::default(),
             wal_segments: Gauge::default(),
+            wal_append_failures: Counter::default(),
+            wal_corruptions: Counter::default(),
             checkpoints: Counter::default(),
             replayed_entries: Gauge::default(),
             replay_ms: Gauge::default(),
@@ -221,6 +225,16 @@ impl SelfMetrics {
             m.wal_segments.clone(),
         );
         r.register(
+            "hearth_wal_append_failures",
+            "Write-ahead log appends that failed (disk full, I/O errors); their writes got 503",
+            m.wal_append_failures.clone(),
+        );
+        r.register(
+            "hearth_wal_corruptions",
+            "Torn or corrupt write-ahead log records cut away (or skipped) at the last start",
+            m.wal_corruptions.clone(),
+        );
+        r.register(
             "hearth_head_checkpoints",
             "Head checkpoints written",
             m.checkpoints.clone(),
@@ -337,6 +351,14 @@ impl SelfMetrics {
                 s.samples_rejected.load(Ordering::Relaxed),
             );
             set_counter(&self.wal_writes, s.writes.load(Ordering::Relaxed));
+            set_counter(
+                &self.wal_append_failures,
+                s.append_failures.load(Ordering::Relaxed),
+            );
+            set_counter(
+                &self.wal_corruptions,
+                s.wal_corruptions.load(Ordering::Relaxed),
+            );
             set_counter(
                 &self.wal_commit_groups,
                 s.commit_groups.load(Ordering::Relaxed),

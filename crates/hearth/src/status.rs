@@ -27,6 +27,13 @@ impl StatusSource for HeadStatus {
             .unwrap_or_default()
     }
 
+    async fn wal_corruptions(&self) -> u64 {
+        self.0
+            .stats()
+            .wal_corruptions
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn tsdb_status(&self, tenant: &Tenant, limit: usize) -> TsdbStatus {
         let Some(th) = self.0.head().tenant(tenant) else {
             return TsdbStatus::default();

@@ -136,8 +136,8 @@ pub async fn wait_ready(url: &str, timeout: Duration) {
     }
 }
 
-/// Is a real peer installed? Under CI=true a missing peer fails the test loudly;
-/// elsewhere the test is skipped with a message.
+/// Checks that a real peer is installed; a missing peer fails the test loudly (the test
+/// command, scripts/test.sh, installs every peer), it never skips.
 pub fn require_peer(bin: &str) -> bool {
     let found = Command::new("sh")
         .arg("-c")
@@ -145,15 +145,11 @@ pub fn require_peer(bin: &str) -> bool {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    if !found {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "{bin} is required under CI=true but is not installed (scripts/test.sh installs it)"
-            );
-        }
-        eprintln!("SKIPPED: {bin} is not installed");
-    }
-    found
+    assert!(
+        found,
+        "{bin} is required by this test but is not installed (scripts/test.sh installs it)"
+    );
+    true
 }
 
 /// Starts the Debian `prometheus` on a free loopback port with the configuration
@@ -266,8 +262,8 @@ impl Moto {
     }
 }
 
-/// Starts moto's S3 server on `port` (a free one when 0) and creates `bucket`; `None`
-/// (test skipped) when moto is not installed, except under CI=true where it must be.
+/// Starts moto's S3 server on `port` (a free one when 0) and creates `bucket`; a
+/// missing moto fails the test (`Option` only for the callers' shape).
 pub async fn start_moto(port: u16, bucket: &str) -> Option<Moto> {
     if !require_peer("moto_server") {
         return None;
@@ -317,4 +313,51 @@ pub async fn metric(client: &reqwest::Client, h: &Hearth, name: &str) -> f64 {
         .trim()
         .parse()
         .unwrap()
+}
+
+/// A tmpfs of a fixed size mounted at a path the test owns, unmounted on drop: a disk
+/// that really fills up. Mounting needs root (the test command runs as root in CI); a
+/// failure to mount fails the test loudly.
+pub struct TmpFs {
+    pub path: PathBuf,
+}
+
+impl TmpFs {
+    pub fn mount(path: &Path, bytes: u64) -> TmpFs {
+        std::fs::create_dir_all(path).expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "mounting a {bytes}-byte tmpfs at {} failed (this test needs root): {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TmpFs {
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Writes a file until the filesystem refuses more; returns its path and size.
+    pub fn fill(&self, name: &str) -> (PathBuf, u64) {
+        use std::io::Write;
+        let p = self.path.join(name);
+        let mut f = std::fs::File::create(&p).expect("filler file");
+        let block = vec![0u8; 4096];
+        let mut n = 0u64;
+        while f.write_all(&block).is_ok() {
+            n += block.len() as u64;
+        }
+        let _ = f.sync_all();
+        (p, n)
+    }
+}
+
+impl Drop for TmpFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
 }

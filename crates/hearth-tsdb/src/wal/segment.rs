@@ -57,12 +57,17 @@ struct Inner {
     segments: Vec<Segment>,
     active: Option<File>,
     last_purged: Option<LogId>,
+    /// Set when an append failed: the active segment must be cut back to this size
+    /// (its last good record's end) before anything else is appended.
+    rollback_tail: Option<u64>,
 }
 
 /// A write-ahead log in segment files under one directory.
 pub struct SegmentLog {
     opts: SegmentLogOptions,
     inner: Mutex<Inner>,
+    /// Torn or corrupt records found (and cut away) when the log was opened.
+    repaired: u64,
 }
 
 fn segment_name(first_index: u64) -> String {
@@ -133,6 +138,7 @@ impl SegmentLog {
         let last_purged = read_marker(&dir.join("purged"))?;
         let mut segments: Vec<Segment> = Vec::new();
         let mut broken = false;
+        let mut repaired = 0u64;
         let mut expected_next: Option<u64> = None;
         for first in firsts {
             let path = dir.join(segment_name(first));
@@ -145,6 +151,7 @@ impl SegmentLog {
                 if first != n {
                     warn!(segment = %path.display(), expected = n, "write-ahead log segment does not follow the previous one; dropping it and what follows");
                     broken = true;
+                    repaired += 1;
                     fs::remove_file(&path)?;
                     continue;
                 }
@@ -177,6 +184,7 @@ impl SegmentLog {
                         f.set_len(off as u64)?;
                         f.sync_all()?;
                         broken = true;
+                        repaired += 1;
                         break;
                     }
                 }
@@ -197,12 +205,14 @@ impl SegmentLog {
         let n: usize = segments.iter().map(|s| s.offsets.len()).sum();
         info!(dir = %dir.display(), segments = segments.len(), entries = n, "opened write-ahead log");
         Ok(SegmentLog {
+            repaired,
             opts,
             inner: Mutex::new(Inner {
                 dir,
                 segments,
                 active,
                 last_purged,
+                rollback_tail: None,
             }),
         })
     }
@@ -210,6 +220,12 @@ impl SegmentLog {
     /// Bytes on disk across all segments.
     pub fn disk_bytes(&self) -> u64 {
         self.inner.lock().segments.iter().map(|s| s.size).sum()
+    }
+
+    /// Torn or corrupt records cut away when the log was opened (Prometheus'
+    /// `prometheus_tsdb_wal_corruptions_total`).
+    pub fn corruptions_repaired(&self) -> u64 {
+        self.repaired
     }
 
     pub fn segment_count(&self) -> usize {
@@ -270,6 +286,39 @@ impl Inner {
         }
     }
 
+    /// Cuts the active segment back to `rollback_tail` and makes that durable; true
+    /// when the log is clean again (or was).
+    fn cut_failed_tail(&mut self) -> bool {
+        let Some(size) = self.rollback_tail else {
+            return true;
+        };
+        let Some(seg) = self.segments.last() else {
+            self.rollback_tail = None;
+            return true;
+        };
+        let cut = OpenOptions::new()
+            .write(true)
+            .open(&seg.path)
+            .and_then(|f| {
+                f.set_len(size)?;
+                f.sync_all()
+            })
+            // The append handle's buffered state is unknown after a failure: reopen.
+            .and_then(|()| OpenOptions::new().append(true).open(&seg.path));
+        match cut {
+            Ok(f) => {
+                info!(segment = %seg.path.display(), size, "cut the tail of a failed write-ahead log append");
+                self.active = Some(f);
+                self.rollback_tail = None;
+                true
+            }
+            Err(e) => {
+                warn!(segment = %seg.path.display(), error = %e, "cutting the tail of a failed write-ahead log append failed; appends are refused until it succeeds");
+                false
+            }
+        }
+    }
+
     fn new_segment(&mut self, first_index: u64) -> Result<(), LogError> {
         if let Some(f) = self.active.take() {
             f.sync_all()?;
@@ -303,6 +352,13 @@ impl LogStorage for SegmentLog {
             return Ok(());
         }
         let mut inner = self.inner.lock();
+        // The tail of an earlier failed append must be gone before anything follows it.
+        if inner.rollback_tail.is_some() && !inner.cut_failed_tail() {
+            return Err(LogError::Io(std::io::Error::other(
+                "the write-ahead log could not cut the tail of a failed append; \
+                 refusing appends until it can",
+            )));
+        }
         let mut next = inner.next_index();
         for e in entries {
             if e.log_id.index != next {
@@ -331,9 +387,20 @@ impl LogStorage for SegmentLog {
             encode_record(&mut buf, e);
         }
         let f = inner.active.as_mut().expect("active segment is open");
-        f.write_all(&buf)?;
-        if self.opts.fsync {
-            f.sync_data()?;
+        let written = f.write_all(&buf).and_then(|()| {
+            if self.opts.fsync {
+                f.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            // Part of the group may be in the file (a short write on a full disk, or
+            // pages whose fsync failed). Cut it away before anything else is appended:
+            // a later record written after garbage would be dropped at the next open.
+            inner.rollback_tail = Some(base);
+            inner.cut_failed_tail();
+            return Err(e.into());
         }
         let seg = inner.segments.last_mut().expect("a segment exists");
         seg.offsets.extend(offsets);
@@ -344,6 +411,11 @@ impl LogStorage for SegmentLog {
 
     fn truncate(&self, from: u64) -> Result<(), LogError> {
         let mut inner = self.inner.lock();
+        if inner.rollback_tail.is_some() && !inner.cut_failed_tail() {
+            return Err(LogError::Io(std::io::Error::other(
+                "the write-ahead log could not cut the tail of a failed append",
+            )));
+        }
         while let Some(last) = inner.segments.last() {
             if last.first_index >= from && inner.segments.len() > 1 {
                 let s = inner.segments.pop().expect("checked non-empty");
