@@ -27,7 +27,7 @@ SAMPLES=$(( SERIES * ROUNDS ))
 
 # Hearth
 P=$(port); mkdir -p "$WORK/hearth"
-"$BIN/hearth" --web.listen-address=127.0.0.1:$P --storage.path="$WORK/hearth" \
+"$BIN/hearth" "${UNLIMITED[@]}" --web.listen-address=127.0.0.1:$P --storage.path="$WORK/hearth" \
   --blocks-storage.filesystem.dir="$WORK/bucket" --blocks-storage.tsdb.ship-interval=24h --log.level=warn & H=$!; PIDS+=($H)
 wait_http "http://127.0.0.1:$P/-/ready"
 load hearth "http://127.0.0.1:$P/api/v1/push"
@@ -37,7 +37,7 @@ kill $H; wait $H 2>/dev/null || true
 
 # Hearth, decimal-delta sample encoding
 P=$(port); mkdir -p "$WORK/hearth-dd"
-"$BIN/hearth" --web.listen-address=127.0.0.1:$P --storage.path="$WORK/hearth-dd" \
+"$BIN/hearth" "${UNLIMITED[@]}" --web.listen-address=127.0.0.1:$P --storage.path="$WORK/hearth-dd" \
   --blocks-storage.filesystem.dir="$WORK/bucket-dd" --blocks-storage.tsdb.ship-interval=24h \
   --blocks-storage.block-sample-encoding=decimal-delta --log.level=warn & H=$!; PIDS+=($H)
 wait_http "http://127.0.0.1:$P/-/ready"

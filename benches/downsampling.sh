@@ -20,7 +20,7 @@ START_MS=$(( ( $(date +%s) * 1000 - (DAYS + 1) * DAY_MS ) / DAY_MS * DAY_MS ))
 common=(--blocks-storage.filesystem.dir="$WORK/bucket" --log.level=warn)
 
 P=$(port); mkdir -p "$WORK/ingest"
-"$BIN/hearth" --web.listen-address=127.0.0.1:$P --storage.path="$WORK/ingest" "${common[@]}" \
+"$BIN/hearth" "${UNLIMITED[@]}" --web.listen-address=127.0.0.1:$P --storage.path="$WORK/ingest" "${common[@]}" \
   --blocks-storage.tsdb.ship-interval=2s --compactor.compaction-interval=24h --compactor.downsampling-enabled=false & H=$!; PIDS+=($H)
 wait_http "http://127.0.0.1:$P/-/ready"
 t0=$(date +%s)
@@ -31,7 +31,7 @@ echo "backfilled $(( SERIES * ROUNDS )) samples and shipped them in $(( $(date +
 kill $H; wait $H 2>/dev/null || true
 
 P=$(port); t0=$(date +%s)
-"$BIN/hearth" --target=compactor --web.listen-address=127.0.0.1:$P --storage.path="$WORK/c" "${common[@]}" & C=$!; PIDS+=($C)
+"$BIN/hearth" "${UNLIMITED[@]}" --target=compactor --web.listen-address=127.0.0.1:$P --storage.path="$WORK/c" "${common[@]}" & C=$!; PIDS+=($C)
 wait_http "http://127.0.0.1:$P/-/ready"
 for _ in $(seq 1 1800); do
   curl -sf "http://127.0.0.1:$P/metrics" | grep -q '^hearth_compactor_runs_total [1-9]' && break; sleep 1
@@ -48,7 +48,7 @@ print("blocks by resolution (ms):", dict(sorted(res.items())))
 PY
 
 QP=$(port)
-"$BIN/hearth" --web.listen-address=127.0.0.1:$QP --storage.path="$WORK/q" "${common[@]}" --compactor.compaction-interval=24h & PIDS+=($!)
+"$BIN/hearth" "${UNLIMITED[@]}" --web.listen-address=127.0.0.1:$QP --storage.path="$WORK/q" "${common[@]}" --compactor.compaction-interval=24h & PIDS+=($!)
 wait_http "http://127.0.0.1:$QP/-/ready"
 
 python3 - "$QP" "$START_MS" "$ROUNDS" <<'PY'

@@ -20,7 +20,7 @@ run() { # name pid url data flush
 }
 
 P=$(port); mkdir -p "$WORK/hearth"
-"$BIN/hearth" --web.listen-address=127.0.0.1:$P --storage.path="$WORK/hearth" --log.level=warn & H=$!; PIDS+=($H)
+"$BIN/hearth" "${UNLIMITED[@]}" --web.listen-address=127.0.0.1:$P --storage.path="$WORK/hearth" --log.level=warn & H=$!; PIDS+=($H)
 wait_http "http://127.0.0.1:$P/-/ready"
 run hearth $H "http://127.0.0.1:$P/api/v1/push" "$WORK/hearth" ""
 

@@ -28,7 +28,7 @@ common=(--blocks-storage.filesystem.dir="$WORK/bucket" --log.level=warn)
 
 # 1. Backfill.
 P=$(port); mkdir -p "$WORK/ingest"
-"$BIN/hearth" --web.listen-address=127.0.0.1:$P --storage.path="$WORK/ingest" "${common[@]}" \
+"$BIN/hearth" "${UNLIMITED[@]}" --web.listen-address=127.0.0.1:$P --storage.path="$WORK/ingest" "${common[@]}" \
   --blocks-storage.tsdb.ship-interval=2s --compactor.compaction-interval=24h & H=$!; PIDS+=($H)
 wait_http "http://127.0.0.1:$P/-/ready"
 t0=$(date +%s); load hearth "http://127.0.0.1:$P/api/v1/push"
@@ -45,7 +45,7 @@ curl -sf "http://127.0.0.1:$VP/internal/force_flush" >/dev/null; sleep 2
 
 # 2. Compaction and the bucket index.
 P=$(port)
-"$BIN/hearth" --target=compactor --web.listen-address=127.0.0.1:$P --storage.path="$WORK/c" "${common[@]}" & C=$!; PIDS+=($C)
+"$BIN/hearth" "${UNLIMITED[@]}" --target=compactor --web.listen-address=127.0.0.1:$P --storage.path="$WORK/c" "${common[@]}" & C=$!; PIDS+=($C)
 wait_http "http://127.0.0.1:$P/-/ready"
 for _ in $(seq 1 600); do
   curl -sf "http://127.0.0.1:$P/metrics" | grep -q '^hearth_compactor_runs_total [1-9]' && break; sleep 1
@@ -56,16 +56,16 @@ kill $C; wait $C 2>/dev/null || true
 # 3. A store gateway and a querier.
 GP=$(port); GG=$(port); QP=$(port)
 t0=$(date +%s%N)
-"$BIN/hearth" --target=store-gateway --web.listen-address=127.0.0.1:$GP --storage.path="$WORK/gw" "${common[@]}" \
+"$BIN/hearth" "${UNLIMITED[@]}" --target=store-gateway --web.listen-address=127.0.0.1:$GP --storage.path="$WORK/gw" "${common[@]}" \
   --store-gateway.sharding-ring.members=gw-1=127.0.0.1:$GG --server.grpc-listen-address=127.0.0.1:$GG & PIDS+=($!)
 wait_http "http://127.0.0.1:$GP/-/ready"
 echo "store gateway: ready in $(( ($(date +%s%N) - t0) / 1000000 )) ms with $(curl -sf "http://127.0.0.1:$GP/metrics" | grep '^hearth_bucket_store_blocks ' | cut -d' ' -f2) blocks"
-"$BIN/hearth" --web.listen-address=127.0.0.1:$QP --storage.path="$WORK/q" "${common[@]}" \
+"$BIN/hearth" "${UNLIMITED[@]}" --web.listen-address=127.0.0.1:$QP --storage.path="$WORK/q" "${common[@]}" \
   --store-gateway.sharding-ring.members=gw-1=127.0.0.1:$GG --compactor.compaction-interval=24h & PIDS+=($!)
 wait_http "http://127.0.0.1:$QP/-/ready"
 # The same bucket read in-process (no gateway, no gRPC), for the cost of the hop.
 IP=$(port)
-"$BIN/hearth" --web.listen-address=127.0.0.1:$IP --storage.path="$WORK/i" "${common[@]}" --compactor.compaction-interval=24h & PIDS+=($!)
+"$BIN/hearth" "${UNLIMITED[@]}" --web.listen-address=127.0.0.1:$IP --storage.path="$WORK/i" "${common[@]}" --compactor.compaction-interval=24h & PIDS+=($!)
 wait_http "http://127.0.0.1:$IP/-/ready"
 sleep 1
 

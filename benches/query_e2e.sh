@@ -14,7 +14,7 @@ START_MS=$(( ($(date +%s) - ROUNDS * 15 - 120) * 1000 ))
 load() { "$BIN/hearth-loadgen" --name "$1" --url "$2" --series "$SERIES" --rounds "$ROUNDS" --concurrency 4 --start-ms "$START_MS" >/dev/null; }
 
 HP=$(port); mkdir -p "$WORK/hearth"
-"$BIN/hearth" --web.listen-address=127.0.0.1:$HP --storage.path="$WORK/hearth" --log.level=warn & PIDS+=($!)
+"$BIN/hearth" "${UNLIMITED[@]}" --web.listen-address=127.0.0.1:$HP --storage.path="$WORK/hearth" --log.level=warn & PIDS+=($!)
 wait_http "http://127.0.0.1:$HP/-/ready"; load hearth "http://127.0.0.1:$HP/api/v1/push"
 
 PP=$(port); mkdir -p "$WORK/prom"; printf 'global:\n  scrape_interval: 1h\n' > "$WORK/prom.yml"

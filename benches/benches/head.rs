@@ -89,8 +89,8 @@ fn bench(c: &mut Criterion) {
                     let t = if i % 2 == 0 { 1_000 } else { 9_000 };
                     head.apply(&tenant, &batch(chunk, t));
                 }
-                head.seal(5_000);
-                head.truncate_before(5_000);
+                head.seal(Some(&tenant), 5_000);
+                head.truncate_before(Some(&tenant), 5_000);
                 head
             },
             // The head is returned, so dropping it is not timed.

@@ -63,6 +63,31 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+    // The crafted remote-write 2.0 request of the fuzz corpus: 40,000 series with no
+    // samples, each with its own metadata family. Its de-duplication was quadratic.
+    let crafted = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/corpus/remote_write/rw2_many_metadata_families"
+    ))
+    .expect("fuzz corpus file");
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&crafted[1..])
+        .unwrap();
+    let mut g = c.benchmark_group("remote_write_v2");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(40_000));
+    g.bench_function("decode_40k_metadata_families", |b| {
+        b.iter(|| {
+            black_box(
+                decode_request(Protocol::V2, &body, 10 << 20, &limits)
+                    .unwrap()
+                    .batch
+                    .metadata
+                    .len(),
+            )
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

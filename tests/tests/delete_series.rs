@@ -15,13 +15,6 @@ use serde_json::Value;
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// An hour of `jobs_up{job}` for jobs a, b, c: one sample a minute.
 fn hour(start: i64) -> Vec<pb::TimeSeries> {
     ["a", "b", "c"]

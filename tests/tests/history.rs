@@ -15,13 +15,6 @@ const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
 const DAYS: i64 = 3;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 /// One hour of 24 series (a counter and a gauge per instance), one sample a minute.
 fn hour_of_data(start: i64) -> Vec<pb::TimeSeries> {
     let mut out = Vec::new();

@@ -214,13 +214,6 @@ fn crc32c(data: &[u8]) -> u32 {
     !crc
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_match_prometheus() {
     if !require_peer("prometheus") {

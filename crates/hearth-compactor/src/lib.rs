@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_core::{Deletion, Series, Tenant};
+use hearth_core::{Deletion, Overrides, Series, Tenant};
 use hearth_storage::block::marks::{delete_block, mark_for_deletion, read_mark};
 use hearth_storage::block::read_meta;
 use hearth_storage::bucket_index::{write_index, BucketIndex, IndexDeletionMark};
@@ -30,10 +30,9 @@ pub struct CompactorConfig {
     pub block_ranges_ms: Vec<i64>,
     /// How long a marked block stays before it is deleted.
     pub deletion_delay: Duration,
-    /// Blocks entirely older than this are removed; 0 keeps everything.
-    pub retention_ms: i64,
-    /// Per-tenant retention, overriding `retention_ms`.
-    pub tenant_retention_ms: BTreeMap<String, i64>,
+    /// Per-tenant limits: blocks entirely older than a tenant's
+    /// `compactor_blocks_retention_period` are removed (0 keeps everything).
+    pub overrides: Arc<Overrides>,
     /// Write 5 m and 1 h downsampled copies of blocks of the largest range.
     pub downsampling: bool,
 }
@@ -43,8 +42,7 @@ impl Default for CompactorConfig {
         CompactorConfig {
             block_ranges_ms: vec![2 * 3_600_000, 12 * 3_600_000, 24 * 3_600_000],
             deletion_delay: Duration::from_secs(12 * 3600),
-            retention_ms: 0,
-            tenant_retention_ms: BTreeMap::new(),
+            overrides: Arc::new(Overrides::default()),
             downsampling: true,
         }
     }
@@ -138,10 +136,9 @@ impl Compactor {
 
     fn retention(&self, tenant: &Tenant) -> i64 {
         self.cfg
-            .tenant_retention_ms
-            .get(tenant.as_str())
-            .copied()
-            .unwrap_or(self.cfg.retention_ms)
+            .overrides
+            .get(tenant)
+            .compactor_blocks_retention_period_ms
     }
 
     /// Merges a group into one block, verified, then marks the group for deletion.

@@ -56,7 +56,7 @@ fn input(head: &Head, start: i64, end: i64) -> BlockInput {
         sources: Vec::new(),
         resolution: 0,
         series: head
-            .series_data(&Tenant::anonymous(), start, end - 1)
+            .sealed_series_data(&Tenant::anonymous(), start, end - 1)
             .into_iter()
             .map(|s| (s.labels, s.data))
             .collect(),
@@ -187,7 +187,10 @@ async fn compaction_keeps_answers_identical_and_retention_removes() {
         CompactorConfig {
             block_ranges_ms: vec![2 * HOUR, 12 * HOUR],
             deletion_delay: Duration::ZERO,
-            retention_ms: 24 * HOUR,
+            overrides: Arc::new(hearth_core::Overrides::new(hearth_core::TenantLimits {
+                compactor_blocks_retention_period_ms: 24 * HOUR,
+                ..Default::default()
+            })),
             downsampling: false,
             ..Default::default()
         },

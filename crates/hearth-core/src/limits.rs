@@ -36,8 +36,12 @@ pub struct TenantLimits {
     pub max_label_value_length: usize,
     /// `-validation.create-grace-period`: how far after the receiving distributor's
     /// clock a sample's timestamp may be (a Prometheus duration string in YAML).
-    #[serde(with = "duration_serde")]
+    #[serde(with = "duration_serde", rename = "creation_grace_period")]
     pub creation_grace_period_ms: i64,
+    /// `-compactor.blocks-retention-period`: blocks that end longer ago than this are
+    /// deleted by the compactor; 0 keeps everything.
+    #[serde(with = "duration_serde", rename = "compactor_blocks_retention_period")]
+    pub compactor_blocks_retention_period_ms: i64,
 }
 
 impl Default for TenantLimits {
@@ -51,6 +55,7 @@ impl Default for TenantLimits {
             max_label_name_length: 1024,
             max_label_value_length: 2048,
             creation_grace_period_ms: 10 * 60 * 1000,
+            compactor_blocks_retention_period_ms: 0,
         }
     }
 }

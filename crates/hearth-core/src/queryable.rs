@@ -104,7 +104,7 @@ pub trait Queryable: Send + Sync + 'static {
 }
 
 /// Metric metadata as remote-write carries it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct MetricMetadata {
     pub metric_family: String,
     /// Prometheus type name: counter, gauge, histogram, gaugehistogram, summary, info,

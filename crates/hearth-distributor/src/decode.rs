@@ -133,7 +133,22 @@ impl Tables {
             return;
         }
         self.labels.extend_from_slice(scratch);
-        self.samples.extend_from_slice(samples);
+        let before = self.samples.len();
+        for s in samples {
+            if s.t > limits.max_timestamp_ms {
+                out.reject(format!(
+                    "sample timestamp too far in the future (more than validation.create-grace-period after now): series {}, timestamp {}",
+                    describe(buf, scratch),
+                    s.t
+                ));
+                continue;
+            }
+            self.samples.push(*s);
+        }
+        if self.samples.len() == before {
+            self.labels.truncate(self.labels.len() - scratch.len());
+            return;
+        }
         self.series.push(ArenaSeries {
             labels_end: self.labels.len() as u32,
             samples_end: self.samples.len() as u32,
@@ -275,6 +290,8 @@ pub fn decode_v2(raw: Vec<u8>, limits: &Limits) -> Result<Decoded, DecodeError> 
     let mut out = Decoded::default();
     let mut t = Tables::default();
     let mut metadata: Vec<MetricMetadata> = Vec::new();
+    let mut seen_metadata: std::collections::HashSet<MetricMetadata> =
+        std::collections::HashSet::new();
     {
         let buf = &raw[..];
         // Pass 1: the symbol table (it may come after the series on the wire).
@@ -400,7 +417,9 @@ pub fn decode_v2(raw: Vec<u8>, limits: &Limits) -> Result<Decoded, DecodeError> 
                             help: help.into(),
                             unit: unit.into(),
                         };
-                        if !metadata.contains(&m) {
+                        // A set, not `metadata.contains`: a crafted request with
+                        // many families made that quadratic.
+                        if seen_metadata.insert(m.clone()) {
                             metadata.push(m);
                         }
                     }
@@ -516,6 +535,79 @@ mod tests {
         assert_eq!(d.batch.metadata[0].metric_type, "gauge");
         assert_eq!(d.batch.metadata[0].help, "help!");
         assert!(d.first_error.unwrap().contains("outside the symbols table"));
+    }
+
+    /// Metadata of many distinct families (the fuzz corpus' crafted request): each kept
+    /// once, in order; repeats of one family collapse.
+    #[test]
+    fn v2_metadata_families_are_deduplicated() {
+        let n = 20_000u32;
+        let mut symbols = vec!["".to_string(), "__name__".to_string()];
+        symbols.extend((0..n).map(|i| format!("f{i}")));
+        let series = |i: u32| write_v2::TimeSeries {
+            labels_refs: vec![1, 2 + i],
+            metadata: Some(write_v2::Metadata {
+                r#type: 1,
+                help_ref: 0,
+                unit_ref: 0,
+            }),
+            ..Default::default()
+        };
+        let mut timeseries: Vec<_> = (0..n).map(series).collect();
+        timeseries.extend((0..10).map(|_| series(7)));
+        let req = write_v2::Request {
+            symbols,
+            timeseries,
+        };
+        let d = decode_request(
+            Protocol::V2,
+            &snappy(&req.encode_to_vec()),
+            10 << 20,
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(d.batch.metadata.len(), n as usize);
+        assert_eq!(d.batch.metadata[7].metric_family, "f7");
+        assert_eq!(d.batch.metadata[7].metric_type, "counter");
+    }
+
+    /// Samples too far after the receiving clock are refused, the rest of the series
+    /// kept.
+    #[test]
+    fn future_samples_are_refused() {
+        let req = pb::WriteRequest {
+            timeseries: vec![pb::TimeSeries {
+                labels: vec![pb::Label {
+                    name: "__name__".into(),
+                    value: "up".into(),
+                }],
+                samples: vec![
+                    pb::Sample {
+                        value: 1.0,
+                        timestamp: 1_000,
+                    },
+                    pb::Sample {
+                        value: 2.0,
+                        timestamp: 1_000_000_000,
+                    },
+                ],
+                ..Default::default()
+            }],
+            metadata: vec![],
+        };
+        let limits = Limits {
+            max_timestamp_ms: 600_000,
+            ..Limits::default()
+        };
+        let d = decode_request(
+            Protocol::V1,
+            &snappy(&req.encode_to_vec()),
+            1 << 20,
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(d.batch.sample_count(), 1);
+        assert!(d.first_error.unwrap().contains("too far in the future"));
     }
 
     /// The hand-written wire reader against prost on many generated requests.

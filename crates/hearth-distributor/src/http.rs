@@ -12,17 +12,19 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use hearth_core::{tenant_from_header, Ingester, PushError, TENANT_HEADER};
+use hearth_core::{tenant_from_header, Ingester, Overrides, PushError, TENANT_HEADER};
 use tracing::debug;
 
 use crate::decode::{decode_request, DecodeError, Protocol};
+use crate::rate::RateLimiter;
 use crate::validate::Limits;
 
 #[derive(Clone, Debug)]
 pub struct DistributorConfig {
     /// Largest decompressed body accepted (413 above). Default 10 MiB.
     pub max_decompressed_bytes: usize,
-    pub limits: Limits,
+    /// Per-tenant limits: ingestion rate, series rules, the creation grace period.
+    pub overrides: Arc<Overrides>,
     /// Honour `X-Scope-OrgID`; when off every write belongs to `anonymous`.
     pub multitenancy: bool,
 }
@@ -31,10 +33,16 @@ impl Default for DistributorConfig {
     fn default() -> Self {
         DistributorConfig {
             max_decompressed_bytes: 10 << 20,
-            limits: Limits::default(),
+            overrides: Arc::new(Overrides::default()),
             multitenancy: false,
         }
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl DistributorConfig {
@@ -51,12 +59,26 @@ pub struct DistributorMetrics {
     pub requests_failed: AtomicU64,
     pub samples_received: AtomicU64,
     pub samples_rejected: AtomicU64,
+    /// Samples of requests refused whole for the tenant's ingestion rate (429).
+    pub rate_limited_samples: AtomicU64,
 }
 
 pub struct DistributorState {
     pub ingester: Arc<dyn Ingester>,
     pub cfg: DistributorConfig,
     pub metrics: DistributorMetrics,
+    pub rate: RateLimiter,
+}
+
+impl DistributorState {
+    pub fn new(ingester: Arc<dyn Ingester>, cfg: DistributorConfig) -> DistributorState {
+        DistributorState {
+            ingester,
+            cfg,
+            metrics: DistributorMetrics::default(),
+            rate: RateLimiter::default(),
+        }
+    }
 }
 
 const V1_PROTO: &str = "prometheus.WriteRequest";
@@ -134,11 +156,12 @@ async fn handle(state: &DistributorState, headers: &HeaderMap, body: &[u8]) -> R
             );
         }
     }
+    let limits = state.cfg.overrides.get(&tenant);
     let decoded = match decode_request(
         protocol,
         body,
         state.cfg.max_decompressed_bytes,
-        &state.cfg.limits,
+        &Limits::for_tenant(&limits, now_ms()),
     ) {
         Ok(d) => d,
         Err(DecodeError::TooLarge { limit, size }) => {
@@ -156,6 +179,21 @@ async fn handle(state: &DistributorState, headers: &HeaderMap, body: &[u8]) -> R
         .metrics
         .samples_received
         .fetch_add(received as u64, Ordering::Relaxed);
+    // Samples and metadata count against the tenant's rate, as in Mimir.
+    let items = (received + decoded.batch.metadata.len()) as u64;
+    if items > 0 && !state.rate.allow(&tenant, &limits, items) {
+        state
+            .metrics
+            .rate_limited_samples
+            .fetch_add(received as u64, Ordering::Relaxed);
+        return text(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "the request has been rejected because tenant {tenant} exceeded its ingestion rate limit, set to {} items/s with a maximum allowed burst of {} (distributor.ingestion-rate-limit, distributor.ingestion-burst-size; per tenant: ingestion_rate, ingestion_burst_size in the runtime configuration)",
+                limits.ingestion_rate, limits.ingestion_burst_size
+            ),
+        );
+    }
     let outcome = match state.ingester.push(&tenant, decoded.batch).await {
         Ok(o) => o,
         Err(PushError::Unavailable(m)) => return text(StatusCode::SERVICE_UNAVAILABLE, m),

@@ -9,6 +9,7 @@
 pub mod decode;
 pub mod http;
 pub mod pbwire;
+pub mod rate;
 pub mod validate;
 
 pub use decode::{decode_request, DecodeError, Decoded, Protocol};

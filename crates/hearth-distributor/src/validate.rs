@@ -1,22 +1,42 @@
-//! Validation of incoming series, with Mimir's default limits and Prometheus' legacy
-//! name rules. Works on label positions inside the request buffer: nothing is copied.
+//! Validation of incoming series, with the tenant's limits (Mimir's names and defaults)
+//! and Prometheus' legacy name rules. Works on label positions inside the request
+//! buffer: nothing is copied.
 
-use hearth_core::{hash_label_bytes, ArenaLabel};
+use hearth_core::{hash_label_bytes, ArenaLabel, TenantLimits};
 
-/// Per-series limits (Mimir's defaults).
+/// What one request's series are checked against: the tenant's per-series limits and
+/// the newest timestamp accepted now.
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub max_label_names_per_series: usize,
     pub max_label_name_length: usize,
     pub max_label_value_length: usize,
+    /// Samples after this (the receiving clock plus `-validation.create-grace-period`)
+    /// are refused: one nanosecond timestamp must not stop a tenant's ingestion.
+    pub max_timestamp_ms: i64,
+}
+
+impl Limits {
+    /// The rules for a tenant with `limits`, for a request received at `now_ms`.
+    pub fn for_tenant(limits: &TenantLimits, now_ms: i64) -> Limits {
+        Limits {
+            max_label_names_per_series: limits.max_label_names_per_series,
+            max_label_name_length: limits.max_label_name_length,
+            max_label_value_length: limits.max_label_value_length,
+            max_timestamp_ms: now_ms.saturating_add(limits.creation_grace_period_ms),
+        }
+    }
 }
 
 impl Default for Limits {
+    /// Mimir's defaults, without a clock (no timestamp is too far in the future).
     fn default() -> Self {
+        let d = TenantLimits::default();
         Limits {
-            max_label_names_per_series: 30,
-            max_label_name_length: 1024,
-            max_label_value_length: 2048,
+            max_label_names_per_series: d.max_label_names_per_series,
+            max_label_name_length: d.max_label_name_length,
+            max_label_value_length: d.max_label_value_length,
+            max_timestamp_ms: i64::MAX,
         }
     }
 }

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hearth_core::Tenant;
 use hearth_storage::{BlockInput, BlockMeta, BucketStore};
+use hearth_tsdb::head::TenantHead;
 use hearth_tsdb::record::ControlRecord;
 use hearth_tsdb::Db;
 use tokio::sync::Mutex;
@@ -39,6 +41,8 @@ pub struct Shipper {
     running: Mutex<Attempted>,
     /// Where shipped blocks stay queryable until store gateways know them.
     recent: Option<Arc<RecentlyShipped>>,
+    /// The block being uploaded now, for the shutdown log.
+    activity: parking_lot::Mutex<Option<String>>,
     pub stats: ShipperStats,
 }
 
@@ -61,6 +65,7 @@ impl Shipper {
             block_range_ms,
             running: Mutex::new(Attempted::new()),
             recent: None,
+            activity: parking_lot::Mutex::new(None),
             stats: ShipperStats::default(),
         }
     }
@@ -72,21 +77,21 @@ impl Shipper {
         self
     }
 
-    /// The boundary to ship up to now, if any: data the head sealed but has not
-    /// shipped yet (a crash between the two), else whole block ranges once the head
-    /// spans one and a half of them (Prometheus' rule for compacting the head).
-    fn due(&self) -> Option<i64> {
-        let head = self.db.head();
-        let (min_t, max_t) = head.time_range();
-        if min_t == i64::MAX {
+    /// The boundary to ship `tenant`'s head up to now, if any: a seal not followed by
+    /// its Shipped (a crash or a failed upload between the two, or late data below the
+    /// boundary after a flush), else whole block ranges once the head spans one and a
+    /// half of them (Prometheus' rule for compacting the head).
+    fn due(&self, th: &TenantHead) -> Option<i64> {
+        if th.is_empty() {
             return None;
         }
-        let sealed = head.min_valid_time();
-        if min_t < sealed {
+        let (min_t, max_t) = (th.min_time(), th.max_time());
+        let sealed = th.min_valid_time();
+        if sealed > th.shipped_before() {
             return Some(sealed);
         }
         let r = self.block_range_ms;
-        if max_t - min_t < r + r / 2 {
+        if max_t.saturating_sub(min_t) < r + r / 2 {
             return None;
         }
         // Every whole range that ends at least half a range behind the newest sample.
@@ -94,12 +99,28 @@ impl Shipper {
         (end > min_t).then_some(end)
     }
 
-    /// Ships what is due; returns the blocks written (none when nothing is due).
+    /// Ships what is due for every tenant; returns the blocks written (none when
+    /// nothing is due). A tenant whose shipping fails does not stop the others; the
+    /// first failure is returned once every tenant had its turn.
     pub async fn ship_due(&self) -> Result<Vec<BlockMeta>, ShipError> {
         let mut attempted = self.running.lock().await;
-        match self.due() {
-            Some(before) => self.ship_before(before, &mut attempted).await,
-            None => Ok(Vec::new()),
+        let mut shipped = Vec::new();
+        let mut first_error = None;
+        for (tenant, th) in self.db.head().tenants() {
+            let Some(before) = self.due(&th) else {
+                continue;
+            };
+            match self.ship_before(&tenant, before, &mut attempted).await {
+                Ok(blocks) => shipped.extend(blocks),
+                Err(e) => {
+                    warn!(tenant = %tenant, error = %e, "shipping the tenant's blocks failed; its data stays in the head and will be shipped again");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) if shipped.is_empty() => Err(e),
+            _ => Ok(shipped),
         }
     }
 
@@ -107,24 +128,37 @@ impl Shipper {
     /// taking samples newer than what it held.
     pub async fn flush(&self) -> Result<Vec<BlockMeta>, ShipError> {
         let mut attempted = self.running.lock().await;
-        let (min_t, max_t) = self.db.head().time_range();
-        if min_t == i64::MAX {
-            return Ok(Vec::new());
+        let mut shipped = Vec::new();
+        for (tenant, th) in self.db.head().tenants() {
+            if th.is_empty() {
+                continue;
+            }
+            let before = (th.max_time().saturating_add(1)).max(th.min_valid_time());
+            shipped.extend(self.ship_before(&tenant, before, &mut attempted).await?);
         }
-        self.ship_before(max_t + 1, &mut attempted).await
+        Ok(shipped)
     }
 
-    /// The protocol: 1. log Seal(before), after which the head's data before `before`
-    /// cannot change; 2. write every block of that data and read it back; 3. log
-    /// Shipped(before), which drops it from the head (and lets the log be purged after
-    /// the checkpoint that follows). A failure before 3 leaves the data in the head and
-    /// the log, sealed, and `due` ships it again next time.
+    /// What shipping is doing now, for the shutdown log: the tenant and range being
+    /// uploaded, if any.
+    pub fn activity(&self) -> Option<String> {
+        self.activity.lock().clone()
+    }
+
+    /// The protocol, for one tenant: 1. log Seal(tenant, before), after which the
+    /// tenant's data before `before` cannot change; 2. write every block of that data
+    /// and read it back; 3. log Shipped(tenant, before), which drops it from the head
+    /// (and lets the log be purged after the checkpoint that follows). A failure before
+    /// 3 leaves the data in the head and the log, sealed, and `due` ships it again next
+    /// time.
     async fn ship_before(
         &self,
+        tenant: &Tenant,
         before: i64,
         attempted: &mut Attempted,
     ) -> Result<Vec<BlockMeta>, ShipError> {
-        let result = self.ship_before_inner(before, attempted).await;
+        let result = self.ship_before_inner(tenant, before, attempted).await;
+        *self.activity.lock() = None;
         match &result {
             Ok(blocks) => {
                 self.stats
@@ -144,60 +178,65 @@ impl Shipper {
 
     async fn ship_before_inner(
         &self,
+        tenant: &Tenant,
         before: i64,
         attempted: &mut Attempted,
     ) -> Result<Vec<BlockMeta>, ShipError> {
-        self.db.control(ControlRecord::Seal { before }).await?;
+        self.db
+            .control(ControlRecord::Seal {
+                tenant: Some(tenant.clone()),
+                before,
+            })
+            .await?;
         let head = self.db.head();
+        let th = head.tenant_or_create(tenant);
         let r = self.block_range_ms;
         let mut shipped = Vec::new();
-        for (tenant, th) in head.tenants() {
-            let min_t = th.min_time();
-            if min_t == i64::MAX || min_t >= before {
+        // Only the ranges that hold data: a tenant with one sample from 1970 and the
+        // rest from today ships two blocks, not half a million empty ranges.
+        for start in th.sealed_ranges(before, r) {
+            let end = (start + r).min(before);
+            *self.activity.lock() = Some(format!(
+                "tenant {tenant}: block [{start}, {end}) of the data sealed before {before}"
+            ));
+            let series: Vec<_> = head
+                .sealed_series_data(tenant, start, end - 1)
+                .into_iter()
+                .map(|s| (s.labels, s.data))
+                .collect();
+            if series.is_empty() {
                 continue;
             }
-            let mut start = range_start(min_t, r);
-            while start < before {
-                let end = (start + r).min(before);
-                let series: Vec<_> = head
-                    .series_data(&tenant, start, end - 1)
-                    .into_iter()
-                    .map(|s| (s.labels, s.data))
-                    .collect();
-                if !series.is_empty() {
-                    let key = (tenant.as_str().to_string(), start, end);
-                    let ulid = attempted
-                        .entry(key)
-                        .or_insert_with(|| ulid::Ulid::new().to_string())
-                        .clone();
-                    let meta = self
-                        .store
-                        .ship_as(
-                            BlockInput {
-                                tenant: tenant.clone(),
-                                min_time: start,
-                                max_time: end,
-                                level: 1,
-                                sources: Vec::new(),
-                                resolution: 0,
-                                series,
-                            },
-                            Some(ulid),
-                        )
-                        .await?;
-                    info!(
-                        tenant = %tenant,
-                        block = %meta.ulid,
-                        min_time = meta.min_time,
-                        max_time = meta.max_time,
-                        series = meta.stats.num_series,
-                        samples = meta.stats.num_samples,
-                        "block shipped"
-                    );
-                    shipped.push(meta);
-                }
-                start = end;
-            }
+            let key = (tenant.as_str().to_string(), start, end);
+            let ulid = attempted
+                .entry(key)
+                .or_insert_with(|| ulid::Ulid::new().to_string())
+                .clone();
+            let meta = self
+                .store
+                .ship_as(
+                    BlockInput {
+                        tenant: tenant.clone(),
+                        min_time: start,
+                        max_time: end,
+                        level: 1,
+                        sources: Vec::new(),
+                        resolution: 0,
+                        series,
+                    },
+                    Some(ulid),
+                )
+                .await?;
+            info!(
+                tenant = %tenant,
+                block = %meta.ulid,
+                min_time = meta.min_time,
+                max_time = meta.max_time,
+                series = meta.stats.num_series,
+                samples = meta.stats.num_samples,
+                "block shipped"
+            );
+            shipped.push(meta);
         }
         let blocks = shipped
             .iter()
@@ -206,12 +245,9 @@ impl Shipper {
         // Before the head drops the data: from here the blocks answer for it.
         if let Some(recent) = &self.recent {
             for m in &shipped {
-                let Ok(tenant) = hearth_core::Tenant::new(&m.hearth.tenant) else {
-                    continue;
-                };
                 if let Some(b) = self
                     .store
-                    .blocks(&tenant)
+                    .blocks(tenant)
                     .into_iter()
                     .find(|b| b.meta().ulid == m.ulid)
                 {
@@ -220,9 +256,13 @@ impl Shipper {
             }
         }
         self.db
-            .control(ControlRecord::Shipped { before, blocks })
+            .control(ControlRecord::Shipped {
+                tenant: Some(tenant.clone()),
+                before,
+                blocks,
+            })
             .await?;
-        attempted.clear();
+        attempted.retain(|(t, _, _), _| t != tenant.as_str());
         Ok(shipped)
     }
 

@@ -54,7 +54,15 @@ pub struct ApiConfig {
     pub flags: BTreeMap<String, String>,
     /// The YAML configuration for /api/v1/status/config.
     pub config_yaml: String,
-    pub storage_retention: String,
+}
+
+/// What /api/v1/status/runtimeinfo reports of the configuration that can change while
+/// running (the runtime configuration file's per-tenant limits).
+pub trait ConfigStatus: Send + Sync + 'static {
+    /// The blocks retention, as Prometheus words it (`15d`, `unlimited`).
+    fn storage_retention(&self) -> String;
+    /// Whether the last reload succeeded, and when the configuration last loaded.
+    fn last_reload(&self) -> (bool, SystemTime);
 }
 
 pub struct QuerierState {
@@ -64,6 +72,7 @@ pub struct QuerierState {
     pub admin: Option<Arc<dyn crate::deletes::SeriesDeleter>>,
     pub engine: Engine,
     pub status: Arc<dyn StatusSource>,
+    pub config_status: Arc<dyn ConfigStatus>,
     pub cfg: ApiConfig,
     pub started: SystemTime,
     pub started_instant: Instant,
@@ -740,18 +749,21 @@ async fn runtimeinfo(State(s): State<Arc<QuerierState>>) -> ApiResult {
     let threads = std::fs::read_dir("/proc/self/task")
         .map(|d| d.count())
         .unwrap_or(0);
+    let (reload_ok, loaded) = s.config_status.last_reload();
+    let loaded = chrono::DateTime::<chrono::Utc>::from(loaded)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     Ok(success(json!({
         "startTime": start,
         "CWD": std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),
-        "reloadConfigSuccess": true,
-        "lastConfigTime": start,
+        "reloadConfigSuccess": reload_ok,
+        "lastConfigTime": loaded,
         "corruptionCount": s.status.wal_corruptions().await,
         "goroutineCount": threads,
         "GOMAXPROCS": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "GOMEMLIMIT": i64::MAX,
         "GOGC": "",
         "GODEBUG": "",
-        "storageRetention": s.cfg.storage_retention,
+        "storageRetention": s.config_status.storage_retention(),
         "rssBytes": rss_bytes(),
         "uptimeSeconds": s.started_instant.elapsed().as_secs(),
     })))

@@ -13,7 +13,7 @@ pub mod json;
 pub mod merge;
 pub mod params;
 
-pub use api::{router, ApiConfig, QuerierState, StatusSource, TsdbStatus};
+pub use api::{router, ApiConfig, ConfigStatus, QuerierState, StatusSource, TsdbStatus};
 pub use deletes::{DeletionFilter, DeletionsFn, SeriesDeleter};
 pub use fanout::{Fanout, Member};
 pub use merge::{MergeQueryable, Source};

@@ -20,11 +20,15 @@ use crate::head::{ClosedChunk, Head, SeriesState};
 use crate::postings::SeriesId;
 use crate::wal::LogId;
 
+/// Version 4 keeps the shipping state per tenant (its sealed boundary, its last
+/// Shipped boundary, its newest sample time) and each series' sealed late samples.
 /// Version 3 names each series' id and each tenant's next id: after head GC the ids
 /// have gaps, and the log after the checkpoint goes on from the next id. Version 2
-/// added the head's min valid time (the sealed boundary) after the index. Older
-/// versions are still read (their ids are dense: 0, 1, 2, ... in file order).
-const MAGIC: &[u8; 8] = b"HRTHCKP3";
+/// added the head's min valid time (one sealed boundary for every tenant) after the
+/// index. Older versions are still read (their ids are dense: 0, 1, 2, ... in file
+/// order).
+const MAGIC: &[u8; 8] = b"HRTHCKP4";
+const MAGIC_V3: &[u8; 8] = b"HRTHCKP3";
 const MAGIC_V2: &[u8; 8] = b"HRTHCKP2";
 const MAGIC_V1: &[u8; 8] = b"HRTHCKP1";
 
@@ -37,11 +41,16 @@ pub struct SeriesSnapshot {
     pub max_t: i64,
     pub last_v: f64,
     pub ooo: Vec<Sample>,
+    pub ooo_sealed: Vec<Sample>,
 }
 
 pub struct TenantSnapshot {
     pub tenant: Tenant,
     pub next_id: SeriesId,
+    /// The tenant's sealed boundary, last Shipped boundary and newest sample time.
+    pub min_valid: i64,
+    pub shipped_before: i64,
+    pub max_t: i64,
     pub metadata: Vec<MetricMetadata>,
     pub series: Vec<SeriesSnapshot>,
 }
@@ -49,7 +58,6 @@ pub struct TenantSnapshot {
 /// The head as of one log index.
 pub struct HeadSnapshot {
     pub log_id: LogId,
-    pub min_valid: i64,
     pub tenants: Vec<TenantSnapshot>,
 }
 
@@ -69,21 +77,21 @@ pub fn capture(head: &Head, log_id: LogId) -> HeadSnapshot {
                 max_t: st.max_t,
                 last_v: st.last_v,
                 ooo: st.ooo.clone(),
+                ooo_sealed: st.ooo_sealed.clone(),
             });
         }
         let metadata = th.metadata().into_values().flatten().collect();
         tenants.push(TenantSnapshot {
             tenant,
             next_id: th.next_id(),
+            min_valid: th.min_valid_time(),
+            shipped_before: th.shipped_before(),
+            max_t: th.max_time(),
             metadata,
             series,
         });
     }
-    HeadSnapshot {
-        log_id,
-        min_valid: head.min_valid_time(),
-        tenants,
-    }
+    HeadSnapshot { log_id, tenants }
 }
 
 fn file_name(index: u64) -> String {
@@ -135,12 +143,14 @@ fn write_to(tmp: &Path, snap: &HeadSnapshot) -> std::io::Result<usize> {
     e.buf.extend_from_slice(MAGIC);
     e.uvarint(snap.log_id.term);
     e.uvarint(snap.log_id.index);
-    e.varint(snap.min_valid);
     e.uvarint(snap.tenants.len() as u64);
     let mut series_total = 0usize;
     for t in &snap.tenants {
         e.str(t.tenant.as_str());
         e.uvarint(t.next_id as u64);
+        e.varint(t.min_valid);
+        e.varint(t.shipped_before);
+        e.varint(t.max_t);
         put_metadata(&mut e, &t.metadata);
         e.uvarint(t.series.len() as u64);
         for s in &t.series {
@@ -167,10 +177,12 @@ fn write_to(tmp: &Path, snap: &HeadSnapshot) -> std::io::Result<usize> {
                 }
                 None => e.u8(0),
             }
-            e.uvarint(s.ooo.len() as u64);
-            for x in &s.ooo {
-                e.varint(x.t);
-                e.f64(x.v);
+            for set in [&s.ooo, &s.ooo_sealed] {
+                e.uvarint(set.len() as u64);
+                for x in set {
+                    e.varint(x.t);
+                    e.f64(x.v);
+                }
             }
             if e.buf.len() > 1 << 20 {
                 w.put(&e.buf)?;
@@ -237,7 +249,8 @@ fn decode_into(data: &[u8], head: &Head) -> Result<LogId, DecodeError> {
         return Err(DecodeError);
     }
     let version = match &body[..8] {
-        m if m == MAGIC => 3,
+        m if m == MAGIC => 4,
+        m if m == MAGIC_V3 => 3,
         m if m == MAGIC_V2 => 2,
         m if m == MAGIC_V1 => 1,
         _ => return Err(DecodeError),
@@ -245,9 +258,13 @@ fn decode_into(data: &[u8], head: &Head) -> Result<LogId, DecodeError> {
     let mut d = Dec::new(&body[8..]);
     let term = d.uvarint()?;
     let index = d.uvarint()?;
-    if version >= 2 {
-        head.raise_min_valid(d.varint()?);
-    }
+    // Versions 2 and 3: one sealed boundary for every tenant, with the last Shipped
+    // unknown (so a seal above the data shipped is shipped again, maybe as nothing).
+    let global_seal = if (2..4).contains(&version) {
+        d.varint()?
+    } else {
+        i64::MIN
+    };
     let nt = d.count(2)?;
     for _ in 0..nt {
         let tenant = Tenant::new(d.str()?).map_err(|_| DecodeError)?;
@@ -257,6 +274,12 @@ fn decode_into(data: &[u8], head: &Head) -> Result<LogId, DecodeError> {
             None
         };
         let th = head.tenant_or_create(&tenant);
+        if version >= 4 {
+            let (min_valid, shipped_before, max_t) = (d.varint()?, d.varint()?, d.varint()?);
+            th.restore_bounds(min_valid, shipped_before, max_t);
+        } else {
+            th.restore_bounds(global_seal, i64::MIN, i64::MIN);
+        }
         for m in get_metadata(&mut d)? {
             th.set_metadata(m);
         }
@@ -302,13 +325,13 @@ fn decode_into(data: &[u8], head: &Head) -> Result<LogId, DecodeError> {
                 }
                 _ => None,
             };
-            let no = d.count(9)?;
-            let mut ooo = Vec::with_capacity(no);
-            for _ in 0..no {
-                let t = d.varint()?;
-                ooo.push(Sample { t, v: d.f64()? });
-            }
-            let state = SeriesState::from_parts(closed, head_chunk, max_t, last_v, ooo);
+            let ooo = samples(&mut d)?;
+            let ooo_sealed = if version >= 4 {
+                samples(&mut d)?
+            } else {
+                Vec::new()
+            };
+            let state = SeriesState::from_parts(closed, head_chunk, max_t, last_v, ooo, ooo_sealed);
             head.restore_series(&tenant, id, &Labels::from_sorted(labels), state);
         }
         if let Some(n) = next_id {
@@ -316,6 +339,17 @@ fn decode_into(data: &[u8], head: &Head) -> Result<LogId, DecodeError> {
         }
     }
     Ok(LogId { term, index })
+}
+
+/// A count, then (timestamp, value) pairs.
+fn samples(d: &mut Dec<'_>) -> Result<Vec<Sample>, DecodeError> {
+    let n = d.count(9)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = d.varint()?;
+        out.push(Sample { t, v: d.f64()? });
+    }
+    Ok(out)
 }
 
 fn series_id(v: u64) -> Result<SeriesId, DecodeError> {

@@ -16,8 +16,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use futures::stream;
 use hearth_core::{
-    Ingester, Matcher, PushError, PushOutcome, Queryable, SelectHints, SeriesStream, StorageError,
-    Tenant, WriteBatch,
+    Ingester, Matcher, Overrides, PushError, PushOutcome, Queryable, SelectHints, SeriesStream,
+    StorageError, Tenant, WriteBatch,
 };
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
@@ -40,6 +40,8 @@ pub struct DbOptions {
     pub checkpoint_after_bytes: u64,
     /// Writes queued for the commit thread before new ones get 503.
     pub max_pending_writes: usize,
+    /// Series limits per tenant, checked before a write is logged.
+    pub series_limits: SeriesLimits,
 }
 
 impl DbOptions {
@@ -50,6 +52,7 @@ impl DbOptions {
             wal: SegmentLogOptions::default(),
             checkpoint_after_bytes: 256 << 20,
             max_pending_writes: 4096,
+            series_limits: SeriesLimits::default(),
         }
     }
 }
@@ -70,6 +73,8 @@ pub struct DbStats {
     /// Corrupt or torn log records found at the last open (cut away) plus entries
     /// replay could not decode.
     pub wal_corruptions: AtomicU64,
+    /// Samples of new series refused by a tenant's series limits.
+    pub series_limited_samples: AtomicU64,
 }
 
 struct WritePending {
@@ -90,12 +95,53 @@ enum Pending {
 
 /// A write of a group with its series resolved to ids; `found` holds the series that
 /// exist already (the rest are created once the log holds the entries), `new` are (id,
-/// series index) of the series this write creates.
+/// series index) of the series this write creates. A series refused by a series limit
+/// has no id: it is neither logged nor applied.
 struct Plan {
     th: Arc<TenantHead>,
-    ids: Vec<SeriesId>,
+    ids: Vec<Option<SeriesId>>,
     found: Vec<Option<Arc<MemSeries>>>,
     new: Vec<(SeriesId, usize)>,
+    /// Samples refused by a series limit, and the first such refusal's message.
+    limited: usize,
+    limit_message: Option<String>,
+}
+
+/// The series limits of the tenants, as this ingester enforces them: its share of
+/// each tenant's global limits (Mimir's local limit, `global / ingesters`, since the
+/// distributors spread a tenant's series evenly over the ingesters by hash).
+#[derive(Clone, Debug)]
+pub struct SeriesLimits {
+    pub overrides: Arc<Overrides>,
+    /// Ingesters the series of a tenant are spread over.
+    pub ingesters: usize,
+}
+
+impl SeriesLimits {
+    /// (per tenant, per metric) limits here; 0 is no limit.
+    fn local(&self, tenant: &Tenant) -> (usize, usize) {
+        let l = self.overrides.get(tenant);
+        let share = |global: u64| {
+            if global == 0 {
+                0
+            } else {
+                (global as usize).div_ceil(self.ingesters.max(1))
+            }
+        };
+        (
+            share(l.max_global_series_per_user),
+            share(l.max_global_series_per_metric),
+        )
+    }
+}
+
+impl Default for SeriesLimits {
+    fn default() -> Self {
+        SeriesLimits {
+            overrides: Arc::new(Overrides::default()),
+            ingesters: 1,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +216,7 @@ impl Db {
             checkpoint_after: opts.checkpoint_after_bytes,
             checkpoint_dir: cp_dir,
             checkpoint_running: Arc::new(AtomicBool::new(false)),
+            series_limits: opts.series_limits.clone(),
         };
         std::thread::Builder::new()
             .name("hearth-commit".into())
@@ -224,11 +271,16 @@ impl Db {
 /// Applies a control entry to the head: the same function live and in replay.
 fn apply_control(head: &Head, rec: &ControlRecord) {
     match rec {
-        ControlRecord::Seal { before } => head.seal(*before),
-        ControlRecord::Shipped { before, blocks } => {
-            head.truncate_before(*before);
+        ControlRecord::Seal { tenant, before } => head.seal(tenant.as_ref(), *before),
+        ControlRecord::Shipped {
+            tenant,
+            before,
+            blocks,
+        } => {
+            head.truncate_before(tenant.as_ref(), *before);
             let collected = head.gc();
             info!(
+                tenant = tenant.as_ref().map_or("(every tenant)", |t| t.as_str()),
                 before,
                 blocks = blocks.len(),
                 series_collected = collected,
@@ -248,7 +300,30 @@ struct Committer {
     checkpoint_after: u64,
     checkpoint_dir: PathBuf,
     checkpoint_running: Arc<AtomicBool>,
+    series_limits: SeriesLimits,
 }
+
+/// New series of a group, by (tenant, label hash): (id, write, series index).
+type PendingNew = HashMap<(Tenant, u64), Vec<(SeriesId, usize, usize)>>;
+
+/// An iterator with a known length (the series of a write that were not refused).
+struct SomeIds<I>(I, usize);
+
+impl<I: Iterator> Iterator for SomeIds<I> {
+    type Item = I::Item;
+    fn next(&mut self) -> Option<I::Item> {
+        let x = self.0.next();
+        if x.is_some() {
+            self.1 -= 1;
+        }
+        x
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.1, Some(self.1))
+    }
+}
+
+impl<I: Iterator> ExactSizeIterator for SomeIds<I> {}
 
 /// Most writes one fsync covers.
 const MAX_GROUP: usize = 512;
@@ -309,20 +384,26 @@ impl Committer {
 
     fn commit(&mut self, group: Vec<WritePending>) {
         // Resolve every series to an id, assigning new ids in log order. Nothing is
-        // created in the head until the log holds the entries that create it.
+        // created in the head until the log holds the entries that create it. Series
+        // limits are checked here, before logging: the log holds only what is applied.
         let mut plans: Vec<Plan> = Vec::with_capacity(group.len());
         let mut entries: Vec<Entry> = Vec::with_capacity(group.len());
         let mut next_ids: HashMap<Tenant, SeriesId> = HashMap::new();
-        let mut pending_new: HashMap<(Tenant, u64), Vec<(SeriesId, usize, usize)>> = HashMap::new();
+        let mut pending_new: PendingNew = HashMap::new();
+        // Series this group creates, per tenant and per (tenant, metric name).
+        let mut created: HashMap<Tenant, usize> = HashMap::new();
+        let mut created_per_metric: HashMap<(Tenant, String), usize> = HashMap::new();
         for (gi, p) in group.iter().enumerate() {
             let th = self.head.tenant_or_create(&p.tenant);
+            let (max_series, max_per_metric) = self.series_limits.local(&p.tenant);
             let mut ids = Vec::with_capacity(p.batch.len());
             let mut found = Vec::with_capacity(p.batch.len());
             let mut new = Vec::new();
+            let (mut limited, mut limit_message) = (0usize, None);
             for (si, s) in p.batch.iter().enumerate() {
                 let existing = th.lookup(s.hash, &s.labels);
                 let id = match &existing {
-                    Some(ms) => ms.id,
+                    Some(ms) => Some(ms.id),
                     None => {
                         let key = (p.tenant.clone(), s.hash);
                         let earlier = pending_new.get(&key).and_then(|v| {
@@ -331,16 +412,52 @@ impl Committer {
                                 .map(|(id, _, _)| *id)
                         });
                         match earlier {
-                            Some(id) => id,
+                            Some(id) => Some(id),
                             None => {
-                                let n = next_ids
-                                    .entry(p.tenant.clone())
-                                    .or_insert_with(|| th.next_id());
-                                let id = *n;
-                                *n += 1;
-                                pending_new.entry(key).or_default().push((id, gi, si));
-                                new.push((id, si));
-                                id
+                                let metric = s.labels.get(hearth_core::METRIC_NAME).unwrap_or("");
+                                let made = created.get(&p.tenant).copied().unwrap_or(0);
+                                let made_metric = created_per_metric
+                                    .get(&(p.tenant.clone(), metric.to_string()))
+                                    .copied()
+                                    .unwrap_or(0);
+                                let refusal = if max_series > 0
+                                    && th.num_series() + made >= max_series
+                                {
+                                    Some(format!(
+                                        "per-tenant series limit of {max_series} exceeded on this ingester (ingester.max-global-series-per-user, or max_global_series_per_user in the runtime configuration): series {}",
+                                        s.labels
+                                    ))
+                                } else if max_per_metric > 0
+                                    && th.series_for_metric(metric) + made_metric >= max_per_metric
+                                {
+                                    Some(format!(
+                                        "per-metric series limit of {max_per_metric} exceeded on this ingester (ingester.max-global-series-per-metric, or max_global_series_per_metric in the runtime configuration): series {}",
+                                        s.labels
+                                    ))
+                                } else {
+                                    None
+                                };
+                                match refusal {
+                                    Some(m) => {
+                                        limited += s.samples.len();
+                                        limit_message.get_or_insert(m);
+                                        None
+                                    }
+                                    None => {
+                                        *created.entry(p.tenant.clone()).or_insert(0) += 1;
+                                        *created_per_metric
+                                            .entry((p.tenant.clone(), metric.to_string()))
+                                            .or_insert(0) += 1;
+                                        let n = next_ids
+                                            .entry(p.tenant.clone())
+                                            .or_insert_with(|| th.next_id());
+                                        let id = *n;
+                                        *n += 1;
+                                        pending_new.entry(key).or_default().push((id, gi, si));
+                                        new.push((id, si));
+                                        Some(id)
+                                    }
+                                }
                             }
                         }
                     }
@@ -352,9 +469,12 @@ impl Committer {
                 &p.tenant,
                 &p.batch.metadata,
                 new.iter().map(|(id, si)| (*id, p.batch.get(*si).labels)),
-                ids.iter()
-                    .zip(p.batch.iter())
-                    .map(|(id, s)| (*id, s.samples)),
+                SomeIds(
+                    ids.iter()
+                        .zip(p.batch.iter())
+                        .filter_map(|(id, s)| id.map(|id| (id, s.samples))),
+                    ids.iter().flatten().count(),
+                ),
                 p.batch.sample_count() * 12 + new.len() * 128 + 64,
             );
             entries.push(Entry {
@@ -369,6 +489,8 @@ impl Committer {
                 ids,
                 found,
                 new,
+                limited,
+                limit_message,
             });
         }
         let bytes: u64 = entries.iter().map(|e| e.payload.len() as u64 + 24).sum();
@@ -403,22 +525,36 @@ impl Committer {
             }
             // Series an earlier write of this group created; resolved by id.
             for (slot, id) in plan.found.iter_mut().zip(&plan.ids) {
-                if slot.is_none() {
+                if let (None, Some(id)) = (&slot, id) {
                     *slot = plan.th.series(*id);
                 }
             }
-            let out = if plan.found.iter().all(Option::is_some) {
-                let series: Vec<Arc<MemSeries>> = plan.found.into_iter().flatten().collect();
-                self.head.apply_resolved(&plan.th, &p.batch, &series)
+            let diverged = plan
+                .found
+                .iter()
+                .zip(&plan.ids)
+                .any(|(f, id)| id.is_some() && f.is_none());
+            let mut out = if !diverged {
+                self.head.apply_resolved(&plan.th, &p.batch, &plan.found)
             } else {
                 // Only if the head diverged from the log (logged above): never
                 // acknowledge samples that were not applied.
                 hearth_core::PushOutcome {
-                    samples_rejected: p.batch.sample_count(),
+                    samples_rejected: p.batch.sample_count() - plan.limited,
                     first_rejection: Some("internal error: series id assignment diverged".into()),
                     ..Default::default()
                 }
             };
+            if plan.limited > 0 {
+                out.samples_rejected += plan.limited;
+                if let Some(m) = plan.limit_message {
+                    // The limit is what a sender must act on: name it first.
+                    out.first_rejection = Some(m);
+                }
+                self.stats
+                    .series_limited_samples
+                    .fetch_add(plan.limited as u64, Ordering::Relaxed);
+            }
             self.stats
                 .samples_appended
                 .fetch_add(out.samples_written as u64, Ordering::Relaxed);
@@ -618,40 +754,59 @@ mod tests {
 
     /// The shipping protocol's entries survive restarts: after Seal older samples are
     /// refused (also after replaying the log), after Shipped the head holds only newer
-    /// data (also after restoring the checkpoint that follows Shipped).
+    /// data (also after restoring the checkpoint that follows Shipped). A seal is the
+    /// tenant's own: another tenant's window does not move.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn seal_and_shipped_survive_restart() {
         let dir = tempfile::tempdir().unwrap();
         let opts = DbOptions::new(dir.path());
         let t = Tenant::anonymous();
+        let other = Tenant::new("other").unwrap();
+        let seal = |before| ControlRecord::Seal {
+            tenant: Some(t.clone()),
+            before,
+        };
         {
             let db = Db::open(opts.clone()).unwrap();
             for i in 0..100 {
                 db.push(&t, batch(i)).await.unwrap();
             }
-            db.control(ControlRecord::Seal { before: 60_000 })
-                .await
-                .unwrap();
+            for i in 0..50 {
+                db.push(&other, batch(i)).await.unwrap();
+            }
+            db.control(seal(60_000)).await.unwrap();
             // Older than the seal: refused, even though the head is fresh enough.
             let out = db.push(&t, batch(59)).await.unwrap();
             assert_eq!(out.samples_rejected, 10);
+            // The other tenant's window is its own: 59 s is new data there.
+            let out = db.push(&other, batch(59)).await.unwrap();
+            assert_eq!((out.samples_written, out.samples_rejected), (10, 0));
             for i in 100..120 {
                 db.push(&t, batch(i)).await.unwrap();
             }
         }
         // Replaying the log (no checkpoint yet) applies Seal again.
         let db = Db::open(opts.clone()).unwrap();
-        assert_eq!(db.head().min_valid_time(), 60_000);
+        let th = db.head().tenant(&t).unwrap();
+        assert_eq!(th.min_valid_time(), 60_000);
         assert_eq!(count(&db), 1200);
         assert_eq!(db.push(&t, batch(10)).await.unwrap().samples_rejected, 10);
+        assert_eq!(
+            db.push(&other, batch(60)).await.unwrap().samples_rejected,
+            0
+        );
         db.control(ControlRecord::Shipped {
+            tenant: Some(t.clone()),
             before: 60_000,
             blocks: vec![("anonymous".into(), "01J00000000000000000000000".into())],
         })
         .await
         .unwrap();
         assert_eq!(count(&db), 600);
-        assert_eq!(db.head().time_range(), (60_000, 119_000));
+        assert_eq!((th.min_time(), th.max_time()), (60_000, 119_000));
+        assert_eq!(th.shipped_before(), 60_000);
+        let o = db.head().tenant(&other).unwrap();
+        assert_eq!((o.min_time(), o.min_valid_time()), (0, i64::MIN));
         for i in 120..130 {
             db.push(&t, batch(i)).await.unwrap();
         }
@@ -659,8 +814,13 @@ mod tests {
         // The checkpoint written after Shipped, then the log after it.
         let db = Db::open(opts).unwrap();
         assert_eq!(count(&db), 700);
-        assert_eq!(db.head().min_valid_time(), 60_000);
+        let th = db.head().tenant(&t).unwrap();
+        assert_eq!((th.min_valid_time(), th.shipped_before()), (60_000, 60_000));
         assert_eq!(db.push(&t, batch(10)).await.unwrap().samples_rejected, 10);
+        assert_eq!(
+            db.push(&other, batch(61)).await.unwrap().samples_rejected,
+            0
+        );
     }
 
     fn gone(t: i64) -> WriteBatch {
@@ -697,10 +857,14 @@ mod tests {
             // Created last, so the newest id is the one collected.
             db.push(&t, gone(50_000)).await.unwrap();
             assert_eq!(db.head().num_series(), 11);
-            db.control(ControlRecord::Seal { before: 60_000 })
-                .await
-                .unwrap();
+            db.control(ControlRecord::Seal {
+                tenant: Some(t.clone()),
+                before: 60_000,
+            })
+            .await
+            .unwrap();
             db.control(ControlRecord::Shipped {
+                tenant: Some(t.clone()),
                 before: 60_000,
                 blocks: vec![],
             })

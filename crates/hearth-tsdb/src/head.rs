@@ -130,12 +130,19 @@ pub struct SeriesState {
     pub last_v: f64,
     /// Out-of-order samples, sorted by time, unique timestamps.
     pub ooo: Vec<Sample>,
+    /// Out-of-order samples older than the tenant's last seal when it was applied:
+    /// being shipped, dropped by the Shipped that follows. Late samples that arrive
+    /// after the seal go to `ooo` and are shipped the next time.
+    pub ooo_sealed: Vec<Sample>,
 }
 
 impl SeriesState {
     /// Holds no sample (all it had was shipped): the series can be collected.
     fn is_empty(&self) -> bool {
-        self.closed.is_empty() && self.head.is_none() && self.ooo.is_empty()
+        self.closed.is_empty()
+            && self.head.is_none()
+            && self.ooo.is_empty()
+            && self.ooo_sealed.is_empty()
     }
 
     fn new() -> SeriesState {
@@ -145,6 +152,7 @@ impl SeriesState {
             max_t: i64::MIN,
             last_v: 0.0,
             ooo: Vec::new(),
+            ooo_sealed: Vec::new(),
         }
     }
 
@@ -152,7 +160,34 @@ impl SeriesState {
         let a = self.closed.first().map(|c| c.min_t);
         let b = self.head.as_ref().map(|h| h.0);
         let c = self.ooo.first().map(|s| s.t);
-        [a, b, c].into_iter().flatten().min().unwrap_or(i64::MAX)
+        let d = self.ooo_sealed.first().map(|s| s.t);
+        [a, b, c, d].into_iter().flatten().min().unwrap_or(i64::MAX)
+    }
+
+    /// The newest sample time, out-of-order samples included.
+    fn newest(&self) -> i64 {
+        let a = self.ooo.last().map_or(i64::MIN, |s| s.t);
+        let b = self.ooo_sealed.last().map_or(i64::MIN, |s| s.t);
+        self.max_t.max(a).max(b)
+    }
+
+    /// Applies a seal at `before`: closes the open chunk (no chunk reaches across it)
+    /// and sets the out-of-order samples before it apart for shipping.
+    fn seal(&mut self, before: i64) {
+        if let Some((min_t, app)) = self.head.take() {
+            self.closed.push(ClosedChunk {
+                min_t,
+                max_t: app.last_timestamp(),
+                data: Arc::from(app.bytes()),
+            });
+        }
+        let split = self.ooo.partition_point(|x| x.t < before);
+        if split > 0 {
+            let moved: Vec<Sample> = self.ooo.drain(..split).collect();
+            self.ooo_sealed.extend(moved);
+            self.ooo_sealed.sort_by_key(|x| x.t);
+            self.ooo_sealed.dedup_by_key(|x| x.t);
+        }
     }
 
     fn append_in_order(&mut self, t: i64, v: f64, block_range: i64) {
@@ -179,6 +214,14 @@ impl SeriesState {
     }
 
     fn insert_ooo(&mut self, s: Sample) -> Result<(), RejectReason> {
+        // A retry of a late sample that is being shipped: the same value is a no-op.
+        if let Ok(i) = self.ooo_sealed.binary_search_by_key(&s.t, |x| x.t) {
+            return if self.ooo_sealed[i].v.to_bits() == s.v.to_bits() {
+                Ok(())
+            } else {
+                Err(RejectReason::Duplicate)
+            };
+        }
         match self.ooo.binary_search_by_key(&s.t, |x| x.t) {
             Ok(i) => {
                 if self.ooo[i].v.to_bits() == s.v.to_bits() {
@@ -196,6 +239,16 @@ impl SeriesState {
 
     /// Chunks and samples overlapping [mint, maxt].
     pub fn data_in(&self, mint: i64, maxt: i64) -> SeriesData {
+        self.data_in_with(mint, maxt, true)
+    }
+
+    /// What a seal froze in [mint, maxt]: the chunks and the sealed late samples, not
+    /// the late samples that arrived after the seal (they are shipped next time).
+    pub fn sealed_data_in(&self, mint: i64, maxt: i64) -> SeriesData {
+        self.data_in_with(mint, maxt, false)
+    }
+
+    fn data_in_with(&self, mint: i64, maxt: i64, unsealed_ooo: bool) -> SeriesData {
         let mut chunks: Vec<EncodedChunk> = self
             .closed
             .iter()
@@ -217,7 +270,13 @@ impl SeriesState {
                 });
             }
         }
-        if self.ooo.is_empty() {
+        let ooo_sets: &[&[Sample]] = if unsealed_ooo {
+            &[&self.ooo_sealed, &self.ooo]
+        } else {
+            &[&self.ooo_sealed]
+        };
+        let in_range = |x: &&Sample| x.t >= mint && x.t <= maxt;
+        if !ooo_sets.iter().any(|set| set.iter().any(|x| in_range(&x))) {
             return SeriesData::Chunks(chunks);
         }
         // Merge in-order chunks with the out-of-order buffer.
@@ -232,7 +291,9 @@ impl SeriesState {
                 }
             }
         }
-        samples.extend(self.ooo.iter().filter(|s| s.t >= mint && s.t <= maxt));
+        for set in ooo_sets {
+            samples.extend(set.iter().filter(in_range));
+        }
         samples.sort_by_key(|s| s.t);
         samples.dedup_by_key(|s| s.t);
         SeriesData::Samples(samples)
@@ -280,8 +341,15 @@ pub struct TenantHead {
     series: RwLock<HashMap<SeriesId, Arc<MemSeries>, Prehashed>>,
     postings: RwLock<MemPostings>,
     next_id: AtomicU32,
+    /// The oldest and newest sample the tenant's head holds (`i64::MAX` when empty);
+    /// the newest stays after shipping, as the reference of the appendable window.
     min_t: AtomicI64,
     max_t: AtomicI64,
+    /// The tenant's sealed boundary: older samples are taken only as late
+    /// (out-of-order) data, or refused when out-of-order ingestion is off.
+    min_valid: AtomicI64,
+    /// The boundary of the tenant's last Shipped: a seal above it is being shipped.
+    shipped_before: AtomicI64,
     metadata: RwLock<HashMap<String, Vec<MetricMetadata>>>,
 }
 
@@ -297,6 +365,8 @@ impl Default for TenantHead {
             next_id: AtomicU32::new(0),
             min_t: AtomicI64::new(i64::MAX),
             max_t: AtomicI64::new(i64::MIN),
+            min_valid: AtomicI64::new(i64::MIN),
+            shipped_before: AtomicI64::new(i64::MIN),
             metadata: RwLock::new(HashMap::new()),
         }
     }
@@ -402,6 +472,14 @@ impl TenantHead {
         self.series.read().len()
     }
 
+    /// Series of one metric name.
+    pub fn series_for_metric(&self, name: &str) -> usize {
+        self.postings
+            .read()
+            .get(hearth_core::METRIC_NAME, name)
+            .len()
+    }
+
     pub fn min_time(&self) -> i64 {
         self.min_t.load(Ordering::Acquire)
     }
@@ -413,6 +491,115 @@ impl TenantHead {
     fn note_time(&self, t: i64) {
         self.min_t.fetch_min(t, Ordering::AcqRel);
         self.max_t.fetch_max(t, Ordering::AcqRel);
+    }
+
+    /// The starts of the block ranges (of `range` ms) that hold sealed data before
+    /// `before`: shipping visits only these, however far apart they are.
+    pub fn sealed_ranges(&self, before: i64, range: i64) -> std::collections::BTreeSet<i64> {
+        let start = |t: i64| t.div_euclid(range) * range;
+        let mut out = std::collections::BTreeSet::new();
+        for ms in self.all_series() {
+            let st = ms.state.lock();
+            let spans = st
+                .closed
+                .iter()
+                .map(|c| (c.min_t, c.max_t))
+                .chain(st.head.as_ref().map(|(m, a)| (*m, a.last_timestamp())));
+            for (lo, hi) in spans.filter(|(lo, _)| *lo < before) {
+                // A chunk never spans a block boundary, except one restored from
+                // before that rule; walk its few ranges.
+                let mut r = start(lo);
+                while r <= hi.min(before - 1) {
+                    out.insert(r);
+                    r += range;
+                }
+            }
+            for x in st.ooo_sealed.iter().filter(|x| x.t < before) {
+                out.insert(start(x.t));
+            }
+        }
+        out
+    }
+
+    /// Whether the head holds any sample of this tenant.
+    pub fn is_empty(&self) -> bool {
+        self.min_time() == i64::MAX
+    }
+
+    /// The tenant's sealed boundary (`i64::MIN` until its first seal).
+    pub fn min_valid_time(&self) -> i64 {
+        self.min_valid.load(Ordering::Acquire)
+    }
+
+    /// The boundary of the tenant's last Shipped (`i64::MIN` until its first).
+    pub fn shipped_before(&self) -> i64 {
+        self.shipped_before.load(Ordering::Acquire)
+    }
+
+    /// Restores the shipping boundaries and the newest sample time (a checkpoint).
+    pub fn restore_bounds(&self, min_valid: i64, shipped_before: i64, max_t: i64) {
+        self.min_valid.fetch_max(min_valid, Ordering::AcqRel);
+        self.shipped_before
+            .fetch_max(shipped_before, Ordering::AcqRel);
+        self.max_t.fetch_max(max_t, Ordering::AcqRel);
+    }
+
+    /// Seals the tenant's data before `before` (see [`ControlRecord::Seal`]): older
+    /// samples are refused or kept apart as late data from now on, every open chunk is
+    /// closed and out-of-order samples before it are set apart, so what the head holds
+    /// before `before` can no longer change.
+    ///
+    /// [`ControlRecord::Seal`]: crate::record::ControlRecord::Seal
+    pub fn seal(&self, before: i64) {
+        self.min_valid.fetch_max(before, Ordering::AcqRel);
+        for ms in self.all_series() {
+            ms.state.lock().seal(before);
+        }
+    }
+
+    /// Drops what was sealed before `before` and is now in blocks; late samples that
+    /// arrived after the seal stay. Series left empty stay until [`TenantHead::gc`].
+    pub fn truncate_before(&self, before: i64) {
+        let mut min_t = i64::MAX;
+        for ms in self.all_series() {
+            let mut st = ms.state.lock();
+            st.closed.retain(|c| c.max_t >= before);
+            if st.closed.first().is_some_and(|c| c.min_t < before) {
+                // Only a chunk written before the seal could reach across it; keep
+                // its samples from `before` on.
+                let c = st.closed.remove(0);
+                let kept: Vec<(i64, f64)> = crate::chunkenc::decode_all(&c.data)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(t, _)| *t >= before)
+                    .collect();
+                if let (Some(first), Some(last)) = (kept.first(), kept.last()) {
+                    let mut app = XorAppender::new();
+                    for (t, v) in &kept {
+                        app.append(*t, *v);
+                    }
+                    st.closed.insert(
+                        0,
+                        ClosedChunk {
+                            min_t: first.0,
+                            max_t: last.0,
+                            data: Arc::from(app.bytes()),
+                        },
+                    );
+                }
+            }
+            if st
+                .head
+                .as_ref()
+                .is_some_and(|(_, app)| app.last_timestamp() < before)
+            {
+                st.head = None;
+            }
+            st.ooo_sealed.retain(|x| x.t >= before);
+            min_t = min_t.min(st.min_t());
+        }
+        self.min_t.store(min_t, Ordering::Release);
+        self.shipped_before.fetch_max(before, Ordering::AcqRel);
     }
 
     /// Series matching all matchers, sorted by labels.
@@ -573,12 +760,12 @@ pub struct PostingsStats {
     pub memory_in_bytes_per_name: Vec<(String, usize)>,
 }
 
-/// The head of every tenant.
+/// The head of every tenant. Each tenant has its own bounds, seal and shipping, so one
+/// tenant's data never moves another's appendable window (Mimir keeps a TSDB per tenant
+/// for the same reason).
 pub struct Head {
     opts: HeadOptions,
     tenants: RwLock<HashMap<Tenant, Arc<TenantHead>>>,
-    /// Samples older than this are refused: their range is sealed for shipping.
-    min_valid: AtomicI64,
     /// Series collected since start (replay included).
     series_removed: AtomicU64,
 }
@@ -588,19 +775,33 @@ impl Head {
         Head {
             opts,
             tenants: RwLock::new(HashMap::new()),
-            min_valid: AtomicI64::new(i64::MIN),
             series_removed: AtomicU64::new(0),
         }
     }
 
-    /// The oldest timestamp the head accepts (`i64::MIN` until a range is sealed).
-    pub fn min_valid_time(&self) -> i64 {
-        self.min_valid.load(Ordering::Acquire)
+    /// The tenants a control entry applies to: one, or every tenant (entries of logs
+    /// written before per-tenant shipping).
+    fn tenants_of(&self, tenant: Option<&Tenant>) -> Vec<Arc<TenantHead>> {
+        match tenant {
+            Some(t) => vec![self.tenant_or_create(t)],
+            None => self.tenants().into_iter().map(|(_, th)| th).collect(),
+        }
     }
 
-    /// Raises the oldest accepted timestamp (restoring a checkpoint).
-    pub fn raise_min_valid(&self, t: i64) {
-        self.min_valid.fetch_max(t, Ordering::AcqRel);
+    /// Seals `tenant`'s data (every tenant's for `None`) before `before`; see
+    /// [`TenantHead::seal`].
+    pub fn seal(&self, tenant: Option<&Tenant>, before: i64) {
+        for th in self.tenants_of(tenant) {
+            th.seal(before);
+        }
+    }
+
+    /// Drops `tenant`'s data (every tenant's for `None`) sealed before `before`; see
+    /// [`TenantHead::truncate_before`].
+    pub fn truncate_before(&self, tenant: Option<&Tenant>, before: i64) {
+        for th in self.tenants_of(tenant) {
+            th.truncate_before(before);
+        }
     }
 
     /// The oldest and newest sample time over every tenant (`(i64::MAX, i64::MIN)` when
@@ -612,74 +813,6 @@ impl Head {
             .fold((i64::MAX, i64::MIN), |(lo, hi), t| {
                 (lo.min(t.min_time()), hi.max(t.max_time()))
             })
-    }
-
-    /// Seals everything before `before`: from now on samples older than it are refused
-    /// (out of bounds), and every open chunk is closed so no chunk reaches across the
-    /// seal. What the head holds before `before` can no longer change.
-    pub fn seal(&self, before: i64) {
-        self.min_valid.fetch_max(before, Ordering::AcqRel);
-        for (_, th) in self.tenants() {
-            for ms in th.all_series() {
-                let mut st = ms.state.lock();
-                if let Some((min_t, app)) = st.head.take() {
-                    st.closed.push(ClosedChunk {
-                        min_t,
-                        max_t: app.last_timestamp(),
-                        data: Arc::from(app.bytes()),
-                    });
-                }
-            }
-        }
-    }
-
-    /// Drops the data before `before` (shipped in blocks). Series left empty stay
-    /// until [`Head::gc`] collects them.
-    pub fn truncate_before(&self, before: i64) {
-        for (_, th) in self.tenants() {
-            let mut min_t = i64::MAX;
-            for ms in th.all_series() {
-                let mut st = ms.state.lock();
-                st.closed.retain(|c| c.max_t >= before);
-                if st.closed.first().is_some_and(|c| c.min_t < before) {
-                    // Only a chunk written before the seal could reach across it; keep
-                    // its samples from `before` on.
-                    let c = st.closed.remove(0);
-                    let kept: Vec<(i64, f64)> = crate::chunkenc::decode_all(&c.data)
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|(t, _)| *t >= before)
-                        .collect();
-                    if let (Some(first), Some(last)) = (kept.first(), kept.last()) {
-                        let mut app = XorAppender::new();
-                        for (t, v) in &kept {
-                            app.append(*t, *v);
-                        }
-                        st.closed.insert(
-                            0,
-                            ClosedChunk {
-                                min_t: first.0,
-                                max_t: last.0,
-                                data: Arc::from(app.bytes()),
-                            },
-                        );
-                    }
-                }
-                if st
-                    .head
-                    .as_ref()
-                    .is_some_and(|(_, app)| app.last_timestamp() < before)
-                {
-                    st.head = None;
-                }
-                st.ooo.retain(|x| x.t >= before);
-                min_t = min_t.min(st.min_t());
-            }
-            th.min_t.store(min_t, Ordering::Release);
-            if min_t == i64::MAX {
-                th.max_t.store(i64::MIN, Ordering::Release);
-            }
-        }
     }
 
     /// Collects the series of every tenant that hold no sample any more (see
@@ -729,32 +862,34 @@ impl Head {
     /// write path uses [`Head::apply_resolved`] instead, after assigning ids.
     pub fn apply(&self, tenant: &Tenant, batch: &WriteBatch) -> PushOutcome {
         let th = self.tenant_or_create(tenant);
-        let series: Vec<Arc<MemSeries>> = batch
+        let series: Vec<Option<Arc<MemSeries>>> = batch
             .iter()
             .map(|s| match th.lookup(s.hash, &s.labels) {
-                Some(ms) => ms,
-                None => th.get_or_create(&s.labels.to_labels()),
+                Some(ms) => Some(ms),
+                None => Some(th.get_or_create(&s.labels.to_labels())),
             })
             .collect();
         self.apply_resolved(&th, batch, &series)
     }
 
     /// Applies one committed write whose series are resolved (the i-th series of the
-    /// batch is `series[i]`). Deterministic: the same log applied in the same order
-    /// gives the same head and the same outcome, which is what replay and Raft replicas
-    /// rely on.
+    /// batch is `series[i]`; `None`: refused before logging, skipped). Deterministic:
+    /// the same log applied in the same order gives the same head and the same
+    /// outcome, which is what replay and Raft replicas rely on.
     pub fn apply_resolved(
         &self,
         th: &TenantHead,
         batch: &WriteBatch,
-        series: &[Arc<MemSeries>],
+        series: &[Option<Arc<MemSeries>>],
     ) -> PushOutcome {
         let mut out = PushOutcome::default();
         for m in &batch.metadata {
             th.set_metadata(m.clone());
         }
         for (s, ms) in batch.iter().zip(series) {
-            self.append_samples(th, ms, s.samples, &mut out, &|| s.labels.to_string());
+            if let Some(ms) = ms {
+                self.append_samples(th, ms, s.samples, &mut out, &|| s.labels.to_string());
+            }
         }
         out
     }
@@ -802,7 +937,7 @@ impl Head {
         for s in samples {
             let head_max = th.max_time();
             let res = self
-                .check_bounds(head_max, s.t)
+                .check_bounds(head_max, th.min_valid_time(), s.t)
                 .and_then(|in_bounds| self.append_one(&mut st, *s, in_bounds, head_max));
             match res {
                 Ok(true) => {
@@ -826,17 +961,20 @@ impl Head {
         }
     }
 
-    /// Ok(true) when the sample is in the in-order window, Ok(false) when only the
-    /// out-of-order window takes it.
-    fn check_bounds(&self, head_max: i64, t: i64) -> Result<bool, RejectReason> {
-        if t < self.min_valid_time() {
+    /// Ok(true) when the sample is in the tenant's in-order window, Ok(false) when only
+    /// the out-of-order window takes it. Below the tenant's sealed boundary a sample is
+    /// late data: taken by the out-of-order window only (as Prometheus' and Mimir's
+    /// out-of-order heads take samples older than what was compacted), else refused.
+    fn check_bounds(&self, head_max: i64, sealed: i64, t: i64) -> Result<bool, RejectReason> {
+        let below_seal = t < sealed;
+        if below_seal && (self.opts.out_of_order_window_ms == 0 || head_max == i64::MIN) {
             return Err(RejectReason::OutOfBounds);
         }
         if head_max == i64::MIN {
             return Ok(true); // A fresh head accepts any timestamp (backfill).
         }
         let min_valid = head_max.saturating_sub(self.opts.block_range_ms / 2);
-        if t >= min_valid {
+        if t >= min_valid && !below_seal {
             return Ok(true);
         }
         if self.opts.out_of_order_window_ms > 0
@@ -880,10 +1018,10 @@ impl Head {
         st.insert_ooo(s).map(|_| true)
     }
 
-    /// Every series of a tenant that matches, with its data in [mint, maxt], sorted.
-    /// Every series of a tenant with data in [mint, maxt], sorted by labels (what a
-    /// block of that range holds).
-    pub fn series_data(&self, tenant: &Tenant, mint: i64, maxt: i64) -> Vec<Series> {
+    /// Every series of a tenant with sealed data in [mint, maxt], sorted by labels:
+    /// what a block of that range holds (late samples that arrived after the seal are
+    /// left for the next shipping).
+    pub fn sealed_series_data(&self, tenant: &Tenant, mint: i64, maxt: i64) -> Vec<Series> {
         let Some(th) = self.tenant(tenant) else {
             return Vec::new();
         };
@@ -891,7 +1029,7 @@ impl Head {
             .all_series()
             .iter()
             .filter_map(|ms| {
-                let data = ms.state.lock().data_in(mint, maxt);
+                let data = ms.state.lock().sealed_data_in(mint, maxt);
                 let empty = match &data {
                     SeriesData::Chunks(c) => c.is_empty(),
                     SeriesData::Samples(s) => s.is_empty(),
@@ -970,15 +1108,11 @@ impl Head {
         let th = self.tenant_or_create(tenant);
         let ms = th.create(labels.hash64(), labels, Some(id));
         debug_assert_eq!(ms.id, id, "a checkpoint names one series twice");
-        let min = state.min_t();
-        let max = state.max_t.max(state.ooo.last().map_or(i64::MIN, |s| s.t));
+        if !state.is_empty() {
+            th.note_time(state.min_t());
+            th.note_time(state.newest());
+        }
         *ms.state.lock() = state;
-        if min != i64::MAX {
-            th.note_time(min);
-        }
-        if max != i64::MIN {
-            th.note_time(max);
-        }
     }
 }
 
@@ -990,6 +1124,7 @@ impl SeriesState {
         max_t: i64,
         last_v: f64,
         ooo: Vec<Sample>,
+        ooo_sealed: Vec<Sample>,
     ) -> SeriesState {
         SeriesState {
             closed,
@@ -997,6 +1132,7 @@ impl SeriesState {
             max_t,
             last_v,
             ooo,
+            ooo_sealed,
         }
     }
 }
@@ -1146,8 +1282,8 @@ mod tests {
             &t,
             &batch(&[("__name__", "m")], &[(1_000, 1.0), (9_000, 2.0)]),
         );
-        head.seal(5_000);
-        head.truncate_before(5_000);
+        head.seal(Some(&t), 5_000);
+        head.truncate_before(Some(&t), 5_000);
         let th = head.tenant(&t).unwrap();
         let strings_before = th.strings.lock().len();
         assert_eq!(head.gc(), 1);

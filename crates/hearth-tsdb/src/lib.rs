@@ -20,5 +20,5 @@ pub mod record;
 pub mod tombstones;
 pub mod wal;
 
-pub use db::{Db, DbOptions, DbStats, HeadQueryable};
+pub use db::{Db, DbOptions, DbStats, HeadQueryable, SeriesLimits};
 pub use head::{Head, HeadOptions};

@@ -22,8 +22,12 @@ use crate::postings::SeriesId;
 
 const KIND_WRITE: u8 = 2;
 /// Block shipping, in two steps (see db.rs): seal a time range, then mark it shipped.
-const KIND_SEAL: u8 = 3;
-const KIND_SHIPPED: u8 = 4;
+/// Kinds 3 and 4 (every tenant at once) are still read from older logs; kinds 5 and 6
+/// name the tenant they apply to.
+const KIND_SEAL_ALL: u8 = 3;
+const KIND_SHIPPED_ALL: u8 = 4;
+const KIND_SEAL: u8 = 5;
+const KIND_SHIPPED: u8 = 6;
 const COMPRESS_NONE: u8 = 0;
 const COMPRESS_SNAPPY: u8 = 1;
 /// Entries smaller than this are not worth compressing.
@@ -38,16 +42,19 @@ pub struct WriteRecord {
     pub samples: Vec<(SeriesId, Vec<Sample>)>,
 }
 
-/// A control entry of the block-shipping protocol.
+/// A control entry of the block-shipping protocol, for one tenant (`None`: every
+/// tenant, as logs written before per-tenant shipping have it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ControlRecord {
-    /// From this entry on, the head refuses samples older than `before`, so its data
-    /// before `before` can no longer change and can be written as blocks.
-    Seal { before: i64 },
-    /// The head's data before `before` is in these blocks (tenant, ULID), uploaded and
-    /// verified: the head drops it, and the log before this entry can be purged once a
-    /// checkpoint follows.
+    /// From this entry on, the tenant's head takes samples older than `before` only as
+    /// late (out-of-order) data, kept apart, so what it held before `before` can no
+    /// longer change and can be written as blocks.
+    Seal { tenant: Option<Tenant>, before: i64 },
+    /// The tenant's data sealed before `before` is in these blocks (tenant, ULID),
+    /// uploaded and verified: the head drops it, and the log before this entry can be
+    /// purged once a checkpoint follows.
     Shipped {
+        tenant: Option<Tenant>,
         before: i64,
         blocks: Vec<(String, String)>,
     },
@@ -63,12 +70,28 @@ pub enum LogRecord {
 pub fn encode_control(rec: &ControlRecord) -> Vec<u8> {
     let mut e = Enc { buf: Vec::new() };
     match rec {
-        ControlRecord::Seal { before } => {
-            e.u8(KIND_SEAL);
+        ControlRecord::Seal { tenant, before } => {
+            match tenant {
+                Some(t) => {
+                    e.u8(KIND_SEAL);
+                    e.str(t.as_str());
+                }
+                None => e.u8(KIND_SEAL_ALL),
+            }
             e.varint(*before);
         }
-        ControlRecord::Shipped { before, blocks } => {
-            e.u8(KIND_SHIPPED);
+        ControlRecord::Shipped {
+            tenant,
+            before,
+            blocks,
+        } => {
+            match tenant {
+                Some(t) => {
+                    e.u8(KIND_SHIPPED);
+                    e.str(t.as_str());
+                }
+                None => e.u8(KIND_SHIPPED_ALL),
+            }
             e.varint(*before);
             e.uvarint(blocks.len() as u64);
             for (tenant, ulid) in blocks {
@@ -82,30 +105,33 @@ pub fn encode_control(rec: &ControlRecord) -> Vec<u8> {
 
 /// Decodes any entry.
 pub fn decode(payload: &[u8]) -> Result<LogRecord, DecodeError> {
-    match payload.first() {
-        Some(&KIND_WRITE) => decode_write(payload).map(LogRecord::Write),
-        Some(&KIND_SEAL) => {
-            let mut d = Dec::new(&payload[1..]);
-            Ok(LogRecord::Control(ControlRecord::Seal {
-                before: d.varint()?,
-            }))
-        }
-        Some(&KIND_SHIPPED) => {
-            let mut d = Dec::new(&payload[1..]);
-            let before = d.varint()?;
-            let n = d.count(2)?;
-            let mut blocks = Vec::with_capacity(n);
-            for _ in 0..n {
-                let tenant = d.str()?.to_string();
-                blocks.push((tenant, d.str()?.to_string()));
-            }
-            Ok(LogRecord::Control(ControlRecord::Shipped {
-                before,
-                blocks,
-            }))
-        }
-        _ => Err(DecodeError),
+    let Some(&kind) = payload.first() else {
+        return Err(DecodeError);
+    };
+    if kind == KIND_WRITE {
+        return decode_write(payload).map(LogRecord::Write);
     }
+    let mut d = Dec::new(&payload[1..]);
+    let tenant = match kind {
+        KIND_SEAL | KIND_SHIPPED => Some(Tenant::new(d.str()?).map_err(|_| DecodeError)?),
+        KIND_SEAL_ALL | KIND_SHIPPED_ALL => None,
+        _ => return Err(DecodeError),
+    };
+    let before = d.varint()?;
+    if kind == KIND_SEAL || kind == KIND_SEAL_ALL {
+        return Ok(LogRecord::Control(ControlRecord::Seal { tenant, before }));
+    }
+    let n = d.count(2)?;
+    let mut blocks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = d.str()?.to_string();
+        blocks.push((t, d.str()?.to_string()));
+    }
+    Ok(LogRecord::Control(ControlRecord::Shipped {
+        tenant,
+        before,
+        blocks,
+    }))
 }
 
 /// Encodes an entry. `new_series` are created before `samples` are applied.
@@ -226,11 +252,25 @@ mod tests {
 
     #[test]
     fn control_entries_round_trip() {
+        let t = Some(Tenant::new("team-a").unwrap());
         for rec in [
-            ControlRecord::Seal { before: -5 },
+            ControlRecord::Seal {
+                tenant: None,
+                before: -5,
+            },
+            ControlRecord::Seal {
+                tenant: t.clone(),
+                before: 9,
+            },
             ControlRecord::Shipped {
+                tenant: None,
                 before: 7_200_000,
                 blocks: vec![("a".into(), "01J".into()), ("b".into(), "01K".into())],
+            },
+            ControlRecord::Shipped {
+                tenant: t,
+                before: 7_200_000,
+                blocks: vec![("team-a".into(), "01J".into())],
             },
         ] {
             match decode(&encode_control(&rec)).unwrap() {
@@ -239,6 +279,7 @@ mod tests {
             }
         }
         assert!(decode(&[4, 2]).is_err());
+        assert!(decode(&[6, 0]).is_err());
     }
 
     use super::*;

@@ -1,20 +1,156 @@
 //! Configuration: Prometheus-style flags, also settable in a YAML file given by
-//! `--config.file`. A flag given on the command line wins over the file; the file wins
-//! over the default.
+//! `--config.file`. Every setting is declared once, as a field of [`Settings`]: its
+//! flag, its YAML key (the same name), its default, its help text and how
+//! /api/v1/status/flags shows it. A flag given on the command line wins over the file;
+//! the file wins over the default.
+//!
+//! The file is read into flags placed before the command line's, so one parser checks
+//! both: an unknown key is an error naming the key, a bad value the same error as on
+//! the command line.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
-use clap::Parser;
-use serde::Deserialize;
+use clap::{CommandFactory, FromArgMatches, Parser};
+use hearth_core::duration::{format_duration_ms, parse_duration};
+use serde::{Serialize, Serializer};
+
+/// A Prometheus duration (`30s`, `5m`, `1h30m`, `2d`); `0` is zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub i64);
+
+impl Dur {
+    pub fn ms(self) -> i64 {
+        self.0
+    }
+
+    pub fn std(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0.max(0) as u64)
+    }
+}
+
+impl FromStr for Dur {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Dur, String> {
+        parse_duration(s.trim()).map(Dur)
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format_duration_ms(self.0))
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Comma-separated durations, smallest first (`2h,12h,24h`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DurList(pub Vec<i64>);
+
+impl FromStr for DurList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<DurList, String> {
+        s.split(',')
+            .map(|r| r.parse::<Dur>().map(Dur::ms))
+            .collect::<Result<_, _>>()
+            .map(DurList)
+    }
+}
+
+impl Serialize for DurList {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let parts: Vec<String> = self.0.iter().map(|&ms| format_duration_ms(ms)).collect();
+        s.serialize_str(&parts.join(","))
+    }
+}
+
+/// Members of a static ring: `id=host:port,...`, ids distinct.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Members(pub Vec<(String, String)>);
+
+impl Members {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.0.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.0.iter().any(|(i, _)| i == id)
+    }
+}
+
+impl FromStr for Members {
+    type Err = String;
+    fn from_str(v: &str) -> Result<Members, String> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let Some((id, addr)) = item.split_once('=') else {
+                return Err(format!("{item:?} is not id=host:port"));
+            };
+            let (id, addr) = (id.trim(), addr.trim());
+            if id.is_empty() || addr.is_empty() {
+                return Err(format!("{item:?} is not id=host:port"));
+            }
+            if out.iter().any(|(i, _)| i == id) {
+                return Err(format!("id {id:?} appears twice"));
+            }
+            out.push((id.to_string(), addr.to_string()));
+        }
+        Ok(Members(out))
+    }
+}
+
+impl Serialize for Members {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let parts: Vec<String> = self.0.iter().map(|(id, a)| format!("{id}={a}")).collect();
+        s.serialize_str(&parts.join(","))
+    }
+}
+
+/// A credential: shown as `<secret>` (when set), as Prometheus hides secrets.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "<secret>"
+        })
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Secret, String> {
+        Ok(Secret(s.to_string()))
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { "<secret>" })
+    }
+}
 
 /// Hearth: a horizontally scalable, Prometheus-compatible metrics backend.
 ///
 /// With no arguments every role runs in one process on the embedded default: data
 /// under ./data, listening on 127.0.0.1:9009.
-#[derive(Parser, Debug, Clone, Default)]
-#[command(name = "hearth", version, about, long_about = None)]
-pub struct Flags {
+#[derive(Parser, Debug, Clone)]
+#[command(name = "hearth", version, about, long_about = None, args_override_self = true)]
+pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -22,313 +158,522 @@ pub struct Flags {
     #[arg(long = "config.file", value_name = "PATH", global = true)]
     pub config_file: Option<PathBuf>,
 
-    /// Address to listen on for the HTTP API, remote-write and /metrics [default: 127.0.0.1:9009].
-    #[arg(long = "web.listen-address", value_name = "HOST:PORT", global = true)]
-    pub listen_address: Option<String>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
 
-    /// Directory for the write-ahead log and head checkpoints [default: ./data].
-    #[arg(long = "storage.path", value_name = "DIR", global = true)]
-    pub storage_path: Option<PathBuf>,
+/// Every setting of every role. The field's flag and YAML key are the same name.
+#[derive(clap::Args, Debug, Clone, Serialize)]
+pub struct Settings {
+    /// Address to listen on for the HTTP API, remote-write and /metrics.
+    #[arg(
+        long = "web.listen-address",
+        value_name = "HOST:PORT",
+        global = true,
+        default_value = "127.0.0.1:9009"
+    )]
+    #[serde(rename = "web.listen-address")]
+    pub listen_address: String,
 
-    /// Which role to run: all (every role in one process), store-gateway or compactor
-    /// [default: all]. The distributor, ingester and querier roles arrive with the cluster.
-    #[arg(long = "target", value_name = "ROLE", global = true)]
-    pub target: Option<String>,
+    /// Directory for the write-ahead log and head checkpoints.
+    #[arg(
+        long = "storage.path",
+        value_name = "DIR",
+        global = true,
+        default_value = "./data"
+    )]
+    #[serde(rename = "storage.path")]
+    pub storage_path: PathBuf,
 
-    /// Enable the admin API (POST /api/v1/admin/tsdb/delete_series), as Prometheus'
-    /// flag of that name [default: false].
-    #[arg(long = "web.enable-admin-api", value_name = "BOOL", global = true, num_args = 0..=1, default_missing_value = "true")]
-    pub enable_admin_api: Option<bool>,
+    /// Which role to run: all (every role in one process), store-gateway or compactor.
+    #[arg(
+        long = "target",
+        value_name = "ROLE",
+        global = true,
+        default_value = "all"
+    )]
+    #[serde(rename = "target")]
+    pub target: String,
 
-    /// Log level: error, warn, info, debug or trace [default: info].
-    #[arg(long = "log.level", value_name = "LEVEL", global = true)]
-    pub log_level: Option<String>,
+    /// Enable the admin API (POST /api/v1/admin/tsdb/delete_series), as Prometheus' flag of that name.
+    #[arg(long = "web.enable-admin-api", value_name = "BOOL", global = true, default_value = "false", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[serde(rename = "web.enable-admin-api")]
+    pub enable_admin_api: bool,
 
-    /// Log format: logfmt (human-readable) or json [default: logfmt].
-    #[arg(long = "log.format", value_name = "FORMAT", global = true)]
-    pub log_format: Option<String>,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(
+        long = "log.level",
+        value_name = "LEVEL",
+        global = true,
+        default_value = "info"
+    )]
+    #[serde(rename = "log.level")]
+    pub log_level: String,
 
-    /// Honour the X-Scope-OrgID header (multi-tenancy, as Cortex and Mimir). When off,
-    /// every request belongs to tenant `anonymous` [default: false].
-    #[arg(long = "auth.multitenancy-enabled", value_name = "BOOL", global = true)]
-    pub multitenancy: Option<bool>,
+    /// Log format: logfmt (human-readable) or json.
+    #[arg(long = "log.format", value_name = "FORMAT", global = true, default_value = "logfmt", value_parser = ["logfmt", "json"])]
+    #[serde(rename = "log.format")]
+    pub log_format: String,
 
-    /// Accept samples up to this far behind the newest one, out of order (Prometheus'
-    /// out_of_order_time_window); 0 turns it off [default: 0s].
+    /// Honour the X-Scope-OrgID header (multi-tenancy, as Cortex and Mimir). When off, every request belongs to tenant `anonymous`.
+    #[arg(long = "auth.multitenancy-enabled", value_name = "BOOL", global = true, default_value = "false", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[serde(rename = "auth.multitenancy-enabled")]
+    pub multitenancy: bool,
+
+    /// Accept samples up to this far behind the newest one out of order (Prometheus' out_of_order_time_window), also below what was already shipped to blocks; 0 turns it off.
     #[arg(
         long = "storage.tsdb.out-of-order-time-window",
         value_name = "DURATION",
-        global = true
+        global = true,
+        default_value = "0s"
     )]
-    pub ooo_window: Option<String>,
+    #[serde(rename = "storage.tsdb.out-of-order-time-window")]
+    pub ooo_window: Dur,
 
-    /// Block range of the head: chunks never span it, and in-order samples older than
-    /// half of it behind the newest are out of bounds [default: 2h].
+    /// Block range of the head: chunks never span it, and in-order samples older than half of it behind the newest are out of bounds.
     #[arg(
         long = "storage.tsdb.block-duration",
         value_name = "DURATION",
-        global = true
+        global = true,
+        default_value = "2h"
     )]
-    pub block_duration: Option<String>,
+    #[serde(rename = "storage.tsdb.block-duration")]
+    pub block_duration: Dur,
 
-    /// Write a head checkpoint after this many bytes of write-ahead log [default: 256MiB].
+    /// Write a head checkpoint after this many bytes of write-ahead log.
     #[arg(
         long = "storage.tsdb.checkpoint-after-bytes",
         value_name = "BYTES",
-        global = true
+        global = true,
+        default_value = "268435456"
     )]
-    pub checkpoint_after_bytes: Option<u64>,
+    #[serde(rename = "storage.tsdb.checkpoint-after-bytes")]
+    pub checkpoint_after_bytes: u64,
 
-    /// Largest decompressed remote-write body accepted; larger gets 413 [default: 10485760].
+    /// Largest decompressed remote-write body accepted; larger gets 413.
     #[arg(
         long = "distributor.max-recv-msg-size",
         value_name = "BYTES",
-        global = true
+        global = true,
+        default_value = "10485760"
     )]
-    pub max_recv_msg_size: Option<usize>,
+    #[serde(rename = "distributor.max-recv-msg-size")]
+    pub max_recv_msg_size: usize,
 
-    /// How far back an instant selector looks for a sample [default: 5m].
-    #[arg(long = "query.lookback-delta", value_name = "DURATION", global = true)]
-    pub lookback_delta: Option<String>,
-
-    /// Most samples one query may load [default: 50000000].
-    #[arg(long = "query.max-samples", value_name = "N", global = true)]
-    pub max_samples: Option<usize>,
-
-    /// Longest a query may run [default: 2m].
-    #[arg(long = "query.timeout", value_name = "DURATION", global = true)]
-    pub query_timeout: Option<String>,
-
-    /// Queries evaluated at once; more wait for a slot [default: 20].
-    #[arg(long = "query.max-concurrency", value_name = "N", global = true)]
-    pub max_concurrency: Option<usize>,
-
-    /// Drop __name__ only when a query finishes, so label_replace/label_join can still read
-    /// it (Prometheus' experimental promql-delayed-name-removal) [default: false].
+    /// Samples per second a tenant may push (Mimir's name; per tenant: ingestion_rate in the runtime configuration). Above it, 429.
     #[arg(
-        long = "query.delayed-name-removal",
-        value_name = "BOOL",
-        global = true
+        long = "distributor.ingestion-rate-limit",
+        value_name = "N",
+        global = true,
+        default_value = "10000"
     )]
-    pub delayed_name_removal: Option<bool>,
-    /// Where blocks go: filesystem, s3, gcs, azure or memory [default: filesystem].
-    #[arg(long = "blocks-storage.backend", value_name = "VALUE", global = true)]
-    pub backend: Option<String>,
+    #[serde(rename = "distributor.ingestion-rate-limit")]
+    pub ingestion_rate: f64,
 
-    /// Bucket directory of the filesystem backend [default: <storage.path>/bucket].
+    /// Samples a tenant may push at once above its rate (per tenant: ingestion_burst_size).
+    #[arg(
+        long = "distributor.ingestion-burst-size",
+        value_name = "N",
+        global = true,
+        default_value = "200000"
+    )]
+    #[serde(rename = "distributor.ingestion-burst-size")]
+    pub ingestion_burst_size: u64,
+
+    /// Series a tenant may have in the ingesters, 0 for no limit (per tenant: max_global_series_per_user). New series above it get 400.
+    #[arg(
+        long = "ingester.max-global-series-per-user",
+        value_name = "N",
+        global = true,
+        default_value = "150000"
+    )]
+    #[serde(rename = "ingester.max-global-series-per-user")]
+    pub max_series_per_user: u64,
+
+    /// Series a tenant may have per metric name, 0 for no limit (per tenant: max_global_series_per_metric).
+    #[arg(
+        long = "ingester.max-global-series-per-metric",
+        value_name = "N",
+        global = true,
+        default_value = "0"
+    )]
+    #[serde(rename = "ingester.max-global-series-per-metric")]
+    pub max_series_per_metric: u64,
+
+    /// Most label names one series may have (per tenant: max_label_names_per_series).
+    #[arg(
+        long = "validation.max-label-names-per-series",
+        value_name = "N",
+        global = true,
+        default_value = "30"
+    )]
+    #[serde(rename = "validation.max-label-names-per-series")]
+    pub max_label_names_per_series: usize,
+
+    /// Longest label name in bytes (per tenant: max_label_name_length).
+    #[arg(
+        long = "validation.max-length-label-name",
+        value_name = "N",
+        global = true,
+        default_value = "1024"
+    )]
+    #[serde(rename = "validation.max-length-label-name")]
+    pub max_label_name_length: usize,
+
+    /// Longest label value in bytes (per tenant: max_label_value_length).
+    #[arg(
+        long = "validation.max-length-label-value",
+        value_name = "N",
+        global = true,
+        default_value = "2048"
+    )]
+    #[serde(rename = "validation.max-length-label-value")]
+    pub max_label_value_length: usize,
+
+    /// How far after the receiving clock a sample's timestamp may be; later samples get 400 (per tenant: creation_grace_period).
+    #[arg(
+        long = "validation.create-grace-period",
+        value_name = "DURATION",
+        global = true,
+        default_value = "10m"
+    )]
+    #[serde(rename = "validation.create-grace-period")]
+    pub creation_grace_period: Dur,
+
+    /// YAML file of per-tenant limits (`overrides: {tenant: {ingestion_rate: ...}}`, Mimir's format), reloaded while running.
+    #[arg(
+        long = "runtime-config.file",
+        value_name = "PATH",
+        global = true,
+        default_value = ""
+    )]
+    #[serde(rename = "runtime-config.file")]
+    pub runtime_config_file: String,
+
+    /// How often the runtime configuration file is read again.
+    #[arg(
+        long = "runtime-config.reload-period",
+        value_name = "DURATION",
+        global = true,
+        default_value = "10s"
+    )]
+    #[serde(rename = "runtime-config.reload-period")]
+    pub runtime_config_reload: Dur,
+
+    /// How far back an instant selector looks for a sample.
+    #[arg(
+        long = "query.lookback-delta",
+        value_name = "DURATION",
+        global = true,
+        default_value = "5m"
+    )]
+    #[serde(rename = "query.lookback-delta")]
+    pub lookback_delta: Dur,
+
+    /// Most samples one query may load (422 above).
+    #[arg(
+        long = "query.max-samples",
+        value_name = "N",
+        global = true,
+        default_value = "50000000"
+    )]
+    #[serde(rename = "query.max-samples")]
+    pub max_samples: usize,
+
+    /// Longest a query may run.
+    #[arg(
+        long = "query.timeout",
+        value_name = "DURATION",
+        global = true,
+        default_value = "2m"
+    )]
+    #[serde(rename = "query.timeout")]
+    pub query_timeout: Dur,
+
+    /// Queries evaluated at once; more wait for a slot.
+    #[arg(
+        long = "query.max-concurrency",
+        value_name = "N",
+        global = true,
+        default_value = "20"
+    )]
+    #[serde(rename = "query.max-concurrency")]
+    pub max_concurrency: usize,
+
+    /// Drop __name__ only when a query finishes, so label_replace/label_join can still read it (Prometheus' experimental promql-delayed-name-removal).
+    #[arg(long = "query.delayed-name-removal", value_name = "BOOL", global = true, default_value = "false", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[serde(rename = "query.delayed-name-removal")]
+    pub delayed_name_removal: bool,
+
+    /// Where blocks go: filesystem, s3, gcs, azure or memory.
+    #[arg(long = "blocks-storage.backend", value_name = "VALUE", global = true, default_value = "filesystem", value_parser = ["filesystem", "s3", "gcs", "azure", "memory"])]
+    #[serde(rename = "blocks-storage.backend")]
+    pub backend: String,
+
+    /// Bucket directory of the filesystem backend [empty: <storage.path>/bucket].
     #[arg(
         long = "blocks-storage.filesystem.dir",
         value_name = "DIR",
-        global = true
+        global = true,
+        default_value = ""
     )]
-    pub fs_dir: Option<PathBuf>,
+    #[serde(rename = "blocks-storage.filesystem.dir")]
+    pub fs_dir: String,
 
     /// S3 endpoint (host:port or URL); empty for AWS itself.
     #[arg(
         long = "blocks-storage.s3.endpoint",
         value_name = "VALUE",
-        global = true
+        global = true,
+        default_value = ""
     )]
-    pub s3_endpoint: Option<String>,
+    #[serde(rename = "blocks-storage.s3.endpoint")]
+    pub s3_endpoint: String,
 
     /// S3 bucket name.
     #[arg(
         long = "blocks-storage.s3.bucket-name",
         value_name = "VALUE",
-        global = true
+        global = true,
+        default_value = ""
     )]
-    pub s3_bucket: Option<String>,
+    #[serde(rename = "blocks-storage.s3.bucket-name")]
+    pub s3_bucket: String,
 
     /// S3 region.
-    #[arg(long = "blocks-storage.s3.region", value_name = "VALUE", global = true)]
-    pub s3_region: Option<String>,
+    #[arg(
+        long = "blocks-storage.s3.region",
+        value_name = "VALUE",
+        global = true,
+        default_value = ""
+    )]
+    #[serde(rename = "blocks-storage.s3.region")]
+    pub s3_region: String,
 
     /// S3 access key id; empty: the standard AWS environment.
     #[arg(
         long = "blocks-storage.s3.access-key-id",
         value_name = "VALUE",
-        global = true
+        global = true,
+        default_value = ""
     )]
-    pub s3_access_key_id: Option<String>,
+    #[serde(rename = "blocks-storage.s3.access-key-id")]
+    pub s3_access_key_id: String,
 
     /// S3 secret access key.
     #[arg(
         long = "blocks-storage.s3.secret-access-key",
         value_name = "VALUE",
-        global = true
+        global = true,
+        default_value = ""
     )]
-    pub s3_secret_access_key: Option<String>,
+    #[serde(rename = "blocks-storage.s3.secret-access-key")]
+    pub s3_secret_access_key: Secret,
 
-    /// Plain HTTP to the S3 endpoint [default: false].
-    #[arg(
-        long = "blocks-storage.s3.insecure",
-        value_name = "BOOL",
-        global = true
-    )]
-    pub s3_insecure: Option<bool>,
+    /// Plain HTTP to the S3 endpoint.
+    #[arg(long = "blocks-storage.s3.insecure", value_name = "BOOL", global = true, default_value = "false", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[serde(rename = "blocks-storage.s3.insecure")]
+    pub s3_insecure: bool,
 
     /// GCS bucket name.
     #[arg(
         long = "blocks-storage.gcs.bucket-name",
         value_name = "VALUE",
-        global = true
+        global = true,
+        default_value = ""
     )]
-    pub gcs_bucket: Option<String>,
+    #[serde(rename = "blocks-storage.gcs.bucket-name")]
+    pub gcs_bucket: String,
 
     /// GCS service account key file; empty: the standard Google environment.
     #[arg(
         long = "blocks-storage.gcs.service-account-path",
         value_name = "VALUE",
-        global = true
+        global = true,
+        default_value = ""
     )]
-    pub gcs_service_account: Option<String>,
+    #[serde(rename = "blocks-storage.gcs.service-account-path")]
+    pub gcs_service_account: String,
 
     /// Azure storage account name.
     #[arg(
         long = "blocks-storage.azure.account-name",
         value_name = "VALUE",
-        global = true
+        global = true,
+        default_value = ""
     )]
-    pub azure_account: Option<String>,
+    #[serde(rename = "blocks-storage.azure.account-name")]
+    pub azure_account: String,
 
     /// Azure storage account key.
     #[arg(
         long = "blocks-storage.azure.account-key",
         value_name = "VALUE",
-        global = true
+        global = true,
+        default_value = ""
     )]
-    pub azure_key: Option<String>,
+    #[serde(rename = "blocks-storage.azure.account-key")]
+    pub azure_key: Secret,
 
     /// Azure container name.
     #[arg(
         long = "blocks-storage.azure.container-name",
         value_name = "VALUE",
-        global = true
+        global = true,
+        default_value = ""
     )]
-    pub azure_container: Option<String>,
+    #[serde(rename = "blocks-storage.azure.container-name")]
+    pub azure_container: String,
 
     /// Azure endpoint (for emulators such as Azurite); empty for Azure itself.
     #[arg(
         long = "blocks-storage.azure.endpoint",
         value_name = "VALUE",
-        global = true
+        global = true,
+        default_value = ""
     )]
-    pub azure_endpoint: Option<String>,
+    #[serde(rename = "blocks-storage.azure.endpoint")]
+    pub azure_endpoint: String,
 
-    /// How often the ingester checks for head data to ship as blocks [default: 1m].
+    /// How often the ingester checks for head data to ship as blocks.
     #[arg(
         long = "blocks-storage.tsdb.ship-interval",
         value_name = "DURATION",
-        global = true
+        global = true,
+        default_value = "1m"
     )]
-    pub ship_interval: Option<String>,
+    #[serde(rename = "blocks-storage.tsdb.ship-interval")]
+    pub ship_interval: Dur,
 
-    /// How often the bucket is listed for new and deleted blocks [default: 1m].
+    /// How often the bucket is listed for new and deleted blocks.
     #[arg(
         long = "blocks-storage.bucket-store.sync-interval",
         value_name = "DURATION",
-        global = true
+        global = true,
+        default_value = "1m"
     )]
-    pub sync_interval: Option<String>,
+    #[serde(rename = "blocks-storage.bucket-store.sync-interval")]
+    pub sync_interval: Dur,
 
-    /// A store gateway lists the bucket itself instead of trusting a bucket index older than this (is the compactor running?) [default: 1h].
+    /// A store gateway lists the bucket itself instead of trusting a bucket index older than this (is the compactor running?).
     #[arg(
         long = "blocks-storage.bucket-store.bucket-index.max-stale-period",
         value_name = "DURATION",
-        global = true
+        global = true,
+        default_value = "1h"
     )]
-    pub index_max_stale: Option<String>,
+    #[serde(rename = "blocks-storage.bucket-store.bucket-index.max-stale-period")]
+    pub index_max_stale: Dur,
 
-    /// Address the gRPC server listens on (the store gateway's Store service) [default: 127.0.0.1:9095].
-    #[arg(
-        long = "server.grpc-listen-address",
-        value_name = "HOST:PORT",
-        global = true
-    )]
-    pub grpc_listen_address: Option<String>,
-
-    /// The store gateways, comma-separated `id=host:port` (their gRPC addresses). A store gateway serves the blocks the ring gives its id; the querier asks them for history instead of reading the bucket itself. Empty: one process reads the bucket [default: empty].
-    #[arg(
-        long = "store-gateway.sharding-ring.members",
-        value_name = "ID=ADDR,...",
-        global = true
-    )]
-    pub gateway_members: Option<String>,
-
-    /// This store gateway's id in the ring [default: the first member].
-    #[arg(
-        long = "store-gateway.sharding-ring.instance-id",
-        value_name = "ID",
-        global = true
-    )]
-    pub gateway_instance: Option<String>,
-
-    /// How many store gateways serve each block; the querier tolerates this many minus one failing [default: 1].
-    #[arg(
-        long = "store-gateway.sharding-ring.replication-factor",
-        value_name = "N",
-        global = true
-    )]
-    pub gateway_rf: Option<usize>,
-
-    /// Bytes of chunk pages kept in memory by the bucket store (0: none) [default: 536870912].
+    /// Bytes of chunk pages kept in memory by the bucket store (0: none).
     #[arg(
         long = "blocks-storage.bucket-store.chunk-pages-cache-size",
         value_name = "BYTES",
-        global = true
+        global = true,
+        default_value = "536870912"
     )]
-    pub page_cache: Option<u64>,
+    #[serde(rename = "blocks-storage.bucket-store.chunk-pages-cache-size")]
+    pub page_cache_bytes: u64,
 
-    /// Bytes of opened blocks' labels and postings kept in memory by the bucket store; the least used are read again when needed [default: 1073741824].
+    /// Bytes of opened blocks' labels and postings kept in memory by the bucket store; the least used are read again when needed.
     #[arg(
         long = "blocks-storage.bucket-store.labels-cache-size",
         value_name = "BYTES",
-        global = true
+        global = true,
+        default_value = "1073741824"
     )]
-    pub labels_cache: Option<u64>,
+    #[serde(rename = "blocks-storage.bucket-store.labels-cache-size")]
+    pub labels_cache_bytes: u64,
 
-    /// How blocks store samples: xor (Prometheus XOR chunks, as parquet-common) or decimal-delta (about a third smaller, read back as XOR) [default: xor].
+    /// How blocks store samples: xor (Prometheus XOR chunks, as parquet-common) or decimal-delta (about a third smaller, read back as XOR).
+    #[arg(long = "blocks-storage.block-sample-encoding", value_name = "VALUE", global = true, default_value = "xor", value_parser = ["xor", "decimal-delta"])]
+    #[serde(rename = "blocks-storage.block-sample-encoding")]
+    pub sample_encoding: String,
+
+    /// Address the gRPC server listens on (the store gateway's Store service).
     #[arg(
-        long = "blocks-storage.block-sample-encoding",
-        value_name = "VALUE",
-        global = true
+        long = "server.grpc-listen-address",
+        value_name = "HOST:PORT",
+        global = true,
+        default_value = "127.0.0.1:9095"
     )]
-    pub sample_encoding: Option<String>,
-    /// Block ranges the compactor merges up to, comma-separated, smallest first (the first is the block duration) [default: 2h,12h,24h].
-    #[arg(long = "compactor.block-ranges", value_name = "VALUE", global = true)]
-    pub compactor_ranges: Option<String>,
+    #[serde(rename = "server.grpc-listen-address")]
+    pub grpc_listen_address: String,
 
-    /// How often the compactor runs [default: 1h].
+    /// The store gateways, comma-separated `id=host:port` (their gRPC addresses). A store gateway serves the blocks the ring gives its id; the querier asks them for history instead of reading the bucket itself. Empty: one process reads the bucket.
+    #[arg(
+        long = "store-gateway.sharding-ring.members",
+        value_name = "ID=ADDR,...",
+        global = true,
+        default_value = ""
+    )]
+    #[serde(rename = "store-gateway.sharding-ring.members")]
+    pub gateway_members: Members,
+
+    /// This store gateway's id in the ring [empty: the first member].
+    #[arg(
+        long = "store-gateway.sharding-ring.instance-id",
+        value_name = "ID",
+        global = true,
+        default_value = ""
+    )]
+    #[serde(rename = "store-gateway.sharding-ring.instance-id")]
+    pub gateway_instance: String,
+
+    /// How many store gateways serve each block; the querier tolerates this many minus one failing.
+    #[arg(
+        long = "store-gateway.sharding-ring.replication-factor",
+        value_name = "N",
+        global = true,
+        default_value = "1"
+    )]
+    #[serde(rename = "store-gateway.sharding-ring.replication-factor")]
+    pub gateway_rf: usize,
+
+    /// Block ranges the compactor merges up to, comma-separated, smallest first (the first is the block duration).
+    #[arg(
+        long = "compactor.block-ranges",
+        value_name = "VALUE",
+        global = true,
+        default_value = "2h,12h,24h"
+    )]
+    #[serde(rename = "compactor.block-ranges")]
+    pub compactor_ranges: DurList,
+
+    /// How often the compactor runs.
     #[arg(
         long = "compactor.compaction-interval",
         value_name = "DURATION",
-        global = true
+        global = true,
+        default_value = "1h"
     )]
-    pub compactor_interval: Option<String>,
+    #[serde(rename = "compactor.compaction-interval")]
+    pub compactor_interval: Dur,
 
-    /// How long a replaced or expired block stays (marked) before it is deleted, so queries reading it finish [default: 12h].
+    /// How long a replaced or expired block stays (marked) before it is deleted, so queries reading it finish.
     #[arg(
         long = "compactor.deletion-delay",
         value_name = "DURATION",
-        global = true
+        global = true,
+        default_value = "12h"
     )]
-    pub compactor_deletion_delay: Option<String>,
+    #[serde(rename = "compactor.deletion-delay")]
+    pub compactor_deletion_delay: Dur,
 
-    /// Write 5m and 1h downsampled copies of blocks of the largest range (Thanos' downsampling) [default: true].
-    #[arg(
-        long = "compactor.downsampling-enabled",
-        value_name = "BOOL",
-        global = true
-    )]
-    pub downsampling: Option<bool>,
+    /// Write 5m and 1h downsampled copies of blocks of the largest range (Thanos' downsampling).
+    #[arg(long = "compactor.downsampling-enabled", value_name = "BOOL", global = true, default_value = "true", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[serde(rename = "compactor.downsampling-enabled")]
+    pub downsampling: bool,
 
-    /// Delete blocks older than this; 0 keeps everything [default: 0].
+    /// Delete blocks older than this; 0 keeps everything (per tenant: compactor_blocks_retention_period in the runtime configuration).
     #[arg(
         long = "compactor.blocks-retention-period",
         value_name = "DURATION",
-        global = true
+        global = true,
+        default_value = "0s"
     )]
-    pub retention: Option<String>,
+    #[serde(rename = "compactor.blocks-retention-period")]
+    pub retention: Dur,
 }
 
 /// Commands besides running the server.
@@ -356,525 +701,276 @@ pub enum ImportSource {
     },
 }
 
-/// The YAML file: the same keys as the flags, without the leading dashes.
-#[derive(Deserialize, Debug, Default, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    #[serde(rename = "web.listen-address")]
-    pub listen_address: Option<String>,
-    #[serde(rename = "storage.path")]
-    pub storage_path: Option<PathBuf>,
-    pub target: Option<String>,
-    #[serde(rename = "web.enable-admin-api")]
-    pub enable_admin_api: Option<bool>,
-    #[serde(rename = "log.level")]
-    pub log_level: Option<String>,
-    #[serde(rename = "log.format")]
-    pub log_format: Option<String>,
-    #[serde(rename = "auth.multitenancy-enabled")]
-    pub multitenancy: Option<bool>,
-    #[serde(rename = "storage.tsdb.out-of-order-time-window")]
-    pub ooo_window: Option<String>,
-    #[serde(rename = "storage.tsdb.block-duration")]
-    pub block_duration: Option<String>,
-    #[serde(rename = "storage.tsdb.checkpoint-after-bytes")]
-    pub checkpoint_after_bytes: Option<u64>,
-    #[serde(rename = "distributor.max-recv-msg-size")]
-    pub max_recv_msg_size: Option<usize>,
-    #[serde(rename = "query.lookback-delta")]
-    pub lookback_delta: Option<String>,
-    #[serde(rename = "query.max-samples")]
-    pub max_samples: Option<usize>,
-    #[serde(rename = "query.timeout")]
-    pub query_timeout: Option<String>,
-    #[serde(rename = "query.max-concurrency")]
-    pub max_concurrency: Option<usize>,
-    #[serde(rename = "query.delayed-name-removal")]
-    pub delayed_name_removal: Option<bool>,
-    #[serde(rename = "blocks-storage.backend")]
-    pub backend: Option<String>,
-    #[serde(rename = "blocks-storage.filesystem.dir")]
-    pub fs_dir: Option<PathBuf>,
-    #[serde(rename = "blocks-storage.s3.endpoint")]
-    pub s3_endpoint: Option<String>,
-    #[serde(rename = "blocks-storage.s3.bucket-name")]
-    pub s3_bucket: Option<String>,
-    #[serde(rename = "blocks-storage.s3.region")]
-    pub s3_region: Option<String>,
-    #[serde(rename = "blocks-storage.s3.access-key-id")]
-    pub s3_access_key_id: Option<String>,
-    #[serde(rename = "blocks-storage.s3.secret-access-key")]
-    pub s3_secret_access_key: Option<String>,
-    #[serde(rename = "blocks-storage.s3.insecure")]
-    pub s3_insecure: Option<bool>,
-    #[serde(rename = "blocks-storage.gcs.bucket-name")]
-    pub gcs_bucket: Option<String>,
-    #[serde(rename = "blocks-storage.gcs.service-account-path")]
-    pub gcs_service_account: Option<String>,
-    #[serde(rename = "blocks-storage.azure.account-name")]
-    pub azure_account: Option<String>,
-    #[serde(rename = "blocks-storage.azure.account-key")]
-    pub azure_key: Option<String>,
-    #[serde(rename = "blocks-storage.azure.container-name")]
-    pub azure_container: Option<String>,
-    #[serde(rename = "blocks-storage.azure.endpoint")]
-    pub azure_endpoint: Option<String>,
-    #[serde(rename = "blocks-storage.tsdb.ship-interval")]
-    pub ship_interval: Option<String>,
-    #[serde(rename = "blocks-storage.bucket-store.sync-interval")]
-    pub sync_interval: Option<String>,
-    #[serde(rename = "blocks-storage.bucket-store.chunk-pages-cache-size")]
-    pub page_cache: Option<u64>,
-    #[serde(rename = "blocks-storage.bucket-store.labels-cache-size")]
-    pub labels_cache: Option<u64>,
-    #[serde(rename = "blocks-storage.block-sample-encoding")]
-    pub sample_encoding: Option<String>,
-    #[serde(rename = "blocks-storage.bucket-store.bucket-index.max-stale-period")]
-    pub index_max_stale: Option<String>,
-    #[serde(rename = "server.grpc-listen-address")]
-    pub grpc_listen_address: Option<String>,
-    #[serde(rename = "store-gateway.sharding-ring.members")]
-    pub gateway_members: Option<String>,
-    #[serde(rename = "store-gateway.sharding-ring.instance-id")]
-    pub gateway_instance: Option<String>,
-    #[serde(rename = "store-gateway.sharding-ring.replication-factor")]
-    pub gateway_rf: Option<usize>,
-    #[serde(rename = "compactor.block-ranges")]
-    pub compactor_ranges: Option<String>,
-    #[serde(rename = "compactor.compaction-interval")]
-    pub compactor_interval: Option<String>,
-    #[serde(rename = "compactor.deletion-delay")]
-    pub compactor_deletion_delay: Option<String>,
-    #[serde(rename = "compactor.blocks-retention-period")]
-    pub retention: Option<String>,
-    #[serde(rename = "compactor.downsampling-enabled")]
-    pub downsampling: Option<bool>,
-    /// Per-tenant retention, overriding compactor.blocks-retention-period (YAML only).
-    #[serde(rename = "compactor.tenant-retention-periods")]
-    pub tenant_retention: Option<BTreeMap<String, String>>,
-}
-
-/// The resolved settings.
+/// The resolved configuration: the settings, the command, and the file they came from.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen_address: String,
-    pub storage_path: PathBuf,
-    pub target: String,
-    pub enable_admin_api: bool,
-    pub log_level: String,
-    pub log_format: String,
-    pub multitenancy: bool,
-    pub ooo_window_ms: i64,
-    pub block_duration_ms: i64,
-    pub checkpoint_after_bytes: u64,
-    pub max_recv_msg_size: usize,
-    pub lookback_delta_ms: i64,
-    pub max_samples: usize,
-    pub query_timeout_ms: i64,
-    pub max_concurrency: usize,
-    pub delayed_name_removal: bool,
-    pub bucket: hearth_storage::BucketConfig,
-    pub ship_interval_ms: i64,
-    pub sync_interval_ms: i64,
-    pub page_cache_bytes: u64,
-    pub labels_cache_bytes: u64,
-    pub sample_encoding: hearth_storage::block::cell::SampleEncoding,
-    pub index_max_stale_ms: i64,
-    pub grpc_listen_address: String,
-    /// (id, gRPC address) of every store gateway; empty when the bucket is read in-process.
-    pub gateway_members: Vec<(String, String)>,
-    pub gateway_instance: String,
-    pub gateway_rf: usize,
-    pub compactor_ranges_ms: Vec<i64>,
-    pub compactor_interval_ms: i64,
-    pub compactor_deletion_delay_ms: i64,
-    pub retention_ms: i64,
-    pub downsampling: bool,
-    pub tenant_retention_ms: BTreeMap<String, i64>,
+    pub settings: Settings,
+    pub command: Option<Command>,
+    pub config_file: Option<PathBuf>,
+    /// The YAML file as given (for /api/v1/status/config); empty without one.
     pub raw_yaml: String,
 }
 
-fn duration(name: &str, v: &str) -> anyhow::Result<i64> {
-    if v == "0" {
-        return Ok(0);
+impl std::ops::Deref for Config {
+    type Target = Settings;
+    fn deref(&self) -> &Settings {
+        &self.settings
     }
-    hearth_querier::params::parse_prom_duration(v)
-        .ok_or_else(|| anyhow::anyhow!("{name}: {v:?} is not a duration like 30s, 5m or 2h"))
 }
 
-/// `id=host:port,...` -> pairs; ids must be distinct.
-fn parse_members(v: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let Some((id, addr)) = item.split_once('=') else {
-            anyhow::bail!("store-gateway.sharding-ring.members: {item:?} is not id=host:port");
-        };
-        let (id, addr) = (id.trim(), addr.trim());
-        if id.is_empty() || addr.is_empty() {
-            anyhow::bail!("store-gateway.sharding-ring.members: {item:?} is not id=host:port");
-        }
-        if out.iter().any(|(i, _)| i == id) {
-            anyhow::bail!("store-gateway.sharding-ring.members: id {id:?} appears twice");
-        }
-        out.push((id.to_string(), addr.to_string()));
+/// The long names of every setting (the YAML keys the file may use).
+fn setting_names() -> Vec<String> {
+    Cli::command()
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .filter(|n| n != "config.file" && n != "help" && n != "version")
+        .collect()
+}
+
+/// A YAML scalar as the text a flag takes.
+fn scalar(key: &str, v: &serde_yaml_ng::Value) -> anyhow::Result<String> {
+    use serde_yaml_ng::Value;
+    Ok(match v {
+        Value::Null => String::new(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Sequence(items) => items
+            .iter()
+            .map(|i| scalar(key, i))
+            .collect::<anyhow::Result<Vec<_>>>()?
+            .join(","),
+        _ => anyhow::bail!("{key}: expected a value, not a mapping"),
+    })
+}
+
+/// The file's settings as flags, to be placed before the command line's.
+fn file_args(path: &Path) -> anyhow::Result<(Vec<String>, String)> {
+    let raw = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+    if raw.trim().is_empty() {
+        return Ok((Vec::new(), raw));
     }
-    Ok(out)
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&raw)
+        .map_err(|e| anyhow::anyhow!("parsing {}: {e}", path.display()))?;
+    let serde_yaml_ng::Value::Mapping(map) = doc else {
+        anyhow::bail!("{}: expected a mapping of settings", path.display());
+    };
+    let known = setting_names();
+    let mut args = Vec::new();
+    for (k, v) in map {
+        let Some(key) = k.as_str() else {
+            anyhow::bail!("{}: keys must be strings", path.display());
+        };
+        if !known.iter().any(|n| n == key) {
+            anyhow::bail!(
+                "{}: unknown setting {key:?} (docs/configuration.md lists every setting)",
+                path.display()
+            );
+        }
+        args.push(format!("--{key}={}", scalar(key, &v)?));
+    }
+    Ok((args, raw))
+}
+
+/// Why the configuration was not read: the parser's own answer (a bad flag, or a
+/// request for help or the version, which it prints itself), or a bad setting.
+#[derive(Debug)]
+pub enum ConfigError {
+    Cli(clap::Error),
+    Invalid(anyhow::Error),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Cli(e) => write!(f, "{e}"),
+            ConfigError::Invalid(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<anyhow::Error> for ConfigError {
+    fn from(e: anyhow::Error) -> ConfigError {
+        ConfigError::Invalid(e)
+    }
 }
 
 impl Config {
-    pub fn resolve(flags: &Flags) -> anyhow::Result<Config> {
-        let (file, raw_yaml) = match &flags.config_file {
-            Some(p) => {
-                let raw = std::fs::read_to_string(p)
-                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?;
-                let f: FileConfig = if raw.trim().is_empty() {
-                    FileConfig::default()
-                } else {
-                    serde_yaml_ng::from_str(&raw)
-                        .map_err(|e| anyhow::anyhow!("parsing {}: {e}", p.display()))?
-                };
-                (f, raw)
-            }
-            None => (FileConfig::default(), String::new()),
+    /// Parses the command line (with the file it names), then checks the settings.
+    pub fn from_args<I, T>(args: I) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        // First pass: only to find the file.
+        let first = Cli::try_parse_from(&args).map_err(ConfigError::Cli)?;
+        let (extra, raw_yaml) = match &first.config_file {
+            Some(p) => file_args(p)?,
+            None => (Vec::new(), String::new()),
         };
-        macro_rules! pick {
-            ($f:ident, $d:expr) => {
-                flags.$f.clone().or(file.$f.clone()).unwrap_or_else(|| $d)
-            };
-        }
+        let mut all: Vec<std::ffi::OsString> = Vec::with_capacity(args.len() + extra.len());
+        all.extend(args.first().cloned());
+        all.extend(extra.into_iter().map(Into::into));
+        all.extend(args.iter().skip(1).cloned());
+        let matches = Cli::command()
+            .try_get_matches_from(all)
+            .map_err(ConfigError::Cli)?;
+        let cli = Cli::from_arg_matches(&matches).map_err(ConfigError::Cli)?;
         let cfg = Config {
-            listen_address: pick!(listen_address, "127.0.0.1:9009".to_string()),
-            storage_path: pick!(storage_path, PathBuf::from("./data")),
-            target: pick!(target, "all".to_string()),
-            enable_admin_api: pick!(enable_admin_api, false),
-            log_level: pick!(log_level, "info".to_string()),
-            log_format: pick!(log_format, "logfmt".to_string()),
-            multitenancy: pick!(multitenancy, false),
-            ooo_window_ms: duration(
-                "storage.tsdb.out-of-order-time-window",
-                &pick!(ooo_window, "0s".to_string()),
-            )?,
-            block_duration_ms: duration(
-                "storage.tsdb.block-duration",
-                &pick!(block_duration, "2h".to_string()),
-            )?,
-            checkpoint_after_bytes: pick!(checkpoint_after_bytes, 256 << 20),
-            max_recv_msg_size: pick!(max_recv_msg_size, 10 << 20),
-            lookback_delta_ms: duration(
-                "query.lookback-delta",
-                &pick!(lookback_delta, "5m".to_string()),
-            )?,
-            max_samples: pick!(max_samples, 50_000_000),
-            query_timeout_ms: duration("query.timeout", &pick!(query_timeout, "2m".to_string()))?,
-            max_concurrency: pick!(max_concurrency, 20),
-            delayed_name_removal: pick!(delayed_name_removal, false),
-            bucket: hearth_storage::BucketConfig::default(),
-            ship_interval_ms: duration(
-                "blocks-storage.tsdb.ship-interval",
-                &pick!(ship_interval, "1m".to_string()),
-            )?,
-            sync_interval_ms: duration(
-                "blocks-storage.bucket-store.sync-interval",
-                &pick!(sync_interval, "1m".to_string()),
-            )?,
-            page_cache_bytes: pick!(page_cache, 512 << 20),
-            labels_cache_bytes: pick!(labels_cache, 1 << 30),
-            sample_encoding: match pick!(sample_encoding, "xor".to_string()).as_str() {
-                "xor" => hearth_storage::block::cell::SampleEncoding::Xor,
-                "decimal-delta" => hearth_storage::block::cell::SampleEncoding::DecimalDelta,
-                other => anyhow::bail!(
-                    "blocks-storage.block-sample-encoding must be xor or decimal-delta, not {other:?}"
-                ),
-            },
-            index_max_stale_ms: duration(
-                "blocks-storage.bucket-store.bucket-index.max-stale-period",
-                &pick!(index_max_stale, "1h".to_string()),
-            )?,
-            grpc_listen_address: pick!(grpc_listen_address, "127.0.0.1:9095".to_string()),
-            gateway_members: parse_members(&pick!(gateway_members, String::new()))?,
-            gateway_instance: pick!(gateway_instance, String::new()),
-            gateway_rf: pick!(gateway_rf, 1),
-            compactor_ranges_ms: pick!(compactor_ranges, "2h,12h,24h".to_string())
-                .split(',')
-                .map(|r| duration("compactor.block-ranges", r.trim()))
-                .collect::<anyhow::Result<_>>()?,
-            compactor_interval_ms: duration(
-                "compactor.compaction-interval",
-                &pick!(compactor_interval, "1h".to_string()),
-            )?,
-            compactor_deletion_delay_ms: duration(
-                "compactor.deletion-delay",
-                &pick!(compactor_deletion_delay, "12h".to_string()),
-            )?,
-            retention_ms: duration(
-                "compactor.blocks-retention-period",
-                &pick!(retention, "0s".to_string()),
-            )?,
-            downsampling: pick!(downsampling, true),
-            tenant_retention_ms: file
-                .tenant_retention
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(t, d)| Ok((t, duration("compactor.tenant-retention-periods", &d)?)))
-                .collect::<anyhow::Result<_>>()?,
+            settings: cli.settings,
+            command: cli.command,
+            config_file: cli.config_file,
             raw_yaml,
         };
-        let mut cfg = cfg;
-        if cfg
-            .compactor_ranges_ms
-            .windows(2)
-            .any(|w| w[1] <= w[0] || w[1] % w[0] != 0)
-            || cfg.compactor_ranges_ms.first() != Some(&cfg.block_duration_ms)
+        Ok(cfg.check()?)
+    }
+
+    fn check(mut self) -> anyhow::Result<Config> {
+        let s = &mut self.settings;
+        let ranges = &s.compactor_ranges.0;
+        if ranges.windows(2).any(|w| w[1] <= w[0] || w[1] % w[0] != 0)
+            || ranges.first() != Some(&s.block_duration.ms())
         {
             anyhow::bail!(
                 "compactor.block-ranges must start at storage.tsdb.block-duration and grow by whole multiples"
             );
         }
-        if cfg.compactor_interval_ms <= 0 {
-            anyhow::bail!("compactor.compaction-interval must be positive");
-        }
-        let b = &mut cfg.bucket;
-        b.backend = pick!(backend, "filesystem".to_string())
-            .parse()
-            .map_err(|e: String| anyhow::anyhow!(e))?;
-        b.filesystem.dir = pick!(fs_dir, cfg.storage_path.join("bucket"));
-        b.s3.endpoint = pick!(s3_endpoint, String::new());
-        b.s3.bucket_name = pick!(s3_bucket, String::new());
-        b.s3.region = pick!(s3_region, String::new());
-        b.s3.access_key_id = pick!(s3_access_key_id, String::new());
-        b.s3.secret_access_key = pick!(s3_secret_access_key, String::new());
-        b.s3.insecure = pick!(s3_insecure, false);
-        b.gcs.bucket_name = pick!(gcs_bucket, String::new());
-        b.gcs.service_account_path = pick!(gcs_service_account, String::new());
-        b.azure.account_name = pick!(azure_account, String::new());
-        b.azure.account_key = pick!(azure_key, String::new());
-        b.azure.container_name = pick!(azure_container, String::new());
-        b.azure.endpoint = pick!(azure_endpoint, String::new());
-        if cfg.ship_interval_ms <= 0 || cfg.sync_interval_ms <= 0 {
-            anyhow::bail!("blocks-storage intervals must be positive");
-        }
-        if cfg.block_duration_ms <= 0 {
-            anyhow::bail!("storage.tsdb.block-duration must be positive");
-        }
-        if !["all", "store-gateway", "compactor"].contains(&cfg.target.as_str()) {
-            anyhow::bail!(
-                "target {:?} is not available yet: this build runs all (every role in one process), \
-                 store-gateway or compactor; the separate distributor, ingester and querier roles \
-                 arrive with the cluster",
-                cfg.target
-            );
-        }
-        if cfg.gateway_rf == 0 {
-            anyhow::bail!("store-gateway.sharding-ring.replication-factor must be at least 1");
-        }
-        if cfg.gateway_instance.is_empty() {
-            if let Some((id, _)) = cfg.gateway_members.first() {
-                cfg.gateway_instance = id.clone();
+        for (name, d) in [
+            ("compactor.compaction-interval", s.compactor_interval),
+            ("blocks-storage.tsdb.ship-interval", s.ship_interval),
+            ("blocks-storage.bucket-store.sync-interval", s.sync_interval),
+            ("storage.tsdb.block-duration", s.block_duration),
+            ("runtime-config.reload-period", s.runtime_config_reload),
+        ] {
+            if d.ms() <= 0 {
+                anyhow::bail!("{name} must be positive");
             }
         }
-        if cfg.target == "store-gateway"
-            && !cfg.gateway_members.is_empty()
-            && !cfg
-                .gateway_members
-                .iter()
-                .any(|(id, _)| *id == cfg.gateway_instance)
+        if !["all", "store-gateway", "compactor"].contains(&s.target.as_str()) {
+            anyhow::bail!(
+                "target {:?} is not available yet: this build runs all (every role in one process), \
+                 store-gateway or compactor",
+                s.target
+            );
+        }
+        if s.gateway_rf == 0 {
+            anyhow::bail!("store-gateway.sharding-ring.replication-factor must be at least 1");
+        }
+        if s.gateway_instance.is_empty() {
+            if let Some((id, _)) = s.gateway_members.0.first() {
+                s.gateway_instance = id.clone();
+            }
+        }
+        if s.target == "store-gateway"
+            && !s.gateway_members.is_empty()
+            && !s.gateway_members.contains(&s.gateway_instance)
         {
             anyhow::bail!(
                 "store-gateway.sharding-ring.instance-id {:?} is not one of store-gateway.sharding-ring.members",
-                cfg.gateway_instance
+                s.gateway_instance
             );
         }
-        match cfg.log_format.as_str() {
-            "logfmt" | "json" => {}
-            other => anyhow::bail!("log.format must be logfmt or json, not {other:?}"),
+        if !s.ingestion_rate.is_finite() || s.ingestion_rate < 0.0 {
+            anyhow::bail!("distributor.ingestion-rate-limit must be a number >= 0");
         }
-        Ok(cfg)
+        Ok(self)
     }
 
-    /// Every setting by its flag name, for /api/v1/status/flags.
+    /// The bucket, from the blocks-storage settings.
+    pub fn bucket(&self) -> hearth_storage::BucketConfig {
+        let s = &self.settings;
+        hearth_storage::BucketConfig {
+            backend: s.backend.parse().expect("checked by the flag parser"),
+            filesystem: hearth_storage::bucket::FilesystemConfig {
+                dir: self.bucket_dir(),
+            },
+            s3: hearth_storage::bucket::S3Config {
+                endpoint: s.s3_endpoint.clone(),
+                bucket_name: s.s3_bucket.clone(),
+                region: s.s3_region.clone(),
+                access_key_id: s.s3_access_key_id.clone(),
+                secret_access_key: s.s3_secret_access_key.0.clone(),
+                insecure: s.s3_insecure,
+            },
+            gcs: hearth_storage::bucket::GcsConfig {
+                bucket_name: s.gcs_bucket.clone(),
+                service_account_path: s.gcs_service_account.clone(),
+            },
+            azure: hearth_storage::bucket::AzureConfig {
+                account_name: s.azure_account.clone(),
+                account_key: s.azure_key.0.clone(),
+                container_name: s.azure_container.clone(),
+                endpoint: s.azure_endpoint.clone(),
+            },
+        }
+    }
+
+    /// The filesystem bucket's directory: the flag, else `<storage.path>/bucket`.
+    pub fn bucket_dir(&self) -> PathBuf {
+        if self.fs_dir.is_empty() {
+            self.storage_path.join("bucket")
+        } else {
+            PathBuf::from(&self.fs_dir)
+        }
+    }
+
+    pub fn sample_encoding(&self) -> hearth_storage::block::cell::SampleEncoding {
+        match self.settings.sample_encoding.as_str() {
+            "decimal-delta" => hearth_storage::block::cell::SampleEncoding::DecimalDelta,
+            _ => hearth_storage::block::cell::SampleEncoding::Xor,
+        }
+    }
+
+    /// Every tenant's limits unless the runtime configuration overrides them.
+    pub fn default_limits(&self) -> hearth_core::TenantLimits {
+        let s = &self.settings;
+        hearth_core::TenantLimits {
+            ingestion_rate: s.ingestion_rate,
+            ingestion_burst_size: s.ingestion_burst_size,
+            max_global_series_per_user: s.max_series_per_user,
+            max_global_series_per_metric: s.max_series_per_metric,
+            max_label_names_per_series: s.max_label_names_per_series,
+            max_label_name_length: s.max_label_name_length,
+            max_label_value_length: s.max_label_value_length,
+            creation_grace_period_ms: s.creation_grace_period.ms(),
+            compactor_blocks_retention_period_ms: s.retention.ms(),
+        }
+    }
+
+    /// Every setting by its flag name, for /api/v1/status/flags (secrets hidden).
     pub fn flag_map(&self) -> BTreeMap<String, String> {
-        let mut m = BTreeMap::new();
-        let ms = |v: i64| format!("{}s", v as f64 / 1000.0);
-        m.insert("web.listen-address".into(), self.listen_address.clone());
-        m.insert(
-            "storage.path".into(),
-            self.storage_path.display().to_string(),
-        );
-        m.insert("target".into(), self.target.clone());
-        m.insert(
-            "web.enable-admin-api".into(),
-            self.enable_admin_api.to_string(),
-        );
-        m.insert("log.level".into(), self.log_level.clone());
-        m.insert("log.format".into(), self.log_format.clone());
-        m.insert(
-            "auth.multitenancy-enabled".into(),
-            self.multitenancy.to_string(),
-        );
-        m.insert(
-            "storage.tsdb.out-of-order-time-window".into(),
-            ms(self.ooo_window_ms),
-        );
-        m.insert(
-            "storage.tsdb.block-duration".into(),
-            ms(self.block_duration_ms),
-        );
-        m.insert(
-            "storage.tsdb.checkpoint-after-bytes".into(),
-            self.checkpoint_after_bytes.to_string(),
-        );
-        m.insert(
-            "distributor.max-recv-msg-size".into(),
-            self.max_recv_msg_size.to_string(),
-        );
-        m.insert("query.lookback-delta".into(), ms(self.lookback_delta_ms));
-        m.insert("query.max-samples".into(), self.max_samples.to_string());
-        m.insert("query.timeout".into(), ms(self.query_timeout_ms));
-        m.insert(
-            "query.max-concurrency".into(),
-            self.max_concurrency.to_string(),
-        );
-        m.insert(
-            "query.delayed-name-removal".into(),
-            self.delayed_name_removal.to_string(),
-        );
-        let b = &self.bucket;
-        let backend = match b.backend {
-            hearth_storage::Backend::Filesystem => "filesystem",
-            hearth_storage::Backend::S3 => "s3",
-            hearth_storage::Backend::Gcs => "gcs",
-            hearth_storage::Backend::Azure => "azure",
-            hearth_storage::Backend::Memory => "memory",
-        };
-        m.insert("blocks-storage.backend".into(), backend.into());
+        let v = serde_json::to_value(&self.settings).expect("settings serialize");
+        let mut m: BTreeMap<String, String> = v
+            .as_object()
+            .expect("settings are an object")
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect();
         m.insert(
             "blocks-storage.filesystem.dir".into(),
-            b.filesystem.dir.display().to_string(),
-        );
-        m.insert("blocks-storage.s3.endpoint".into(), b.s3.endpoint.clone());
-        m.insert(
-            "blocks-storage.s3.bucket-name".into(),
-            b.s3.bucket_name.clone(),
-        );
-        m.insert("blocks-storage.s3.region".into(), b.s3.region.clone());
-        m.insert(
-            "blocks-storage.s3.access-key-id".into(),
-            b.s3.access_key_id.clone(),
-        );
-        // Secrets are never shown, as Prometheus hides them.
-        let secret = |v: &str| {
-            if v.is_empty() {
-                String::new()
-            } else {
-                "<secret>".into()
-            }
-        };
-        m.insert(
-            "blocks-storage.s3.secret-access-key".into(),
-            secret(&b.s3.secret_access_key),
+            self.bucket_dir().display().to_string(),
         );
         m.insert(
-            "blocks-storage.s3.insecure".into(),
-            b.s3.insecure.to_string(),
-        );
-        m.insert(
-            "blocks-storage.gcs.bucket-name".into(),
-            b.gcs.bucket_name.clone(),
-        );
-        m.insert(
-            "blocks-storage.gcs.service-account-path".into(),
-            b.gcs.service_account_path.clone(),
-        );
-        m.insert(
-            "blocks-storage.azure.account-name".into(),
-            b.azure.account_name.clone(),
-        );
-        m.insert(
-            "blocks-storage.azure.account-key".into(),
-            secret(&b.azure.account_key),
-        );
-        m.insert(
-            "blocks-storage.azure.container-name".into(),
-            b.azure.container_name.clone(),
-        );
-        m.insert(
-            "blocks-storage.azure.endpoint".into(),
-            b.azure.endpoint.clone(),
-        );
-        m.insert(
-            "blocks-storage.tsdb.ship-interval".into(),
-            ms(self.ship_interval_ms),
-        );
-        m.insert(
-            "blocks-storage.bucket-store.sync-interval".into(),
-            ms(self.sync_interval_ms),
-        );
-        m.insert(
-            "blocks-storage.bucket-store.chunk-pages-cache-size".into(),
-            self.page_cache_bytes.to_string(),
-        );
-        m.insert(
-            "blocks-storage.bucket-store.labels-cache-size".into(),
-            self.labels_cache_bytes.to_string(),
-        );
-        m.insert(
-            "blocks-storage.block-sample-encoding".into(),
-            match self.sample_encoding {
-                hearth_storage::block::cell::SampleEncoding::Xor => "xor",
-                hearth_storage::block::cell::SampleEncoding::DecimalDelta => "decimal-delta",
-            }
-            .into(),
-        );
-        m.insert(
-            "blocks-storage.bucket-store.bucket-index.max-stale-period".into(),
-            ms(self.index_max_stale_ms),
-        );
-        m.insert(
-            "server.grpc-listen-address".into(),
-            self.grpc_listen_address.clone(),
-        );
-        m.insert(
-            "store-gateway.sharding-ring.members".into(),
-            self.gateway_members
-                .iter()
-                .map(|(id, a)| format!("{id}={a}"))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        m.insert(
-            "store-gateway.sharding-ring.instance-id".into(),
-            self.gateway_instance.clone(),
-        );
-        m.insert(
-            "store-gateway.sharding-ring.replication-factor".into(),
-            self.gateway_rf.to_string(),
-        );
-        m.insert(
-            "compactor.block-ranges".into(),
-            self.compactor_ranges_ms
-                .iter()
-                .map(|r| ms(*r))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        m.insert(
-            "compactor.compaction-interval".into(),
-            ms(self.compactor_interval_ms),
-        );
-        m.insert(
-            "compactor.deletion-delay".into(),
-            ms(self.compactor_deletion_delay_ms),
-        );
-        m.insert(
-            "compactor.blocks-retention-period".into(),
-            ms(self.retention_ms),
-        );
-        m.insert(
-            "compactor.downsampling-enabled".into(),
-            self.downsampling.to_string(),
+            "config.file".into(),
+            self.config_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
         );
         m
+    }
+
+    /// The runtime configuration file, if one is set.
+    pub fn runtime_config_path(&self) -> Option<PathBuf> {
+        (!self.runtime_config_file.is_empty()).then(|| PathBuf::from(&self.runtime_config_file))
     }
 }
 
@@ -882,65 +978,67 @@ impl Config {
 mod tests {
     use super::*;
 
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        Config::from_args(std::iter::once("hearth").chain(args.iter().copied()))
+    }
+
     #[test]
     fn flags_override_file_override_defaults() {
-        let dir = std::env::temp_dir().join(format!("hearth-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("h.yaml");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.yaml");
+        let file = path.to_str().unwrap();
         std::fs::write(
             &path,
             "web.listen-address: 127.0.0.1:1234\nstorage.path: /tmp/x\nquery.lookback-delta: 1m\n",
         )
         .unwrap();
-        let flags = Flags::parse_from([
-            "hearth",
-            "--config.file",
-            path.to_str().unwrap(),
-            "--storage.path",
-            "/tmp/y",
-        ]);
-        let c = Config::resolve(&flags).unwrap();
+        let c = parse(&["--config.file", file, "--storage.path", "/tmp/y"]).unwrap();
         assert_eq!(c.listen_address, "127.0.0.1:1234");
         assert_eq!(c.storage_path, PathBuf::from("/tmp/y"));
-        assert_eq!(c.lookback_delta_ms, 60_000);
+        assert_eq!(c.lookback_delta.ms(), 60_000);
         assert_eq!(c.max_recv_msg_size, 10 << 20);
         std::fs::write(&path, "nonsense-key: 1\n").unwrap();
-        assert!(Config::resolve(&flags).is_err());
-        let bad = Flags::parse_from(["hearth", "--target", "ingester"]);
-        assert!(Config::resolve(&bad).is_err());
+        let e = parse(&["--config.file", file]).unwrap_err().to_string();
+        assert!(e.contains("unknown setting \"nonsense-key\""), "{e}");
+        assert!(parse(&["--target", "ingester"]).is_err());
         // Blocks storage: Mimir's names, on the command line and in the file.
         std::fs::write(
             &path,
             "blocks-storage.backend: s3\nblocks-storage.s3.bucket-name: b\nblocks-storage.s3.insecure: true\n",
         )
         .unwrap();
-        let flags = Flags::parse_from([
-            "hearth",
+        let c = parse(&[
             "--config.file",
-            path.to_str().unwrap(),
+            file,
             "--blocks-storage.s3.endpoint=127.0.0.1:9000",
-        ]);
-        let c = Config::resolve(&flags).unwrap();
-        assert_eq!(c.bucket.backend, hearth_storage::Backend::S3);
-        assert_eq!(c.bucket.s3.bucket_name, "b");
-        assert_eq!(c.bucket.s3.endpoint, "127.0.0.1:9000");
-        assert!(c.bucket.s3.insecure);
-        let c = Config::resolve(&Flags::parse_from(["hearth"])).unwrap();
-        assert_eq!(c.bucket.backend, hearth_storage::Backend::Filesystem);
-        assert_eq!(c.bucket.filesystem.dir, PathBuf::from("./data/bucket"));
-        let bad = Flags::parse_from(["hearth", "--blocks-storage.backend=tape"]);
-        assert!(Config::resolve(&bad).is_err());
+        ])
+        .unwrap();
+        let b = c.bucket();
+        assert_eq!(b.backend, hearth_storage::Backend::S3);
+        assert_eq!(b.s3.bucket_name, "b");
+        assert_eq!(b.s3.endpoint, "127.0.0.1:9000");
+        assert!(b.s3.insecure);
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.bucket().backend, hearth_storage::Backend::Filesystem);
+        assert_eq!(c.bucket().filesystem.dir, PathBuf::from("./data/bucket"));
+        assert!(parse(&["--blocks-storage.backend=tape"]).is_err());
+        // A bad value in the file is the flag's own error.
+        std::fs::write(&path, "query.timeout: soon\n").unwrap();
+        assert!(parse(&["--config.file", file]).is_err());
+        // Lists in YAML are comma-separated flags.
+        std::fs::write(&path, "compactor.block-ranges: [2h, 12h]\n").unwrap();
+        let c = parse(&["--config.file", file]).unwrap();
+        assert_eq!(c.compactor_ranges.0, vec![7_200_000, 43_200_000]);
         // The store-gateway ring.
-        let c = Config::resolve(&Flags::parse_from([
-            "hearth",
+        let c = parse(&[
             "--target=store-gateway",
             "--store-gateway.sharding-ring.members=gw-1=127.0.0.1:9095, gw-2=127.0.0.1:9096",
             "--store-gateway.sharding-ring.instance-id=gw-2",
-        ]))
+        ])
         .unwrap();
-        assert_eq!(c.gateway_members.len(), 2);
+        assert_eq!(c.gateway_members.0.len(), 2);
         assert_eq!(
-            c.gateway_members[1],
+            c.gateway_members.0[1],
             ("gw-2".into(), "127.0.0.1:9096".into())
         );
         assert_eq!(c.gateway_instance, "gw-2");
@@ -949,17 +1047,72 @@ mod tests {
             "--store-gateway.sharding-ring.members=a=x,a=y",
             "--store-gateway.sharding-ring.replication-factor=0",
         ] {
-            assert!(
-                Config::resolve(&Flags::parse_from(["hearth", bad])).is_err(),
-                "{bad}"
-            );
+            assert!(parse(&[bad]).is_err(), "{bad}");
         }
-        assert!(Config::resolve(&Flags::parse_from([
-            "hearth",
+        assert!(parse(&[
             "--target=store-gateway",
             "--store-gateway.sharding-ring.members=gw-1=h:1",
             "--store-gateway.sharding-ring.instance-id=gw-9",
-        ]))
+        ])
         .is_err());
+    }
+
+    #[test]
+    fn flags_page_hides_secrets_and_shows_every_setting() {
+        let c = parse(&[
+            "--blocks-storage.s3.secret-access-key=hush",
+            "--web.enable-admin-api",
+            "--compactor.blocks-retention-period=30d",
+        ])
+        .unwrap();
+        let m = c.flag_map();
+        assert_eq!(m["blocks-storage.s3.secret-access-key"], "<secret>");
+        assert_eq!(m["blocks-storage.azure.account-key"], "");
+        assert_eq!(m["web.enable-admin-api"], "true");
+        assert_eq!(m["compactor.blocks-retention-period"], "30d");
+        assert_eq!(m["storage.tsdb.block-duration"], "2h");
+        for name in setting_names() {
+            assert!(m.contains_key(&name), "{name} missing from the flags page");
+        }
+    }
+
+    /// docs/configuration.md lists every setting with its default, and nothing else.
+    #[test]
+    fn configuration_doc_matches_the_settings() {
+        let doc = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md"),
+        )
+        .unwrap();
+        let mut documented: BTreeMap<String, String> = BTreeMap::new();
+        for line in doc.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if cells.len() < 4 || !cells[1].starts_with('`') {
+                continue;
+            }
+            let name = cells[1].split('`').nth(1).unwrap().to_string();
+            documented.insert(name, cells[2].trim_matches('`').to_string());
+        }
+        let cmd = Cli::command();
+        for a in cmd.get_arguments() {
+            let Some(name) = a.get_long() else { continue };
+            if ["help", "version"].contains(&name) {
+                continue;
+            }
+            let default = a
+                .get_default_values()
+                .first()
+                .map(|v| v.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let got = documented
+                .remove(name)
+                .unwrap_or_else(|| panic!("{name} is not in docs/configuration.md"));
+            if !default.is_empty() {
+                assert_eq!(got, default, "default of {name} in docs/configuration.md");
+            }
+        }
+        assert!(
+            documented.is_empty(),
+            "docs/configuration.md lists settings that do not exist: {documented:?}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 
 mod config;
 mod metrics;
+mod runtime_config;
 mod status;
 
 use std::net::SocketAddr;
@@ -16,14 +17,13 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use clap::Parser;
 use hearth_distributor::{push_handler, DistributorConfig, DistributorState};
 use hearth_promql::{Engine, EngineOptions};
 use hearth_querier::{ApiConfig, MergeQueryable, QuerierState, Source};
 use hearth_tsdb::{Db, DbOptions, HeadOptions, HeadQueryable};
 use tracing::{info, warn};
 
-use crate::config::{Command, Config, Flags, ImportSource};
+use crate::config::{Command, Config, ImportSource};
 use crate::metrics::SelfMetrics;
 
 /// What a role runs, for the operational endpoints (/metrics, /-/ready, flush).
@@ -60,35 +60,93 @@ fn init_tracing(cfg: &Config) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let flags = Flags::parse();
-    let cfg = match Config::resolve(&flags) {
+    let cfg = match Config::from_args(std::env::args_os()) {
         Ok(c) => c,
+        // Help and version requests, and bad flags, as the parser answers them.
+        Err(config::ConfigError::Cli(e)) => e.exit(),
         Err(e) => {
             eprintln!("hearth: {e}");
             std::process::exit(2);
         }
     };
     init_tracing(&cfg)?;
-    tokio::runtime::Builder::new_multi_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("hearth")
         // Query parsing and evaluation recurse on the expression tree (bounded by
         // hearth_promql::syntax::MAX_NESTING); 16 MiB of (lazily committed) stack per
         // thread covers the deepest accepted query in debug builds too.
         .thread_stack_size(16 << 20)
-        .build()?
-        .block_on(async move {
-            match flags.command {
-                Some(Command::Import {
-                    source: ImportSource::PrometheusTsdb { dir, tenant },
-                }) => import_prometheus(&cfg, &dir, &tenant).await,
-                None => match cfg.target.as_str() {
-                    "store-gateway" => run_store_gateway(cfg).await,
-                    "compactor" => run_compactor(cfg).await,
-                    _ => run(cfg).await,
-                },
+        .build()?;
+    let result = rt.block_on(async move {
+        match cfg.command.clone() {
+            Some(Command::Import {
+                source: ImportSource::PrometheusTsdb { dir, tenant },
+            }) => import_prometheus(&cfg, &dir, &tenant).await,
+            None => match cfg.target.as_str() {
+                "store-gateway" => run_store_gateway(cfg).await,
+                "compactor" => run_compactor(cfg).await,
+                _ => run(cfg).await,
+            },
+        }
+    });
+    // Background work (a block upload, a compaction, a query's evaluation) is dropped
+    // at its next await; work that does not yield gets a few seconds, so SIGTERM stops
+    // the process within 10 s whatever it was doing. Nothing acknowledged depends on
+    // it: writes are in the log before they are acknowledged.
+    rt.shutdown_timeout(SHUTDOWN_BACKGROUND);
+    result
+}
+
+/// How long in-flight HTTP requests may finish after SIGTERM.
+const SHUTDOWN_REQUESTS: Duration = Duration::from_secs(5);
+/// How long background work that does not yield may go on after that.
+const SHUTDOWN_BACKGROUND: Duration = Duration::from_secs(3);
+
+/// Serves `router` until SIGTERM or Ctrl-C, then lets in-flight requests finish for a
+/// bounded time; `stopping` logs what the role is doing as it stops.
+async fn serve_until_signal(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    stopping: impl FnOnce(),
+) -> anyhow::Result<()> {
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let _ = stop_rx.changed().await;
+    });
+    let server = std::future::IntoFuture::into_future(server);
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r?,
+        _ = shutdown_signal() => {
+            stopping();
+            let _ = stop_tx.send(true);
+            match tokio::time::timeout(SHUTDOWN_REQUESTS, &mut server).await {
+                Ok(r) => r?,
+                Err(_) => warn!(waited_s = SHUTDOWN_REQUESTS.as_secs(), "requests still running; stopping without them"),
             }
-        })
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// What an ingester says as it stops: nothing needs flushing (every acknowledged
+/// write is in the fsynced log), and what shipping was doing.
+fn log_ingester_stopping(app: &App) {
+    if let Some(db) = &app.db {
+        info!(
+            series = db.head().num_series(),
+            log_bytes = db.wal_disk_bytes(),
+            "shutting down: the head is durable in the write-ahead log and is restored from it at the next start; nothing to flush"
+        );
+    }
+    match app.shipper.as_ref().and_then(|s| s.activity()) {
+        Some(a) => {
+            info!(shipping = %a, "shutting down: stopping the shipping in progress; the data stays sealed in the head and is shipped again after the restart")
+        }
+        None => info!("shutting down: no shipping in progress"),
+    }
 }
 
 /// `hearth import prometheus-tsdb <dir>`: every block of a Prometheus data directory
@@ -111,8 +169,8 @@ async fn import_prometheus(
             dir.display()
         );
     }
-    let store = hearth_storage::BucketStore::new(hearth_storage::open_bucket(&cfg.bucket)?)
-        .with_sample_encoding(cfg.sample_encoding);
+    let store = hearth_storage::BucketStore::new(hearth_storage::open_bucket(&cfg.bucket())?)
+        .with_sample_encoding(cfg.sample_encoding());
     store.sync().await?;
     println!(
         "importing {} Prometheus blocks from {} as tenant {tenant}",
@@ -161,23 +219,29 @@ async fn import_prometheus(
 async fn run(cfg: Config) -> anyhow::Result<()> {
     let started = Instant::now();
     info!(version = env!("CARGO_PKG_VERSION"), target = %cfg.target, storage = %cfg.storage_path.display(), "starting hearth");
+    let runtime = runtime_config(&cfg)?;
+    let overrides = runtime.overrides.clone();
     let mut db_opts = DbOptions::new(&cfg.storage_path);
     db_opts.head = HeadOptions {
-        block_range_ms: cfg.block_duration_ms,
-        out_of_order_window_ms: cfg.ooo_window_ms,
+        block_range_ms: cfg.block_duration.ms(),
+        out_of_order_window_ms: cfg.ooo_window.ms(),
     };
     db_opts.checkpoint_after_bytes = cfg.checkpoint_after_bytes;
+    db_opts.series_limits = hearth_tsdb::SeriesLimits {
+        overrides: overrides.clone(),
+        ingesters: 1,
+    };
     let db = tokio::task::spawn_blocking(move || Db::open(db_opts)).await??;
     let db = Arc::new(db);
     // The ingester's read seam: its head, behind the same trait a gRPC client will have.
     let head: Arc<dyn hearth_core::Queryable> = Arc::new(HeadQueryable(db.head().clone()));
 
     // History: the blocks in the bucket, found by listing it.
-    let bucket = hearth_storage::open_bucket(&cfg.bucket)?;
+    let bucket = hearth_storage::open_bucket(&cfg.bucket())?;
     let blocks = Arc::new(
         hearth_storage::BucketStore::with_page_cache(bucket, cfg.page_cache_bytes)
             .with_labels_cache(cfg.labels_cache_bytes)
-            .with_sample_encoding(cfg.sample_encoding),
+            .with_sample_encoding(cfg.sample_encoding()),
     );
     // A bucket that is down does not keep the ingester from starting: writes go to the
     // head and log; the listing is retried every sync interval.
@@ -186,11 +250,11 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     // until the gateways' next syncs have surely found them.
     let recent = (!cfg.gateway_members.is_empty()).then(|| {
         Arc::new(hearth_ingester::RecentlyShipped::new(
-            Duration::from_millis(2 * cfg.sync_interval_ms as u64) + Duration::from_secs(30),
+            Duration::from_millis(2 * cfg.sync_interval.ms() as u64) + Duration::from_secs(30),
         ))
     });
     let mut shipper =
-        hearth_ingester::Shipper::new(db.clone(), blocks.clone(), cfg.block_duration_ms);
+        hearth_ingester::Shipper::new(db.clone(), blocks.clone(), cfg.block_duration.ms());
     if let Some(r) = &recent {
         shipper = shipper.with_recent(r.clone());
     }
@@ -198,16 +262,16 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     tokio::spawn(
         shipper
             .clone()
-            .run(Duration::from_millis(cfg.ship_interval_ms as u64)),
+            .run(Duration::from_millis(cfg.ship_interval.ms() as u64)),
     );
     let compactor = Arc::new(hearth_compactor::Compactor::new(
         blocks.clone(),
-        compactor_config(&cfg),
+        compactor_config(&cfg, overrides.clone()),
     ));
     tokio::spawn(
         compactor
             .clone()
-            .run(Duration::from_millis(cfg.compactor_interval_ms as u64)),
+            .run(Duration::from_millis(cfg.compactor_interval.ms() as u64)),
     );
     // The querier's one source: head and history, merged. History is the store
     // gateways when the ring names them, else this process' own bucket store.
@@ -244,21 +308,20 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         Arc::new(move |t| deletions.deletions(t)),
     ));
 
-    let distributor = Arc::new(DistributorState {
-        ingester: db.clone(),
-        cfg: DistributorConfig {
+    let distributor = Arc::new(DistributorState::new(
+        db.clone(),
+        DistributorConfig {
             max_decompressed_bytes: cfg.max_recv_msg_size,
             multitenancy: cfg.multitenancy,
-            ..DistributorConfig::default()
+            overrides: overrides.clone(),
         },
-        metrics: Default::default(),
-    });
+    ));
     let engine = Engine::new(
         merged.clone(),
         EngineOptions {
-            lookback_delta_ms: cfg.lookback_delta_ms,
+            lookback_delta_ms: cfg.lookback_delta.ms(),
             max_samples: cfg.max_samples,
-            timeout: Duration::from_millis(cfg.query_timeout_ms.max(1) as u64),
+            timeout: Duration::from_millis(cfg.query_timeout.ms().max(1) as u64),
             max_concurrency: cfg.max_concurrency.max(1),
             delayed_name_removal: cfg.delayed_name_removal,
             ..EngineOptions::default()
@@ -271,11 +334,11 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         }),
         engine,
         status: Arc::new(status::HeadStatus(db.clone())),
+        config_status: Arc::new(runtime.clone()),
         cfg: ApiConfig {
             multitenancy: cfg.multitenancy,
             flags: cfg.flag_map(),
             config_yaml: cfg.raw_yaml.clone(),
-            storage_retention: retention_text(&cfg),
         },
         started: SystemTime::now(),
         started_instant: Instant::now(),
@@ -308,11 +371,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
 
     let listener = bind_http(&cfg).await?;
     info!(address = %listener.local_addr()?, series = db.head().num_series(), startup_ms = started.elapsed().as_millis() as u64, "listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    info!("stopped");
-    Ok(())
+    serve_until_signal(listener, router, || log_ingester_stopping(&app)).await
 }
 
 /// Lists the bucket now and then every sync interval. With `tolerate_failure`, a first
@@ -324,7 +383,7 @@ async fn spawn_bucket_sync(
     cfg: &Config,
     tolerate_failure: bool,
 ) {
-    let every = Duration::from_millis(cfg.sync_interval_ms as u64);
+    let every = Duration::from_millis(cfg.sync_interval.ms() as u64);
     if tolerate_failure {
         match store.sync().await {
             Ok(found) => info!(blocks = found, "bucket synced"),
@@ -394,7 +453,7 @@ async fn spawn_tombstone_sync(t: Arc<hearth_storage::tombstones::Tombstones>, cf
     if let Err(e) = t.sync().await {
         warn!(error = %e, "reading deletion requests from the bucket failed; retrying");
     }
-    let every = Duration::from_millis(cfg.sync_interval_ms as u64);
+    let every = Duration::from_millis(cfg.sync_interval.ms() as u64);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
@@ -421,9 +480,9 @@ fn history_source(
             range: Arc::new(move |t| block_range.time_range(t)),
         });
     }
-    let refresh = Duration::from_millis(cfg.sync_interval_ms as u64).min(Duration::from_secs(10));
-    let mut members = Vec::with_capacity(cfg.gateway_members.len());
-    for (id, addr) in &cfg.gateway_members {
+    let refresh = Duration::from_millis(cfg.sync_interval.ms() as u64).min(Duration::from_secs(10));
+    let mut members = Vec::with_capacity(cfg.gateway_members.0.len());
+    for (id, addr) in &cfg.gateway_members.0 {
         let remote = Arc::new(
             hearth_rpc::RemoteStore::connect_lazy(addr)
                 .map_err(|e| anyhow::anyhow!("store-gateway.sharding-ring.members: {e}"))?,
@@ -439,7 +498,7 @@ fn history_source(
     let fanout = Arc::new(hearth_querier::Fanout::new(members, cfg.gateway_rf));
     let f = fanout.clone();
     info!(
-        gateways = cfg.gateway_members.len(),
+        gateways = cfg.gateway_members.0.len(),
         replication_factor = cfg.gateway_rf,
         "reading history from the store gateways"
     );
@@ -480,19 +539,15 @@ async fn ready_handler(State(app): State<Arc<App>>) -> impl IntoResponse {
 async fn run_store_gateway(cfg: Config) -> anyhow::Result<()> {
     let started = Instant::now();
     info!(version = env!("CARGO_PKG_VERSION"), target = %cfg.target, instance = %cfg.gateway_instance, "starting hearth");
-    let bucket = hearth_storage::open_bucket(&cfg.bucket)?;
+    let bucket = hearth_storage::open_bucket(&cfg.bucket())?;
     let mut store = hearth_storage::BucketStore::with_page_cache(bucket, cfg.page_cache_bytes)
         .with_labels_cache(cfg.labels_cache_bytes)
-        .with_sample_encoding(cfg.sample_encoding)
+        .with_sample_encoding(cfg.sample_encoding())
         .with_discovery(hearth_storage::Discovery::BucketIndex {
-            max_stale: Duration::from_millis(cfg.index_max_stale_ms.max(0) as u64),
+            max_stale: Duration::from_millis(cfg.index_max_stale.ms().max(0) as u64),
         });
     if !cfg.gateway_members.is_empty() {
-        let ids: Vec<String> = cfg
-            .gateway_members
-            .iter()
-            .map(|(id, _)| id.clone())
-            .collect();
+        let ids = cfg.gateway_members.ids();
         store = store.with_shard(hearth_storage::Shard {
             ring: hearth_core::Ring::new(
                 &ids,
@@ -550,22 +605,23 @@ async fn run_store_gateway(cfg: Config) -> anyhow::Result<()> {
 /// `--target=compactor`: compaction, retention, deletion and the bucket indexes.
 async fn run_compactor(cfg: Config) -> anyhow::Result<()> {
     info!(version = env!("CARGO_PKG_VERSION"), target = %cfg.target, "starting hearth");
+    let runtime = runtime_config(&cfg)?;
     let store = Arc::new(
         hearth_storage::BucketStore::with_page_cache(
-            hearth_storage::open_bucket(&cfg.bucket)?,
+            hearth_storage::open_bucket(&cfg.bucket())?,
             cfg.page_cache_bytes,
         )
         .with_labels_cache(cfg.labels_cache_bytes)
-        .with_sample_encoding(cfg.sample_encoding),
+        .with_sample_encoding(cfg.sample_encoding()),
     );
     let compactor = Arc::new(hearth_compactor::Compactor::new(
         store.clone(),
-        compactor_config(&cfg),
+        compactor_config(&cfg, runtime.overrides.clone()),
     ));
     tokio::spawn(
         compactor
             .clone()
-            .run(Duration::from_millis(cfg.compactor_interval_ms as u64)),
+            .run(Duration::from_millis(cfg.compactor_interval.ms() as u64)),
     );
     let app = Arc::new(App {
         shipper: None,
@@ -578,43 +634,32 @@ async fn run_compactor(cfg: Config) -> anyhow::Result<()> {
     });
     let listener = bind_http(&cfg).await?;
     info!(address = %listener.local_addr()?, "listening");
-    axum::serve(listener, ops_router(app))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    info!("stopped");
-    Ok(())
+    serve_until_signal(listener, ops_router(app), || {
+        info!("shutting down: a compaction in progress is abandoned; its blocks are replaced only once verified, so the next pass redoes it")
+    })
+    .await
 }
 
-/// The retention /api/v1/status/runtimeinfo reports, as Prometheus words it ("15d"),
-/// with the tenants whose retention differs.
-fn retention_text(cfg: &Config) -> String {
-    let fmt = |ms: i64| {
-        if ms <= 0 {
-            "unlimited".to_string()
-        } else {
-            hearth_core::duration::format_duration_ms(ms)
-        }
-    };
-    let mut out = fmt(cfg.retention_ms);
-    if !cfg.tenant_retention_ms.is_empty() {
-        let per: Vec<String> = cfg
-            .tenant_retention_ms
-            .iter()
-            .map(|(t, ms)| format!("{t}: {}", fmt(*ms)))
-            .collect();
-        out.push_str(&format!(" (per tenant: {})", per.join(", ")));
-    }
-    out
-}
-
-fn compactor_config(cfg: &Config) -> hearth_compactor::CompactorConfig {
+fn compactor_config(
+    cfg: &Config,
+    overrides: Arc<hearth_core::Overrides>,
+) -> hearth_compactor::CompactorConfig {
     hearth_compactor::CompactorConfig {
-        block_ranges_ms: cfg.compactor_ranges_ms.clone(),
-        deletion_delay: Duration::from_millis(cfg.compactor_deletion_delay_ms.max(0) as u64),
-        retention_ms: cfg.retention_ms,
-        tenant_retention_ms: cfg.tenant_retention_ms.clone(),
+        block_ranges_ms: cfg.compactor_ranges.0.clone(),
+        deletion_delay: cfg.compactor_deletion_delay.std(),
+        overrides,
         downsampling: cfg.downsampling,
     }
+}
+
+/// The per-tenant limits every role reads: the flags' defaults and the runtime
+/// configuration file's overrides, reloaded while running.
+fn runtime_config(cfg: &Config) -> anyhow::Result<runtime_config::RuntimeConfig> {
+    runtime_config::RuntimeConfig::start(
+        cfg.runtime_config_path(),
+        cfg.default_limits(),
+        cfg.runtime_config_reload.std(),
+    )
 }
 
 async fn bind_http(cfg: &Config) -> anyhow::Result<tokio::net::TcpListener> {

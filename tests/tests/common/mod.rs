@@ -361,3 +361,84 @@ impl Drop for TmpFs {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }
+
+/// POSTs a remote-write 1.0 body as `tenant` (`X-Scope-OrgID`); returns (status, body).
+pub async fn push_as(
+    client: &reqwest::Client,
+    url: &str,
+    tenant: &str,
+    series: Vec<pb::TimeSeries>,
+) -> (u16, String) {
+    let r = client
+        .post(url)
+        .header("Content-Type", "application/x-protobuf")
+        .header("Content-Encoding", "snappy")
+        .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+        .header("X-Scope-OrgID", tenant)
+        .body(write_request(series))
+        .send()
+        .await
+        .expect("push request");
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap_or_default())
+}
+
+/// An instant query as `tenant`; the JSON answer (asserted successful).
+pub async fn query_as(
+    client: &reqwest::Client,
+    h: &Hearth,
+    tenant: &str,
+    q: &str,
+    t_ms: i64,
+) -> serde_json::Value {
+    let url = h.url(&format!(
+        "/api/v1/query?query={}&time={}",
+        urlencode(q),
+        t_ms as f64 / 1000.0
+    ));
+    let r = client
+        .get(&url)
+        .header("X-Scope-OrgID", tenant)
+        .send()
+        .await
+        .expect("query");
+    let text = r.text().await.expect("body");
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"));
+    assert_eq!(v["status"], "success", "{q}: {v}");
+    v
+}
+
+/// The single scalar-like value of an instant query's one-series answer, if any.
+pub fn single_value(v: &serde_json::Value) -> Option<f64> {
+    v["data"]["result"]
+        .as_array()?
+        .first()?
+        .get("value")?
+        .get(1)?
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+/// One series with the given labels and (timestamp, value) samples.
+pub fn series(labels: &[(&str, &str)], samples: &[(i64, f64)]) -> pb::TimeSeries {
+    pb::TimeSeries {
+        labels: labels.iter().map(|(n, v)| label(n, v)).collect(),
+        samples: samples
+            .iter()
+            .map(|&(t, v)| pb::Sample {
+                value: v,
+                timestamp: t,
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
