@@ -482,7 +482,10 @@ impl Compactor {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
-            match self.run_once(now).await {
+            // A pass decodes, merges and encodes blocks: all of it on the background
+            // pool, off the threads that acknowledge writes and answer queries.
+            let me = self.clone();
+            match hearth_core::cpu::background(async move { me.run_once(now).await }).await {
                 Ok(r) => {
                     self.stats.runs.fetch_add(1, Ordering::Relaxed);
                     let s = &self.stats;

@@ -1,10 +1,13 @@
 //! The core model of Hearth: what a series is and how every room asks for one.
 //!
 //! This room owns labels, label matchers, samples, tenants, the staleness marker and the
-//! one data seam, the [`Queryable`] trait, plus the ingest seam [`Ingester`]. It is
-//! plain data and traits: it may not do I/O, know about storage formats, HTTP or Raft.
+//! one data seam, the [`Queryable`] trait, plus the ingest seam [`Ingester`], the
+//! per-tenant limits (`limits`) and where CPU-heavy work runs (`cpu`, bounded pools off
+//! the async workers). It is plain data, traits and those pools: it may not do I/O,
+//! know about storage formats, HTTP or Raft.
 
 pub mod batch;
+pub mod cpu;
 pub mod deletion;
 pub mod duration;
 pub mod labels;

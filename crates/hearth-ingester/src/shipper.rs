@@ -273,9 +273,11 @@ impl Shipper {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            // Several ranges may be due after a backfill: ship until none is.
+            // Several ranges may be due after a backfill: ship until none is. Reading
+            // the head and encoding blocks run on the background pool.
             loop {
-                match self.ship_due().await {
+                let me = self.clone();
+                match hearth_core::cpu::background(async move { me.ship_due().await }).await {
                     Ok(blocks) if blocks.is_empty() => break,
                     Ok(_) => continue,
                     Err(e) => {

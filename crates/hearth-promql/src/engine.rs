@@ -536,7 +536,8 @@ impl Engine {
                 Ok::<_, QueryError>((f.key, FetchResult::Decoded(all)))
             }
         });
-        let results = futures::future::join_all(futs).await;
+        // Decoding chunks into samples is CPU work: off the async workers.
+        let results = hearth_core::cpu::foreground(futures::future::join_all(futs)).await;
         for r in results {
             match r? {
                 (k, FetchResult::Decoded(v)) => {

@@ -451,36 +451,22 @@ impl BucketStore {
         input: BlockInput,
         ulid: Option<String>,
     ) -> Result<BlockMeta, BlockError> {
-        let meta = write_block_files(&self.bucket, input, &self.write_opts, ulid).await?;
+        // Encoding, compressing and reading back are the heavy part: on the background
+        // pool, never on the threads that acknowledge writes.
+        let (bucket, opts, pages) = (
+            Arc::clone(&self.bucket),
+            self.write_opts.clone(),
+            self.pages.clone(),
+        );
+        let (meta, reader) = hearth_core::cpu::background(async move {
+            let meta = write_block_files(&bucket, input, &opts, ulid).await?;
+            // The reader is opened from the meta in memory: nothing is visible yet.
+            let reader = BlockReader::open_cached(bucket, meta.clone(), pages).await?;
+            verify_block(&reader, &meta).await?;
+            Ok::<_, BlockError>((meta, reader))
+        })
+        .await?;
         let tenant = Tenant::new(&meta.hearth.tenant).map_err(BlockError::Format)?;
-        // The reader is opened from the meta in memory: nothing is visible yet.
-        let reader =
-            BlockReader::open_cached(Arc::clone(&self.bucket), meta.clone(), self.pages.clone())
-                .await?;
-        let all = reader.select(&[], meta.min_time, meta.max_time).await?;
-        let mut chunks = 0u64;
-        let mut samples = 0u64;
-        for s in &all {
-            if let hearth_core::SeriesData::Chunks(cs) = &s.data {
-                chunks += cs.len() as u64;
-                for c in cs {
-                    samples += hearth_tsdb::chunkenc::decode_all(&c.data)
-                        .map_err(|e| BlockError::Format(format!("chunk read back: {e:?}")))?
-                        .len() as u64;
-                }
-            }
-        }
-        if all.len() as u64 != meta.stats.num_series
-            || chunks != meta.stats.num_chunks
-            || samples != meta.stats.num_samples
-        {
-            return Err(BlockError::Format(format!(
-                "block {}: read back {} series, {chunks} chunks, {samples} samples; wrote {:?}",
-                meta.ulid,
-                all.len(),
-                meta.stats
-            )));
-        }
         put_meta(&self.bucket, &meta).await?;
         let stored = read_meta(&self.bucket, &tenant, &meta.ulid)
             .await?
@@ -732,19 +718,30 @@ impl Queryable for BucketStore {
         maxt: i64,
         hints: &SelectHints,
     ) -> Result<SeriesStream, StorageError> {
-        if hints.max_resolution <= 0 {
-            let blocks = self.overlapping(tenant, mint, maxt).await?;
-            return select_in(&blocks, matchers, mint, maxt).await;
-        }
-        let (raw, downsampled) = self.plan_resolution(tenant, mint, maxt, hints.max_resolution);
-        let mut sets = sets_in(&self.open_all(&raw).await?, matchers, mint, maxt).await?;
-        if !downsampled.is_empty() {
-            sets.push(
-                self.select_downsampled(&downsampled, matchers, mint, maxt, hints.func.as_deref())
+        // Reading labels files, decompressing pages and aggregating downsampled data
+        // are CPU work: off the async workers.
+        hearth_core::cpu::foreground(async {
+            if hints.max_resolution <= 0 {
+                let blocks = self.overlapping(tenant, mint, maxt).await?;
+                return select_in(&blocks, matchers, mint, maxt).await;
+            }
+            let (raw, downsampled) = self.plan_resolution(tenant, mint, maxt, hints.max_resolution);
+            let mut sets = sets_in(&self.open_all(&raw).await?, matchers, mint, maxt).await?;
+            if !downsampled.is_empty() {
+                sets.push(
+                    self.select_downsampled(
+                        &downsampled,
+                        matchers,
+                        mint,
+                        maxt,
+                        hints.func.as_deref(),
+                    )
                     .await?,
-            );
-        }
-        Ok(hearth_tsdb::merge::merged_stream(sets))
+                );
+            }
+            Ok(hearth_tsdb::merge::merged_stream(sets))
+        })
+        .await
     }
 
     async fn label_names(
@@ -754,8 +751,11 @@ impl Queryable for BucketStore {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let blocks = self.overlapping(tenant, mint, maxt).await?;
-        Ok(label_names_in(&blocks, matchers))
+        hearth_core::cpu::foreground(async {
+            let blocks = self.overlapping(tenant, mint, maxt).await?;
+            Ok(label_names_in(&blocks, matchers))
+        })
+        .await
     }
 
     async fn label_values(
@@ -766,12 +766,45 @@ impl Queryable for BucketStore {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, StorageError> {
-        let blocks = self.overlapping(tenant, mint, maxt).await?;
-        Ok(label_values_in(&blocks, name, matchers))
+        hearth_core::cpu::foreground(async {
+            let blocks = self.overlapping(tenant, mint, maxt).await?;
+            Ok(label_values_in(&blocks, name, matchers))
+        })
+        .await
     }
 }
 
 /// The series of open blocks that match, merged (samples in several blocks taken once).
+/// Reads a written block back in full and checks its series, chunk and sample counts
+/// against its meta.
+async fn verify_block(reader: &BlockReader, meta: &BlockMeta) -> Result<(), BlockError> {
+    let all = reader.select(&[], meta.min_time, meta.max_time).await?;
+    let mut chunks = 0u64;
+    let mut samples = 0u64;
+    for s in &all {
+        if let hearth_core::SeriesData::Chunks(cs) = &s.data {
+            chunks += cs.len() as u64;
+            for c in cs {
+                samples += hearth_tsdb::chunkenc::decode_all(&c.data)
+                    .map_err(|e| BlockError::Format(format!("chunk read back: {e:?}")))?
+                    .len() as u64;
+            }
+        }
+    }
+    if all.len() as u64 != meta.stats.num_series
+        || chunks != meta.stats.num_chunks
+        || samples != meta.stats.num_samples
+    {
+        return Err(BlockError::Format(format!(
+            "block {}: read back {} series, {chunks} chunks, {samples} samples; wrote {:?}",
+            meta.ulid,
+            all.len(),
+            meta.stats
+        )));
+    }
+    Ok(())
+}
+
 pub async fn select_in(
     blocks: &[Arc<BlockReader>],
     matchers: &[Matcher],

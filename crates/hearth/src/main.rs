@@ -681,7 +681,8 @@ async fn flush_handler(State(app): State<Arc<App>>) -> impl IntoResponse {
             ),
         );
     };
-    match shipper.flush().await {
+    let shipper = shipper.clone();
+    match hearth_core::cpu::background(async move { shipper.flush().await }).await {
         Ok(blocks) => {
             let list: Vec<serde_json::Value> = blocks
                 .iter()
