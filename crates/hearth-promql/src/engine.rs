@@ -489,9 +489,23 @@ impl Engine {
         planner.plan(expr, start, end, step, None)?;
         let plan = planner.out;
         let mut out = Fetched::default();
+        // What the selectors hold in memory, counted as it is fetched (decoded samples;
+        // one per series kept as chunks, the least its evaluation will count), so a
+        // query over too much data stops while it fetches, not after.
+        let held = std::sync::atomic::AtomicUsize::new(0);
+        let max_samples = self.opts.max_samples;
+        let hold = |n: usize| {
+            let total = held.fetch_add(n, std::sync::atomic::Ordering::Relaxed) + n;
+            if total > max_samples {
+                Err(QueryError::TooManySamples("query execution"))
+            } else {
+                Ok(())
+            }
+        };
         let futs = plan.into_iter().map(|f| {
             let q = self.queryable.clone();
             let tenant = tenant.clone();
+            let hold = &hold;
             async move {
                 if f.raw && f.matcher_sets.len() == 1 {
                     let mut series = Vec::new();
@@ -500,6 +514,7 @@ impl Engine {
                         .await
                         .map_err(storage_error)?;
                     while let Some(s) = stream.next().await {
+                        hold(1)?;
                         series.push(s.map_err(storage_error)?);
                     }
                     return Ok::<_, QueryError>((
@@ -520,6 +535,7 @@ impl Engine {
                     while let Some(s) = stream.next().await {
                         let s = s.map_err(storage_error)?;
                         let samples = decode(&s.data, f.mint, f.maxt, f.windows.as_ref())?;
+                        hold(samples.len())?;
                         all.push(RangeSeries {
                             labels: s.labels,
                             samples,

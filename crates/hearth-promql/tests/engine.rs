@@ -333,3 +333,82 @@ async fn range_selectors_skip_only_chunks_outside_every_window() {
     }
     assert_eq!(got, want);
 }
+
+/// A source of many series that counts how many were pulled from it.
+struct Counting {
+    series: usize,
+    pulled: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl hearth_core::Queryable for Counting {
+    async fn select(
+        &self,
+        _: &Tenant,
+        _: &[hearth_core::Matcher],
+        _: i64,
+        _: i64,
+        _: &hearth_core::SelectHints,
+    ) -> Result<hearth_core::SeriesStream, hearth_core::StorageError> {
+        let pulled = self.pulled.clone();
+        let it = (0..self.series).map(move |i| {
+            pulled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(hearth_core::Series {
+                labels: Labels::from_pairs(&[("__name__", "m"), ("i", &format!("{i:08}"))]),
+                data: hearth_core::SeriesData::Samples(
+                    (0..50).map(|k| Sample::new(k * 1_000, 1.0)).collect(),
+                ),
+            })
+        });
+        Ok(Box::pin(futures::stream::iter(it)))
+    }
+    async fn label_names(
+        &self,
+        _: &Tenant,
+        _: &[hearth_core::Matcher],
+        _: i64,
+        _: i64,
+    ) -> Result<Vec<String>, hearth_core::StorageError> {
+        Ok(vec![])
+    }
+    async fn label_values(
+        &self,
+        _: &Tenant,
+        _: &str,
+        _: &[hearth_core::Matcher],
+        _: i64,
+        _: i64,
+    ) -> Result<Vec<String>, hearth_core::StorageError> {
+        Ok(vec![])
+    }
+}
+
+/// A query stops as soon as what it fetched passes `query.max-samples`: it does not
+/// read the rest of its sources first (instant selectors count a series each, range
+/// selectors their samples).
+#[tokio::test]
+async fn max_samples_stops_the_fetch() {
+    for (q, limit) in [("count(m)", 1_000), ("sum(count_over_time(m[1m]))", 5_000)] {
+        let pulled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let e = Engine::new(
+            Arc::new(Counting {
+                series: 100_000,
+                pulled: pulled.clone(),
+            }),
+            EngineOptions {
+                max_samples: limit,
+                ..EngineOptions::default()
+            },
+        );
+        let expr = Engine::parse(q).unwrap();
+        match e.instant(&Tenant::anonymous(), &expr, 49_000).await {
+            Err(QueryError::TooManySamples(_)) => {}
+            other => panic!("{q}: want too many samples, got {other:?}"),
+        }
+        let n = pulled.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            n <= limit + 1,
+            "{q}: {n} series read for a limit of {limit}"
+        );
+    }
+}

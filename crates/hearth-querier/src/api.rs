@@ -250,6 +250,16 @@ async fn with_timeout<T>(
     }
 }
 
+/// A metadata request (/series, /labels, /label/../values) bounded by the query timeout
+/// (shortened by a `timeout` parameter), as queries are: 503 `timeout` beyond it.
+async fn meta_timeout<T>(
+    state: &QuerierState,
+    p: &Params,
+    fut: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    with_timeout(state, p, async { Ok::<_, QueryError>(fut.await) }).await?
+}
+
 async fn query(
     State(s): State<Arc<QuerierState>>,
     method: Method,
@@ -519,24 +529,38 @@ async fn series(
         end,
         limit,
     } = meta_params(&s, &p, &headers, true)?;
-    let mut all: BTreeSet<Labels> = BTreeSet::new();
-    for set in sets {
-        let hints = SelectHints {
-            start,
-            end,
-            func: Some("series".into()),
-            ..Default::default()
-        };
-        let mut st = s
-            .queryable
-            .select(&tenant, &set, start, end, &hints)
-            .await
-            .map_err(storage_error)?;
-        while let Some(x) = st.next().await {
-            let x = x.map_err(storage_error)?;
-            all.insert(x.labels);
+    let read = hearth_core::cpu::foreground(async {
+        let mut all: BTreeSet<Labels> = BTreeSet::new();
+        for set in sets {
+            let hints = SelectHints {
+                start,
+                end,
+                func: Some("series".into()),
+                ..Default::default()
+            };
+            let mut st = s
+                .queryable
+                .select(&tenant, &set, start, end, &hints)
+                .await
+                .map_err(storage_error)?;
+            let mut taken = 0usize;
+            while let Some(x) = st.next().await {
+                let x = x.map_err(storage_error)?;
+                all.insert(x.labels);
+                taken += 1;
+                // A set's series come sorted: past `limit + 1` of them, none can be
+                // among the first `limit + 1` of the answer. Stop reading.
+                if limit > 0 && taken > limit {
+                    break;
+                }
+            }
+            while limit > 0 && all.len() > limit + 1 {
+                all.pop_last();
+            }
         }
-    }
+        Ok(all)
+    });
+    let all = meta_timeout(&s, &p, read).await?;
     let data: Vec<Json> = all
         .iter()
         .map(|l| {
@@ -563,15 +587,19 @@ async fn labels(
         end,
         limit,
     } = meta_params(&s, &p, &headers, false)?;
-    let mut names: BTreeSet<String> = BTreeSet::new();
-    for set in sets {
-        let v = s
-            .queryable
-            .label_names(&tenant, &set, start, end)
-            .await
-            .map_err(storage_error)?;
-        names.extend(v);
-    }
+    let read = async {
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        for set in sets {
+            let v = s
+                .queryable
+                .label_names(&tenant, &set, start, end)
+                .await
+                .map_err(storage_error)?;
+            names.extend(v);
+        }
+        Ok(names)
+    };
+    let names = meta_timeout(&s, &p, read).await?;
     Ok(with_limit_warning(
         names.into_iter().map(Json::String).collect(),
         limit,
@@ -599,15 +627,19 @@ async fn label_values(
     } else {
         name
     };
-    let mut values: BTreeSet<String> = BTreeSet::new();
-    for set in sets {
-        let v = s
-            .queryable
-            .label_values(&tenant, &name, &set, start, end)
-            .await
-            .map_err(storage_error)?;
-        values.extend(v);
-    }
+    let read = async {
+        let mut values: BTreeSet<String> = BTreeSet::new();
+        for set in sets {
+            let v = s
+                .queryable
+                .label_values(&tenant, &name, &set, start, end)
+                .await
+                .map_err(storage_error)?;
+            values.extend(v);
+        }
+        Ok(values)
+    };
+    let values = meta_timeout(&s, &p, read).await?;
     Ok(with_limit_warning(
         values.into_iter().map(Json::String).collect(),
         limit,

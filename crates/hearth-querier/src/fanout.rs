@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::future::join_all;
-use futures::TryStreamExt;
-use hearth_core::{Matcher, Queryable, SelectHints, Series, SeriesStream, StorageError, Tenant};
+use futures::{StreamExt, TryStreamExt};
+use hearth_core::{Matcher, Queryable, SelectHints, SeriesStream, StorageError, Tenant};
 use tracing::warn;
 
 use crate::merge::TimeRange;
@@ -106,20 +106,43 @@ impl Queryable for Fanout {
         let results = join_all(members.iter().map(|m| {
             let sorted = &sorted;
             async move {
-                let r = async {
-                    m.queryable
-                        .select(tenant, matchers, mint, maxt, sorted)
-                        .await?
-                        .try_collect::<Vec<Series>>()
-                        .await
-                }
-                .await;
-                (*m, r)
+                let r = m
+                    .queryable
+                    .select(tenant, matchers, mint, maxt, sorted)
+                    .await;
+                (*m, r.map(|stream| (m.name.clone(), stream)))
             }
         }))
         .await;
-        let sets = self.settle(results)?;
-        Ok(hearth_tsdb::merge::merged_stream(sets))
+        // Failures to answer at all count against the replicas' budget; what is left of
+        // it covers members that fail while they stream.
+        let budget = self.tolerate_failures
+            - results
+                .iter()
+                .filter(|(_, r)| r.is_err())
+                .count()
+                .min(self.tolerate_failures);
+        let streams = self.settle(results)?;
+        let tolerated = self.tolerate_failures;
+        let sources = streams
+            .into_iter()
+            .map(|(name, stream)| {
+                let n = name.clone();
+                hearth_tsdb::merge::MergeSource {
+                    name: name.clone(),
+                    stream: stream
+                        .map_err(move |e| match e {
+                            StorageError::Unavailable(m) => StorageError::Unavailable(format!(
+                                "{n}: {m} (more store gateways failed than the {tolerated} tolerated)"
+                            )),
+                            StorageError::Invalid(m) => StorageError::Invalid(format!("{n}: {m}")),
+                            StorageError::Internal(m) => StorageError::Internal(format!("{n}: {m}")),
+                        })
+                        .boxed(),
+                }
+            })
+            .collect();
+        Ok(hearth_tsdb::merge::merge_tolerant(sources, budget))
     }
 
     async fn label_names(
@@ -167,7 +190,7 @@ impl Queryable for Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hearth_core::{Labels, Sample, SeriesData};
+    use hearth_core::{Labels, Sample, Series, SeriesData};
 
     /// A member holding one series, or one that is down.
     struct Fixed(Option<Vec<Sample>>);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
+
 use hearth_core::{Matcher, Queryable, SelectHints, SeriesStream, StorageError, Tenant};
 
 /// The time range a source holds now, inclusive; `(i64::MAX, i64::MIN)` when empty.
@@ -72,21 +73,21 @@ impl Queryable for MergeQueryable {
                     unsorted: false,
                     ..hints.clone()
                 };
-                let mut sets = Vec::with_capacity(several.len());
-                for s in several {
-                    let stream = s
-                        .queryable
-                        .select(tenant, matchers, mint, maxt, &sorted)
-                        .await
-                        .map_err(|e| named(s.name, e))?;
-                    sets.push(
-                        stream
-                            .try_collect::<Vec<_>>()
+                // Every source at once; their answers are merged as they stream.
+                let opened = futures::future::join_all(several.iter().map(|s| {
+                    let sorted = &sorted;
+                    async move {
+                        let name = s.name;
+                        s.queryable
+                            .select(tenant, matchers, mint, maxt, sorted)
                             .await
-                            .map_err(|e| named(s.name, e))?,
-                    );
-                }
-                Ok(hearth_tsdb::merge::merged_stream(sets))
+                            .map(|st| st.map_err(move |e| named(name, e)).boxed())
+                            .map_err(|e| named(name, e))
+                    }
+                }))
+                .await;
+                let streams = opened.into_iter().collect::<Result<Vec<_>, _>>()?;
+                Ok(hearth_tsdb::merge::merge_streams(streams))
             }
         }
     }

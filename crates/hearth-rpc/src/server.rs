@@ -73,6 +73,9 @@ fn check_range(mint: i64, maxt: i64) -> Result<(), Status> {
 
 type SelectStream = Pin<Box<dyn Stream<Item = Result<sp::SelectResponse, Status>> + Send>>;
 
+/// Series a Select answer keeps ready ahead of the network.
+const SELECT_QUEUE: usize = 16;
+
 #[tonic::async_trait]
 impl Store for StoreService {
     type SelectStream = SelectStream;
@@ -88,16 +91,33 @@ impl Store for StoreService {
         check_range(r.min_time_ms, r.max_time_ms)?;
         let mut hints = hints_from_wire(r.hints);
         hints.max_resolution = r.max_resolution_ms.max(0);
-        let stream = self
+        let mut stream = self
             .queryable
             .select(&tenant, &matchers, r.min_time_ms, r.max_time_ms, &hints)
             .await
             .map_err(status_from_storage)?;
-        let out = stream.map(|item| match item {
-            Ok(s) => Ok(series_to_wire(&s)),
-            Err(e) => Err(status_from_storage(e)),
+        // Pulling the stream decodes blocks: a producer off the async workers feeds a
+        // short queue, so at most a few series wait in memory for the network, and a
+        // client that goes away stops the reading.
+        let (tx, rx) = tokio::sync::mpsc::channel(SELECT_QUEUE);
+        tokio::spawn(async move {
+            hearth_core::cpu::foreground(async move {
+                while let Some(item) = stream.next().await {
+                    let msg = match item {
+                        Ok(s) => Ok(series_to_wire(&s)),
+                        Err(e) => Err(status_from_storage(e)),
+                    };
+                    let failed = msg.is_err();
+                    if tx.send(msg).await.is_err() || failed {
+                        return;
+                    }
+                }
+            })
+            .await
         });
-        Ok(Response::new(Box::pin(out)))
+        let answers =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn label_names(

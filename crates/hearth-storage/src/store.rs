@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use hearth_core::{
     Matcher, Queryable, Ring, SelectHints, Series, SeriesStream, StorageError, Tenant,
 };
@@ -461,7 +461,7 @@ impl BucketStore {
         let (meta, reader) = hearth_core::cpu::background(async move {
             let meta = write_block_files(&bucket, input, &opts, ulid).await?;
             // The reader is opened from the meta in memory: nothing is visible yet.
-            let reader = BlockReader::open_cached(bucket, meta.clone(), pages).await?;
+            let reader = Arc::new(BlockReader::open_cached(bucket, meta.clone(), pages).await?);
             verify_block(&reader, &meta).await?;
             Ok::<_, BlockError>((meta, reader))
         })
@@ -484,7 +484,7 @@ impl BucketStore {
         }
         self.opened.fetch_add(1, Ordering::Relaxed);
         let block = StoreBlock::new(meta.clone());
-        self.readers.insert(block.key(), Arc::new(reader)).await;
+        self.readers.insert(block.key(), reader).await;
         self.insert(block);
         Ok(meta)
     }
@@ -726,20 +726,16 @@ impl Queryable for BucketStore {
                 return select_in(&blocks, matchers, mint, maxt).await;
             }
             let (raw, downsampled) = self.plan_resolution(tenant, mint, maxt, hints.max_resolution);
-            let mut sets = sets_in(&self.open_all(&raw).await?, matchers, mint, maxt).await?;
+            let mut streams = streams_in(&self.open_all(&raw).await?, matchers, mint, maxt).await?;
             if !downsampled.is_empty() {
-                sets.push(
-                    self.select_downsampled(
-                        &downsampled,
-                        matchers,
-                        mint,
-                        maxt,
-                        hints.func.as_deref(),
-                    )
-                    .await?,
-                );
+                // Downsampled series are aggregated across their blocks first: what
+                // they hold is the coarse answer, a few points per series and window.
+                let coarse = self
+                    .select_downsampled(&downsampled, matchers, mint, maxt, hints.func.as_deref())
+                    .await?;
+                streams.push(futures::stream::iter(coarse.into_iter().map(Ok)).boxed());
             }
-            Ok(hearth_tsdb::merge::merged_stream(sets))
+            Ok(hearth_tsdb::merge::merge_streams(streams))
         })
         .await
     }
@@ -777,7 +773,7 @@ impl Queryable for BucketStore {
 /// The series of open blocks that match, merged (samples in several blocks taken once).
 /// Reads a written block back in full and checks its series, chunk and sample counts
 /// against its meta.
-async fn verify_block(reader: &BlockReader, meta: &BlockMeta) -> Result<(), BlockError> {
+async fn verify_block(reader: &Arc<BlockReader>, meta: &BlockMeta) -> Result<(), BlockError> {
     let all = reader.select(&[], meta.min_time, meta.max_time).await?;
     let mut chunks = 0u64;
     let mut samples = 0u64;
@@ -811,23 +807,27 @@ pub async fn select_in(
     mint: i64,
     maxt: i64,
 ) -> Result<SeriesStream, StorageError> {
-    Ok(hearth_tsdb::merge::merged_stream(
-        sets_in(blocks, matchers, mint, maxt).await?,
+    Ok(hearth_tsdb::merge::merge_streams(
+        streams_in(blocks, matchers, mint, maxt).await?,
     ))
 }
 
-/// Each open block's matching series, one set per block.
-async fn sets_in(
+/// Each open block's matching series as a stream (sorted by labels), one per block.
+async fn streams_in(
     blocks: &[Arc<BlockReader>],
     matchers: &[Matcher],
     mint: i64,
     maxt: i64,
-) -> Result<Vec<Vec<Series>>, StorageError> {
-    let mut sets = Vec::with_capacity(blocks.len() + 1);
+) -> Result<Vec<SeriesStream>, StorageError> {
+    let mut streams = Vec::with_capacity(blocks.len() + 1);
     for b in blocks {
-        sets.push(b.select(matchers, mint, maxt).await.map_err(unavailable)?);
+        streams.push(
+            b.select_stream(matchers, mint, maxt)
+                .await
+                .map_err(unavailable)?,
+        );
     }
-    Ok(sets)
+    Ok(streams)
 }
 
 /// Sorted label names of the series of open blocks that match.

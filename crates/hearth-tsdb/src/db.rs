@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use futures::stream;
+use futures::{stream, StreamExt};
 use hearth_core::{
     Ingester, Matcher, Overrides, PushError, PushOutcome, Queryable, SelectHints, SeriesStream,
     StorageError, Tenant, WriteBatch,
@@ -650,10 +650,19 @@ impl Queryable for HeadQueryable {
         maxt: i64,
         hints: &SelectHints,
     ) -> Result<SeriesStream, StorageError> {
-        let series = self
-            .0
-            .select_with(tenant, matchers, mint, maxt, !hints.unsorted);
-        Ok(Box::pin(stream::iter(series.into_iter().map(Ok))))
+        let Some(th) = self.0.tenant(tenant) else {
+            return Ok(Box::pin(stream::empty()));
+        };
+        // Only the matching series are listed now; each one's data is copied out when
+        // the stream reaches it, so the answer is never held whole.
+        let series = if hints.unsorted {
+            th.select_series_unsorted(matchers)
+        } else {
+            th.select_series(matchers)
+        };
+        Ok(Box::pin(stream::iter(series).filter_map(move |ms| {
+            futures::future::ready(crate::head::series_in(&ms, mint, maxt).map(Ok))
+        })))
     }
 
     async fn label_names(

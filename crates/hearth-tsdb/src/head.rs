@@ -300,6 +300,24 @@ impl SeriesState {
     }
 }
 
+/// The series with its data in [mint, maxt], if it has any there.
+pub fn series_in(s: &MemSeries, mint: i64, maxt: i64) -> Option<Series> {
+    let st = s.state.lock();
+    if st.newest() < mint || st.min_t() > maxt {
+        return None;
+    }
+    let data = st.data_in(mint, maxt);
+    drop(st);
+    let empty = match &data {
+        SeriesData::Chunks(c) => c.is_empty(),
+        SeriesData::Samples(s) => s.is_empty(),
+    };
+    (!empty).then(|| Series {
+        labels: s.labels.clone(),
+        data,
+    })
+}
+
 /// The end of the chunk range that holds `t`: chunks never span a block boundary.
 fn chunk_range_end(min_t: i64, block_range: i64) -> i64 {
     min_t.div_euclid(block_range) * block_range + block_range
@@ -1067,34 +1085,15 @@ impl Head {
         let Some(th) = self.tenant(tenant) else {
             return Vec::new();
         };
-        let mut out = Vec::new();
         let series = if sorted {
             th.select_series(matchers)
         } else {
             th.select_series_unsorted(matchers)
         };
-        for s in series {
-            let st = s.state.lock();
-            if st.max_t < mint && st.ooo.last().is_none_or(|x| x.t < mint) {
-                continue;
-            }
-            if st.min_t() > maxt {
-                continue;
-            }
-            let data = st.data_in(mint, maxt);
-            drop(st);
-            let empty = match &data {
-                SeriesData::Chunks(c) => c.is_empty(),
-                SeriesData::Samples(s) => s.is_empty(),
-            };
-            if !empty {
-                out.push(Series {
-                    labels: s.labels.clone(),
-                    data,
-                });
-            }
-        }
-        out
+        series
+            .iter()
+            .filter_map(|s| series_in(s, mint, maxt))
+            .collect()
     }
 
     /// Restores one series from a checkpoint under the id it had.

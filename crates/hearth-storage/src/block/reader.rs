@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use arrow_array::{Array, BinaryArray, StringArray};
-use futures::TryStreamExt;
-use hearth_core::{Label, Labels, Matcher, Series, SeriesData, Tenant};
+use futures::{StreamExt, TryStreamExt};
+use hearth_core::{Label, Labels, Matcher, Series, SeriesData, SeriesStream, StorageError, Tenant};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::{
@@ -179,14 +179,30 @@ impl BlockReader {
     /// The series that match, with their chunks overlapping `[mint, maxt]`, sorted by
     /// labels. Series without such chunks are left out.
     pub async fn select(
-        &self,
+        self: &Arc<Self>,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Series>, BlockError> {
+        self.select_stream(matchers, mint, maxt)
+            .await?
+            .try_collect()
+            .await
+            .map_err(|e| BlockError::Format(e.to_string()))
+    }
+
+    /// [`BlockReader::select`] as a stream: the chunks file is read and decoded a batch
+    /// of rows at a time as the stream is pulled, so a block's answer is never held
+    /// whole. Decoding happens in the puller's thread.
+    pub async fn select_stream(
+        self: &Arc<Self>,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<SeriesStream, BlockError> {
         let rows = self.matching_rows(matchers);
         if rows.is_empty() || !self.meta.overlaps(mint, maxt) {
-            return Ok(Vec::new());
+            return Ok(futures::stream::empty().boxed());
         }
         let columns: Vec<usize> = (0..self.meta.num_columns())
             .filter(|&i| {
@@ -217,42 +233,64 @@ impl BlockReader {
             })
             .collect::<Result<_, _>>()?;
         let mask = ProjectionMask::roots(builder.parquet_schema(), leaves.iter().copied());
-        let stream = builder
+        let batches = builder
             .with_projection(mask)
             .with_row_selection(selection(&rows, self.rows.len()))
             .build()?;
-        let batches: Vec<_> = stream.try_collect().await?;
-        let mut out = Vec::with_capacity(rows.len());
-        let mut next = rows.iter();
-        for batch in batches {
-            let cells: Vec<&BinaryArray> = (0..batch.num_columns())
-                .map(|c| {
-                    batch
-                        .column(c)
-                        .as_any()
-                        .downcast_ref::<BinaryArray>()
-                        .ok_or_else(|| BlockError::Format("chunks column is not binary".into()))
+        let me = Arc::clone(self);
+        let mut next_row = 0usize;
+        let series = batches
+            .map_err(|e| StorageError::Unavailable(format!("reading a block: {e}")))
+            .map_ok(move |batch| {
+                let out = me.series_of(&batch, &rows, &mut next_row, &columns, mint, maxt);
+                futures::stream::iter(match out {
+                    Ok(v) => v.into_iter().map(Ok).collect::<Vec<_>>(),
+                    Err(e) => vec![Err(StorageError::Internal(e.to_string()))],
                 })
-                .collect::<Result<_, _>>()?;
-            for r in 0..batch.num_rows() {
-                let row = *next
-                    .next()
-                    .ok_or_else(|| BlockError::Format("more chunk rows than selected".into()))?;
-                let mut chunks = Vec::new();
-                for (k, col) in cells.iter().enumerate() {
-                    let start = self.meta.column_range(columns[k]).0;
-                    for c in super::cell::decode(col.value(r), start).map_err(BlockError::Format)? {
-                        if c.min_t <= maxt && c.max_t >= mint {
-                            chunks.push(c);
-                        }
+            })
+            .try_flatten();
+        Ok(series.boxed())
+    }
+
+    /// The series of one batch of selected rows (`rows[*next..]` are the batch's rows).
+    fn series_of(
+        &self,
+        batch: &arrow_array::RecordBatch,
+        rows: &[usize],
+        next: &mut usize,
+        columns: &[usize],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Series>, BlockError> {
+        let cells: Vec<&BinaryArray> = (0..batch.num_columns())
+            .map(|c| {
+                batch
+                    .column(c)
+                    .as_any()
+                    .downcast_ref::<BinaryArray>()
+                    .ok_or_else(|| BlockError::Format("chunks column is not binary".into()))
+            })
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(batch.num_rows());
+        for r in 0..batch.num_rows() {
+            let row = *rows
+                .get(*next)
+                .ok_or_else(|| BlockError::Format("more chunk rows than selected".into()))?;
+            *next += 1;
+            let mut chunks = Vec::new();
+            for (k, col) in cells.iter().enumerate() {
+                let start = self.meta.column_range(columns[k]).0;
+                for c in super::cell::decode(col.value(r), start).map_err(BlockError::Format)? {
+                    if c.min_t <= maxt && c.max_t >= mint {
+                        chunks.push(c);
                     }
                 }
-                if !chunks.is_empty() {
-                    out.push(Series {
-                        labels: self.rows[row].clone(),
-                        data: SeriesData::Chunks(chunks),
-                    });
-                }
+            }
+            if !chunks.is_empty() {
+                out.push(Series {
+                    labels: self.rows[row].clone(),
+                    data: SeriesData::Chunks(chunks),
+                });
             }
         }
         Ok(out)
