@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use hearth_core::{ChunkEncoding, EncodedChunk, Labels, MatchOp, Matcher, SeriesData, Tenant};
+use hearth_series::chunkenc::XorAppender;
 use hearth_storage::block::{read_meta, write_block, BlockInput, BlockReader, PageCache};
-use hearth_tsdb::chunkenc::XorAppender;
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
 

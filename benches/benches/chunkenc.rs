@@ -3,7 +3,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use hearth_tsdb::chunkenc::{XorAppender, XorIterator};
+use hearth_series::chunkenc::{XorAppender, XorIterator};
 
 fn samples() -> Vec<(i64, f64)> {
     // A node_exporter-like counter scraped every 15 s with a little jitter.

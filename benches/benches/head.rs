@@ -6,7 +6,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use hearth_core::{Labels, MatchOp, Matcher, Sample, Tenant, WriteBatch};
-use hearth_tsdb::head::{Head, HeadOptions};
+use hearth_ingester::head::{Head, HeadOptions};
 
 /// 100k node_exporter-like series: 100 instances x 100 metrics x 10 cpus.
 fn all_labels() -> Vec<Labels> {

@@ -4,7 +4,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use hearth_core::{Labels, MatchOp, Matcher};
-use hearth_tsdb::postings::{intersect, MemPostings};
+use hearth_series::postings::{intersect, MemPostings};
 
 fn bench(c: &mut Criterion) {
     let a: Vec<u32> = (0..1_000_000).step_by(3).collect();

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use hearth_core::{Labels, Sample, Tenant, WriteBatch};
+use hearth_ingester::{Head, HeadOptions, HeadQueryable};
 use hearth_promql::{Engine, EngineOptions};
-use hearth_tsdb::{Head, HeadOptions, HeadQueryable};
 
 const STEP: i64 = 15_000;
 const SAMPLES: i64 = 240; // one hour

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use hearth_core::{ChunkEncoding, EncodedChunk, Label, Labels, SeriesData, Tenant};
+use hearth_series::chunkenc::XorAppender;
 use hearth_storage::block::cell::SampleEncoding;
 use hearth_storage::block::{write_block_with, BlockInput, WriteOptions};
-use hearth_tsdb::chunkenc::XorAppender;
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
 use parquet::basic::{BrotliLevel, Compression, Encoding, GzipLevel, ZstdLevel};
@@ -232,7 +232,7 @@ fn bound_and_columnar(series: &[(Labels, Vec<EncodedChunk>)], n: usize) {
     for (_, chunks) in series {
         let pts: Vec<(i64, f64)> = chunks
             .iter()
-            .flat_map(|c| hearth_tsdb::chunkenc::decode_all(&c.data).unwrap())
+            .flat_map(|c| hearth_series::chunkenc::decode_all(&c.data).unwrap())
             .collect();
         // The smallest decimal scale that makes every value of the series integral.
         let scale = (0..=6)

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(s) = hearth_rpc::convert::series_from_wire(r) {
             if let hearth_core::SeriesData::Chunks(cs) = &s.data {
                 for c in cs {
-                    let _ = hearth_tsdb::chunkenc::decode_all(&c.data);
+                    let _ = hearth_series::chunkenc::decode_all(&c.data);
                 }
             }
         }

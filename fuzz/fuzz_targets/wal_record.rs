@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = hearth_tsdb::record::decode_write(data);
+    let _ = hearth_ingester::record::decode_write(data);
 });

@@ -5,8 +5,8 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = hearth_tsdb::chunkenc::decode_all(data);
-    if let Ok(mut app) = hearth_tsdb::chunkenc::XorAppender::from_bytes(data) {
+    let _ = hearth_series::chunkenc::decode_all(data);
+    if let Ok(mut app) = hearth_series::chunkenc::XorAppender::from_bytes(data) {
         app.append(i64::MAX / 2, 1.0);
     }
 });

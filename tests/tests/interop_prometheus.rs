@@ -384,8 +384,8 @@ async fn answers_match_prometheus() {
     assert!(!chunks.is_empty(), "remote-read returned no chunks");
     let mut samples_checked = 0;
     for data in &chunks {
-        let decoded = hearth_tsdb::chunkenc::decode_all(data).expect("Prometheus chunk decodes");
-        let mut app = hearth_tsdb::chunkenc::XorAppender::new();
+        let decoded = hearth_series::chunkenc::decode_all(data).expect("Prometheus chunk decodes");
+        let mut app = hearth_series::chunkenc::XorAppender::new();
         for (t, v) in &decoded {
             app.append(*t, *v);
         }

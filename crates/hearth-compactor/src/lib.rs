@@ -174,8 +174,8 @@ impl Compactor {
             let r = self.store.open(b).await?;
             sets.push(r.select(&[], min_time, max_time - 1).await?);
         }
-        let merged = hearth_tsdb::tombstones::apply_all(
-            hearth_tsdb::merge::merge_series(sets),
+        let merged = hearth_series::tombstones::apply_all(
+            hearth_series::merge::merge_series(sets),
             &self.tombstones.deletions(tenant),
         );
         let sources: BTreeSet<String> = group
@@ -309,7 +309,7 @@ impl Compactor {
                     .await?;
                 if found
                     .iter()
-                    .any(|s| hearth_tsdb::tombstones::deletes_any(s, &relevant))
+                    .any(|s| hearth_series::tombstones::deletes_any(s, &relevant))
                 {
                     hit = true;
                     break;
@@ -318,7 +318,7 @@ impl Compactor {
             if !hit {
                 continue;
             }
-            let kept = hearth_tsdb::tombstones::apply_all(
+            let kept = hearth_series::tombstones::apply_all(
                 reader.select(&[], min_time, max_time).await?,
                 &relevant,
             );

@@ -31,7 +31,7 @@ fn input(tenant: &Tenant, k: i64) -> BlockInput {
     let start = BASE + k * 2 * HOUR;
     let series = (0..3)
         .map(|i| {
-            let mut app = hearth_tsdb::chunkenc::XorAppender::new();
+            let mut app = hearth_series::chunkenc::XorAppender::new();
             let first = start + i * 1000;
             let mut t = first;
             let mut last = t;
@@ -76,7 +76,7 @@ async fn all_samples(store: &dyn Queryable, tenant: &Tenant) -> Vec<(String, Vec
             let samples = match s.data {
                 SeriesData::Chunks(cs) => cs
                     .iter()
-                    .flat_map(|c| hearth_tsdb::chunkenc::decode_all(&c.data).unwrap())
+                    .flat_map(|c| hearth_series::chunkenc::decode_all(&c.data).unwrap())
                     .collect(),
                 SeriesData::Samples(v) => v.iter().map(|s: &Sample| (s.t, s.v)).collect(),
             };

@@ -11,8 +11,8 @@ use hearth_compactor::{plan, Compactor, CompactorConfig};
 use hearth_core::{
     Labels, MatchOp, Matcher, Queryable, Sample, SelectHints, SeriesData, Tenant, WriteBatch,
 };
+use hearth_ingester::{Head, HeadOptions};
 use hearth_storage::{open_bucket, Backend, BlockInput, BucketConfig, BucketStore};
-use hearth_tsdb::{Head, HeadOptions};
 
 const HOUR: i64 = 3_600_000;
 const BASE: i64 = 1_700_006_400_000 / (12 * HOUR) * (12 * HOUR);
@@ -94,7 +94,7 @@ async fn answers(store: &BucketStore) -> Vec<(String, Vec<(i64, u64)>)> {
             let mut pts: Vec<(i64, u64)> = match s.data {
                 SeriesData::Chunks(cs) => cs
                     .iter()
-                    .flat_map(|c| hearth_tsdb::chunkenc::decode_all(&c.data).unwrap())
+                    .flat_map(|c| hearth_series::chunkenc::decode_all(&c.data).unwrap())
                     .map(|(t, v)| (t, v.to_bits()))
                     .collect(),
                 SeriesData::Samples(ss) => ss.iter().map(|s| (s.t, s.v.to_bits())).collect(),

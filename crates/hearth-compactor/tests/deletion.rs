@@ -62,7 +62,7 @@ async fn points(store: &BucketStore) -> Vec<(String, i64)> {
         let job = s.labels.get("job").unwrap().to_string();
         if let SeriesData::Chunks(cs) = s.data {
             for c in cs {
-                for (t, _) in hearth_tsdb::chunkenc::decode_all(&c.data).unwrap() {
+                for (t, _) in hearth_series::chunkenc::decode_all(&c.data).unwrap() {
                     out.push((job.clone(), t));
                 }
             }

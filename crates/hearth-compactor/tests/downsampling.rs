@@ -101,7 +101,7 @@ async fn select(
                 SeriesData::Samples(v) => v,
                 SeriesData::Chunks(cs) => cs
                     .iter()
-                    .flat_map(|c| hearth_tsdb::chunkenc::decode_all(&c.data).unwrap())
+                    .flat_map(|c| hearth_series::chunkenc::decode_all(&c.data).unwrap())
                     .map(|(t, v)| Sample { t, v })
                     .collect(),
             };

@@ -1,14 +1,27 @@
-//! The ingester role: it takes writes into its tsdb (hearth-tsdb's `Db`: log, head,
-//! checkpoints) and ships what the head no longer needs as blocks to the bucket
-//! (`shipper`, see shipping.md), answering for blocks it shipped until store gateways
-//! know them (`recent`).
+//! The ingester role: it takes writes into its head and write-ahead log, answers for
+//! recent data, and ships what the head no longer needs as blocks to the bucket, after
+//! Prometheus' tsdb package (head, WAL, checkpoints) one job per file.
 //!
-//! This room owns the decision of what to cut and when, and the order of the steps that
-//! make shipping lossless. It writes blocks only through hearth-storage and changes the
-//! head only through log entries; it may not know about HTTP, PromQL or other roles.
+//! This room owns the bytes of recent data and the lossless path to blocks: the
+//! in-memory head with its label index and append rules (`head`), the write-ahead log
+//! shaped as Raft log storage (`wal`, see wal/wal.md), its records (`record`), head
+//! checkpoints (`checkpoint`), the group-committing write path that ties them and the
+//! `Ingester` and `Queryable` seams it serves (`db`), the decision of what to cut and
+//! when and the order of the steps that make shipping lossless (`shipper`, see
+//! shipping.md), and the blocks it shipped that it answers for until store gateways know
+//! them (`recent`). It writes blocks only through hearth-storage and changes the head
+//! only through log entries; it may not know about HTTP, PromQL, remote-write wire
+//! formats or other roles.
 
+pub mod checkpoint;
+pub mod db;
+pub mod head;
 pub mod recent;
+pub mod record;
 pub mod shipper;
+pub mod wal;
 
+pub use db::{Db, DbOptions, DbStats, HeadQueryable, SeriesLimits};
+pub use head::{Head, HeadOptions};
 pub use recent::RecentlyShipped;
 pub use shipper::{ShipError, Shipper, ShipperStats};

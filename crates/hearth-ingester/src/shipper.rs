@@ -5,11 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::head::TenantHead;
+use crate::record::ControlRecord;
+use crate::Db;
 use hearth_core::Tenant;
 use hearth_storage::{BlockInput, BlockMeta, BucketStore};
-use hearth_tsdb::head::TenantHead;
-use hearth_tsdb::record::ControlRecord;
-use hearth_tsdb::Db;
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use hearth_core::{Ingester, Labels, Sample, Tenant, WriteBatch};
 use hearth_ingester::Shipper;
+use hearth_ingester::{Db, DbOptions};
 use hearth_storage::testing::WatchedBucket;
 use hearth_storage::BucketStore;
-use hearth_tsdb::{Db, DbOptions};
 use object_store::ObjectStore;
 
 const HOUR: i64 = 3_600_000;

@@ -713,7 +713,7 @@ fn decode(
                 if !wanted(c.min_t, c.max_t) {
                     continue;
                 }
-                let it = hearth_tsdb::chunkenc::XorIterator::new(&c.data)
+                let it = hearth_series::chunkenc::XorIterator::new(&c.data)
                     .map_err(|e| QueryError::Internal(e.to_string()))?;
                 for (t, v) in it {
                     if t < mint || t > maxt {
@@ -1147,7 +1147,7 @@ fn for_each_sample(
                 if c.min_t > maxt {
                     break;
                 }
-                let it = hearth_tsdb::chunkenc::XorIterator::new(&c.data)
+                let it = hearth_series::chunkenc::XorIterator::new(&c.data)
                     .map_err(|e| QueryError::Internal(e.to_string()))?;
                 for (t, v) in it {
                     if t > maxt {

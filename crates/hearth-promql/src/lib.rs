@@ -4,7 +4,7 @@
 //! re-reading rejected queries for Prometheus' error positions and messages); the evaluator
 //! (selectors with lookback and staleness, range functions with Prometheus'
 //! extrapolation, aggregations, vector matching) is ours. It reads data only through
-//! `hearth_core::Queryable` and decodes chunks with `hearth_tsdb::chunkenc`; it may not
+//! `hearth_core::Queryable` and decodes chunks with `hearth_series::chunkenc`; it may not
 //! reach into the head, the log or any role.
 
 pub mod aggregate;

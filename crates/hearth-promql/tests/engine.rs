@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use hearth_core::{Labels, Sample, Tenant, WriteBatch};
+use hearth_ingester::{Head, HeadOptions, HeadQueryable};
 use hearth_promql::{Engine, EngineOptions, QueryError, QueryValue};
-use hearth_tsdb::{Head, HeadOptions, HeadQueryable};
 
 fn engine(opts: EngineOptions) -> Engine {
     let head = Arc::new(Head::new(HeadOptions::default()));

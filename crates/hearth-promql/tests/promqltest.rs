@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hearth_core::{Label, Labels, Sample, Tenant, WriteBatch, STALE_NAN_BITS};
+use hearth_ingester::{Head, HeadOptions, HeadQueryable};
 use hearth_promql::{Engine, EngineOptions, QueryValue};
-use hearth_tsdb::{Head, HeadOptions, HeadQueryable};
 
 // ---------------------------------------------------------------- the .test language
 

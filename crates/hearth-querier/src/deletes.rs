@@ -115,7 +115,7 @@ impl Queryable for DeletionFilter {
         Ok(stream
             .filter_map(move |item| {
                 let out = match item {
-                    Ok(s) => hearth_tsdb::tombstones::apply(s, &deletions).map(Ok),
+                    Ok(s) => hearth_series::tombstones::apply(s, &deletions).map(Ok),
                     Err(e) => Some(Err(e)),
                 };
                 async move { out }

@@ -128,7 +128,7 @@ impl Queryable for Fanout {
             .into_iter()
             .map(|(name, stream)| {
                 let n = name.clone();
-                hearth_tsdb::merge::MergeSource {
+                hearth_series::merge::MergeSource {
                     name: name.clone(),
                     stream: stream
                         .map_err(move |e| match e {
@@ -142,7 +142,7 @@ impl Queryable for Fanout {
                 }
             })
             .collect();
-        Ok(hearth_tsdb::merge::merge_tolerant(sources, budget))
+        Ok(hearth_series::merge::merge_tolerant(sources, budget))
     }
 
     async fn label_names(

@@ -87,7 +87,7 @@ impl Queryable for MergeQueryable {
                 }))
                 .await;
                 let streams = opened.into_iter().collect::<Result<Vec<_>, _>>()?;
-                Ok(hearth_tsdb::merge::merge_streams(streams))
+                Ok(hearth_series::merge::merge_streams(streams))
             }
         }
     }

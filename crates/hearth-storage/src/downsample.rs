@@ -85,7 +85,7 @@ fn samples_of(data: &SeriesData) -> Result<Vec<Sample>, BlockError> {
         SeriesData::Chunks(cs) => {
             let mut out = Vec::new();
             for c in cs {
-                let decoded = hearth_tsdb::chunkenc::decode_all(&c.data)
+                let decoded = hearth_series::chunkenc::decode_all(&c.data)
                     .map_err(|e| BlockError::Format(format!("chunk: {e:?}")))?;
                 out.extend(decoded.into_iter().map(|(t, v)| Sample { t, v }));
             }

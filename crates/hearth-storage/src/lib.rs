@@ -8,7 +8,7 @@
 //! `delete_series` requests kept in the bucket (`tombstones`), and the reader of
 //! Prometheus' own block directories that `hearth import prometheus-tsdb` uses
 //! (`promblock`). With feature `test-util`, `testing` has a recording, failing bucket
-//! for other rooms' tests. It reads and writes chunks with hearth-tsdb's encoding; it may not know
+//! for other rooms' tests. It reads and writes chunks with hearth-series' encoding; it may not know
 //! about HTTP, PromQL or the roles that cut or serve blocks.
 
 pub mod block;

@@ -438,13 +438,13 @@ fn remove_intervals(chunks: Vec<EncodedChunk>, deleted: &[(i64, i64)]) -> Vec<En
             out.push(c);
             continue;
         }
-        let kept: Vec<(i64, f64)> = hearth_tsdb::chunkenc::decode_all(&c.data)
+        let kept: Vec<(i64, f64)> = hearth_series::chunkenc::decode_all(&c.data)
             .unwrap_or_default()
             .into_iter()
             .filter(|(t, _)| !deleted.iter().any(|(a, b)| t >= a && t <= b))
             .collect();
         if let (Some(first), Some(last)) = (kept.first(), kept.last()) {
-            let mut app = hearth_tsdb::chunkenc::XorAppender::new();
+            let mut app = hearth_series::chunkenc::XorAppender::new();
             for (t, v) in &kept {
                 app.append(*t, *v);
             }

@@ -611,7 +611,7 @@ impl BucketStore {
                 let mut pts = Vec::new();
                 if let hearth_core::SeriesData::Chunks(cs) = &s.data {
                     for c in cs {
-                        let decoded = hearth_tsdb::chunkenc::decode_all(&c.data)
+                        let decoded = hearth_series::chunkenc::decode_all(&c.data)
                             .map_err(|e| StorageError::Internal(format!("chunk: {e:?}")))?;
                         pts.extend(
                             decoded
@@ -735,7 +735,7 @@ impl Queryable for BucketStore {
                     .await?;
                 streams.push(futures::stream::iter(coarse.into_iter().map(Ok)).boxed());
             }
-            Ok(hearth_tsdb::merge::merge_streams(streams))
+            Ok(hearth_series::merge::merge_streams(streams))
         })
         .await
     }
@@ -781,7 +781,7 @@ async fn verify_block(reader: &Arc<BlockReader>, meta: &BlockMeta) -> Result<(),
         if let hearth_core::SeriesData::Chunks(cs) = &s.data {
             chunks += cs.len() as u64;
             for c in cs {
-                samples += hearth_tsdb::chunkenc::decode_all(&c.data)
+                samples += hearth_series::chunkenc::decode_all(&c.data)
                     .map_err(|e| BlockError::Format(format!("chunk read back: {e:?}")))?
                     .len() as u64;
             }
@@ -807,7 +807,7 @@ pub async fn select_in(
     mint: i64,
     maxt: i64,
 ) -> Result<SeriesStream, StorageError> {
-    Ok(hearth_tsdb::merge::merge_streams(
+    Ok(hearth_series::merge::merge_streams(
         streams_in(blocks, matchers, mint, maxt).await?,
     ))
 }

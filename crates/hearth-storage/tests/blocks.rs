@@ -10,8 +10,8 @@ use futures::TryStreamExt;
 use hearth_core::{
     Labels, MatchOp, Matcher, Queryable, SelectHints, SeriesData, Tenant, WriteBatch,
 };
+use hearth_ingester::{Head, HeadOptions, HeadQueryable};
 use hearth_storage::{open_bucket, Backend, BlockInput, BucketConfig, BucketStore};
-use hearth_tsdb::{Head, HeadOptions, HeadQueryable};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 const HOUR: i64 = 3_600_000;
@@ -87,7 +87,7 @@ async fn samples_of(
             match s.data {
                 SeriesData::Chunks(cs) => {
                     for c in cs {
-                        pts.extend(hearth_tsdb::chunkenc::decode_all(&c.data).unwrap());
+                        pts.extend(hearth_series::chunkenc::decode_all(&c.data).unwrap());
                     }
                 }
                 SeriesData::Samples(ss) => pts.extend(ss.into_iter().map(|s| (s.t, s.v))),

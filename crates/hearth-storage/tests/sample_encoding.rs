@@ -101,7 +101,7 @@ async fn decimal_delta_blocks_read_back_bit_for_bit() {
         };
         let back: Vec<(i64, u64)> = cs
             .iter()
-            .flat_map(|c| hearth_tsdb::chunkenc::decode_all(&c.data).unwrap())
+            .flat_map(|c| hearth_series::chunkenc::decode_all(&c.data).unwrap())
             .map(|(t, v)| (t, v.to_bits()))
             .collect();
         let want: Vec<(i64, u64)> = samples.iter().map(|s| (s.t, s.v.to_bits())).collect();

@@ -18,9 +18,9 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use hearth_distributor::{push_handler, DistributorConfig, DistributorState};
+use hearth_ingester::{Db, DbOptions, HeadOptions, HeadQueryable};
 use hearth_promql::{Engine, EngineOptions};
 use hearth_querier::{ApiConfig, MergeQueryable, QuerierState, Source};
-use hearth_tsdb::{Db, DbOptions, HeadOptions, HeadQueryable};
 use tracing::{info, warn};
 
 use crate::config::{Command, Config, ImportSource};
@@ -227,7 +227,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         out_of_order_window_ms: cfg.ooo_window.ms(),
     };
     db_opts.checkpoint_after_bytes = cfg.checkpoint_after_bytes;
-    db_opts.series_limits = hearth_tsdb::SeriesLimits {
+    db_opts.series_limits = hearth_ingester::SeriesLimits {
         overrides: overrides.clone(),
         ingesters: 1,
     };

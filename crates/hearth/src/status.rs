@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use hearth_core::{MetricMetadata, Tenant};
+use hearth_ingester::Db;
 use hearth_querier::{StatusSource, TsdbStatus};
-use hearth_tsdb::Db;
 
 pub struct HeadStatus(pub Arc<Db>);
 

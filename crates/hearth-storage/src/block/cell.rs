@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use hearth_core::{ChunkEncoding, EncodedChunk};
-use hearth_tsdb::chunkenc::{decode_all, XorAppender};
+use hearth_series::chunkenc::{decode_all, XorAppender};
 
 use super::decimal::{self, get_uvarint};
 

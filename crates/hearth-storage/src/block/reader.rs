@@ -18,7 +18,7 @@ use parquet::file::metadata::PageIndexPolicy;
 use super::meta::{BlockMeta, CHUNKS_FILE, LABELS_FILE, META_FILE};
 use super::objreader::{ObjectReader, PageCache};
 use super::{block_dir, BlockError, CHUNKS_COLUMN_PREFIX, LABEL_COLUMN_PREFIX};
-use hearth_tsdb::postings::MemPostings;
+use hearth_series::postings::MemPostings;
 
 /// An opened block.
 pub struct BlockReader {

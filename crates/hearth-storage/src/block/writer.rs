@@ -6,7 +6,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use hearth_core::{ChunkEncoding, EncodedChunk, Labels, Sample, SeriesData, Tenant};
-use hearth_tsdb::chunkenc::{decode_all, XorAppender};
+use hearth_series::chunkenc::{decode_all, XorAppender};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
@@ -86,7 +86,7 @@ pub fn cut_into_columns(
         let col = column_of(c.min_t.max(meta.min_time));
         let (start, end) = meta.column_range(col);
         if c.min_t >= start && c.max_t < end {
-            let count = hearth_tsdb::chunkenc::XorIterator::new(&c.data)
+            let count = hearth_series::chunkenc::XorIterator::new(&c.data)
                 .map_err(|e| BlockError::Format(format!("bad chunk: {e:?}")))?
                 .declared_samples();
             samples += u64::from(count);

@@ -24,9 +24,9 @@ use tracing::{error, info, warn};
 
 use crate::checkpoint;
 use crate::head::{Head, HeadOptions, MemSeries, TenantHead};
-use crate::postings::SeriesId;
 use crate::record::{self, ControlRecord, LogRecord};
 use crate::wal::{Entry, LogError, LogId, LogStorage, SegmentLog, SegmentLogOptions};
+use hearth_series::postings::SeriesId;
 
 /// The single-node term: without Raft every entry is written in term 1.
 const LOCAL_TERM: u64 = 1;
@@ -698,8 +698,8 @@ impl Queryable for HeadQueryable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::postings::SeriesId;
     use hearth_core::{Labels, MatchOp, Sample, SeriesData};
+    use hearth_series::postings::SeriesId;
 
     fn batch(i: i64) -> WriteBatch {
         let series: Vec<(Labels, Vec<Sample>)> = (0..10)
@@ -721,7 +721,7 @@ mod tests {
             .map(|s| match &s.data {
                 SeriesData::Chunks(c) => c
                     .iter()
-                    .map(|c| crate::chunkenc::decode_all(&c.data).unwrap().len())
+                    .map(|c| hearth_series::chunkenc::decode_all(&c.data).unwrap().len())
                     .sum::<usize>(),
                 SeriesData::Samples(s) => s.len(),
             })

@@ -17,8 +17,8 @@
 
 use hearth_core::{Label, Labels, LabelsRef, MetricMetadata, Sample, Tenant};
 
-use crate::codec::{get_metadata, put_metadata, Dec, DecodeError, Enc};
-use crate::postings::SeriesId;
+use hearth_series::codec::{get_metadata, put_metadata, Dec, DecodeError, Enc};
+use hearth_series::postings::SeriesId;
 
 const KIND_WRITE: u8 = 2;
 /// Block shipping, in two steps (see db.rs): seal a time range, then mark it shipped.

@@ -7,10 +7,10 @@
 /// nothing follows. Byte-identical chunks need that detail.
 #[derive(Clone, Debug, Default)]
 pub struct BitWriter {
-    pub(crate) bytes: Vec<u8>,
+    pub bytes: Vec<u8>,
     /// Bits still free in the last byte: 0 means "start a new byte"; 8 is the trailing
     /// zero byte a whole-byte write leaves.
-    pub(crate) free: u8,
+    pub free: u8,
 }
 
 impl BitWriter {

@@ -15,8 +15,8 @@ use hearth_core::{
 };
 use parking_lot::{Mutex, RwLock};
 
-use crate::chunkenc::{XorAppender, SAMPLES_PER_CHUNK};
-use crate::postings::{MemPostings, SeriesId};
+use hearth_series::chunkenc::{XorAppender, SAMPLES_PER_CHUNK};
+use hearth_series::postings::{MemPostings, SeriesId};
 
 const STRIPES: usize = 64;
 
@@ -282,7 +282,7 @@ impl SeriesState {
         // Merge in-order chunks with the out-of-order buffer.
         let mut samples: Vec<Sample> = Vec::new();
         for c in &chunks {
-            for (t, v) in crate::chunkenc::XorIterator::new(&c.data)
+            for (t, v) in hearth_series::chunkenc::XorIterator::new(&c.data)
                 .into_iter()
                 .flatten()
             {
@@ -586,7 +586,7 @@ impl TenantHead {
                 // Only a chunk written before the seal could reach across it; keep
                 // its samples from `before` on.
                 let c = st.closed.remove(0);
-                let kept: Vec<(i64, f64)> = crate::chunkenc::decode_all(&c.data)
+                let kept: Vec<(i64, f64)> = hearth_series::chunkenc::decode_all(&c.data)
                     .unwrap_or_default()
                     .into_iter()
                     .filter(|(t, _)| *t >= before)
@@ -1155,7 +1155,7 @@ mod tests {
             match s.data {
                 SeriesData::Chunks(cs) => {
                     for c in cs {
-                        out.extend(crate::chunkenc::decode_all(&c.data).unwrap());
+                        out.extend(hearth_series::chunkenc::decode_all(&c.data).unwrap());
                     }
                 }
                 SeriesData::Samples(ss) => out.extend(ss.iter().map(|s| (s.t, s.v))),

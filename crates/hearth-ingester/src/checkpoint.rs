@@ -14,11 +14,11 @@ use std::sync::Arc;
 use hearth_core::{Label, Labels, MetricMetadata, Sample, Tenant};
 use tracing::{info, warn};
 
-use crate::chunkenc::XorAppender;
-use crate::codec::{get_metadata, put_metadata, Dec, DecodeError, Enc};
 use crate::head::{ClosedChunk, Head, SeriesState};
-use crate::postings::SeriesId;
 use crate::wal::LogId;
+use hearth_series::chunkenc::XorAppender;
+use hearth_series::codec::{get_metadata, put_metadata, Dec, DecodeError, Enc};
+use hearth_series::postings::SeriesId;
 
 /// Version 4 keeps the shipping state per tenant (its sealed boundary, its last
 /// Shipped boundary, its newest sample time) and each series' sealed late samples.
