@@ -2,16 +2,17 @@
 # Remote-write latency while a compaction runs in the same process (--target=all), and
 # while nothing else does. A head of HOURS hours (SERIES series, 15 s apart) is
 # backfilled and flushed into 2 h blocks; the next start of hearth compacts them
-# (2h -> 12h -> 24h, downsampling), and hearth-pushprobe sends a 100-series request
-# every 20 ms until that pass ends, then 20 s more with the process idle.
+# (2h -> 12h -> 24h, downsampling), and hearth-pushprobe runs PROBES senders (as a
+# Prometheus' remote-write shards), each sending a 100-series request every 20 ms, until
+# that pass ends, then 20 s more with the process idle.
 #
 #   benches/push_latency.sh [HEARTH_BINARY]    (default: this checkout's release build)
-#   SERIES=3000 HOURS=26 benches/push_latency.sh
+#   SERIES=6000 HOURS=26 PROBES=4 benches/push_latency.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh
 HB=${1:-$BIN/hearth}
-SERIES=${SERIES:-3000}
+SERIES=${SERIES:-6000}
 HOURS=${HOURS:-26}
 P=$(port)
 D="$WORK/data"
@@ -27,7 +28,7 @@ NOW=$(date +%s)
 curl -sf -XPOST "http://127.0.0.1:$P/ingester/flush" >/dev/null
 kill -TERM "$H"; wait "$H" 2>/dev/null || true
 start   # compacts at start
-"$BIN/hearth-pushprobe" --url "http://127.0.0.1:$P/api/v1/push" --seconds 600 --name during-compaction \
+"$BIN/hearth-pushprobe" --url "http://127.0.0.1:$P/api/v1/push" --seconds 600 --concurrency "${PROBES:-4}" --name during-compaction \
   --stop-url "http://127.0.0.1:$P/metrics"
 curl -sf "http://127.0.0.1:$P/metrics" | grep -E '^hearth_compactor_(runs|blocks_written)_total' >&2
-"$BIN/hearth-pushprobe" --url "http://127.0.0.1:$P/api/v1/push" --seconds 20 --name idle
+"$BIN/hearth-pushprobe" --url "http://127.0.0.1:$P/api/v1/push" --seconds 20 --concurrency "${PROBES:-4}" --name idle

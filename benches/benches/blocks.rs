@@ -75,9 +75,10 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
-    let reader = rt
-        .block_on(BlockReader::open(store.clone(), stored.clone()))
-        .unwrap();
+    let reader = std::sync::Arc::new(
+        rt.block_on(BlockReader::open(store.clone(), stored.clone()))
+            .unwrap(),
+    );
     let one_metric = [Matcher::new(MatchOp::Equal, "__name__", "metric_3").unwrap()];
     c.bench_function("block select one metric (2,000 series, 2 h)", |b| {
         b.iter(|| {
@@ -96,13 +97,14 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
-    let cached = rt
-        .block_on(BlockReader::open_cached(
+    let cached = std::sync::Arc::new(
+        rt.block_on(BlockReader::open_cached(
             store.clone(),
             stored.clone(),
             Some(PageCache::new(256 << 20)),
         ))
-        .unwrap();
+        .unwrap(),
+    );
     c.bench_function("block select one metric, warm page cache", |b| {
         b.iter(|| {
             rt.block_on(cached.select(&one_metric, meta.min_time, meta.max_time))

@@ -67,7 +67,7 @@ fn bench(c: &mut Criterion) {
     // samples, each with its own metadata family. Its de-duplication was quadratic.
     let crafted = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../fuzz/corpus/remote_write/rw2_many_metadata_families"
+        "/../fuzz/seeds/remote_write/rw2_many_metadata_families"
     ))
     .expect("fuzz corpus file");
     let body = snap::raw::Encoder::new()

@@ -35,9 +35,11 @@ struct Args {
     /// Series per request (Prometheus' default max_samples_per_send is 2000).
     #[arg(long, default_value_t = 2000)]
     batch: usize,
-    /// PID of the server, for CPU and peak RSS.
-    #[arg(long)]
-    pid: Option<i32>,
+    /// PID of the server, for CPU and peak RSS; several, comma-separated, for a server
+    /// of several processes (a cluster's distributor and ingesters): their CPU and
+    /// peak RSS add up.
+    #[arg(long, value_delimiter = ',')]
+    pid: Vec<i32>,
     /// Data directory of the server, for disk bytes per sample.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -55,6 +57,14 @@ struct Args {
 #[path = "datagen.rs"]
 mod datagen;
 use datagen::{make_series, next_value};
+
+/// `f` added up over every PID; `None` without PIDs or when one cannot be read.
+fn sum_of(pids: &[i32], f: fn(i32) -> Option<u64>) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&p| f(p)).sum()
+}
 
 fn proc_cpu_us(pid: i32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -126,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()?;
-    let cpu0 = args.pid.and_then(proc_cpu_us);
+    let cpu0 = sum_of(&args.pid, proc_cpu_us);
     let began = Instant::now();
     let requests = Arc::new(requests);
     // Rounds go in order (a sample's series must see its predecessor first); within a
@@ -180,12 +190,12 @@ async fn main() -> anyhow::Result<()> {
         let _ = client.get(u).send().await;
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    let cpu1 = args.pid.and_then(proc_cpu_us);
+    let cpu1 = sum_of(&args.pid, proc_cpu_us);
     let cpu_us = match (cpu0, cpu1) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
-    let hwm = args.pid.and_then(proc_hwm_bytes);
+    let hwm = sum_of(&args.pid, proc_hwm_bytes);
     let disk = args.data_dir.as_deref().map(dir_bytes);
     let out = serde_json::json!({
         "name": args.name,

@@ -5,6 +5,8 @@
 //! `--interval-ms`, one at a time, for `--seconds`, and prints the latency percentiles
 //! of the acknowledged ones as JSON. Requests not answered 2xx are counted apart.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -21,6 +23,10 @@ struct Args {
     series: usize,
     #[arg(long, default_value_t = 20)]
     interval_ms: u64,
+    /// Senders, each sending one request at a time every `--interval-ms` (a Prometheus
+    /// remote-writes with several shards at once).
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
     #[arg(long, default_value_t = 30)]
     seconds: u64,
     /// Name to print in the results.
@@ -42,7 +48,7 @@ async fn metric(client: &reqwest::Client, url: &str, name: &str) -> Option<f64> 
         .and_then(|v| v.trim().parse().ok())
 }
 
-fn request(series: usize, t: i64, v: f64) -> Vec<u8> {
+fn request(series: usize, sender: usize, t: i64, v: f64) -> Vec<u8> {
     let ts = (0..series)
         .map(|i| pb::TimeSeries {
             labels: vec![
@@ -53,6 +59,10 @@ fn request(series: usize, t: i64, v: f64) -> Vec<u8> {
                 pb::Label {
                     name: "i".into(),
                     value: i.to_string(),
+                },
+                pb::Label {
+                    name: "sender".into(),
+                    value: sender.to_string(),
                 },
             ],
             samples: vec![pb::Sample {
@@ -80,34 +90,30 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// One sender: (latencies in ms of acknowledged requests, failed requests).
+async fn sender(
+    args: Arc<Args>,
+    id: usize,
+    end: Instant,
+    stop: Arc<AtomicBool>,
+) -> (Vec<f64>, u64) {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
-        .build()?;
-    let end = Instant::now() + Duration::from_secs(args.seconds);
+        .build()
+        .expect("client");
     let mut tick = tokio::time::interval(Duration::from_millis(args.interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut ms, mut failed) = (Vec::new(), 0u64);
     let mut last_t = 0i64;
-    let mut checked = Instant::now();
-    while Instant::now() < end {
-        if let Some(u) = &args.stop_url {
-            if checked.elapsed() > Duration::from_millis(500) {
-                checked = Instant::now();
-                if metric(&client, u, &args.stop_metric).await.unwrap_or(0.0) >= 1.0 {
-                    break;
-                }
-            }
-        }
+    while Instant::now() < end && !stop.load(Ordering::Relaxed) {
         tick.tick().await;
         let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
             .as_millis() as i64;
         let t = now.max(last_t + 1);
         last_t = t;
-        let body = request(args.series, t, t as f64);
+        let body = request(args.series, id, t, t as f64);
         let sent = Instant::now();
         let r = client
             .post(&args.url)
@@ -123,11 +129,39 @@ async fn main() -> anyhow::Result<()> {
             _ => failed += 1,
         }
     }
+    (ms, failed)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Arc::new(Args::parse());
+    let end = Instant::now() + Duration::from_secs(args.seconds);
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (0..args.concurrency.max(1))
+        .map(|id| tokio::spawn(sender(args.clone(), id, end, stop.clone())))
+        .collect();
+    if let Some(u) = &args.stop_url {
+        let client = reqwest::Client::new();
+        while Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if metric(&client, u, &args.stop_metric).await.unwrap_or(0.0) >= 1.0 {
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    }
+    let (mut ms, mut failed) = (Vec::new(), 0u64);
+    for s in senders {
+        let (m, f) = s.await?;
+        ms.extend(m);
+        failed += f;
+    }
     ms.sort_by(|a, b| a.total_cmp(b));
     println!(
         "{}",
         serde_json::json!({
             "name": args.name,
+            "concurrency": args.concurrency,
             "requests": ms.len(),
             "failed": failed,
             "p50_ms": percentile(&ms, 0.50),

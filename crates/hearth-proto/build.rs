@@ -11,12 +11,14 @@ fn main() {
         "prometheus/remote.proto",
         "io/prometheus/write/v2/types.proto",
         "hearth/storage.proto",
+        "hearth/ingester.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }
     let fds = protox::compile(files, [&root]).expect("proto/ must compile");
-    // Messages through prost, the `hearth.storage.Store` service through tonic.
+    // Messages through prost, Hearth's services (`hearth.storage.Store`,
+    // `hearth.ingester.Ingester`) through tonic.
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

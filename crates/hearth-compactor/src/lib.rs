@@ -21,7 +21,7 @@ use hearth_storage::block::marks::{delete_block, mark_for_deletion, read_mark};
 use hearth_storage::block::read_meta;
 use hearth_storage::bucket_index::{write_index, BucketIndex, IndexDeletionMark};
 use hearth_storage::tombstones::Tombstones;
-use hearth_storage::{BlockError, BlockInput, BlockMeta, BucketStore};
+use hearth_storage::{BlockError, BlockInput, BlockMeta, BlockWriter, BucketStore};
 use tracing::{info, warn};
 
 #[derive(Clone, Debug)]
@@ -74,6 +74,7 @@ pub struct CompactorStats {
 
 pub struct Compactor {
     store: Arc<BucketStore>,
+    writer: Arc<BlockWriter>,
     /// Deletion requests, read from the bucket at each pass.
     tombstones: Tombstones,
     cfg: CompactorConfig,
@@ -125,13 +126,26 @@ pub fn plan(metas: &[BlockMeta], ranges: &[i64]) -> Option<Vec<BlockMeta>> {
 }
 
 impl Compactor {
-    pub fn new(store: Arc<BucketStore>, cfg: CompactorConfig) -> Compactor {
+    /// A compactor over the blocks `store` knows, writing through `writer`.
+    pub fn new(
+        store: Arc<BucketStore>,
+        writer: Arc<BlockWriter>,
+        cfg: CompactorConfig,
+    ) -> Compactor {
         Compactor {
             tombstones: Tombstones::new(store.bucket().clone()),
             store,
+            writer,
             cfg,
             stats: CompactorStats::default(),
         }
+    }
+
+    /// Writes, verifies and commits a block, and serves it from the store at once.
+    async fn ship(&self, input: BlockInput) -> Result<BlockMeta, BlockError> {
+        let shipped = self.writer.ship(input).await?;
+        self.store.add(&shipped).await;
+        Ok(shipped.meta)
     }
 
     fn retention(&self, tenant: &Tenant) -> i64 {
@@ -183,7 +197,6 @@ impl Compactor {
             .flat_map(|m| m.compaction.sources.iter().cloned())
             .collect();
         let meta = self
-            .store
             .ship(BlockInput {
                 tenant: tenant.clone(),
                 min_time,
@@ -324,7 +337,6 @@ impl Compactor {
             );
             if !kept.is_empty() {
                 let meta = self
-                    .store
                     .ship(BlockInput {
                         tenant: tenant.clone(),
                         min_time: m.min_time,
@@ -409,7 +421,6 @@ impl Compactor {
                     m.compaction.sources.clone()
                 };
                 let meta = self
-                    .store
                     .ship(BlockInput {
                         tenant: tenant.clone(),
                         min_time: m.min_time,

@@ -20,7 +20,7 @@ use hearth_storage::block::marks::mark_for_deletion;
 use hearth_storage::block::write_block;
 use hearth_storage::bucket_index::read_index;
 use hearth_storage::testing::WatchedBucket;
-use hearth_storage::{BlockInput, BucketStore, Discovery, Shard};
+use hearth_storage::{BlockInput, BlockWriter, BucketStore, Discovery, Shard};
 use object_store::ObjectStore;
 
 const HOUR: i64 = 3_600_000;
@@ -108,6 +108,7 @@ async fn gateways_start_from_the_index_open_blocks_lazily_and_split_them_by_the_
     let writer = Arc::new(BucketStore::with_page_cache(bucket.clone(), 0));
     let compactor = Compactor::new(
         writer.clone(),
+        Arc::new(BlockWriter::new(bucket.clone())),
         CompactorConfig {
             block_ranges_ms: vec![2 * HOUR],
             downsampling: false,

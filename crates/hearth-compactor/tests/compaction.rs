@@ -12,7 +12,13 @@ use hearth_core::{
     Labels, MatchOp, Matcher, Queryable, Sample, SelectHints, SeriesData, Tenant, WriteBatch,
 };
 use hearth_ingester::{Head, HeadOptions};
-use hearth_storage::{open_bucket, Backend, BlockInput, BucketConfig, BucketStore};
+use hearth_storage::testing::ship;
+use hearth_storage::{open_bucket, Backend, BlockInput, BlockWriter, BucketConfig, BucketStore};
+
+/// A writer into the store's bucket.
+fn writer(store: &BucketStore) -> Arc<BlockWriter> {
+    Arc::new(BlockWriter::new(store.bucket().clone()))
+}
 
 const HOUR: i64 = 3_600_000;
 const BASE: i64 = 1_700_006_400_000 / (12 * HOUR) * (12 * HOUR);
@@ -118,14 +124,15 @@ async fn compaction_keeps_answers_identical_and_retention_removes() {
     let store = Arc::new(BucketStore::new(bucket.clone()));
     let head = head();
     for k in 0..6 {
-        store
-            .ship(input(&head, BASE + k * 2 * HOUR, BASE + (k + 1) * 2 * HOUR))
-            .await
-            .unwrap();
+        ship(
+            &store,
+            input(&head, BASE + k * 2 * HOUR, BASE + (k + 1) * 2 * HOUR),
+        )
+        .await
+        .unwrap();
     }
     // A retried shipping left a second copy of one range.
-    store
-        .ship(input(&head, BASE + 4 * HOUR, BASE + 6 * HOUR))
+    ship(&store, input(&head, BASE + 4 * HOUR, BASE + 6 * HOUR))
         .await
         .unwrap();
     let before = answers(&store).await;
@@ -141,6 +148,7 @@ async fn compaction_keeps_answers_identical_and_retention_removes() {
 
     let compactor = Compactor::new(
         store.clone(),
+        writer(&store),
         CompactorConfig {
             block_ranges_ms: vec![2 * HOUR, 12 * HOUR],
             deletion_delay: Duration::from_secs(3600),
@@ -184,6 +192,7 @@ async fn compaction_keeps_answers_identical_and_retention_removes() {
     // Retention: a day; a week later everything is past it.
     let compactor = Compactor::new(
         store.clone(),
+        writer(&store),
         CompactorConfig {
             block_ranges_ms: vec![2 * HOUR, 12 * HOUR],
             deletion_delay: Duration::ZERO,
@@ -192,7 +201,6 @@ async fn compaction_keeps_answers_identical_and_retention_removes() {
                 ..Default::default()
             })),
             downsampling: false,
-            ..Default::default()
         },
     );
     let report = compactor.run_once(BASE + 7 * 24 * HOUR).await.unwrap();

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use hearth_compactor::{Compactor, CompactorConfig};
 use hearth_core::{MatchOp, Matcher, Queryable, Sample, SelectHints, SeriesData, Tenant};
+use hearth_storage::testing::ship;
 use hearth_storage::tombstones::Tombstones;
-use hearth_storage::{BlockInput, BucketStore};
+use hearth_storage::{BlockInput, BlockWriter, BucketStore};
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
 
@@ -76,7 +77,7 @@ async fn compactor_rewrites_blocks_without_deleted_samples() {
     let bucket: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let store = Arc::new(BucketStore::new(bucket.clone()));
     for k in 0..3 {
-        store.ship(block(k)).await.unwrap();
+        ship(&store, block(k)).await.unwrap();
     }
     let before = points(&store).await;
     assert_eq!(before.len(), 3 * 3 * 480);
@@ -101,6 +102,7 @@ async fn compactor_rewrites_blocks_without_deleted_samples() {
     let now_ms = BASE + 100 * HOUR;
     let compactor = Compactor::new(
         store.clone(),
+        Arc::new(BlockWriter::new(bucket.clone())),
         CompactorConfig {
             block_ranges_ms: vec![2 * HOUR],
             downsampling: false,

@@ -13,7 +13,8 @@ use futures::TryStreamExt;
 use hearth_compactor::{Compactor, CompactorConfig};
 use hearth_core::{Labels, Queryable, Sample, SelectHints, SeriesData, Tenant};
 use hearth_storage::downsample::{RES_1H, RES_5M};
-use hearth_storage::{BlockInput, BucketStore};
+use hearth_storage::testing::ship;
+use hearth_storage::{BlockInput, BlockWriter, BucketStore};
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
 
@@ -128,11 +129,12 @@ async fn downsampled_blocks_answer_within_each_aggregates_meaning() {
     let bucket: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let store = Arc::new(BucketStore::new(bucket.clone()));
     for d in 0..2 {
-        store.ship(day(d)).await.unwrap();
+        ship(&store, day(d)).await.unwrap();
     }
     let raw_before = select(&store, "temperature", None, 0).await;
     let compactor = Compactor::new(
         store.clone(),
+        Arc::new(BlockWriter::new(bucket.clone())),
         CompactorConfig {
             block_ranges_ms: vec![DAY],
             ..CompactorConfig::default()
@@ -232,9 +234,10 @@ async fn downsampled_blocks_answer_within_each_aggregates_meaning() {
             SeriesData::Samples(raw(1, BASE + 2 * HOUR, BASE + 4 * HOUR)),
         )],
     };
-    fresh.ship(late).await.unwrap();
+    ship(&fresh, late).await.unwrap();
     let again = Compactor::new(
         Arc::new(fresh),
+        Arc::new(BlockWriter::new(bucket.clone())),
         CompactorConfig {
             block_ranges_ms: vec![DAY],
             ..CompactorConfig::default()

@@ -36,6 +36,31 @@ pub struct WriteBatch {
     pub metadata: Vec<MetricMetadata>,
 }
 
+/// A batch's tables, borrowed, for its wire form (see [`WriteBatch::wire_parts`]).
+pub struct WireParts<'a> {
+    pub arena: &'a [u8],
+    labels: &'a [LabelSpan],
+    series: &'a [SeriesSpan],
+    pub samples: &'a [Sample],
+}
+
+impl WireParts<'_> {
+    /// Every label's four offsets, in order.
+    pub fn label_offsets(&self) -> impl Iterator<Item = u32> + '_ {
+        self.labels.iter().flat_map(|l| [l.n0, l.n1, l.v0, l.v1])
+    }
+
+    /// Where each series' labels end.
+    pub fn series_label_ends(&self) -> impl Iterator<Item = u32> + '_ {
+        self.series.iter().map(|s| s.labels.1)
+    }
+
+    /// Where each series' samples end.
+    pub fn series_sample_ends(&self) -> impl Iterator<Item = u32> + '_ {
+        self.series.iter().map(|s| s.samples.1)
+    }
+}
+
 /// The labels of one series of a batch, borrowed.
 #[derive(Clone, Copy)]
 pub struct LabelsRef<'a> {
@@ -272,6 +297,115 @@ impl WriteBatch {
         b
     }
 
+    /// The batch's tables as a wire form carries them: the arena, each label's
+    /// `[name start, name end, value start, value end)` offsets, each series' label and
+    /// sample end, and the samples. [`WriteBatch::from_wire`] is the inverse.
+    pub fn wire_parts(&self) -> WireParts<'_> {
+        WireParts {
+            arena: &self.arena,
+            labels: &self.labels,
+            series: &self.series,
+            samples: &self.samples,
+        }
+    }
+
+    /// Rebuilds a batch from its wire form, checking everything (it came from the
+    /// network): offsets in bounds and in order, names and values valid UTF-8, labels
+    /// of each series sorted by name and unique. Hashes are computed here, not trusted.
+    pub fn from_wire(
+        arena: Vec<u8>,
+        label_offsets: &[u32],
+        series_label_ends: &[u32],
+        series_sample_ends: &[u32],
+        samples: Vec<Sample>,
+    ) -> Result<WriteBatch, String> {
+        if !label_offsets.len().is_multiple_of(4) {
+            return Err("label offsets come in fours".into());
+        }
+        if series_label_ends.len() != series_sample_ends.len() {
+            return Err("series label and sample ends differ in number".into());
+        }
+        let n_labels = label_offsets.len() / 4;
+        let mut labels = Vec::with_capacity(n_labels);
+        for q in label_offsets.chunks_exact(4) {
+            let (n0, n1, v0, v1) = (q[0], q[1], q[2], q[3]);
+            if n0 > n1 || v0 > v1 || n1 as usize > arena.len() || v1 as usize > arena.len() {
+                return Err(format!(
+                    "label offsets {q:?} outside the arena of {} bytes",
+                    arena.len()
+                ));
+            }
+            for r in [n0..n1, v0..v1] {
+                std::str::from_utf8(&arena[r.start as usize..r.end as usize])
+                    .map_err(|_| "a label name or value is not valid UTF-8".to_string())?;
+            }
+            labels.push(LabelSpan { n0, n1, v0, v1 });
+        }
+        let mut series = Vec::with_capacity(series_label_ends.len());
+        let (mut l0, mut s0) = (0u32, 0u32);
+        for (&l1, &s1) in series_label_ends.iter().zip(series_sample_ends) {
+            if l1 < l0 || l1 as usize > n_labels || s1 < s0 || s1 as usize > samples.len() {
+                return Err("series ends out of order or out of bounds".into());
+            }
+            let spans = &labels[l0 as usize..l1 as usize];
+            let name = |s: &LabelSpan| &arena[s.n0 as usize..s.n1 as usize];
+            if spans.windows(2).any(|w| name(&w[0]) >= name(&w[1])) {
+                return Err("a series' labels are not sorted by name and unique".into());
+            }
+            let hash = hash_label_bytes(spans.iter().map(|s| {
+                (
+                    &arena[s.n0 as usize..s.n1 as usize],
+                    &arena[s.v0 as usize..s.v1 as usize],
+                )
+            }));
+            series.push(SeriesSpan {
+                labels: (l0, l1),
+                samples: (s0, s1),
+                hash,
+            });
+            (l0, s0) = (l1, s1);
+        }
+        Ok(WriteBatch {
+            arena,
+            labels,
+            series,
+            samples,
+            metadata: Vec::new(),
+        })
+    }
+
+    /// The part of the batch whose series `keep` selects (labels copied into a new
+    /// arena); metadata is not carried over.
+    pub fn subset(&self, keep: impl Fn(usize) -> bool) -> WriteBatch {
+        let mut out = WriteBatch::default();
+        for i in (0..self.series.len()).filter(|&i| keep(i)) {
+            let s = self.get(i);
+            let mut spans = Vec::with_capacity(s.labels.len());
+            for (n, v) in s.labels.iter_bytes() {
+                let n0 = out.arena.len() as u32;
+                out.arena.extend_from_slice(n);
+                let n1 = out.arena.len() as u32;
+                out.arena.extend_from_slice(v);
+                spans.push(LabelSpan {
+                    n0,
+                    n1,
+                    v0: n1,
+                    v1: out.arena.len() as u32,
+                });
+            }
+            let l0 = out.labels.len() as u32;
+            out.labels.extend(spans);
+            let s0 = out.samples.len() as u32;
+            out.samples.extend_from_slice(s.samples);
+            out.series.push(SeriesSpan {
+                labels: (l0, out.labels.len() as u32),
+                samples: (s0, out.samples.len() as u32),
+                hash: s.hash,
+            });
+        }
+        out
+    }
+
     pub fn len(&self) -> usize {
         self.series.len()
     }
@@ -323,5 +457,47 @@ mod tests {
         assert_eq!(s.labels.to_labels(), l);
         assert_eq!(s.labels.to_string(), r#"up{job="a"}"#);
         assert_eq!(b.sample_count(), 1);
+    }
+
+    /// The wire form round-trips, and a subset keeps its series whole.
+    #[test]
+    fn wire_form_and_subsets() {
+        let a = Labels::from_pairs(&[("__name__", "up"), ("job", "a")]);
+        let b = Labels::from_pairs(&[("__name__", "up"), ("job", "b"), ("zone", "z")]);
+        let batch = WriteBatch::from_series(&[
+            (a.clone(), vec![Sample::new(1, 2.0)]),
+            (b.clone(), vec![Sample::new(3, 4.0), Sample::new(5, 6.0)]),
+        ]);
+        let w = batch.wire_parts();
+        let offsets: Vec<u32> = w.label_offsets().collect();
+        let le: Vec<u32> = w.series_label_ends().collect();
+        let se: Vec<u32> = w.series_sample_ends().collect();
+        let back = WriteBatch::from_wire(w.arena.to_vec(), &offsets, &le, &se, w.samples.to_vec())
+            .unwrap();
+        assert_eq!(back.len(), 2);
+        assert!(back.get(1).labels.eq_labels(&b));
+        assert_eq!(back.get(1).hash, b.hash64());
+        assert_eq!(
+            back.get(1).samples,
+            &[Sample::new(3, 4.0), Sample::new(5, 6.0)]
+        );
+        // Hostile forms are refused, never panic.
+        assert!(WriteBatch::from_wire(vec![], &[0, 5, 0, 0], &[1], &[0], vec![]).is_err());
+        assert!(WriteBatch::from_wire(w.arena.to_vec(), &offsets, &[9], &[1], vec![]).is_err());
+        let mut swapped = offsets.clone();
+        swapped.swap(0, 4);
+        swapped.swap(1, 5);
+        swapped.swap(2, 6);
+        swapped.swap(3, 7);
+        assert!(
+            WriteBatch::from_wire(w.arena.to_vec(), &swapped, &le, &se, w.samples.to_vec())
+                .is_err(),
+            "unsorted labels"
+        );
+        let odd = batch.subset(|i| i == 1);
+        assert_eq!(odd.len(), 1);
+        assert!(odd.get(0).labels.eq_labels(&b));
+        assert_eq!(odd.get(0).hash, b.hash64());
+        assert_eq!(odd.sample_count(), 2);
     }
 }

@@ -24,8 +24,8 @@ pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use limits::{Overrides, TenantLimits};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use queryable::{
-    ChunkEncoding, EncodedChunk, Ingester, MetricMetadata, PushError, PushOutcome, Queryable,
-    SelectHints, Series, SeriesData, SeriesStream, StorageError,
+    ChunkEncoding, EncodedChunk, Ingester, IngesterStatus, MetricMetadata, PushError, PushOutcome,
+    Queryable, SelectHints, Series, SeriesData, SeriesStream, StorageError, TsdbStatus,
 };
 pub use ring::Ring;
 pub use sample::{is_stale_nan, Sample, STALE_NAN_BITS};

@@ -1,7 +1,9 @@
-//! The data seam. Every source of series (the head, a block reader, a gRPC client of an
+//! The data seams. Every source of series (the head, a block reader, a gRPC client of an
 //! ingester or store gateway, the merging fan-in) implements [`Queryable`]; every sink of
-//! writes (the ingester, its Raft-replicated form, its gRPC client) implements
-//! [`Ingester`]. The PromQL engine and the HTTP API know nothing else.
+//! writes (the ingester, its gRPC client, the distributor's ring of ingesters)
+//! implements [`Ingester`]; what queriers ask ingesters besides series (metadata, head
+//! statistics) is [`IngesterStatus`]. The PromQL engine and the HTTP API know nothing
+//! else.
 
 use std::sync::Arc;
 
@@ -140,4 +142,36 @@ pub enum PushError {
 #[async_trait]
 pub trait Ingester: Send + Sync + 'static {
     async fn push(&self, tenant: &Tenant, batch: WriteBatch) -> Result<PushOutcome, PushError>;
+}
+
+/// Head statistics for /api/v1/status/tsdb, in Prometheus' field names; the top lists
+/// are (name, count), largest first.
+#[derive(Default, Clone, Debug, PartialEq)]
+pub struct TsdbStatus {
+    pub num_series: u64,
+    pub num_label_pairs: u64,
+    pub chunk_count: u64,
+    pub min_time: i64,
+    pub max_time: i64,
+    pub series_count_by_metric_name: Vec<(String, u64)>,
+    pub label_value_count_by_label_name: Vec<(String, u64)>,
+    pub memory_in_bytes_by_label_name: Vec<(String, u64)>,
+    pub series_count_by_label_value_pair: Vec<(String, u64)>,
+}
+
+/// What queriers ask ingesters besides series: metric metadata, head statistics and the
+/// write-ahead log repairs, for Prometheus' /api/v1/metadata, /api/v1/status/tsdb and
+/// runtimeinfo.
+#[async_trait]
+pub trait IngesterStatus: Send + Sync + 'static {
+    /// Metadata by metric family, newest first per family.
+    async fn metadata(
+        &self,
+        tenant: &Tenant,
+    ) -> Result<std::collections::HashMap<String, Vec<MetricMetadata>>, StorageError>;
+    /// The tenant's head statistics, each top list cut at `limit`.
+    async fn tsdb_status(&self, tenant: &Tenant, limit: usize) -> Result<TsdbStatus, StorageError>;
+    /// Corrupt write-ahead log records found (and cut away) when the logs were last
+    /// opened.
+    async fn wal_corruptions(&self) -> Result<u64, StorageError>;
 }

@@ -6,7 +6,8 @@
 //! in-memory head with its label index and append rules (`head`), the write-ahead log
 //! shaped as Raft log storage (`wal`, see wal/wal.md), its records (`record`), head
 //! checkpoints (`checkpoint`), the group-committing write path that ties them and the
-//! `Ingester` and `Queryable` seams it serves (`db`), the decision of what to cut and
+//! `Ingester` and `Queryable` seams it serves (`db`), its answers to status questions
+//! (`status`), the decision of what to cut and
 //! when and the order of the steps that make shipping lossless (`shipper`, see
 //! shipping.md), and the blocks it shipped that it answers for until store gateways know
 //! them (`recent`). It writes blocks only through hearth-storage and changes the head
@@ -19,9 +20,10 @@ pub mod head;
 pub mod recent;
 pub mod record;
 pub mod shipper;
+pub mod status;
 pub mod wal;
 
 pub use db::{Db, DbOptions, DbStats, HeadQueryable, SeriesLimits};
 pub use head::{Head, HeadOptions};
 pub use recent::RecentlyShipped;
-pub use shipper::{ShipError, Shipper, ShipperStats};
+pub use shipper::{ShipError, ShippedTo, Shipper, ShipperStats};

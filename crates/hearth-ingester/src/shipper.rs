@@ -9,7 +9,7 @@ use crate::head::TenantHead;
 use crate::record::ControlRecord;
 use crate::Db;
 use hearth_core::Tenant;
-use hearth_storage::{BlockInput, BlockMeta, BucketStore};
+use hearth_storage::{BlockInput, BlockMeta, BlockWriter, BucketStore};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
@@ -34,16 +34,26 @@ pub struct ShipperStats {
 /// Ships the head's old data to the bucket. One shipping runs at a time.
 pub struct Shipper {
     db: Arc<Db>,
-    store: Arc<BucketStore>,
+    writer: Arc<BlockWriter>,
     block_range_ms: i64,
     /// Held while shipping (one at a time); holds the ULIDs given to the blocks of an
     /// attempt that has not ended in Shipped yet.
     running: Mutex<Attempted>,
-    /// Where shipped blocks stay queryable until store gateways know them.
-    recent: Option<Arc<RecentlyShipped>>,
+    /// Where shipped blocks are answered from at once.
+    shipped_to: ShippedTo,
     /// The block being uploaded now, for the shutdown log.
     activity: parking_lot::Mutex<Option<String>>,
     pub stats: ShipperStats,
+}
+
+/// Where the blocks an ingester ships are answered from the moment they are shipped,
+/// before the head drops their data.
+pub enum ShippedTo {
+    /// The ingester's own recently shipped blocks (the stores serving the bucket are
+    /// elsewhere and learn of a block at their next sync).
+    Recent(Arc<RecentlyShipped>),
+    /// The bucket store of this process, which serves them from then on.
+    Store(Arc<BucketStore>),
 }
 
 /// (tenant, range start, range end) -> the ULID an earlier, failed attempt gave that
@@ -58,23 +68,23 @@ fn range_start(t: i64, range: i64) -> i64 {
 }
 
 impl Shipper {
-    pub fn new(db: Arc<Db>, store: Arc<BucketStore>, block_range_ms: i64) -> Shipper {
+    /// Ships `db`'s head through `writer`; every shipped block is answered from
+    /// `shipped_to` before the head lets go of its data.
+    pub fn new(
+        db: Arc<Db>,
+        writer: Arc<BlockWriter>,
+        shipped_to: ShippedTo,
+        block_range_ms: i64,
+    ) -> Shipper {
         Shipper {
             db,
-            store,
+            writer,
             block_range_ms,
             running: Mutex::new(Attempted::new()),
-            recent: None,
+            shipped_to,
             activity: parking_lot::Mutex::new(None),
             stats: ShipperStats::default(),
         }
-    }
-
-    /// Keeps every shipped block answerable through `recent` (when store gateways, not
-    /// this process, serve the bucket).
-    pub fn with_recent(mut self, recent: Arc<RecentlyShipped>) -> Shipper {
-        self.recent = Some(recent);
-        self
     }
 
     /// The boundary to ship `tenant`'s head up to now, if any: a seal not followed by
@@ -191,7 +201,7 @@ impl Shipper {
         let head = self.db.head();
         let th = head.tenant_or_create(tenant);
         let r = self.block_range_ms;
-        let mut shipped = Vec::new();
+        let mut done = Vec::new();
         // Only the ranges that hold data: a tenant with one sample from 1970 and the
         // rest from today ships two blocks, not half a million empty ranges.
         for start in th.sealed_ranges(before, r) {
@@ -212,8 +222,8 @@ impl Shipper {
                 .entry(key)
                 .or_insert_with(|| ulid::Ulid::new().to_string())
                 .clone();
-            let meta = self
-                .store
+            let shipped = self
+                .writer
                 .ship_as(
                     BlockInput {
                         tenant: tenant.clone(),
@@ -227,6 +237,7 @@ impl Shipper {
                     Some(ulid),
                 )
                 .await?;
+            let meta = &shipped.meta;
             info!(
                 tenant = %tenant,
                 block = %meta.ulid,
@@ -236,23 +247,17 @@ impl Shipper {
                 samples = meta.stats.num_samples,
                 "block shipped"
             );
-            shipped.push(meta);
+            done.push(shipped);
         }
-        let blocks = shipped
+        let blocks = done
             .iter()
-            .map(|m| (m.hearth.tenant.clone(), m.ulid.clone()))
+            .map(|b| (b.meta.hearth.tenant.clone(), b.meta.ulid.clone()))
             .collect();
         // Before the head drops the data: from here the blocks answer for it.
-        if let Some(recent) = &self.recent {
-            for m in &shipped {
-                if let Some(b) = self
-                    .store
-                    .blocks(tenant)
-                    .into_iter()
-                    .find(|b| b.meta().ulid == m.ulid)
-                {
-                    recent.push(self.store.open(&b).await?);
-                }
+        for b in &done {
+            match &self.shipped_to {
+                ShippedTo::Recent(r) => r.push(b.reader.clone()),
+                ShippedTo::Store(s) => s.add(b).await,
             }
         }
         self.db
@@ -263,7 +268,7 @@ impl Shipper {
             })
             .await?;
         attempted.retain(|(t, _, _), _| t != tenant.as_str());
-        Ok(shipped)
+        Ok(done.into_iter().map(|b| b.meta).collect())
     }
 
     /// Ships what is due every `interval`, forever; failures (a bucket outage) are

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use hearth_core::{Ingester, Labels, Sample, Tenant, WriteBatch};
-use hearth_ingester::Shipper;
 use hearth_ingester::{Db, DbOptions};
+use hearth_ingester::{RecentlyShipped, ShippedTo, Shipper};
 use hearth_storage::testing::WatchedBucket;
-use hearth_storage::BucketStore;
+use hearth_storage::BlockWriter;
 use object_store::ObjectStore;
 
 const HOUR: i64 = 3_600_000;
@@ -65,8 +65,14 @@ async fn failed_attempts_leave_no_copies() {
     let dir = tempfile::tempdir().unwrap();
     let db = Arc::new(Db::open(DbOptions::new(dir.path())).unwrap());
     let bucket = Arc::new(WatchedBucket::default());
-    let store = Arc::new(BucketStore::with_page_cache(bucket.clone(), 0));
-    let shipper = Shipper::new(db.clone(), store, 2 * HOUR);
+    let shipper = Shipper::new(
+        db.clone(),
+        Arc::new(BlockWriter::new(bucket.clone())),
+        ShippedTo::Recent(Arc::new(RecentlyShipped::new(
+            std::time::Duration::from_secs(60),
+        ))),
+        2 * HOUR,
+    );
     write_hours(&db, 6).await;
 
     // 1. The read-back of the first block's chunks fails: the check runs before

@@ -1,10 +1,9 @@
 //! Routes of /api/v1, in Prometheus' shapes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
@@ -13,8 +12,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use futures::StreamExt;
 use hearth_core::{
-    tenant_from_header, Labels, Matcher, MetricMetadata, Queryable, SelectHints, Tenant,
-    TENANT_HEADER,
+    tenant_from_header, IngesterStatus, Labels, Matcher, MetricMetadata, Queryable, SelectHints,
+    Tenant, TENANT_HEADER,
 };
 use hearth_promql::{Engine, QueryError};
 use promql_parser::parser::Expr;
@@ -22,30 +21,6 @@ use serde_json::{json, Value as Json};
 
 use crate::json::{push_labels, query_data};
 use crate::params::{parse_duration, parse_time, Params, MAX_TIME_MS, MIN_TIME_MS};
-
-/// Head statistics for /api/v1/status/tsdb, in Prometheus' field names.
-#[derive(Default, Clone, Debug)]
-pub struct TsdbStatus {
-    pub num_series: u64,
-    pub num_label_pairs: u64,
-    pub chunk_count: u64,
-    pub min_time: i64,
-    pub max_time: i64,
-    pub series_count_by_metric_name: Vec<(String, u64)>,
-    pub label_value_count_by_label_name: Vec<(String, u64)>,
-    pub memory_in_bytes_by_label_name: Vec<(String, u64)>,
-    pub series_count_by_label_value_pair: Vec<(String, u64)>,
-}
-
-/// What the API asks of ingesters besides series: metadata and head statistics.
-#[async_trait]
-pub trait StatusSource: Send + Sync + 'static {
-    async fn metadata(&self, tenant: &Tenant) -> HashMap<String, Vec<MetricMetadata>>;
-    async fn tsdb_status(&self, tenant: &Tenant, limit: usize) -> TsdbStatus;
-    /// Corrupt write-ahead log records the ingesters found (and repaired) when they
-    /// last opened their logs (`corruptionCount` of /api/v1/status/runtimeinfo).
-    async fn wal_corruptions(&self) -> u64;
-}
 
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
@@ -71,7 +46,7 @@ pub struct QuerierState {
     /// `--web.enable-admin-api`).
     pub admin: Option<Arc<dyn crate::deletes::SeriesDeleter>>,
     pub engine: Engine,
-    pub status: Arc<dyn StatusSource>,
+    pub status: Arc<dyn IngesterStatus>,
     pub config_status: Arc<dyn ConfigStatus>,
     pub cfg: ApiConfig,
     pub started: SystemTime,
@@ -436,6 +411,16 @@ fn with_limit_warning(mut data: Vec<Json>, limit: usize) -> Response {
     success(Json::Array(data))
 }
 
+/// An ingester that cannot answer a status question: 500, as Prometheus answers a
+/// failing storage.
+fn internal_error(e: hearth_core::StorageError) -> ApiError {
+    ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        kind: "internal",
+        msg: e.to_string(),
+    }
+}
+
 /// A storage failure while answering a metadata query (Prometheus answers 422).
 fn storage_error(e: hearth_core::StorageError) -> ApiError {
     ApiError {
@@ -690,7 +675,7 @@ async fn metadata(
             .map_err(|_| ApiError::bad_data("invalid parameter \"limit_per_metric\""))?,
     };
     let metric = p.get("metric").filter(|m| !m.is_empty());
-    let md = s.status.metadata(&tenant).await;
+    let md = s.status.metadata(&tenant).await.map_err(internal_error)?;
     let mut sorted: Vec<(String, Vec<MetricMetadata>)> = md
         .into_iter()
         .filter(|(k, _)| metric.is_none_or(|m| m == k))
@@ -789,7 +774,7 @@ async fn runtimeinfo(State(s): State<Arc<QuerierState>>) -> ApiResult {
         "CWD": std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),
         "reloadConfigSuccess": reload_ok,
         "lastConfigTime": loaded,
-        "corruptionCount": s.status.wal_corruptions().await,
+        "corruptionCount": s.status.wal_corruptions().await.map_err(internal_error)?,
         "goroutineCount": threads,
         "GOMAXPROCS": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "GOMEMLIMIT": i64::MAX,
@@ -816,7 +801,11 @@ async fn tsdb_status(
             _ => return Err(ApiError::bad_data("limit must be a positive number")),
         },
     };
-    let st = s.status.tsdb_status(&tenant, limit).await;
+    let st = s
+        .status
+        .tsdb_status(&tenant, limit)
+        .await
+        .map_err(internal_error)?;
     let pairs = |v: &[(String, u64)]| -> Json {
         Json::Array(
             v.iter()

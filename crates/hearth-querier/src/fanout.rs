@@ -1,8 +1,9 @@
-//! One `Queryable` over the members of a sharded, replicated set (the store gateways of
-//! a ring): every member whose time range overlaps is asked at once, answers are merged
-//! and deduplicated. Each block lives on `replication_factor` members, so up to
-//! `replication_factor - 1` members may fail and the answer is still whole; one more
-//! failure fails the query (never a silently short answer).
+//! One `Queryable` over the members of a sharded, replicated set (the ingesters, or the
+//! store gateways of a ring): every member whose time range overlaps is asked at once,
+//! answers are merged and deduplicated as they stream. Each piece of data lives on
+//! `replication_factor` members, so up to `replication_factor - 1` members may fail (at
+//! any point of their answer) and the answer is still whole; one more failure fails
+//! the query (never a silently short answer).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -74,7 +75,7 @@ impl Fanout {
             return Err(match first {
                 StorageError::Invalid(m) => StorageError::Invalid(format!("{name}: {m}")),
                 StorageError::Unavailable(m) => StorageError::Unavailable(format!(
-                    "{name}: {m} ({} of the store gateways failed, {} tolerated)",
+                    "{name}: {m} ({} of the members failed, {} tolerated)",
                     failed.len() + 1,
                     self.tolerate_failures
                 )),
@@ -133,10 +134,12 @@ impl Queryable for Fanout {
                     stream: stream
                         .map_err(move |e| match e {
                             StorageError::Unavailable(m) => StorageError::Unavailable(format!(
-                                "{n}: {m} (more store gateways failed than the {tolerated} tolerated)"
+                                "{n}: {m} (more members failed than the {tolerated} tolerated)"
                             )),
                             StorageError::Invalid(m) => StorageError::Invalid(format!("{n}: {m}")),
-                            StorageError::Internal(m) => StorageError::Internal(format!("{n}: {m}")),
+                            StorageError::Internal(m) => {
+                                StorageError::Internal(format!("{n}: {m}"))
+                            }
                         })
                         .boxed(),
                 }

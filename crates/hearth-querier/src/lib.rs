@@ -1,10 +1,13 @@
 //! The querier: the Prometheus HTTP API v1 over the `Queryable` seam.
 //!
 //! This room owns the API's shapes (parameters, JSON, error objects, status codes),
-//! drives the PromQL engine, and merges its sources (`merge`: ingesters for recent
-//! data, blocks for history) into the one `Queryable` the engine reads. It reads series only through `hearth_core::Queryable` and
-//! ingester status through the [`StatusSource`] trait; it may not touch storage
-//! internals or the write path.
+//! drives the PromQL engine, and merges its sources into the one `Queryable` the engine
+//! reads: `merge` (ingesters for recent data, blocks for history), `fanout` (the members
+//! of a sharded, replicated set: ingesters, store gateways), `deletes` (deletion
+//! requests applied to every answer), and `status` (every ingester's status answers as
+//! one). It reads series only through `hearth_core::Queryable` and ingester status
+//! through `hearth_core::IngesterStatus`; it may not touch storage internals or the
+//! write path.
 
 pub mod api;
 pub mod deletes;
@@ -12,8 +15,10 @@ pub mod fanout;
 pub mod json;
 pub mod merge;
 pub mod params;
+pub mod status;
 
-pub use api::{router, ApiConfig, ConfigStatus, QuerierState, StatusSource, TsdbStatus};
+pub use api::{router, ApiConfig, ConfigStatus, QuerierState};
 pub use deletes::{DeletionFilter, DeletionsFn, SeriesDeleter};
 pub use fanout::{Fanout, Member};
 pub use merge::{MergeQueryable, Source};
+pub use status::IngestersStatus;

@@ -13,7 +13,7 @@ use hearth_core::{Matcher, Queryable, SelectHints, SeriesStream, StorageError, T
 use hearth_proto::storage as sp;
 use hearth_proto::storage::store_client::StoreClient;
 use parking_lot::RwLock;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::debug;
 
 use crate::convert::{hints_to_wire, matchers_to_wire, series_from_wire, storage_from_status};
@@ -37,16 +37,7 @@ impl RemoteStore {
     /// A client of the store at `address` (`host:port` or a URL). Connects on first use
     /// and reconnects after failures, so the caller can start before the store does.
     pub fn connect_lazy(address: &str) -> Result<RemoteStore, StorageError> {
-        let url = if address.contains("://") {
-            address.to_string()
-        } else {
-            format!("http://{address}")
-        };
-        let endpoint = Endpoint::from_shared(url)
-            .map_err(|e| StorageError::Invalid(format!("store address {address:?}: {e}")))?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true);
-        let client = StoreClient::new(endpoint.connect_lazy())
+        let client = StoreClient::new(crate::convert::endpoint(address, "store")?.connect_lazy())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         Ok(RemoteStore {

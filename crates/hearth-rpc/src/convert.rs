@@ -169,6 +169,20 @@ pub fn series_from_wire(r: sp::SelectResponse) -> Result<Series, StorageError> {
     })
 }
 
+/// A lazily connecting endpoint for `address` (`host:port` or a URL): the caller may
+/// start before the server, and the channel reconnects after failures.
+pub fn endpoint(address: &str, what: &str) -> Result<tonic::transport::Endpoint, StorageError> {
+    let url = if address.contains("://") {
+        address.to_string()
+    } else {
+        format!("http://{address}")
+    };
+    Ok(tonic::transport::Endpoint::from_shared(url)
+        .map_err(|e| StorageError::Invalid(format!("{what} address {address:?}: {e}")))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .tcp_nodelay(true))
+}
+
 pub fn status_from_storage(e: StorageError) -> Status {
     match e {
         StorageError::Invalid(m) => Status::invalid_argument(m),

@@ -487,6 +487,7 @@ pub struct Imported {
 /// interrupted import can simply be run again.
 pub async fn import_block(
     store: &crate::BucketStore,
+    writer: &crate::BlockWriter,
     tenant: &hearth_core::Tenant,
     dir: &Path,
 ) -> Result<Imported, crate::BlockError> {
@@ -520,7 +521,9 @@ pub async fn import_block(
             .map(|s| (s.labels, hearth_core::SeriesData::Chunks(s.chunks)))
             .collect(),
     };
-    let meta = store.ship(input).await?;
+    let shipped = writer.ship(input).await?;
+    store.add(&shipped).await;
+    let meta = shipped.meta;
     Ok(Imported {
         prometheus_ulid: block.meta.ulid.clone(),
         series: meta.stats.num_series as usize,

@@ -20,10 +20,7 @@ use object_store::ObjectStore;
 use parking_lot::RwLock;
 use tracing::{debug, warn};
 
-use crate::block::{
-    put_meta, read_meta, write_block_files, BlockError, BlockInput, BlockMeta, BlockReader,
-    PageCache, WriteOptions,
-};
+use crate::block::{read_meta, BlockError, BlockMeta, BlockReader, PageCache};
 use crate::bucket_index::{read_index, BucketIndex};
 
 /// A committed block, known by its meta; its reader (labels and postings, read from
@@ -80,8 +77,6 @@ pub struct BucketStore {
     synced: AtomicBool,
     /// Labels files read (blocks opened), for /metrics.
     opened: AtomicU64,
-    /// How blocks this store ships are written.
-    write_opts: WriteOptions,
 }
 
 /// The chunk page cache's default size.
@@ -115,14 +110,7 @@ impl BucketStore {
             shard: None,
             synced: AtomicBool::new(false),
             opened: AtomicU64::new(0),
-            write_opts: WriteOptions::default(),
         }
-    }
-
-    /// Writes blocks with this sample encoding (XOR chunks by default).
-    pub fn with_sample_encoding(mut self, enc: crate::block::cell::SampleEncoding) -> BucketStore {
-        self.write_opts.sample_encoding = enc;
-        self
     }
 
     /// Keeps at most about `bytes` of opened blocks' labels and postings in memory.
@@ -200,6 +188,11 @@ impl BucketStore {
     }
 
     /// Bytes the chunk page cache holds (without waiting for pending evictions).
+    /// The chunk page cache, for a writer whose read-back checks should warm it.
+    pub fn page_cache(&self) -> Option<PageCache> {
+        self.pages.clone()
+    }
+
     pub fn page_cache_bytes_now(&self) -> u64 {
         self.pages.as_ref().map_or(0, PageCache::weighted_size_now)
     }
@@ -435,58 +428,15 @@ impl BucketStore {
         }
     }
 
-    /// Writes a block, reads it back in full and checks it against what was written,
-    /// then makes it visible to queries. Only a block that passed is ever reported
-    /// shipped.
-    pub async fn ship(&self, input: BlockInput) -> Result<BlockMeta, BlockError> {
-        self.ship_as(input, None).await
-    }
-
-    /// [`BucketStore::ship`] under a chosen ULID (a new one when `None`). The Parquet
-    /// files are read back and checked before meta.json is written, so a failed check
-    /// or an outage leaves an invisible block; and a retry of the same data under the
-    /// same ULID overwrites what an earlier attempt left instead of adding a copy.
-    pub async fn ship_as(
-        &self,
-        input: BlockInput,
-        ulid: Option<String>,
-    ) -> Result<BlockMeta, BlockError> {
-        // Encoding, compressing and reading back are the heavy part: on the background
-        // pool, never on the threads that acknowledge writes.
-        let (bucket, opts, pages) = (
-            Arc::clone(&self.bucket),
-            self.write_opts.clone(),
-            self.pages.clone(),
-        );
-        let (meta, reader) = hearth_core::cpu::background(async move {
-            let meta = write_block_files(&bucket, input, &opts, ulid).await?;
-            // The reader is opened from the meta in memory: nothing is visible yet.
-            let reader = Arc::new(BlockReader::open_cached(bucket, meta.clone(), pages).await?);
-            verify_block(&reader, &meta).await?;
-            Ok::<_, BlockError>((meta, reader))
-        })
-        .await?;
-        let tenant = Tenant::new(&meta.hearth.tenant).map_err(BlockError::Format)?;
-        put_meta(&self.bucket, &meta).await?;
-        let stored = read_meta(&self.bucket, &tenant, &meta.ulid)
-            .await?
-            .ok_or_else(|| {
-                BlockError::Format(format!(
-                    "block {}: meta.json missing after upload",
-                    meta.ulid
-                ))
-            })?;
-        if stored != meta {
-            return Err(BlockError::Format(format!(
-                "block {}: meta.json read back differs",
-                meta.ulid
-            )));
-        }
+    /// Serves a block this process has just written and committed (its reader opened
+    /// for the read-back check), so queries see it before the next sync.
+    pub async fn add(&self, shipped: &crate::writer::Shipped) {
         self.opened.fetch_add(1, Ordering::Relaxed);
-        let block = StoreBlock::new(meta.clone());
-        self.readers.insert(block.key(), reader).await;
+        let block = StoreBlock::new(shipped.meta.clone());
+        self.readers
+            .insert(block.key(), shipped.reader.clone())
+            .await;
         self.insert(block);
-        Ok(meta)
     }
 
     /// The time range the tenant's blocks cover, inclusive; `(i64::MAX, i64::MIN)`
@@ -771,36 +721,6 @@ impl Queryable for BucketStore {
 }
 
 /// The series of open blocks that match, merged (samples in several blocks taken once).
-/// Reads a written block back in full and checks its series, chunk and sample counts
-/// against its meta.
-async fn verify_block(reader: &Arc<BlockReader>, meta: &BlockMeta) -> Result<(), BlockError> {
-    let all = reader.select(&[], meta.min_time, meta.max_time).await?;
-    let mut chunks = 0u64;
-    let mut samples = 0u64;
-    for s in &all {
-        if let hearth_core::SeriesData::Chunks(cs) = &s.data {
-            chunks += cs.len() as u64;
-            for c in cs {
-                samples += hearth_series::chunkenc::decode_all(&c.data)
-                    .map_err(|e| BlockError::Format(format!("chunk read back: {e:?}")))?
-                    .len() as u64;
-            }
-        }
-    }
-    if all.len() as u64 != meta.stats.num_series
-        || chunks != meta.stats.num_chunks
-        || samples != meta.stats.num_samples
-    {
-        return Err(BlockError::Format(format!(
-            "block {}: read back {} series, {chunks} chunks, {samples} samples; wrote {:?}",
-            meta.ulid,
-            all.len(),
-            meta.stats
-        )));
-    }
-    Ok(())
-}
-
 pub async fn select_in(
     blocks: &[Arc<BlockReader>],
     matchers: &[Matcher],

@@ -107,3 +107,26 @@ impl ObjectStore for WatchedBucket {
         self.inner.copy_opts(from, to, o).await
     }
 }
+
+/// Writes a block into the store's bucket through a [`crate::BlockWriter`] sharing the
+/// store's page cache and serves it from `store` at once: what a shipper or compactor
+/// beside the store does.
+pub async fn ship(
+    store: &crate::BucketStore,
+    input: crate::BlockInput,
+) -> std::result::Result<crate::BlockMeta, crate::BlockError> {
+    let writer =
+        crate::BlockWriter::new(store.bucket().clone()).with_page_cache(store.page_cache());
+    ship_with(store, &writer, input).await
+}
+
+/// [`ship`] through a chosen writer.
+pub async fn ship_with(
+    store: &crate::BucketStore,
+    writer: &crate::BlockWriter,
+    input: crate::BlockInput,
+) -> std::result::Result<crate::BlockMeta, crate::BlockError> {
+    let shipped = writer.ship(input).await?;
+    store.add(&shipped).await;
+    Ok(shipped.meta)
+}

@@ -11,6 +11,7 @@ use hearth_core::{
     Labels, MatchOp, Matcher, Queryable, SelectHints, SeriesData, Tenant, WriteBatch,
 };
 use hearth_ingester::{Head, HeadOptions, HeadQueryable};
+use hearth_storage::testing::ship;
 use hearth_storage::{open_bucket, Backend, BlockInput, BucketConfig, BucketStore};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -138,14 +139,12 @@ async fn input(head: &Arc<Head>, mint: i64, maxt: i64) -> BlockInput {
 async fn blocks_answer_as_the_head(bucket: Arc<dyn ObjectStore>) {
     let head = head();
     let store = BucketStore::new(Arc::clone(&bucket));
-    let first = store
-        .ship(input(&head, BASE, BASE + 2 * HOUR).await)
+    let first = ship(&store, input(&head, BASE, BASE + 2 * HOUR).await)
         .await
         .unwrap();
     assert_eq!(first.stats.num_series, 120);
     assert_eq!(first.stats.num_samples, 120 * 480);
-    let second = store
-        .ship(input(&head, BASE + 2 * HOUR, BASE + 4 * HOUR).await)
+    let second = ship(&store, input(&head, BASE + 2 * HOUR, BASE + 4 * HOUR).await)
         .await
         .unwrap();
     assert_eq!(second.stats.num_samples, 120 * 240);
@@ -218,8 +217,7 @@ async fn repeated_reads_come_from_the_cache() {
     .unwrap();
     let head = head();
     let store = BucketStore::with_page_cache(Arc::clone(&bucket), 64 << 20);
-    store
-        .ship(input(&head, BASE, BASE + 2 * HOUR).await)
+    ship(&store, input(&head, BASE, BASE + 2 * HOUR).await)
         .await
         .unwrap();
     let matchers = [m(MatchOp::Equal, "__name__", "cpu_seconds")];

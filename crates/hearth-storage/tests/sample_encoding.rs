@@ -57,8 +57,8 @@ fn series() -> Vec<(Labels, Vec<Sample>)> {
 #[tokio::test]
 async fn decimal_delta_blocks_read_back_bit_for_bit() {
     let bucket: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let writer =
-        BucketStore::new(bucket.clone()).with_sample_encoding(SampleEncoding::DecimalDelta);
+    let writer = hearth_storage::BlockWriter::new(bucket.clone())
+        .with_sample_encoding(SampleEncoding::DecimalDelta);
     let input = series();
     // ship() reads the block back and checks series, chunk and sample counts.
     writer

@@ -17,6 +17,8 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use hearth_core::duration::{format_duration_ms, parse_duration};
 use serde::{Serialize, Serializer};
 
+use crate::modules::Role;
+
 /// A Prometheus duration (`30s`, `5m`, `1h30m`, `2d`); `0` is zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dur(pub i64);
@@ -185,10 +187,10 @@ pub struct Settings {
     #[serde(rename = "storage.path")]
     pub storage_path: PathBuf,
 
-    /// Which role to run: all (every role in one process), store-gateway or compactor.
+    /// Which roles to run, comma-separated: all (every role in one process), or distributor, ingester, querier, store-gateway, compactor.
     #[arg(
         long = "target",
-        value_name = "ROLE",
+        value_name = "ROLE,...",
         global = true,
         default_value = "all"
     )]
@@ -600,6 +602,16 @@ pub struct Settings {
     #[serde(rename = "server.grpc-listen-address")]
     pub grpc_listen_address: String,
 
+    /// The ingesters, comma-separated `id=host:port` (their gRPC addresses). Distributors split each write by the ring over them; queriers ask every one for recent data. Empty: the ingester runs in this process.
+    #[arg(
+        long = "ingester.ring.members",
+        value_name = "ID=ADDR,...",
+        global = true,
+        default_value = ""
+    )]
+    #[serde(rename = "ingester.ring.members")]
+    pub ingester_members: Members,
+
     /// The store gateways, comma-separated `id=host:port` (their gRPC addresses). A store gateway serves the blocks the ring gives its id; the querier asks them for history instead of reading the bucket itself. Empty: one process reads the bucket.
     #[arg(
         long = "store-gateway.sharding-ring.members",
@@ -716,6 +728,28 @@ impl std::ops::Deref for Config {
     fn deref(&self) -> &Settings {
         &self.settings
     }
+}
+
+/// `all`, or roles separated by commas.
+fn parse_roles(target: &str) -> anyhow::Result<Vec<Role>> {
+    let mut roles = Vec::new();
+    for name in target.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if name == "all" {
+            return Ok(Role::ORDER.to_vec());
+        }
+        let Some(r) = Role::parse(name) else {
+            anyhow::bail!(
+                "target: unknown role {name:?} (all, distributor, ingester, querier, store-gateway, compactor)"
+            );
+        };
+        if !roles.contains(&r) {
+            roles.push(r);
+        }
+    }
+    if roles.is_empty() {
+        anyhow::bail!("target: no role given");
+    }
+    Ok(roles)
 }
 
 /// The long names of every setting (the YAML keys the file may use).
@@ -848,12 +882,24 @@ impl Config {
                 anyhow::bail!("{name} must be positive");
             }
         }
-        if !["all", "store-gateway", "compactor"].contains(&s.target.as_str()) {
-            anyhow::bail!(
-                "target {:?} is not available yet: this build runs all (every role in one process), \
-                 store-gateway or compactor",
-                s.target
-            );
+        let roles = parse_roles(&s.target)?;
+        let has = |r: Role| roles.contains(&r);
+        if roles.len() < Role::ORDER.len() {
+            for r in [Role::Distributor, Role::Querier] {
+                if has(r) && !has(Role::Ingester) && s.ingester_members.is_empty() {
+                    anyhow::bail!(
+                        "target {}: a {} without an ingester in the process needs ingester.ring.members",
+                        s.target,
+                        r.name()
+                    );
+                }
+            }
+            if has(Role::Ingester) && has(Role::StoreGateway) {
+                anyhow::bail!(
+                    "target {}: run the ingester and the store gateway as separate processes (both serve the Store service), or every role with all",
+                    s.target
+                );
+            }
         }
         if s.gateway_rf == 0 {
             anyhow::bail!("store-gateway.sharding-ring.replication-factor must be at least 1");
@@ -968,6 +1014,11 @@ impl Config {
         m
     }
 
+    /// The roles to run, in no particular order (`all`: every role).
+    pub fn roles(&self) -> Vec<Role> {
+        parse_roles(&self.target).unwrap_or_default()
+    }
+
     /// The runtime configuration file, if one is set.
     pub fn runtime_config_path(&self) -> Option<PathBuf> {
         (!self.runtime_config_file.is_empty()).then(|| PathBuf::from(&self.runtime_config_file))
@@ -1000,7 +1051,19 @@ mod tests {
         std::fs::write(&path, "nonsense-key: 1\n").unwrap();
         let e = parse(&["--config.file", file]).unwrap_err().to_string();
         assert!(e.contains("unknown setting \"nonsense-key\""), "{e}");
-        assert!(parse(&["--target", "ingester"]).is_err());
+        assert!(parse(&["--target", "warehouse"]).is_err());
+        assert!(
+            parse(&["--target", "querier"]).is_err(),
+            "a querier needs ingesters"
+        );
+        let c = parse(&[
+            "--target=distributor,querier",
+            "--ingester.ring.members=ingester-1=127.0.0.1:9095",
+        ])
+        .unwrap();
+        assert_eq!(c.roles(), vec![Role::Distributor, Role::Querier]);
+        assert_eq!(parse(&[]).unwrap().roles().len(), 5);
+        assert!(parse(&["--target=ingester,store-gateway"]).is_err());
         // Blocks storage: Mimir's names, on the command line and in the file.
         std::fs::write(
             &path,

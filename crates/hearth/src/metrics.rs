@@ -4,7 +4,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hearth_distributor::http::DistributorMetrics;
+use std::sync::Arc;
+
+use hearth_distributor::DistributorState;
 use hearth_ingester::Db;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -50,15 +52,26 @@ pub struct SelfMetrics {
     bucket_blocks_loaded: Counter<u64, AtomicU64>,
 }
 
-/// The parts a role runs, whose counters /metrics shows; parts a role does not run
-/// stay at zero.
+/// The parts the roles of this process run, whose counters /metrics shows; parts no
+/// role runs stay at zero.
 #[derive(Default)]
-pub struct Parts<'a> {
-    pub db: Option<&'a Db>,
-    pub distributor: Option<&'a DistributorMetrics>,
-    pub shipper: Option<&'a hearth_ingester::Shipper>,
-    pub compactor: Option<&'a hearth_compactor::Compactor>,
-    pub store: Option<&'a hearth_storage::BucketStore>,
+pub struct Parts {
+    pub db: Option<Arc<Db>>,
+    pub distributor: Option<Arc<DistributorState>>,
+    pub shipper: Option<Arc<hearth_ingester::Shipper>>,
+    pub compactor: Option<Arc<hearth_compactor::Compactor>>,
+    pub store: Option<Arc<hearth_storage::BucketStore>>,
+}
+
+impl Parts {
+    /// Takes what `other` has that this lacks (each part belongs to one role).
+    pub fn merge(&mut self, other: Parts) {
+        self.db = self.db.take().or(other.db);
+        self.distributor = self.distributor.take().or(other.distributor);
+        self.shipper = self.shipper.take().or(other.shipper);
+        self.compactor = self.compactor.take().or(other.compactor);
+        self.store = self.store.take().or(other.store);
+    }
 }
 
 fn set_counter(c: &Counter<u64, AtomicU64>, v: u64) {
@@ -293,8 +306,8 @@ impl SelfMetrics {
         SelfMetrics { registry: r, ..m }
     }
 
-    pub fn render(&self, parts: &Parts<'_>) -> String {
-        if let Some(shipper) = parts.shipper {
+    pub fn render(&self, parts: &Parts) -> String {
+        if let Some(shipper) = parts.shipper.as_deref() {
             let sh = &shipper.stats;
             set_counter(
                 &self.blocks_shipped,
@@ -306,7 +319,7 @@ impl SelfMetrics {
             );
             set_counter(&self.ship_failures, sh.failures.load(Ordering::Relaxed));
         }
-        if let Some(compactor) = parts.compactor {
+        if let Some(compactor) = parts.compactor.as_deref() {
             let cs = &compactor.stats;
             set_counter(&self.compactor_runs, cs.runs.load(Ordering::Relaxed));
             set_counter(
@@ -330,7 +343,7 @@ impl SelfMetrics {
                 cs.index_writes.load(Ordering::Relaxed),
             );
         }
-        if let Some(store) = parts.store {
+        if let Some(store) = parts.store.as_deref() {
             self.bucket_blocks.set(store.num_blocks() as i64);
             self.page_cache_bytes
                 .set(store.page_cache_bytes_now() as i64);
@@ -338,7 +351,7 @@ impl SelfMetrics {
                 .set(store.labels_cache_bytes_now() as i64);
             set_counter(&self.bucket_blocks_loaded, store.blocks_opened());
         }
-        if let Some(db) = parts.db {
+        if let Some(db) = parts.db.as_deref() {
             let s = db.stats();
             self.head_series.set(db.head().num_series() as i64);
             set_counter(&self.head_series_removed, db.head().series_removed());
@@ -375,7 +388,7 @@ impl SelfMetrics {
             self.replay_ms
                 .set(s.replay_seconds_millis.load(Ordering::Relaxed) as i64);
         }
-        if let Some(dist) = parts.distributor {
+        if let Some(dist) = parts.distributor.as_ref().map(|d| &d.metrics) {
             set_counter(&self.push_requests, dist.requests.load(Ordering::Relaxed));
             set_counter(
                 &self.push_failed,

@@ -137,35 +137,6 @@ impl RuntimeConfig {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tenants_start_from_the_defaults() {
-        let defaults = TenantLimits {
-            ingestion_rate: 123.0,
-            ..TenantLimits::default()
-        };
-        let got = parse(
-            "overrides:\n  team-a:\n    max_global_series_per_user: 7\n    creation_grace_period: 1h\n  team-b: {}\n",
-            &defaults,
-        )
-        .unwrap();
-        let a = &got["team-a"];
-        assert_eq!(a.max_global_series_per_user, 7);
-        assert_eq!(a.creation_grace_period_ms, 3_600_000);
-        assert_eq!(a.ingestion_rate, 123.0);
-        assert_eq!(got["team-b"], defaults);
-        assert!(parse("overrides:\n  a:\n    no_such_limit: 1\n", &defaults)
-            .unwrap_err()
-            .contains("no_such_limit"));
-        assert!(parse("limits: {}\n", &defaults).is_err());
-        assert!(parse("overrides:\n  'bad/tenant': {}\n", &defaults).is_err());
-        assert!(parse("", &defaults).unwrap().is_empty());
-    }
-}
-
 impl hearth_querier::ConfigStatus for RuntimeConfig {
     fn storage_retention(&self) -> String {
         let fmt = |ms: i64| {
@@ -200,5 +171,34 @@ impl hearth_querier::ConfigStatus for RuntimeConfig {
             self.status.last_ok.load(Ordering::Relaxed),
             std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenants_start_from_the_defaults() {
+        let defaults = TenantLimits {
+            ingestion_rate: 123.0,
+            ..TenantLimits::default()
+        };
+        let got = parse(
+            "overrides:\n  team-a:\n    max_global_series_per_user: 7\n    creation_grace_period: 1h\n  team-b: {}\n",
+            &defaults,
+        )
+        .unwrap();
+        let a = &got["team-a"];
+        assert_eq!(a.max_global_series_per_user, 7);
+        assert_eq!(a.creation_grace_period_ms, 3_600_000);
+        assert_eq!(a.ingestion_rate, 123.0);
+        assert_eq!(got["team-b"], defaults);
+        assert!(parse("overrides:\n  a:\n    no_such_limit: 1\n", &defaults)
+            .unwrap_err()
+            .contains("no_such_limit"));
+        assert!(parse("limits: {}\n", &defaults).is_err());
+        assert!(parse("overrides:\n  'bad/tenant': {}\n", &defaults).is_err());
+        assert!(parse("", &defaults).unwrap().is_empty());
     }
 }

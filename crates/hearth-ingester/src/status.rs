@@ -1,15 +1,14 @@
-//! The ingester's answer to the querier's status questions (metadata, head stats),
-//! given through the querier's `StatusSource` trait.
+//! The ingester's answer to the query side's status questions (metric metadata, head
+//! statistics, log repairs): `IngesterStatus` over its own head, so no other room
+//! reads the head's internals.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
-use hearth_core::{MetricMetadata, Tenant};
-use hearth_ingester::Db;
-use hearth_querier::{StatusSource, TsdbStatus};
+use hearth_core::{IngesterStatus, MetricMetadata, StorageError, Tenant, TsdbStatus};
 
-pub struct HeadStatus(pub Arc<Db>);
+use crate::Db;
 
 fn top(mut v: Vec<(String, usize)>, limit: usize) -> Vec<(String, u64)> {
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -18,25 +17,25 @@ fn top(mut v: Vec<(String, usize)>, limit: usize) -> Vec<(String, u64)> {
 }
 
 #[async_trait]
-impl StatusSource for HeadStatus {
-    async fn metadata(&self, tenant: &Tenant) -> HashMap<String, Vec<MetricMetadata>> {
-        self.0
+impl IngesterStatus for Db {
+    async fn metadata(
+        &self,
+        tenant: &Tenant,
+    ) -> Result<HashMap<String, Vec<MetricMetadata>>, StorageError> {
+        Ok(self
             .head()
             .tenant(tenant)
             .map(|t| t.metadata())
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 
-    async fn wal_corruptions(&self) -> u64 {
-        self.0
-            .stats()
-            .wal_corruptions
-            .load(std::sync::atomic::Ordering::Relaxed)
+    async fn wal_corruptions(&self) -> Result<u64, StorageError> {
+        Ok(self.stats().wal_corruptions.load(Ordering::Relaxed))
     }
 
-    async fn tsdb_status(&self, tenant: &Tenant, limit: usize) -> TsdbStatus {
-        let Some(th) = self.0.head().tenant(tenant) else {
-            return TsdbStatus::default();
+    async fn tsdb_status(&self, tenant: &Tenant, limit: usize) -> Result<TsdbStatus, StorageError> {
+        let Some(th) = self.head().tenant(tenant) else {
+            return Ok(TsdbStatus::default());
         };
         let stats = th.postings_stats();
         let chunks: usize = th
@@ -47,7 +46,7 @@ impl StatusSource for HeadStatus {
                 st.closed.len() + usize::from(st.head.is_some())
             })
             .sum();
-        TsdbStatus {
+        Ok(TsdbStatus {
             num_series: th.num_series() as u64,
             num_label_pairs: stats.series_per_pair.len() as u64,
             chunk_count: chunks as u64,
@@ -57,6 +56,6 @@ impl StatusSource for HeadStatus {
             label_value_count_by_label_name: top(stats.values_per_name, limit),
             memory_in_bytes_by_label_name: top(stats.memory_in_bytes_per_name, limit),
             series_count_by_label_value_pair: top(stats.series_per_pair, limit),
-        }
+        })
     }
 }
