@@ -111,7 +111,38 @@ const SERIES: usize = 30;
 /// (writer, series) -> acknowledged (t, v).
 type Acked = Arc<Mutex<HashMap<(usize, usize), Vec<(i64, f64)>>>>;
 
-/// Status counts of one writer: (acknowledged, 5xx, other).
+/// An ingester that is never called: the ring only tells which ingester owns a series.
+struct Nowhere;
+
+#[async_trait::async_trait]
+impl hearth_core::Ingester for Nowhere {
+    async fn push(
+        &self,
+        _: &hearth_core::Tenant,
+        _: hearth_core::WriteBatch,
+    ) -> Result<hearth_core::PushOutcome, hearth_core::PushError> {
+        unreachable!("the ring is only asked for owners")
+    }
+}
+
+/// The distributors' ring, to know which ingester each test series lands on.
+fn ring() -> hearth_distributor::IngesterRing {
+    hearth_distributor::IngesterRing::new(
+        (1..=3)
+            .map(|i| {
+                (
+                    format!("ingester-{i}"),
+                    Arc::new(Nowhere) as Arc<dyn hearth_core::Ingester>,
+                )
+            })
+            .collect(),
+        hearth_core::ring::DEFAULT_TOKENS_PER_MEMBER,
+    )
+}
+
+/// Status counts of one writer: (acknowledged, 5xx, 5xx while ingester-2 was down,
+/// other). Every write sent while ingester-2 was down that holds a series it owns must
+/// fail: a 2xx there would acknowledge data that is in no log.
 async fn writer(
     urls: Vec<String>,
     w: usize,
@@ -119,6 +150,19 @@ async fn writer(
     stop: Arc<AtomicBool>,
     down: Arc<AtomicBool>,
 ) -> (usize, usize, usize, usize) {
+    let ring = ring();
+    let tenant = hearth_core::Tenant::anonymous();
+    let owned_by_2: Vec<bool> = (0..SERIES)
+        .map(|s| {
+            let l = hearth_core::Labels::from_pairs(&[
+                ("__name__", "cluster_test"),
+                ("series", &s.to_string()),
+                ("writer", &w.to_string()),
+            ]);
+            ring.owner_of(&tenant, l.hash64()) == "ingester-2"
+        })
+        .collect();
+    let touches_2 = owned_by_2.iter().any(|&o| o);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -152,6 +196,10 @@ async fn writer(
         .await;
         match status {
             204 => {
+                assert!(
+                    !(was_down && down.load(Ordering::Relaxed) && touches_2),
+                    "writer {w}: a write holding series of ingester-2 was acknowledged while it was down"
+                );
                 ok += 1;
                 let mut a = acked.lock().unwrap();
                 for s in 0..SERIES {
@@ -230,10 +278,30 @@ async fn kill_one_ingester_under_load(c: &Cluster) {
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    // kill -9 one ingester under load.
+    // kill -9 one ingester under load; it is down once the process is gone.
     let pid = c.pid("ingester-2");
     unsafe {
         libc::kill(pid, libc::SIGKILL);
+    }
+    let gone = |pid: i32| {
+        // Gone, or a zombie nobody reaped yet: it takes no write either way.
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|st| {
+                st.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(true)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !gone(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ingester-2 survived kill -9"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     down.store(true, Ordering::Relaxed);
     eprintln!("ingester-2 (PID {pid}) killed");

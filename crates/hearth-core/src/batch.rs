@@ -36,6 +36,17 @@ pub struct WriteBatch {
     pub metadata: Vec<MetricMetadata>,
 }
 
+/// A batch in its wire form, owned: the label arena and the little-endian tables
+/// [`WireParts`] describes, and the metadata.
+#[derive(Debug, Default)]
+pub struct WireForm {
+    pub arena: Vec<u8>,
+    pub label_offsets: Vec<u8>,
+    pub series_ends: Vec<u8>,
+    pub samples: Vec<u8>,
+    pub metadata: Vec<MetricMetadata>,
+}
+
 /// A batch's tables, borrowed, for its wire form (see [`WriteBatch::wire_parts`]).
 pub struct WireParts<'a> {
     pub arena: &'a [u8],
@@ -45,19 +56,35 @@ pub struct WireParts<'a> {
 }
 
 impl WireParts<'_> {
-    /// Every label's four offsets, in order.
-    pub fn label_offsets(&self) -> impl Iterator<Item = u32> + '_ {
-        self.labels.iter().flat_map(|l| [l.n0, l.n1, l.v0, l.v1])
+    /// Every label's four offsets, as little-endian `u32`s.
+    pub fn label_offsets_le(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.labels.len() * 16);
+        for l in self.labels {
+            for o in [l.n0, l.n1, l.v0, l.v1] {
+                out.extend_from_slice(&o.to_le_bytes());
+            }
+        }
+        out
     }
 
-    /// Where each series' labels end.
-    pub fn series_label_ends(&self) -> impl Iterator<Item = u32> + '_ {
-        self.series.iter().map(|s| s.labels.1)
+    /// Each series' labels end and samples end, as little-endian `u32`s.
+    pub fn series_ends_le(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.series.len() * 8);
+        for s in self.series {
+            out.extend_from_slice(&s.labels.1.to_le_bytes());
+            out.extend_from_slice(&s.samples.1.to_le_bytes());
+        }
+        out
     }
 
-    /// Where each series' samples end.
-    pub fn series_sample_ends(&self) -> impl Iterator<Item = u32> + '_ {
-        self.series.iter().map(|s| s.samples.1)
+    /// Each sample's timestamp and value bits, as little-endian `i64` and `u64`.
+    pub fn samples_le(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.samples.len() * 16);
+        for s in self.samples {
+            out.extend_from_slice(&s.t.to_le_bytes());
+            out.extend_from_slice(&s.v.to_bits().to_le_bytes());
+        }
+        out
     }
 }
 
@@ -297,6 +324,21 @@ impl WriteBatch {
         b
     }
 
+    /// The batch taken apart for its wire form, the arena moved out rather than
+    /// copied, the tables as [`WriteBatch::from_wire`] reads them.
+    pub fn into_wire(self) -> WireForm {
+        let w = self.wire_parts();
+        let (label_offsets, series_ends, samples) =
+            (w.label_offsets_le(), w.series_ends_le(), w.samples_le());
+        WireForm {
+            arena: self.arena,
+            label_offsets,
+            series_ends,
+            samples,
+            metadata: self.metadata,
+        }
+    }
+
     /// The batch's tables as a wire form carries them: the arena, each label's
     /// `[name start, name end, value start, value end)` offsets, each series' label and
     /// sample end, and the samples. [`WriteBatch::from_wire`] is the inverse.
@@ -312,22 +354,33 @@ impl WriteBatch {
     /// Rebuilds a batch from its wire form, checking everything (it came from the
     /// network): offsets in bounds and in order, names and values valid UTF-8, labels
     /// of each series sorted by name and unique. Hashes are computed here, not trusted.
+    /// The tables are little-endian arrays: four `u32` per label, two `u32` per series
+    /// (labels end, samples end), an `i64` timestamp and the `f64` value's bits per
+    /// sample (see [`WireParts`]).
     pub fn from_wire(
         arena: Vec<u8>,
-        label_offsets: &[u32],
-        series_label_ends: &[u32],
-        series_sample_ends: &[u32],
-        samples: Vec<Sample>,
+        label_offsets: &[u8],
+        series_ends: &[u8],
+        samples: &[u8],
     ) -> Result<WriteBatch, String> {
-        if !label_offsets.len().is_multiple_of(4) {
-            return Err("label offsets come in fours".into());
+        if !label_offsets.len().is_multiple_of(16)
+            || !series_ends.len().is_multiple_of(8)
+            || !samples.len().is_multiple_of(16)
+        {
+            return Err("a table's length is not a whole number of entries".into());
         }
-        if series_label_ends.len() != series_sample_ends.len() {
-            return Err("series label and sample ends differ in number".into());
-        }
-        let n_labels = label_offsets.len() / 4;
-        let mut labels = Vec::with_capacity(n_labels);
-        for q in label_offsets.chunks_exact(4) {
+        let u32s = |b: &[u8]| -> Vec<u32> {
+            b.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        // One validation of every byte, then each offset only needs to fall on a
+        // character boundary for its slice to be valid UTF-8 too.
+        let text = std::str::from_utf8(&arena)
+            .map_err(|_| "the label bytes are not valid UTF-8".to_string())?;
+        let offsets = u32s(label_offsets);
+        let mut labels = Vec::with_capacity(offsets.len() / 4);
+        for q in offsets.chunks_exact(4) {
             let (n0, n1, v0, v1) = (q[0], q[1], q[2], q[3]);
             if n0 > n1 || v0 > v1 || n1 as usize > arena.len() || v1 as usize > arena.len() {
                 return Err(format!(
@@ -335,16 +388,24 @@ impl WriteBatch {
                     arena.len()
                 ));
             }
-            for r in [n0..n1, v0..v1] {
-                std::str::from_utf8(&arena[r.start as usize..r.end as usize])
-                    .map_err(|_| "a label name or value is not valid UTF-8".to_string())?;
+            if !q.iter().all(|&o| text.is_char_boundary(o as usize)) {
+                return Err("a label offset splits a character".into());
             }
             labels.push(LabelSpan { n0, n1, v0, v1 });
         }
-        let mut series = Vec::with_capacity(series_label_ends.len());
+        let samples: Vec<Sample> = samples
+            .chunks_exact(16)
+            .map(|c| Sample {
+                t: i64::from_le_bytes(c[..8].try_into().expect("8 bytes")),
+                v: f64::from_bits(u64::from_le_bytes(c[8..].try_into().expect("8 bytes"))),
+            })
+            .collect();
+        let ends = u32s(series_ends);
+        let mut series = Vec::with_capacity(ends.len() / 2);
         let (mut l0, mut s0) = (0u32, 0u32);
-        for (&l1, &s1) in series_label_ends.iter().zip(series_sample_ends) {
-            if l1 < l0 || l1 as usize > n_labels || s1 < s0 || s1 as usize > samples.len() {
+        for e in ends.chunks_exact(2) {
+            let (l1, s1) = (e[0], e[1]);
+            if l1 < l0 || l1 as usize > labels.len() || s1 < s0 || s1 as usize > samples.len() {
                 return Err("series ends out of order or out of bounds".into());
             }
             let spans = &labels[l0 as usize..l1 as usize];
@@ -374,33 +435,35 @@ impl WriteBatch {
         })
     }
 
-    /// The part of the batch whose series `keep` selects (labels copied into a new
-    /// arena); metadata is not carried over.
-    pub fn subset(&self, keep: impl Fn(usize) -> bool) -> WriteBatch {
-        let mut out = WriteBatch::default();
-        for i in (0..self.series.len()).filter(|&i| keep(i)) {
-            let s = self.get(i);
-            let mut spans = Vec::with_capacity(s.labels.len());
-            for (n, v) in s.labels.iter_bytes() {
-                let n0 = out.arena.len() as u32;
-                out.arena.extend_from_slice(n);
-                let n1 = out.arena.len() as u32;
-                out.arena.extend_from_slice(v);
-                spans.push(LabelSpan {
+    /// The batch split into `parts` batches in one pass: series `i` goes to part
+    /// `part_of(i)` (labels copied into that part's arena, hashes kept). Metadata is
+    /// not carried over.
+    pub fn split(&self, parts: usize, part_of: impl Fn(usize) -> usize) -> Vec<WriteBatch> {
+        let mut out: Vec<WriteBatch> = (0..parts).map(|_| WriteBatch::default()).collect();
+        for (i, span) in self.series.iter().enumerate() {
+            let o = &mut out[part_of(i)];
+            let l0 = o.labels.len() as u32;
+            for l in &self.labels[span.labels.0 as usize..span.labels.1 as usize] {
+                let n0 = o.arena.len() as u32;
+                o.arena
+                    .extend_from_slice(&self.arena[l.n0 as usize..l.n1 as usize]);
+                let n1 = o.arena.len() as u32;
+                o.arena
+                    .extend_from_slice(&self.arena[l.v0 as usize..l.v1 as usize]);
+                o.labels.push(LabelSpan {
                     n0,
                     n1,
                     v0: n1,
-                    v1: out.arena.len() as u32,
+                    v1: o.arena.len() as u32,
                 });
             }
-            let l0 = out.labels.len() as u32;
-            out.labels.extend(spans);
-            let s0 = out.samples.len() as u32;
-            out.samples.extend_from_slice(s.samples);
-            out.series.push(SeriesSpan {
-                labels: (l0, out.labels.len() as u32),
-                samples: (s0, out.samples.len() as u32),
-                hash: s.hash,
+            let s0 = o.samples.len() as u32;
+            o.samples
+                .extend_from_slice(&self.samples[span.samples.0 as usize..span.samples.1 as usize]);
+            o.series.push(SeriesSpan {
+                labels: (l0, o.labels.len() as u32),
+                samples: (s0, o.samples.len() as u32),
+                hash: span.hash,
             });
         }
         out
@@ -459,21 +522,18 @@ mod tests {
         assert_eq!(b.sample_count(), 1);
     }
 
-    /// The wire form round-trips, and a subset keeps its series whole.
+    /// The wire form round-trips, and a split keeps every series whole.
     #[test]
-    fn wire_form_and_subsets() {
+    fn wire_form_and_splits() {
         let a = Labels::from_pairs(&[("__name__", "up"), ("job", "a")]);
-        let b = Labels::from_pairs(&[("__name__", "up"), ("job", "b"), ("zone", "z")]);
+        let b = Labels::from_pairs(&[("__name__", "up"), ("job", "b"), ("zone", "é")]);
         let batch = WriteBatch::from_series(&[
             (a.clone(), vec![Sample::new(1, 2.0)]),
             (b.clone(), vec![Sample::new(3, 4.0), Sample::new(5, 6.0)]),
         ]);
         let w = batch.wire_parts();
-        let offsets: Vec<u32> = w.label_offsets().collect();
-        let le: Vec<u32> = w.series_label_ends().collect();
-        let se: Vec<u32> = w.series_sample_ends().collect();
-        let back = WriteBatch::from_wire(w.arena.to_vec(), &offsets, &le, &se, w.samples.to_vec())
-            .unwrap();
+        let (offsets, ends, samples) = (w.label_offsets_le(), w.series_ends_le(), w.samples_le());
+        let back = WriteBatch::from_wire(w.arena.to_vec(), &offsets, &ends, &samples).unwrap();
         assert_eq!(back.len(), 2);
         assert!(back.get(1).labels.eq_labels(&b));
         assert_eq!(back.get(1).hash, b.hash64());
@@ -482,22 +542,30 @@ mod tests {
             &[Sample::new(3, 4.0), Sample::new(5, 6.0)]
         );
         // Hostile forms are refused, never panic.
-        assert!(WriteBatch::from_wire(vec![], &[0, 5, 0, 0], &[1], &[0], vec![]).is_err());
-        assert!(WriteBatch::from_wire(w.arena.to_vec(), &offsets, &[9], &[1], vec![]).is_err());
-        let mut swapped = offsets.clone();
-        swapped.swap(0, 4);
-        swapped.swap(1, 5);
-        swapped.swap(2, 6);
-        swapped.swap(3, 7);
+        let off = |v: &[u32]| v.iter().flat_map(|o| o.to_le_bytes()).collect::<Vec<u8>>();
+        assert!(WriteBatch::from_wire(vec![], &off(&[0, 5, 0, 0]), &off(&[1, 0]), &[]).is_err());
         assert!(
-            WriteBatch::from_wire(w.arena.to_vec(), &swapped, &le, &se, w.samples.to_vec())
-                .is_err(),
+            WriteBatch::from_wire(w.arena.to_vec(), &offsets, &off(&[9, 1]), &samples).is_err()
+        );
+        assert!(WriteBatch::from_wire(w.arena.to_vec(), &offsets[..15], &ends, &samples).is_err());
+        // The two labels of the first series swapped.
+        let mut twisted = offsets[16..32].to_vec();
+        twisted.extend_from_slice(&offsets[..16]);
+        twisted.extend_from_slice(&offsets[32..]);
+        assert!(
+            WriteBatch::from_wire(w.arena.to_vec(), &twisted, &ends, &samples).is_err(),
             "unsorted labels"
         );
-        let odd = batch.subset(|i| i == 1);
-        assert_eq!(odd.len(), 1);
-        assert!(odd.get(0).labels.eq_labels(&b));
-        assert_eq!(odd.get(0).hash, b.hash64());
-        assert_eq!(odd.sample_count(), 2);
+        // An offset inside the two bytes of "é".
+        let last = w.arena.len() as u32;
+        let mut split_char = offsets.clone();
+        split_char[offsets.len() - 8..offsets.len() - 4].copy_from_slice(&(last - 1).to_le_bytes());
+        assert!(WriteBatch::from_wire(w.arena.to_vec(), &split_char, &ends, &samples).is_err());
+        let parts = batch.split(2, |i| 1 - i);
+        assert_eq!((parts[0].len(), parts[1].len()), (1, 1));
+        assert!(parts[0].get(0).labels.eq_labels(&b));
+        assert_eq!(parts[0].get(0).hash, b.hash64());
+        assert_eq!(parts[0].sample_count(), 2);
+        assert!(parts[1].get(0).labels.eq_labels(&a));
     }
 }

@@ -18,7 +18,9 @@ pub mod ring;
 pub mod sample;
 pub mod tenant;
 
-pub use batch::{hash_label_bytes, ArenaLabel, ArenaSeries, BatchSeries, LabelsRef, WriteBatch};
+pub use batch::{
+    hash_label_bytes, ArenaLabel, ArenaSeries, BatchSeries, LabelsRef, WireForm, WriteBatch,
+};
 pub use deletion::Deletion;
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use limits::{Overrides, TenantLimits};

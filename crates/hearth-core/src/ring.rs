@@ -78,6 +78,22 @@ impl Ring {
         out.into_iter().map(|m| self.members[m].as_str()).collect()
     }
 
+    /// The index (in [`Ring::members`] order) of the first owner of a key whose hash is
+    /// `token`: the write path's lookup, one binary search and no allocation. `None`
+    /// for a ring without members.
+    pub fn primary_of_token(&self, token: u32) -> Option<usize> {
+        if self.tokens.is_empty() {
+            return None;
+        }
+        let i = self.tokens.partition_point(|(t, _)| *t < token) % self.tokens.len();
+        Some(self.tokens[i].1)
+    }
+
+    /// The token of a key, as [`Ring::owners`] places it.
+    pub fn token_of(key: &[u8]) -> u32 {
+        token_hash(key)
+    }
+
     /// Whether `member` is one of the owners of `key`.
     pub fn owns(&self, member: &str, key: &[u8]) -> bool {
         self.owners(key).contains(&member)
@@ -131,6 +147,16 @@ mod tests {
         }
         // About a quarter of the keys move, and only those.
         assert!((3_000..=7_000).contains(&moved), "moved {moved}");
+    }
+
+    #[test]
+    fn the_primary_by_token_is_the_first_owner() {
+        let ring = Ring::new(&ids(3), DEFAULT_TOKENS_PER_MEMBER, 2);
+        for k in keys().iter().take(2_000) {
+            let i = ring.primary_of_token(Ring::token_of(k.as_bytes())).unwrap();
+            assert_eq!(ring.members()[i], ring.owners(k.as_bytes())[0]);
+        }
+        assert_eq!(Ring::new(&[], 16, 1).primary_of_token(7), None);
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! ingester): the sender retries it whole, and the parts that were stored take the
 //! retry as exact duplicates, which ingesters store once.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,17 +14,18 @@ use hearth_core::{Ingester, PushError, PushOutcome, Ring, Tenant, WriteBatch};
 pub struct IngesterRing {
     /// (id, ingester) in ring order.
     members: Vec<(String, Arc<dyn Ingester>)>,
-    index: HashMap<String, usize>,
     ring: Ring,
 }
 
-/// The ring key of a series: its tenant and label hash.
-fn series_key(tenant: &Tenant, hash: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(tenant.as_str().len() + 9);
-    k.extend_from_slice(tenant.as_str().as_bytes());
-    k.push(0xff);
-    k.extend_from_slice(&hash.to_le_bytes());
-    k
+/// Where a series of a tenant lands on the ring: a token mixed from the tenant's hash
+/// and the series' label hash (no allocation on the write path).
+fn series_token(tenant_hash: u64, series_hash: u64) -> u32 {
+    let h = (tenant_hash ^ series_hash.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    ((h >> 32) ^ h) as u32
+}
+
+fn tenant_hash(tenant: &Tenant) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(tenant.as_str().as_bytes())
 }
 
 /// The ring key of a metric family's metadata.
@@ -43,55 +43,38 @@ impl IngesterRing {
         let ids: Vec<String> = members.iter().map(|(id, _)| id.clone()).collect();
         let ring = Ring::new(&ids, tokens_per_member, 1);
         let mut members = members;
+        // The ring's member order (sorted ids), so its indexes are ours.
         members.sort_by(|a, b| a.0.cmp(&b.0));
-        let index = members
-            .iter()
-            .enumerate()
-            .map(|(i, (id, _))| (id.clone(), i))
-            .collect();
-        IngesterRing {
-            members,
-            index,
-            ring,
-        }
+        IngesterRing { members, ring }
     }
 
-    /// The member that owns `key`.
-    fn owner(&self, key: &[u8]) -> usize {
-        self.ring
-            .owners(key)
-            .first()
-            .and_then(|id| self.index.get(*id).copied())
-            .unwrap_or(0)
+    fn owner_of_token(&self, token: u32) -> usize {
+        self.ring.primary_of_token(token).unwrap_or(0)
     }
 
     /// The id of the ingester a series of `tenant` with label hash `hash` goes to.
     pub fn owner_of(&self, tenant: &Tenant, hash: u64) -> &str {
-        &self.members[self.owner(&series_key(tenant, hash))].0
+        &self.members[self.owner_of_token(series_token(tenant_hash(tenant), hash))].0
     }
 
-    /// The batch split by owner: (member, its part), parts with nothing left out.
+    /// The batch split by owner, in one pass: (member, its part), members without a
+    /// part left out.
     fn split(&self, tenant: &Tenant, batch: WriteBatch) -> Vec<(usize, WriteBatch)> {
+        let th = tenant_hash(tenant);
         let owners: Vec<usize> = batch
             .iter()
-            .map(|s| self.owner(&series_key(tenant, s.hash)))
+            .map(|s| self.owner_of_token(series_token(th, s.hash)))
             .collect();
-        let mut parts: Vec<(usize, WriteBatch)> = (0..self.members.len())
-            .filter(|m| owners.contains(m))
-            .map(|m| (m, batch.subset(|i| owners[i] == m)))
-            .collect();
+        let mut parts = batch.split(self.members.len(), |i| owners[i]);
         for md in &batch.metadata {
-            let m = self.owner(&family_key(tenant, &md.metric_family));
-            match parts.iter_mut().find(|(p, _)| *p == m) {
-                Some((_, part)) => part.metadata.push(md.clone()),
-                None => {
-                    let mut part = WriteBatch::default();
-                    part.metadata.push(md.clone());
-                    parts.push((m, part));
-                }
-            }
+            let m = self.owner_of_token(Ring::token_of(&family_key(tenant, &md.metric_family)));
+            parts[m].metadata.push(md.clone());
         }
         parts
+            .into_iter()
+            .enumerate()
+            .filter(|(_, p)| !p.is_empty() || !p.metadata.is_empty())
+            .collect()
     }
 }
 

@@ -47,18 +47,16 @@ impl RemoteIngester {
     }
 }
 
-/// A batch in its wire form.
-pub fn batch_to_wire(tenant: &Tenant, batch: &WriteBatch) -> ip::PushRequest {
-    let w = batch.wire_parts();
+/// A batch in its wire form (its label bytes moved, not copied).
+pub fn batch_to_wire(tenant: &Tenant, batch: WriteBatch) -> ip::PushRequest {
+    let w = batch.into_wire();
     ip::PushRequest {
         tenant: tenant.as_str().to_string(),
-        arena: w.arena.to_vec(),
-        label_offsets: w.label_offsets().collect(),
-        series_label_ends: w.series_label_ends().collect(),
-        series_sample_ends: w.series_sample_ends().collect(),
-        timestamps: w.samples.iter().map(|s| s.t).collect(),
-        values: w.samples.iter().map(|s| s.v).collect(),
-        metadata: batch.metadata.iter().map(metadata_to_wire).collect(),
+        arena: w.arena,
+        label_offsets: w.label_offsets,
+        series_ends: w.series_ends,
+        samples: w.samples,
+        metadata: w.metadata.iter().map(metadata_to_wire).collect(),
     }
 }
 
@@ -85,7 +83,7 @@ impl Ingester for RemoteIngester {
         let r = self
             .client
             .clone()
-            .push(batch_to_wire(tenant, &batch))
+            .push(batch_to_wire(tenant, batch))
             .await
             .map_err(|s| push_error(&self.name, s))?
             .into_inner();

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use hearth_core::{Ingester, IngesterStatus, MetricMetadata, PushError, Sample, WriteBatch};
+use hearth_core::{Ingester, IngesterStatus, MetricMetadata, PushError, WriteBatch};
 use hearth_proto::ingester as ip;
 use hearth_proto::ingester::ingester_server::{Ingester as IngesterRpc, IngesterServer};
 use tonic::{Request, Response, Status};
@@ -49,25 +49,8 @@ pub fn metadata_from_wire(m: ip::Metadata) -> MetricMetadata {
 
 /// A push off the wire as a batch, every offset and string checked.
 pub fn batch_from_wire(r: ip::PushRequest) -> Result<WriteBatch, Status> {
-    if r.timestamps.len() != r.values.len() {
-        return Err(Status::invalid_argument(
-            "timestamps and values differ in number",
-        ));
-    }
-    let samples = r
-        .timestamps
-        .iter()
-        .zip(&r.values)
-        .map(|(&t, &v)| Sample { t, v })
-        .collect();
-    let mut batch = WriteBatch::from_wire(
-        r.arena,
-        &r.label_offsets,
-        &r.series_label_ends,
-        &r.series_sample_ends,
-        samples,
-    )
-    .map_err(|e| Status::invalid_argument(format!("write batch: {e}")))?;
+    let mut batch = WriteBatch::from_wire(r.arena, &r.label_offsets, &r.series_ends, &r.samples)
+        .map_err(|e| Status::invalid_argument(format!("write batch: {e}")))?;
     batch.metadata = r.metadata.into_iter().map(metadata_from_wire).collect();
     Ok(batch)
 }

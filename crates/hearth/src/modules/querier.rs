@@ -20,23 +20,32 @@ fn info_refresh(ctx: &Context) -> Duration {
     ctx.cfg.sync_interval.std().min(Duration::from_secs(10))
 }
 
-/// The members of a static ring of remote stores (ingesters or store gateways).
+/// The members of a static ring of remote stores (ingesters or store gateways). An
+/// ingester takes new data at any moment (late samples below what it holds too), so it
+/// is asked for every query: a query must see a write the moment it was acknowledged,
+/// not an `Info` refresh later. Store gateways are asked for what their `Info` covers.
 fn remote_members(
     ctx: &Context,
     kind: &str,
     members: &[(String, String)],
+    takes_writes: bool,
 ) -> anyhow::Result<Vec<Member>> {
     let mut out = Vec::with_capacity(members.len());
     for (id, addr) in members {
         let remote = Arc::new(
             RemoteStore::connect_lazy(addr).map_err(|e| anyhow::anyhow!("{kind} {id}: {e}"))?,
         );
-        remote.spawn_info_refresh(info_refresh(ctx));
-        let r = remote.clone();
+        let range: hearth_querier::merge::TimeRange = if takes_writes {
+            Arc::new(|_| (i64::MIN, i64::MAX))
+        } else {
+            remote.spawn_info_refresh(info_refresh(ctx));
+            let r = remote.clone();
+            Arc::new(move |t| r.time_range(t))
+        };
         out.push(Member {
             name: format!("{kind} {id} ({addr})"),
             queryable: remote,
-            range: Arc::new(move |t| r.time_range(t)),
+            range,
         });
     }
     Ok(out)
@@ -52,7 +61,7 @@ pub async fn start(ctx: &mut Context) -> anyhow::Result<Module> {
             range: local.range.clone(),
         },
         None => {
-            let members = remote_members(ctx, "ingester", &ctx.cfg.ingester_members.0)?;
+            let members = remote_members(ctx, "ingester", &ctx.cfg.ingester_members.0, true)?;
             info!(
                 ingesters = members.len(),
                 "reading recent data from the ingesters"
@@ -74,7 +83,7 @@ pub async fn start(ctx: &mut Context) -> anyhow::Result<Module> {
             range: h.range.clone(),
         }
     } else if !ctx.cfg.gateway_members.is_empty() {
-        let members = remote_members(ctx, "store-gateway", &ctx.cfg.gateway_members.0)?;
+        let members = remote_members(ctx, "store-gateway", &ctx.cfg.gateway_members.0, false)?;
         info!(
             gateways = members.len(),
             replication_factor = ctx.cfg.gateway_rf,
