@@ -19,6 +19,7 @@ pub mod db;
 pub mod head;
 pub mod recent;
 pub mod record;
+pub mod replication;
 pub mod shipper;
 pub mod status;
 pub mod wal;

@@ -10,6 +10,7 @@
 
 mod segment;
 
+pub(crate) use segment::cut_file;
 pub use segment::{SegmentLog, SegmentLogOptions};
 
 use std::ops::RangeInclusive;

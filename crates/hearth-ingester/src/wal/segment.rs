@@ -180,9 +180,7 @@ impl SegmentLog {
                             dropped_bytes = data.len() - off,
                             "write-ahead log has a torn or corrupt record; truncating the log there"
                         );
-                        let f = OpenOptions::new().write(true).open(&path)?;
-                        f.set_len(off as u64)?;
-                        f.sync_all()?;
+                        cut_file(&path, off as u64)?;
                         broken = true;
                         repaired += 1;
                         break;
@@ -249,6 +247,13 @@ fn read_marker(path: &Path) -> Result<Option<LogId>, LogError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Cuts a file to `len` bytes, durably: how a torn or corrupt log tail is removed.
+pub(crate) fn cut_file(path: &Path, len: u64) -> std::io::Result<()> {
+    let f = OpenOptions::new().write(true).open(path)?;
+    f.set_len(len)?;
+    f.sync_all()
 }
 
 /// Writes a small file atomically: temp file, fsync, rename, fsync the directory.

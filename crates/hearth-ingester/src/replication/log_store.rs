@@ -1,0 +1,313 @@
+//! openraft's log storage for one group, as a handle onto the node's shared
+//! [`LogEngine`]: what openraft calls append, truncate, purge, vote and committed
+//! become records of that group in the one log, and openraft's entries become bytes.
+//!
+//! Entry encoding: the log id as JSON behind its length (u32 LE), then a tag (0 blank,
+//! 1 normal, 2 membership) and the payload: the application's own bytes for a normal
+//! entry ([`LogData`]), JSON for a membership. Log ids, votes and memberships are small
+//! and rare next to normal entries, which are batches of samples and are never turned
+//! into JSON.
+
+// openraft's StorageError is large and is what its traits return.
+#![allow(clippy::result_large_err)]
+
+use std::fmt::Debug;
+use std::io;
+use std::marker::PhantomData;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes};
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{
+    Entry, EntryPayload, LogId, OptionalSend, RaftLogReader, RaftTypeConfig, StorageError,
+    StorageIOError, Vote,
+};
+
+use super::log_engine::{durable, EngineError, GroupId, LogEngine};
+
+/// The application data of normal entries, as bytes in the log.
+pub trait LogData: Sized {
+    fn encode(&self, out: &mut Vec<u8>);
+    fn decode(bytes: Bytes) -> Result<Self, String>;
+}
+
+const TAG_BLANK: u8 = 0;
+const TAG_NORMAL: u8 = 1;
+const TAG_MEMBERSHIP: u8 = 2;
+
+/// A group's log storage (and its reader: a clone reads the same log).
+pub struct GroupLogStore<C> {
+    engine: Arc<LogEngine>,
+    group: GroupId,
+    /// Most payload bytes one `limited_get_log_entries` returns, so a replication
+    /// message stays well under the transport's cap.
+    max_read_bytes: usize,
+    _c: PhantomData<fn() -> C>,
+}
+
+impl<C> Clone for GroupLogStore<C> {
+    fn clone(&self) -> Self {
+        GroupLogStore {
+            engine: self.engine.clone(),
+            group: self.group,
+            max_read_bytes: self.max_read_bytes,
+            _c: PhantomData,
+        }
+    }
+}
+
+impl<C> GroupLogStore<C> {
+    pub fn new(engine: Arc<LogEngine>, group: GroupId, max_read_bytes: usize) -> Self {
+        GroupLogStore {
+            engine,
+            group,
+            max_read_bytes,
+            _c: PhantomData,
+        }
+    }
+
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+}
+
+fn io_err(e: impl ToString) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+fn read_err<NID: openraft::NodeId>(e: impl ToString) -> StorageError<NID> {
+    StorageIOError::read_logs(&io_err(e)).into()
+}
+
+fn write_err<NID: openraft::NodeId>(e: impl ToString) -> StorageError<NID> {
+    StorageIOError::write_logs(&io_err(e)).into()
+}
+
+fn engine_write_err<NID: openraft::NodeId>(e: EngineError) -> StorageError<NID> {
+    write_err(e)
+}
+
+/// Encodes an entry as this module's documentation says.
+pub fn encode_entry<C>(e: &Entry<C>) -> Result<Bytes, String>
+where
+    C: RaftTypeConfig,
+    C::D: LogData,
+{
+    let id = serde_json::to_vec(&e.log_id).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(id.len() + 16);
+    out.put_u32_le(id.len() as u32);
+    out.extend_from_slice(&id);
+    match &e.payload {
+        EntryPayload::Blank => out.push(TAG_BLANK),
+        EntryPayload::Normal(d) => {
+            out.push(TAG_NORMAL);
+            d.encode(&mut out);
+        }
+        EntryPayload::Membership(m) => {
+            out.push(TAG_MEMBERSHIP);
+            serde_json::to_writer(&mut out, m).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(Bytes::from(out))
+}
+
+fn split_log_id(b: &Bytes) -> Result<(&[u8], usize), String> {
+    let n = b
+        .get(..4)
+        .map(|l| u32::from_le_bytes(l.try_into().expect("4 bytes")) as usize)
+        .ok_or("entry shorter than its header")?;
+    let id = b.get(4..4 + n).ok_or("entry shorter than its log id")?;
+    Ok((id, 4 + n))
+}
+
+/// The log id of an encoded entry, without decoding its payload.
+pub fn decode_log_id<NID: openraft::NodeId>(b: &Bytes) -> Result<LogId<NID>, String> {
+    let (id, _) = split_log_id(b)?;
+    serde_json::from_slice(id).map_err(|e| e.to_string())
+}
+
+pub fn decode_entry<C>(b: Bytes) -> Result<Entry<C>, String>
+where
+    C: RaftTypeConfig,
+    C::D: LogData,
+{
+    let (id, at) = split_log_id(&b)?;
+    let log_id = serde_json::from_slice(id).map_err(|e| e.to_string())?;
+    let tag = *b.get(at).ok_or("entry without a payload tag")?;
+    let payload = match tag {
+        TAG_BLANK => EntryPayload::Blank,
+        TAG_NORMAL => EntryPayload::Normal(C::D::decode(b.slice(at + 1..))?),
+        TAG_MEMBERSHIP => EntryPayload::Membership(
+            serde_json::from_slice(&b[at + 1..]).map_err(|e| e.to_string())?,
+        ),
+        t => return Err(format!("unknown entry tag {t}")),
+    };
+    Ok(Entry { log_id, payload })
+}
+
+fn range_of(range: &impl RangeBounds<u64>) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(s) => *s,
+        Bound::Excluded(s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(e) => e.saturating_add(1),
+        Bound::Excluded(e) => *e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+impl<C> GroupLogStore<C>
+where
+    C: RaftTypeConfig<Entry = Entry<C>>,
+    C::D: LogData,
+{
+    fn read(
+        &self,
+        start: u64,
+        end: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry<C>>, StorageError<C::NodeId>> {
+        let raw = self
+            .engine
+            .read(self.group, start, end, max_bytes)
+            .map_err(read_err)?;
+        raw.into_iter()
+            .map(|(i, b)| {
+                decode_entry::<C>(b)
+                    .map_err(|e| StorageIOError::read_log_at_index(i, &io_err(e)).into())
+            })
+            .collect()
+    }
+}
+
+impl<C> RaftLogReader<C> for GroupLogStore<C>
+where
+    C: RaftTypeConfig<Entry = Entry<C>>,
+    C::D: LogData,
+{
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
+        let (start, end) = range_of(&range);
+        self.read(start, end, usize::MAX)
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
+        self.read(start, end, self.max_read_bytes)
+    }
+}
+
+impl<C> RaftLogStorage<C> for GroupLogStore<C>
+where
+    C: RaftTypeConfig<Entry = Entry<C>>,
+    C::D: LogData,
+{
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<C::NodeId>> {
+        let s = self.engine.state(self.group).map_err(read_err)?;
+        let last_purged_log_id = match &s.purged {
+            Some((_, meta)) => Some(serde_json::from_slice(meta).map_err(read_err)?),
+            None => None,
+        };
+        let last_log_id = match &s.last {
+            Some((_, b)) => Some(decode_log_id(b).map_err(read_err)?),
+            None => last_purged_log_id.clone(),
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        let b = Bytes::from(
+            serde_json::to_vec(vote).map_err(|e| StorageIOError::write_vote(&io_err(e)))?,
+        );
+        durable(|cb| self.engine.save_vote(self.group, b, cb))
+            .await
+            .map_err(|e| StorageIOError::write_vote(&io_err(e)).into())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<C::NodeId>>, StorageError<C::NodeId>> {
+        match self.engine.vote(self.group) {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| StorageIOError::read_vote(&io_err(e)).into()),
+        }
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<C::NodeId>>,
+    ) -> Result<(), StorageError<C::NodeId>> {
+        let b = Bytes::from(serde_json::to_vec(&committed).map_err(write_err)?);
+        durable(|cb| self.engine.save_committed(self.group, b, cb))
+            .await
+            .map_err(engine_write_err)
+    }
+
+    async fn read_committed(
+        &mut self,
+    ) -> Result<Option<LogId<C::NodeId>>, StorageError<C::NodeId>> {
+        match self.engine.committed(self.group) {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice(&b).map_err(read_err),
+        }
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<C>,
+    ) -> Result<(), StorageError<C::NodeId>>
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut raw = Vec::new();
+        for e in entries {
+            let b = encode_entry(&e)
+                .map_err(|err| StorageIOError::write_log_entry(e.log_id.clone(), &io_err(err)))?;
+            raw.push((e.log_id.index, b));
+        }
+        if raw.is_empty() {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        }
+        self.engine
+            .append(
+                self.group,
+                raw,
+                Box::new(move |r| callback.log_io_completed(r)),
+            )
+            .map_err(engine_write_err)
+    }
+
+    async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        durable(|cb| self.engine.truncate(self.group, log_id.index, cb))
+            .await
+            .map_err(engine_write_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        let meta = Bytes::from(serde_json::to_vec(&log_id).map_err(write_err)?);
+        durable(|cb| self.engine.purge(self.group, log_id.index, meta, cb))
+            .await
+            .map_err(engine_write_err)
+    }
+}
