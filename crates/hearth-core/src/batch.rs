@@ -324,6 +324,12 @@ impl WriteBatch {
         b
     }
 
+    /// Bytes of its wire form (labels, their offsets, series ends, samples): what
+    /// batching writes together bounds.
+    pub fn wire_size(&self) -> usize {
+        self.arena.len() + self.labels.len() * 16 + self.series.len() * 8 + self.samples.len() * 16
+    }
+
     /// The batch taken apart for its wire form, the arena moved out rather than
     /// copied, the tables as [`WriteBatch::from_wire`] reads them.
     pub fn into_wire(self) -> WireForm {

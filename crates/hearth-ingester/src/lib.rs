@@ -10,7 +10,10 @@
 //! (`status`), the decision of what to cut and
 //! when and the order of the steps that make shipping lossless (`shipper`, see
 //! shipping.md), and the blocks it shipped that it answers for until store gateways know
-//! them (`recent`). It writes blocks only through hearth-storage and changes the head
+//! them (`recent`), and replication (`replication`, see replication/replication.md): the
+//! node's one Raft log shared by its shard groups, each group's head as an openraft
+//! state machine, the proposer that batches writes into entries and the in-process
+//! transport. It writes blocks only through hearth-storage and changes the head
 //! only through log entries; it may not know about HTTP, PromQL, remote-write wire
 //! formats or other roles.
 

@@ -2,16 +2,18 @@
 //! test of the suite gets a fresh group in the same engine, so the suite also proves
 //! that groups sharing one log do not see each other.
 //!
-//! The suite drives a state machine too; this one is small and in memory (the applied
-//! payloads, the membership and a snapshot of them) because the suite checks the log's
-//! side here. The head as the state machine has its own tests.
+//! The suite drives a state machine too: it runs once with the head as the state
+//! machine (what a shard group runs), and twice with a small in-memory one that keeps
+//! the focus on the log (one cached, one reading every entry from the segment files).
 
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use hearth_ingester::replication::{GroupLogStore, LogData, LogEngine, LogEngineOptions};
+use hearth_ingester::replication::{
+    GroupLogStore, HeadStateMachine, LogData, LogEngine, LogEngineOptions,
+};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{
@@ -202,6 +204,46 @@ fn openraft_storage_suite_with_an_uncached_log() {
     Suite::test_all(Builder {
         engine: Arc::new(engine),
         next_group: AtomicU32::new(100),
+    })
+    .unwrap();
+}
+
+/// The suite again with the real pair: a group's log in the shared engine and its head
+/// as the state machine (snapshots are checkpoint files).
+struct HeadBuilder {
+    engine: Arc<LogEngine>,
+    dir: std::path::PathBuf,
+    next_group: AtomicU32,
+}
+
+type ShardStore = GroupLogStore<hearth_ingester::replication::ShardConfig>;
+
+impl StoreBuilder<hearth_ingester::replication::ShardConfig, ShardStore, HeadStateMachine, ()>
+    for HeadBuilder
+{
+    async fn build(&self) -> Result<((), ShardStore, HeadStateMachine), StorageError<u64>> {
+        let group = self.next_group.fetch_add(1, Ordering::Relaxed);
+        let sm = HeadStateMachine::open(
+            self.dir.join(format!("group-{group}")),
+            hearth_ingester::HeadOptions::default(),
+        )
+        .unwrap();
+        Ok((
+            (),
+            GroupLogStore::new(self.engine.clone(), group, 1 << 20),
+            sm,
+        ))
+    }
+}
+
+#[test]
+fn openraft_storage_suite_with_the_head_as_state_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = LogEngine::open(dir.path().join("log"), LogEngineOptions::default()).unwrap();
+    Suite::test_all(HeadBuilder {
+        engine: Arc::new(engine),
+        dir: dir.path().to_path_buf(),
+        next_group: AtomicU32::new(1),
     })
     .unwrap();
 }

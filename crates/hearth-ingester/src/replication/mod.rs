@@ -4,8 +4,18 @@
 //! storage for each group (`log_store`). See `replication.md` beside this file for the
 //! invariants, the failure cases and why.
 
+pub mod command;
+pub mod digest;
+pub mod local_network;
 pub mod log_engine;
 pub mod log_store;
+pub mod replica;
+pub mod state_machine;
 
+pub use command::{ApplyResult, Command, WriteResult};
+pub use digest::{head_digest, HeadDigest};
+pub use local_network::{LocalNetwork, LocalRouter};
 pub use log_engine::{EngineError, GroupId, GroupLogState, LogEngine, LogEngineOptions};
 pub use log_store::{GroupLogStore, LogData};
+pub use replica::{raft_config, Replica, ReplicaOptions, ReplicaSpec};
+pub use state_machine::{HeadCell, HeadStateMachine, ShardConfig, SnapshotFile};

@@ -10,7 +10,7 @@
 
 mod segment;
 
-pub(crate) use segment::cut_file;
+pub(crate) use segment::{cut_file, write_atomic};
 pub use segment::{SegmentLog, SegmentLogOptions};
 
 use std::ops::RangeInclusive;

@@ -1,0 +1,293 @@
+//! One replica of a shard group on this node: its Raft, its head, and the proposer that
+//! turns writes into log entries.
+//!
+//! openraft 0.9 makes one log append per `client_write` and waits for it inside the
+//! group's core, so the proposer merges writes: it keeps at most `max_in_flight` entries
+//! proposed and not yet applied, and whenever one finishes it takes every write that
+//! queued meanwhile (up to `max_entry_bytes`) into the next entry. Idle, a write is
+//! proposed at once; under load, entries grow with the load.
+//!
+//! A write is acknowledged only with the result of applying its entry, which happens
+//! only once the entry is committed (on a quorum's disks). A leader that has not heard
+//! from a quorum within its lease refuses writes at once (openraft 0.9 has no
+//! CheckQuorum, so a leader cut off from its group would otherwise take writes and hang
+//! them); a replica that is not the leader names the one it knows.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hearth_core::{PushError, PushOutcome, Tenant, WriteBatch};
+use openraft::error::ClientWriteError;
+use openraft::network::RaftNetworkFactory;
+use openraft::{BasicNode, Config, Raft, ServerState};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tracing::warn;
+
+use super::command::Command;
+use super::log_engine::{GroupId, LogEngine};
+use super::log_store::GroupLogStore;
+use super::state_machine::{HeadCell, HeadStateMachine, ShardConfig};
+use crate::head::HeadOptions;
+
+/// How a replica batches and fences.
+#[derive(Clone, Debug)]
+pub struct ReplicaOptions {
+    /// Entries proposed and not yet applied, at most.
+    pub max_in_flight: usize,
+    /// Payload bytes one entry carries, at most (a single bigger write goes alone).
+    pub max_entry_bytes: usize,
+    /// Payload bytes one replication message carries, at most.
+    pub max_message_bytes: usize,
+    /// A leader that has not heard from a quorum for this long refuses writes.
+    pub lease: Duration,
+    /// Writes waiting for the proposer, at most; beyond it writes get 503.
+    pub max_queued_writes: usize,
+}
+
+impl Default for ReplicaOptions {
+    fn default() -> Self {
+        ReplicaOptions {
+            max_in_flight: 4,
+            max_entry_bytes: 1 << 20,
+            max_message_bytes: 8 << 20,
+            lease: Duration::from_millis(1_500),
+            max_queued_writes: 1_024,
+        }
+    }
+}
+
+/// openraft's settings for shard groups, sized for loaded small machines: a heartbeat
+/// of 100 ms (in 0.9 also the replication RPC's timeout), elections after 750-1500 ms,
+/// snapshots only when asked for.
+pub fn raft_config(cluster_name: &str) -> Result<Arc<Config>, String> {
+    let c = Config {
+        cluster_name: cluster_name.to_string(),
+        heartbeat_interval: 100,
+        election_timeout_min: 750,
+        election_timeout_max: 1_500,
+        max_payload_entries: 64,
+        replication_lag_threshold: 20,
+        snapshot_policy: openraft::SnapshotPolicy::Never,
+        max_in_snapshot_log_to_keep: 0,
+        ..Default::default()
+    };
+    c.validate().map(Arc::new).map_err(|e| e.to_string())
+}
+
+/// Which replica to start, and how.
+pub struct ReplicaSpec {
+    pub group: GroupId,
+    /// The replica's id: never reused, not even by the same node after a wipe.
+    pub id: u64,
+    /// Where its snapshots live.
+    pub dir: PathBuf,
+    pub head: HeadOptions,
+    pub raft: Arc<Config>,
+    pub opts: ReplicaOptions,
+}
+
+struct Proposal {
+    tenant: Tenant,
+    batch: WriteBatch,
+    reply: oneshot::Sender<Result<PushOutcome, PushError>>,
+}
+
+/// A running replica of one shard group.
+pub struct Replica {
+    group: GroupId,
+    id: u64,
+    raft: Raft<ShardConfig>,
+    head: HeadCell,
+    proposals: mpsc::Sender<Proposal>,
+}
+
+impl Replica {
+    /// Starts a replica with its log in the node's `engine`, talking to the group's
+    /// other replicas through `network`. A brand-new group is bootstrapped separately
+    /// ([`Replica::initialize`]).
+    pub async fn start<N>(
+        spec: ReplicaSpec,
+        engine: Arc<LogEngine>,
+        network: N,
+    ) -> Result<Replica, String>
+    where
+        N: RaftNetworkFactory<ShardConfig>,
+    {
+        let ReplicaSpec {
+            group,
+            id,
+            dir,
+            head,
+            raft,
+            opts,
+        } = spec;
+        let log = GroupLogStore::<ShardConfig>::new(engine, group, opts.max_message_bytes);
+        let sm = HeadStateMachine::open(&dir, head).map_err(|e| e.to_string())?;
+        let head = sm.head().clone();
+        let raft = Raft::new(id, raft, network, log, sm)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (tx, rx) = mpsc::channel(opts.max_queued_writes);
+        tokio::spawn(propose(raft.clone(), rx, opts, group));
+        Ok(Replica {
+            group,
+            id,
+            raft,
+            head,
+            proposals: tx,
+        })
+    }
+
+    /// Makes a brand-new group of these voters (replica id and address each).
+    pub async fn initialize(&self, voters: BTreeMap<u64, BasicNode>) -> Result<(), String> {
+        self.raft
+            .initialize(voters)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn raft(&self) -> &Raft<ShardConfig> {
+        &self.raft
+    }
+
+    /// The group's head as this replica applied it.
+    pub fn head(&self) -> Arc<crate::head::Head> {
+        self.head.get()
+    }
+
+    /// Proposes a write and waits for its entry to be applied: the outcome is then what
+    /// every replica applied. 503 when this replica cannot take writes (not the leader,
+    /// no quorum, or the outcome is unknown).
+    pub async fn push(&self, tenant: &Tenant, batch: WriteBatch) -> Result<PushOutcome, PushError> {
+        let (reply, rx) = oneshot::channel();
+        self.proposals
+            .try_send(Proposal {
+                tenant: tenant.clone(),
+                batch,
+                reply,
+            })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => PushError::Unavailable(format!(
+                    "group {} has too many writes waiting; retry",
+                    self.group
+                )),
+                mpsc::error::TrySendError::Closed(_) => {
+                    PushError::Unavailable(format!("group {} is stopping", self.group))
+                }
+            })?;
+        rx.await.map_err(|_| {
+            PushError::Unavailable(format!(
+                "group {}: the write's outcome is unknown (its replica stopped); retry",
+                self.group
+            ))
+        })?
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            warn!(group = self.group, replica = self.id, error = %e, "raft shutdown");
+        }
+    }
+}
+
+/// Why this replica cannot take a write now, if it cannot.
+fn refusal(raft: &Raft<ShardConfig>, group: GroupId, lease: Duration) -> Option<String> {
+    let m = raft.metrics().borrow().clone();
+    if m.state != ServerState::Leader {
+        return Some(match m.current_leader {
+            Some(l) => format!("group {group}: not the leader; replica {l} is"),
+            None => format!("group {group} has no leader now"),
+        });
+    }
+    match m.millis_since_quorum_ack {
+        Some(ms) if ms <= lease.as_millis() as u64 => None,
+        _ => Some(format!(
+            "group {group}: the leader has not heard from a quorum within its lease"
+        )),
+    }
+}
+
+async fn propose(
+    raft: Raft<ShardConfig>,
+    mut rx: mpsc::Receiver<Proposal>,
+    opts: ReplicaOptions,
+    group: GroupId,
+) {
+    let in_flight = Arc::new(Semaphore::new(opts.max_in_flight.max(1)));
+    while let Some(first) = rx.recv().await {
+        // Waiting for a slot is what batches: writes queue meanwhile.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut size = first.batch.wire_size();
+        let mut waiting = vec![first];
+        while size < opts.max_entry_bytes {
+            match rx.try_recv() {
+                Ok(p) => {
+                    size += p.batch.wire_size();
+                    waiting.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        if let Some(e) = refusal(&raft, group, opts.lease) {
+            for p in waiting {
+                let _ = p.reply.send(Err(PushError::Unavailable(e.clone())));
+            }
+            continue;
+        }
+        let (parts, replies): (Vec<_>, Vec<_>) = waiting
+            .into_iter()
+            .map(|p| ((p.tenant, p.batch), p.reply))
+            .unzip();
+        // Handing the entry to openraft here keeps entries in the order writes came.
+        let answer = raft.client_write_ff(Command::Write(parts)).await;
+        tokio::spawn(async move {
+            // Every failure is a 503: the entry may or may not commit, and a retry of
+            // the same samples is a no-op if it did.
+            let result: Result<_, String> = match answer {
+                Err(fatal) => Err(format!("group {group}: {fatal}")),
+                Ok(rx) => match rx.await {
+                    Err(_) => Err(format!(
+                        "group {group}: the write's outcome is unknown (leadership changed); retry"
+                    )),
+                    Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(match f.leader_id {
+                        Some(l) => format!("group {group}: not the leader; replica {l} is"),
+                        None => format!("group {group} has no leader now"),
+                    }),
+                    Ok(Err(e)) => Err(format!("group {group}: {e}")),
+                    Ok(Ok(resp)) => Ok(resp.data.0),
+                },
+            };
+            drop(permit);
+            match result {
+                Ok(outcomes) => {
+                    let mut outcomes = outcomes.into_iter();
+                    for r in replies {
+                        let o = outcomes.next().map(PushOutcome::from).ok_or_else(|| {
+                            PushError::Internal(format!(
+                                "group {group}: an entry answered fewer writes than it held"
+                            ))
+                        });
+                        let _ = r.send(o);
+                    }
+                }
+                Err(e) => {
+                    for r in replies {
+                        let _ = r.send(Err(PushError::Unavailable(e.clone())));
+                    }
+                }
+            }
+        });
+    }
+}
