@@ -12,13 +12,14 @@ fn main() {
         "io/prometheus/write/v2/types.proto",
         "hearth/storage.proto",
         "hearth/ingester.proto",
+        "hearth/raft.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }
     let fds = protox::compile(files, [&root]).expect("proto/ must compile");
     // Messages through prost, Hearth's services (`hearth.storage.Store`,
-    // `hearth.ingester.Ingester`) through tonic.
+    // `hearth.ingester.Ingester`, `hearth.raft.Raft`) through tonic.
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

@@ -12,10 +12,11 @@
 //! shipping.md), and the blocks it shipped that it answers for until store gateways know
 //! them (`recent`), and replication (`replication`, see replication/replication.md): the
 //! node's one Raft log shared by its shard groups, each group's head as an openraft
-//! state machine, the proposer that batches writes into entries and the in-process
-//! transport. It writes blocks only through hearth-storage and changes the head
-//! only through log entries; it may not know about HTTP, PromQL, remote-write wire
-//! formats or other roles.
+//! state machine, the proposer that batches writes into entries, and the transports
+//! between replicas (in-process, and gRPC: Raft between ingesters is this room's own
+//! protocol). It writes blocks only through hearth-storage and changes the head only
+//! through log entries; it may not know about HTTP, PromQL, remote-write wire formats or
+//! other roles.
 
 pub mod checkpoint;
 pub mod db;

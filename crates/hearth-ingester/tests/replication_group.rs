@@ -1,60 +1,167 @@
-//! A shard group's replicas in one process, over the in-process transport: writes are
-//! acknowledged only once committed, survive the loss of a leader, a partition and a
-//! restart, and replicas that applied the same entries hold the same head.
-//!
-//! Each "node" here has its own directory and log engine, as separate processes would;
-//! the cluster tests do the same with real processes and the gRPC transport.
+//! A shard group's replicas, each on its own "node" (its own directory, log engine and
+//! replica registry), over the in-process transport and over gRPC on loopback: writes
+//! are acknowledged only once committed, survive the loss of a leader, a partition, a
+//! restart and a purged log, and replicas that applied the same entries hold the same
+//! head. Every scenario runs over both transports.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_core::{Labels, PushError, Sample, Tenant, WriteBatch};
 use hearth_ingester::replication::{
-    head_digest, raft_config, HeadDigest, LocalRouter, LogEngine, LogEngineOptions, Replica,
-    ReplicaOptions, ReplicaSpec,
+    head_digest, raft_config, GrpcNetwork, HeadDigest, LocalRouter, LogEngine, LogEngineOptions,
+    PeerChannels, RaftService, Replica, ReplicaOptions, ReplicaSpec,
 };
 use hearth_ingester::HeadOptions;
 use openraft::{BasicNode, ServerState};
 
 const GROUP: u32 = 3;
 
+#[derive(Clone, Copy, Debug)]
+enum Transport {
+    InProcess,
+    Grpc,
+}
+
 struct Node {
     dir: PathBuf,
-    engine: Arc<LogEngine>,
+    engine: Option<Arc<LogEngine>>,
+    /// The replicas this node hosts, as its Raft service routes to them.
+    replicas: LocalRouter,
+    addr: String,
+    server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Node {
-    fn open(dir: &Path) -> Node {
-        let engine = LogEngine::open(dir.join("raftlog"), LogEngineOptions::default()).unwrap();
-        Node {
-            dir: dir.to_path_buf(),
-            engine: Arc::new(engine),
+    fn engine(&mut self) -> Arc<LogEngine> {
+        self.engine
+            .get_or_insert_with(|| {
+                Arc::new(
+                    LogEngine::open(self.dir.join("raftlog"), LogEngineOptions::default()).unwrap(),
+                )
+            })
+            .clone()
+    }
+}
+
+/// Nodes `1..=n`; replica `i` of the group lives on node `i`.
+struct Cluster {
+    transport: Transport,
+    nodes: Vec<Node>,
+    /// The in-process transport's one router (every node's replicas).
+    shared: LocalRouter,
+    channels: PeerChannels,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Cluster {
+    async fn new(transport: Transport, n: usize) -> Cluster {
+        let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+        let mut nodes = Vec::new();
+        for d in &dirs {
+            let replicas = LocalRouter::default();
+            let (addr, server) = match transport {
+                Transport::InProcess => (String::new(), None),
+                Transport::Grpc => {
+                    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    let addr = l.local_addr().unwrap().to_string();
+                    let svc = RaftService::new(replicas.clone()).into_server();
+                    let server = tokio::spawn(async move {
+                        tonic::transport::Server::builder()
+                            .add_service(svc)
+                            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(l))
+                            .await
+                            .unwrap();
+                    });
+                    (addr, Some(server))
+                }
+            };
+            nodes.push(Node {
+                dir: d.path().to_path_buf(),
+                engine: None,
+                replicas,
+                addr,
+                server,
+            });
+        }
+        Cluster {
+            transport,
+            nodes,
+            shared: LocalRouter::default(),
+            channels: PeerChannels::default(),
+            _dirs: dirs,
+        }
+    }
+
+    fn voters(&self) -> BTreeMap<u64, BasicNode> {
+        (1..=self.nodes.len() as u64)
+            .map(|i| {
+                let addr = match self.transport {
+                    Transport::InProcess => format!("replica-{i}"),
+                    Transport::Grpc => self.nodes[i as usize - 1].addr.clone(),
+                };
+                (i, BasicNode::new(addr))
+            })
+            .collect()
+    }
+
+    /// Starts replica `id` on its node (reopening the node's log if it was closed).
+    async fn start(&mut self, id: u64) -> Replica {
+        let transport = self.transport;
+        let channels = self.channels.clone();
+        let shared = self.shared.clone();
+        let node = &mut self.nodes[id as usize - 1];
+        let engine = node.engine();
+        let spec = ReplicaSpec {
+            group: GROUP,
+            id,
+            dir: node.dir.join(format!("group-{GROUP}")),
+            head: HeadOptions::default(),
+            raft: raft_config("test").unwrap(),
+            opts: ReplicaOptions::default(),
+        };
+        let r = match transport {
+            Transport::InProcess => Replica::start(spec, engine, shared.factory(GROUP, id)).await,
+            Transport::Grpc => {
+                Replica::start(spec, engine, GrpcNetwork::new(channels, GROUP, id)).await
+            }
+        }
+        .unwrap();
+        shared.register(GROUP, id, r.raft().clone());
+        node.replicas.register(GROUP, id, r.raft().clone());
+        r
+    }
+
+    /// Stops replica `id` as a crash of its node would: the replica and its log go.
+    async fn stop(&mut self, r: Replica) {
+        let id = r.id();
+        r.shutdown().await;
+        self.shared.unregister(GROUP, id);
+        let node = &mut self.nodes[id as usize - 1];
+        node.replicas.unregister(GROUP, id);
+        drop(r);
+        node.engine = None;
+    }
+
+    /// Cuts replica `id` off from the others, both ways, or heals it.
+    fn isolate(&self, id: u64, cut: bool) {
+        self.shared.isolate(id, cut);
+        for n in &self.nodes {
+            n.replicas.isolate(id, cut);
         }
     }
 }
 
-async fn start(node: &Node, id: u64, router: &LocalRouter) -> Replica {
-    let spec = ReplicaSpec {
-        group: GROUP,
-        id,
-        dir: node.dir.join(format!("group-{GROUP}")),
-        head: HeadOptions::default(),
-        raft: raft_config("test").unwrap(),
-        opts: ReplicaOptions::default(),
-    };
-    let r = Replica::start(spec, node.engine.clone(), router.factory(GROUP, id))
-        .await
-        .unwrap();
-    router.register(GROUP, id, r.raft().clone());
-    r
-}
-
-fn voters(ids: &[u64]) -> BTreeMap<u64, BasicNode> {
-    ids.iter()
-        .map(|i| (*i, BasicNode::new(format!("replica-{i}"))))
-        .collect()
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(s) = n.server.take() {
+                s.abort();
+            }
+        }
+    }
 }
 
 fn tenant() -> Tenant {
@@ -132,47 +239,37 @@ fn digest(r: &Replica) -> HeadDigest {
     head_digest(&r.head())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_replica_group_keeps_writes_across_restarts_and_snapshots() {
-    let dir = tempfile::tempdir().unwrap();
-    let router = LocalRouter::default();
-    let before;
-    {
-        let node = Node::open(dir.path());
-        let r = start(&node, 1, &router).await;
-        r.initialize(voters(&[1])).await.unwrap();
-        assert_eq!(push_all(&[&r], 0, 50).await.len(), 50);
-        // A sender's retry of its last write (whose outcome it did not learn) is a no-op
-        // that counts as written: retries are harmless.
-        let again = r.push(&tenant(), write(49)).await.unwrap();
-        assert_eq!(again.samples_written, 20);
-        before = digest(&r);
-        assert_eq!(before.samples, 50 * 20);
-        r.shutdown().await;
-        router.unregister(GROUP, 1);
-    }
+async fn one_replica_keeps_writes_across_restarts_and_snapshots(transport: Transport) {
+    let mut c = Cluster::new(transport, 1).await;
+    let r = c.start(1).await;
+    r.initialize(c.voters()).await.unwrap();
+    assert_eq!(push_all(&[&r], 0, 50).await.len(), 50);
+    // A sender's retry of its last write (whose outcome it did not learn) is a no-op
+    // that counts as written: retries are harmless.
+    let again = r.push(&tenant(), write(49)).await.unwrap();
+    assert_eq!(again.samples_written, 20);
+    let before = digest(&r);
+    assert_eq!(before.samples, 50 * 20);
+    c.stop(r).await;
+
     // A restart replays the log.
-    {
-        let node = Node::open(dir.path());
-        let r = start(&node, 1, &router).await;
-        leader_of(&[&r]).await;
-        wait_applied(&[&r], 51).await;
-        assert_eq!(digest(&r), before);
-        // Snapshot, which lets openraft purge the log, then restart from it.
-        r.raft().trigger().snapshot().await.unwrap();
-        // (Never hold the metrics' borrow across an await: it blocks their sender.)
-        let applied = r.raft().metrics().borrow().last_applied.unwrap();
-        r.raft()
-            .wait(Some(Duration::from_secs(30)))
-            .snapshot(applied, "snapshot")
-            .await
-            .unwrap();
-        push_all(&[&r], 50, 60).await;
-        r.shutdown().await;
-        router.unregister(GROUP, 1);
-    }
-    let node = Node::open(dir.path());
-    let r = start(&node, 1, &router).await;
+    let r = c.start(1).await;
+    leader_of(&[&r]).await;
+    wait_applied(&[&r], 51).await;
+    assert_eq!(digest(&r), before);
+    // Snapshot, which lets openraft purge the log, then restart from it.
+    r.raft().trigger().snapshot().await.unwrap();
+    // (Never hold the metrics' borrow across an await: it blocks their sender.)
+    let applied = r.raft().metrics().borrow().last_applied.unwrap();
+    r.raft()
+        .wait(Some(Duration::from_secs(30)))
+        .snapshot(applied, "snapshot")
+        .await
+        .unwrap();
+    push_all(&[&r], 50, 60).await;
+    c.stop(r).await;
+
+    let r = c.start(1).await;
     leader_of(&[&r]).await;
     // It started from the snapshot, and the log before it is gone.
     let m = r.raft().metrics().borrow().clone();
@@ -185,153 +282,152 @@ async fn one_replica_group_keeps_writes_across_restarts_and_snapshots() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(digest(&r).samples, 60 * 20);
-    r.shutdown().await;
+    c.stop(r).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_replicas_lose_nothing_acknowledged_to_a_leader_loss_or_a_partition() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let router = LocalRouter::default();
-    let nodes: Vec<Node> = dirs.iter().map(|d| Node::open(d.path())).collect();
-    let mut replicas = HashMap::new();
-    for (i, node) in nodes.iter().enumerate() {
-        let id = i as u64 + 1;
-        replicas.insert(id, start(node, id, &router).await);
+/// Replicas 1..=3 started, the group initialized.
+async fn three(transport: Transport) -> (Cluster, Vec<Option<Replica>>) {
+    let mut c = Cluster::new(transport, 3).await;
+    let mut rs = Vec::new();
+    for id in 1..=3 {
+        rs.push(Some(c.start(id).await));
     }
-    replicas[&1].initialize(voters(&[1, 2, 3])).await.unwrap();
-    let all = |m: &HashMap<u64, Replica>| -> Vec<u64> {
-        let mut ids: Vec<u64> = m.keys().copied().collect();
-        ids.sort();
-        ids
-    };
-    let mut acked = Vec::new();
-    {
-        let rs: Vec<&Replica> = all(&replicas).iter().map(|i| &replicas[i]).collect();
-        acked.extend(push_all(&rs, 0, 40).await);
-    }
+    rs[0]
+        .as_ref()
+        .unwrap()
+        .initialize(c.voters())
+        .await
+        .unwrap();
+    (c, rs)
+}
+
+fn live(rs: &[Option<Replica>]) -> Vec<&Replica> {
+    rs.iter().flatten().collect()
+}
+
+async fn lose_nothing_to_a_leader_loss_or_a_partition(transport: Transport) {
+    let (mut c, mut rs) = three(transport).await;
+    let mut acked = push_all(&live(&rs), 0, 40).await;
 
     // The leader is cut off: it refuses writes at once once its lease runs out (never
     // hangs them, never acknowledges them), the others elect a new leader, and writes
     // go on there.
-    let old = {
-        let rs: Vec<&Replica> = all(&replicas).iter().map(|i| &replicas[i]).collect();
-        rs[leader_of(&rs).await].id()
-    };
-    router.isolate(old, true);
+    let old = live(&rs)[leader_of(&live(&rs)).await].id();
+    c.isolate(old, true);
     tokio::time::sleep(Duration::from_millis(2_000)).await;
-    match replicas[&old].push(&tenant(), write(1_000)).await {
+    match rs[old as usize - 1]
+        .as_ref()
+        .unwrap()
+        .push(&tenant(), write(1_000))
+        .await
+    {
         Err(PushError::Unavailable(m)) => assert!(!m.is_empty()),
         other => panic!("a cut-off leader answered {other:?}"),
     }
     {
-        let rest: Vec<&Replica> = all(&replicas)
-            .iter()
-            .filter(|i| **i != old)
-            .map(|i| &replicas[i])
-            .collect();
+        let rest: Vec<&Replica> = live(&rs).into_iter().filter(|r| r.id() != old).collect();
         acked.extend(push_all(&rest, 40, 80).await);
     }
-    router.isolate(old, false);
+    c.isolate(old, false);
 
-    // Then a leader is killed (its replica stops; its node's log stays), writes go on,
-    // and it comes back from its log and catches up.
-    let killed = {
-        let rs: Vec<&Replica> = all(&replicas).iter().map(|i| &replicas[i]).collect();
-        rs[leader_of(&rs).await].id()
-    };
-    let r = replicas.remove(&killed).unwrap();
-    r.shutdown().await;
-    router.unregister(GROUP, killed);
-    drop(r);
-    {
-        let rs: Vec<&Replica> = all(&replicas).iter().map(|i| &replicas[i]).collect();
-        acked.extend(push_all(&rs, 80, 120).await);
-    }
-    let node = &nodes[killed as usize - 1];
-    replicas.insert(killed, start(node, killed, &router).await);
-    let rs: Vec<&Replica> = all(&replicas).iter().map(|i| &replicas[i]).collect();
-    acked.extend(push_all(&rs, 120, 130).await);
+    // Then a leader crashes (its replica and its node's log close), writes go on, and it
+    // comes back from its log and catches up.
+    let killed = live(&rs)[leader_of(&live(&rs)).await].id();
+    let r = rs[killed as usize - 1].take().unwrap();
+    c.stop(r).await;
+    acked.extend(push_all(&live(&rs), 80, 120).await);
+    rs[killed as usize - 1] = Some(c.start(killed).await);
+    acked.extend(push_all(&live(&rs), 120, 130).await);
 
     // Every replica applies the last entry; all three hold the same head, and it holds
     // every acknowledged sample once.
-    let l = leader_of(&rs).await;
-    let index = last_applied(rs[l]);
-    wait_applied(&rs, index).await;
-    let digests: Vec<HeadDigest> = rs.iter().map(|r| digest(r)).collect();
+    let all = live(&rs);
+    let index = last_applied(all[leader_of(&all).await]);
+    wait_applied(&all, index).await;
+    let digests: Vec<HeadDigest> = all.iter().map(|r| digest(r)).collect();
     assert_eq!(acked.len(), 130);
     assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
     assert_eq!(digests[0].samples, 130 * 20);
     assert_eq!(digests[0].series, 20);
-    for r in rs {
-        r.shutdown().await;
+    for r in rs.into_iter().flatten() {
+        c.stop(r).await;
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_behind_a_purged_log_catches_up_from_a_snapshot() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let router = LocalRouter::default();
-    let nodes: Vec<Node> = dirs.iter().map(|d| Node::open(d.path())).collect();
-    let mut replicas = Vec::new();
-    for (i, node) in nodes.iter().enumerate() {
-        replicas.push(Some(start(node, i as u64 + 1, &router).await));
-    }
-    replicas[0]
-        .as_ref()
-        .unwrap()
-        .initialize(voters(&[1, 2, 3]))
-        .await
-        .unwrap();
-    let live = |rs: &[Option<Replica>]| -> Vec<usize> {
-        (0..rs.len()).filter(|i| rs[*i].is_some()).collect()
-    };
-    {
-        let rs: Vec<&Replica> = replicas.iter().flatten().collect();
-        push_all(&rs, 0, 20).await;
-    }
+async fn catch_up_from_a_snapshot_behind_a_purged_log(transport: Transport) {
+    let (mut c, mut rs) = three(transport).await;
+    push_all(&live(&rs), 0, 20).await;
     // Stop a follower; the others go on, snapshot and purge their logs.
     let follower = {
-        let rs: Vec<&Replica> = replicas.iter().flatten().collect();
-        let l = leader_of(&rs).await;
-        (0..3).find(|i| *i != l).unwrap()
+        let all = live(&rs);
+        let l = all[leader_of(&all).await].id();
+        (1..=3).find(|i| *i != l).unwrap()
     };
-    let f = replicas[follower].take().unwrap();
-    f.shutdown().await;
-    router.unregister(GROUP, follower as u64 + 1);
-    drop(f);
-    {
-        let rs: Vec<&Replica> = replicas.iter().flatten().collect();
-        push_all(&rs, 20, 60).await;
-        for r in &rs {
-            r.raft().trigger().snapshot().await.unwrap();
-        }
-        for r in &rs {
-            let applied = r.raft().metrics().borrow().last_applied.unwrap();
-            r.raft()
-                .wait(Some(Duration::from_secs(30)))
-                .purged(Some(applied), "purged")
-                .await
-                .unwrap();
-        }
+    let f = rs[follower as usize - 1].take().unwrap();
+    c.stop(f).await;
+    push_all(&live(&rs), 20, 60).await;
+    for r in live(&rs) {
+        r.raft().trigger().snapshot().await.unwrap();
     }
-    assert_eq!(live(&replicas).len(), 2);
+    for r in live(&rs) {
+        let applied = r.raft().metrics().borrow().last_applied.unwrap();
+        r.raft()
+            .wait(Some(Duration::from_secs(30)))
+            .purged(Some(applied), "purged")
+            .await
+            .unwrap();
+    }
     // Back, it is behind the leader's purged log: only a snapshot can bring it up.
-    replicas[follower] = Some(start(&nodes[follower], follower as u64 + 1, &router).await);
-    let rs: Vec<&Replica> = replicas.iter().flatten().collect();
-    push_all(&rs, 60, 70).await;
-    let l = leader_of(&rs).await;
-    let index = last_applied(rs[l]);
-    wait_applied(&rs, index).await;
-    let back = replicas[follower].as_ref().unwrap();
-    let m = back.raft().metrics().borrow().clone();
+    rs[follower as usize - 1] = Some(c.start(follower).await);
+    push_all(&live(&rs), 60, 70).await;
+    let all = live(&rs);
+    let index = last_applied(all[leader_of(&all).await]);
+    wait_applied(&all, index).await;
+    let m = rs[follower as usize - 1]
+        .as_ref()
+        .unwrap()
+        .raft()
+        .metrics()
+        .borrow()
+        .clone();
     assert!(
         m.snapshot.is_some(),
         "the follower caught up without a snapshot: {m:?}"
     );
-    let digests: Vec<HeadDigest> = rs.iter().map(|r| digest(r)).collect();
+    let digests: Vec<HeadDigest> = all.iter().map(|r| digest(r)).collect();
     assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
     assert_eq!(digests[0].samples, 70 * 20);
-    for r in rs {
-        r.shutdown().await;
+    for r in rs.into_iter().flatten() {
+        c.stop(r).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_one_replica_keeps_writes_across_restarts_and_snapshots() {
+    one_replica_keeps_writes_across_restarts_and_snapshots(Transport::InProcess).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_one_replica_keeps_writes_across_restarts_and_snapshots() {
+    one_replica_keeps_writes_across_restarts_and_snapshots(Transport::Grpc).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_three_replicas_lose_nothing_to_a_leader_loss_or_a_partition() {
+    lose_nothing_to_a_leader_loss_or_a_partition(Transport::InProcess).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_three_replicas_lose_nothing_to_a_leader_loss_or_a_partition() {
+    lose_nothing_to_a_leader_loss_or_a_partition(Transport::Grpc).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_a_replica_behind_a_purged_log_catches_up_from_a_snapshot() {
+    catch_up_from_a_snapshot_behind_a_purged_log(Transport::InProcess).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_a_replica_behind_a_purged_log_catches_up_from_a_snapshot() {
+    catch_up_from_a_snapshot_behind_a_purged_log(Transport::Grpc).await
 }

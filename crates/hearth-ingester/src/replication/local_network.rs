@@ -69,7 +69,14 @@ impl LocalRouter {
         }
     }
 
-    fn target(&self, group: GroupId, from: u64, to: u64) -> Result<Raft<ShardConfig>, Unreachable> {
+    /// The replica `to` of `group`, for a message from `from`, unless it is not hosted
+    /// here or either side is cut off.
+    pub fn target(
+        &self,
+        group: GroupId,
+        from: u64,
+        to: u64,
+    ) -> Result<Raft<ShardConfig>, Unreachable> {
         let r = self.routes.read();
         if r.isolated.contains(&from) || r.isolated.contains(&to) {
             return Err(Unreachable::new(&NetworkError::new(

@@ -6,6 +6,7 @@
 
 pub mod command;
 pub mod digest;
+pub mod grpc_network;
 pub mod local_network;
 pub mod log_engine;
 pub mod log_store;
@@ -14,6 +15,7 @@ pub mod state_machine;
 
 pub use command::{ApplyResult, Command, WriteResult};
 pub use digest::{head_digest, HeadDigest};
+pub use grpc_network::{GrpcNetwork, PeerChannels, RaftService};
 pub use local_network::{LocalNetwork, LocalRouter};
 pub use log_engine::{EngineError, GroupId, GroupLogState, LogEngine, LogEngineOptions};
 pub use log_store::{GroupLogStore, LogData};
