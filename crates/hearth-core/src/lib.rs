@@ -16,6 +16,7 @@ pub mod matcher;
 pub mod queryable;
 pub mod ring;
 pub mod sample;
+pub mod shard;
 pub mod tenant;
 
 pub use batch::{

@@ -10,6 +10,7 @@ pub mod grpc_network;
 pub mod local_network;
 pub mod log_engine;
 pub mod log_store;
+pub mod node;
 pub mod replica;
 pub mod state_machine;
 
@@ -19,5 +20,6 @@ pub use grpc_network::{GrpcNetwork, PeerChannels, RaftService};
 pub use local_network::{LocalNetwork, LocalRouter};
 pub use log_engine::{EngineError, GroupId, GroupLogState, LogEngine, LogEngineOptions};
 pub use log_store::{GroupLogStore, LogData};
+pub use node::{IngesterNode, NodeSpec, Placement};
 pub use replica::{raft_config, Replica, ReplicaOptions, ReplicaSpec};
 pub use state_machine::{HeadCell, HeadStateMachine, ShardConfig, SnapshotFile};

@@ -364,15 +364,13 @@ impl LogStorage for SegmentLog {
                  refusing appends until it can",
             )));
         }
-        let mut next = inner.next_index();
-        for e in entries {
+        for (next, e) in (inner.next_index()..).zip(entries) {
             if e.log_id.index != next {
                 return Err(LogError::NotContiguous {
                     expected_after: next - 1,
                     got: e.log_id.index,
                 });
             }
-            next += 1;
         }
         let need_new = match inner.segments.last() {
             None => true,

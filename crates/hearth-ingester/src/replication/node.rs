@@ -1,0 +1,250 @@
+//! An ingester node: one log engine, and a replica of every shard group placed on it.
+//!
+//! Placement is static for now (the elastic-membership work replaces it with the
+//! metadata group): the members are listed in the same order on every node, and group
+//! `g`'s replicas are on members `g, g+1, ..., g+RF-1` (mod the member count), so groups
+//! and their leaders spread evenly. A replica's id is `(member + 1) << 32 | group`.
+//! Every replica of a group calls openraft's `initialize` with the same voters on its
+//! first start, which openraft documents as safe; a group already formed ignores it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use hearth_core::shard::{group_of, group_of_family, tenant_hash};
+use hearth_core::{PushError, PushOutcome, Tenant, WriteBatch};
+use openraft::BasicNode;
+use tracing::info;
+
+use super::grpc_network::{GrpcNetwork, PeerChannels, RaftService};
+use super::local_network::LocalRouter;
+use super::log_engine::{GroupId, LogEngine, LogEngineOptions};
+use super::replica::{raft_config, Replica, ReplicaOptions, ReplicaSpec};
+use crate::head::{Head, HeadOptions};
+
+/// Which node this is and how the cluster is laid out.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    /// The node's data directory: `raftlog/` and `groups/<g>/`.
+    pub dir: PathBuf,
+    /// Every ingester node's Raft address, in the same order on every node.
+    pub members: Vec<String>,
+    /// This node's index in `members`.
+    pub me: usize,
+    pub groups: u32,
+    pub replication_factor: usize,
+    pub cluster_name: String,
+    pub head: HeadOptions,
+    pub replica: ReplicaOptions,
+    pub log: LogEngineOptions,
+}
+
+/// Where groups' replicas are, from the member list alone.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    members: usize,
+    groups: u32,
+    rf: usize,
+}
+
+impl Placement {
+    pub fn new(members: usize, groups: u32, replication_factor: usize) -> Placement {
+        Placement {
+            members: members.max(1),
+            groups: groups.max(1),
+            rf: replication_factor.clamp(1, members.max(1)),
+        }
+    }
+
+    pub fn groups(&self) -> u32 {
+        self.groups
+    }
+
+    /// The members holding a replica of `group`.
+    pub fn members_of(&self, group: GroupId) -> Vec<usize> {
+        (0..self.rf)
+            .map(|k| (group as usize + k) % self.members)
+            .collect()
+    }
+
+    /// The groups member `m` holds a replica of.
+    pub fn groups_of(&self, m: usize) -> Vec<GroupId> {
+        (0..self.groups)
+            .filter(|g| self.members_of(*g).contains(&m))
+            .collect()
+    }
+
+    pub fn replica_id(member: usize, group: GroupId) -> u64 {
+        ((member as u64 + 1) << 32) | group as u64
+    }
+
+    pub fn member_of_replica(id: u64) -> usize {
+        ((id >> 32) as usize).saturating_sub(1)
+    }
+}
+
+pub struct IngesterNode {
+    spec: NodeSpec,
+    placement: Placement,
+    replicas: BTreeMap<GroupId, Replica>,
+    router: LocalRouter,
+}
+
+impl IngesterNode {
+    /// Opens the node's log and starts a replica of every group placed on it.
+    pub async fn start(spec: NodeSpec) -> Result<IngesterNode, String> {
+        let placement = Placement::new(spec.members.len(), spec.groups, spec.replication_factor);
+        if spec.me >= spec.members.len() {
+            return Err(format!(
+                "this node is member {} of a list of {}",
+                spec.me,
+                spec.members.len()
+            ));
+        }
+        let engine = Arc::new(
+            LogEngine::open(spec.dir.join("raftlog"), spec.log.clone())
+                .map_err(|e| e.to_string())?,
+        );
+        let config = raft_config(&spec.cluster_name)?;
+        let router = LocalRouter::default();
+        let channels = PeerChannels::default();
+        let mut replicas = BTreeMap::new();
+        for g in placement.groups_of(spec.me) {
+            let id = Placement::replica_id(spec.me, g);
+            let r = Replica::start(
+                ReplicaSpec {
+                    group: g,
+                    id,
+                    dir: spec.dir.join("groups").join(g.to_string()),
+                    head: spec.head.clone(),
+                    raft: config.clone(),
+                    opts: spec.replica.clone(),
+                },
+                engine.clone(),
+                GrpcNetwork::new(channels.clone(), g, id),
+            )
+            .await?;
+            router.register(g, id, r.raft().clone());
+            let voters: BTreeMap<u64, BasicNode> = placement
+                .members_of(g)
+                .into_iter()
+                .map(|m| {
+                    (
+                        Placement::replica_id(m, g),
+                        BasicNode::new(&spec.members[m]),
+                    )
+                })
+                .collect();
+            if !r.raft().is_initialized().await.map_err(|e| e.to_string())? {
+                // Every voter does this with the same voters: safe, and the group forms
+                // whichever starts first.
+                if let Err(e) = r.initialize(voters).await {
+                    info!(group = g, error = %e, "group already formed");
+                }
+            }
+            replicas.insert(g, r);
+        }
+        info!(
+            member = spec.me,
+            groups = replicas.len(),
+            "ingester node started"
+        );
+        Ok(IngesterNode {
+            spec,
+            placement,
+            replicas,
+            router,
+        })
+    }
+
+    /// The node's Raft service, for its gRPC server.
+    pub fn raft_service(&self) -> RaftService {
+        RaftService::new(self.router.clone())
+    }
+
+    /// The replicas this node hosts, as the Raft service routes to them (tests cut
+    /// replicas off through it).
+    pub fn router(&self) -> &LocalRouter {
+        &self.router
+    }
+
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    pub fn replica(&self, group: GroupId) -> Option<&Replica> {
+        self.replicas.get(&group)
+    }
+
+    pub fn replicas(&self) -> impl Iterator<Item = &Replica> {
+        self.replicas.values()
+    }
+
+    /// Every group's head held here.
+    pub fn heads(&self) -> Vec<(GroupId, Arc<Head>)> {
+        self.replicas.iter().map(|(g, r)| (*g, r.head())).collect()
+    }
+
+    /// Splits a write by shard group; each part is proposed by this node's replica of
+    /// its group, which must lead it (else 503 naming the leader it knows). Metadata goes
+    /// with its family's group. 2xx only when every part is committed.
+    pub async fn push(&self, tenant: &Tenant, batch: WriteBatch) -> Result<PushOutcome, PushError> {
+        let th = tenant_hash(tenant);
+        let groups = self.placement.groups();
+        let part_of: Vec<usize> = batch
+            .iter()
+            .map(|s| group_of(th, s.hash, groups) as usize)
+            .collect();
+        let mut parts = batch.split(groups as usize, |i| part_of[i]);
+        for md in &batch.metadata {
+            parts[group_of_family(th, &md.metric_family, groups) as usize]
+                .metadata
+                .push(md.clone());
+        }
+        let mut calls = Vec::new();
+        for (g, part) in parts.into_iter().enumerate() {
+            if part.is_empty() && part.metadata.is_empty() {
+                continue;
+            }
+            let g = g as GroupId;
+            let Some(r) = self.replicas.get(&g) else {
+                return Err(PushError::Unavailable(format!(
+                    "group {g} has no replica on this node (members {:?})",
+                    self.placement.members_of(g)
+                )));
+            };
+            calls.push(r.push(tenant, part));
+        }
+        let mut out = PushOutcome::default();
+        let mut failed = None;
+        for r in futures::future::join_all(calls).await {
+            match r {
+                Ok(o) => {
+                    out.samples_written += o.samples_written;
+                    out.samples_rejected += o.samples_rejected;
+                    if out.first_rejection.is_none() {
+                        out.first_rejection = o.first_rejection;
+                    }
+                }
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Stops every replica; messages still arriving find none (NotFound, which peers
+    /// treat as unreachable).
+    pub async fn shutdown(&self) {
+        for r in self.replicas.values() {
+            self.router.unregister(r.group(), r.id());
+            r.shutdown().await;
+        }
+    }
+
+    pub fn spec(&self) -> &NodeSpec {
+        &self.spec
+    }
+}

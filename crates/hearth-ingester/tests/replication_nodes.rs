@@ -1,0 +1,240 @@
+//! Ingester nodes hosting many shard groups over gRPC on loopback: three nodes, four
+//! groups, three replicas each. Writes are split by group and sent to each group's
+//! leader, as a distributor does; a whole node stops (every replica and its log at
+//! once) and comes back, and nothing acknowledged is lost or doubled, with the replicas
+//! of every group identical.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hearth_core::shard::{group_of, tenant_hash};
+use hearth_core::{Labels, PushError, Sample, Tenant, WriteBatch};
+use hearth_ingester::replication::{
+    head_digest, HeadDigest, IngesterNode, LogEngineOptions, NodeSpec, ReplicaOptions,
+};
+use hearth_ingester::HeadOptions;
+use openraft::ServerState;
+
+const GROUPS: u32 = 4;
+
+/// A node's gRPC server, stopped as a crashed process' would be: its connections close
+/// (HTTP/2 GOAWAY), so peers reconnect to whatever listens there next.
+struct Server {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+    }
+}
+
+struct TestNode {
+    node: Option<IngesterNode>,
+    server: Option<Server>,
+    listener_addr: String,
+    spec: NodeSpec,
+}
+
+async fn serve(node: &IngesterNode, addr: &str) -> Server {
+    // Rebinding the same address after a stop: retry while the old socket lingers.
+    let mut listener = None;
+    for _ in 0..100 {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                listener = Some(l);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let l = listener.expect("the node's address is free again");
+    let svc = node.raft_service().into_server();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(l), async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Server { stop, task }
+}
+
+async fn cluster(dirs: &[tempfile::TempDir]) -> Vec<TestNode> {
+    let mut addrs = Vec::new();
+    for _ in dirs {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        addrs.push(l.local_addr().unwrap().to_string());
+    }
+    let mut nodes = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let spec = NodeSpec {
+            dir: d.path().to_path_buf(),
+            members: addrs.clone(),
+            me: i,
+            groups: GROUPS,
+            replication_factor: 3,
+            cluster_name: "test".into(),
+            head: HeadOptions::default(),
+            replica: ReplicaOptions::default(),
+            log: LogEngineOptions::default(),
+        };
+        let node = IngesterNode::start(spec.clone()).await.unwrap();
+        let server = serve(&node, &addrs[i]).await;
+        nodes.push(TestNode {
+            node: Some(node),
+            server: Some(server),
+            listener_addr: addrs[i].clone(),
+            spec,
+        });
+    }
+    nodes
+}
+
+fn tenant() -> Tenant {
+    Tenant::new("team-a").unwrap()
+}
+
+/// Write `n`: 40 series (spread over the groups), one sample each at time n.
+fn write(n: i64) -> WriteBatch {
+    let series: Vec<_> = (0..40)
+        .map(|s| {
+            (
+                Labels::from_pairs(&[("__name__", "up"), ("instance", &format!("host-{s}"))]),
+                vec![Sample::new(1_000_000 + n * 1_000, n as f64)],
+            )
+        })
+        .collect();
+    WriteBatch::from_series(&series)
+}
+
+/// The node whose replica leads `group` with a fresh quorum, waiting for one.
+async fn leader(nodes: &[TestNode], group: u32) -> usize {
+    for _ in 0..600 {
+        for (i, n) in nodes.iter().enumerate() {
+            let Some(node) = &n.node else { continue };
+            let m = node
+                .replica(group)
+                .unwrap()
+                .raft()
+                .metrics()
+                .borrow()
+                .clone();
+            if m.state == ServerState::Leader
+                && m.millis_since_quorum_ack.is_some_and(|a| a < 1_000)
+            {
+                return i;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("group {group} has no leader within 30 s");
+}
+
+/// Pushes write `n` as a distributor would: each group's part to its leader, 503s
+/// retried; returns once every part is acknowledged.
+async fn push(nodes: &[TestNode], n: i64) {
+    let batch = write(n);
+    let th = tenant_hash(&tenant());
+    let part_of: Vec<usize> = batch
+        .iter()
+        .map(|s| group_of(th, s.hash, GROUPS) as usize)
+        .collect();
+    let parts = batch.split(GROUPS as usize, |i| part_of[i]);
+    for (g, part) in parts.into_iter().enumerate() {
+        if part.is_empty() {
+            continue;
+        }
+        for attempt in 0.. {
+            let l = leader(nodes, g as u32).await;
+            let r = nodes[l].node.as_ref().unwrap().replica(g as u32).unwrap();
+            match r.push(&tenant(), part.clone()).await {
+                Ok(o) => {
+                    assert_eq!(
+                        o.samples_written,
+                        part.sample_count(),
+                        "write {n} group {g}: {o:?}"
+                    );
+                    break;
+                }
+                Err(PushError::Unavailable(_)) if attempt < 200 => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("write {n} group {g}: {e}"),
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_node_stops_and_returns_and_every_group_keeps_every_write() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = cluster(&dirs).await;
+    for n in 0..30 {
+        push(&nodes, n).await;
+    }
+    // Node 2 stops: its replicas of all four groups and its log at once.
+    let gone = &mut nodes[1];
+    let node = gone.node.take().unwrap();
+    node.shutdown().await;
+    gone.server.take().unwrap().stop().await;
+    drop(node);
+    for n in 30..60 {
+        push(&nodes, n).await;
+    }
+    // It comes back on its data and catches up.
+    let spec = nodes[1].spec.clone();
+    let node = IngesterNode::start(spec).await.unwrap();
+    nodes[1].server = Some(serve(&node, &nodes[1].listener_addr).await);
+    nodes[1].node = Some(node);
+    for n in 60..70 {
+        push(&nodes, n).await;
+    }
+    // Per group: every replica at the leader's applied index holds the same head, and
+    // the groups together hold every acknowledged sample once.
+    let mut total = HeadDigest::default();
+    for g in 0..GROUPS {
+        let l = leader(&nodes, g).await;
+        let index = nodes[l]
+            .node
+            .as_ref()
+            .unwrap()
+            .replica(g)
+            .unwrap()
+            .raft()
+            .metrics()
+            .borrow()
+            .last_applied;
+        let mut digests = BTreeMap::new();
+        for (i, n) in nodes.iter().enumerate() {
+            let r = n.node.as_ref().unwrap().replica(g).unwrap();
+            r.raft()
+                .wait(Some(Duration::from_secs(30)))
+                .applied_index_at_least(index.map(|l| l.index), "catch up")
+                .await
+                .unwrap();
+            digests.insert(i, head_digest(&r.head()));
+        }
+        let first = *digests.values().next().unwrap();
+        assert!(
+            digests.values().all(|d| *d == first),
+            "group {g}: {digests:?}"
+        );
+        total.series += first.series;
+        total.samples += first.samples;
+    }
+    assert_eq!(total.series, 40);
+    assert_eq!(total.samples, 70 * 40);
+    for n in &mut nodes {
+        if let Some(node) = n.node.take() {
+            node.shutdown().await;
+        }
+        if let Some(s) = n.server.take() {
+            s.stop().await;
+        }
+    }
+}
