@@ -126,6 +126,37 @@ pub struct PushOutcome {
     pub first_rejection: Option<String>,
 }
 
+impl PushOutcome {
+    /// The outcome of a write split into parts: their counts summed and the first
+    /// rejection kept; when a part failed, the write failed, with an `Unavailable`
+    /// (the sender retries) named before any other failure.
+    pub fn combine(
+        parts: impl IntoIterator<Item = Result<PushOutcome, PushError>>,
+    ) -> Result<PushOutcome, PushError> {
+        let mut out = PushOutcome::default();
+        let mut failure: Option<PushError> = None;
+        for r in parts {
+            match r {
+                Ok(o) => {
+                    out.samples_written += o.samples_written;
+                    out.samples_rejected += o.samples_rejected;
+                    if out.first_rejection.is_none() {
+                        out.first_rejection = o.first_rejection;
+                    }
+                }
+                Err(e) => match (&failure, &e) {
+                    (None, _) | (Some(_), PushError::Unavailable(_)) => failure = Some(e),
+                    _ => {}
+                },
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
     /// The ingester cannot take the write now (remote-write senders retry: 503).

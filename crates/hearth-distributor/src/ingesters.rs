@@ -91,28 +91,8 @@ impl Ingester for IngesterRing {
                 .map(|(m, part)| self.members[m].1.push(tenant, part)),
         )
         .await;
-        let mut out = PushOutcome::default();
-        let mut failure: Option<PushError> = None;
-        for r in results {
-            match r {
-                Ok(o) => {
-                    out.samples_written += o.samples_written;
-                    out.samples_rejected += o.samples_rejected;
-                    if out.first_rejection.is_none() {
-                        out.first_rejection = o.first_rejection;
-                    }
-                }
-                // An unreachable ingester is what the sender must hear first: 503.
-                Err(e) => match (&failure, &e) {
-                    (None, _) | (Some(_), PushError::Unavailable(_)) => failure = Some(e),
-                    _ => {}
-                },
-            }
-        }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
+        // An unreachable ingester is what the sender must hear first: 503.
+        PushOutcome::combine(results)
     }
 }
 

@@ -215,24 +215,7 @@ impl IngesterNode {
             };
             calls.push(r.push(tenant, part));
         }
-        let mut out = PushOutcome::default();
-        let mut failed = None;
-        for r in futures::future::join_all(calls).await {
-            match r {
-                Ok(o) => {
-                    out.samples_written += o.samples_written;
-                    out.samples_rejected += o.samples_rejected;
-                    if out.first_rejection.is_none() {
-                        out.first_rejection = o.first_rejection;
-                    }
-                }
-                Err(e) => failed = failed.or(Some(e)),
-            }
-        }
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
+        PushOutcome::combine(futures::future::join_all(calls).await)
     }
 
     /// Stops every replica; messages still arriving find none (NotFound, which peers
