@@ -431,3 +431,39 @@ async fn in_process_a_replica_behind_a_purged_log_catches_up_from_a_snapshot() {
 async fn grpc_a_replica_behind_a_purged_log_catches_up_from_a_snapshot() {
     catch_up_from_a_snapshot_behind_a_purged_log(Transport::Grpc).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_entries() {
+    let mut c = Cluster::new(Transport::InProcess, 1).await;
+    let r = c.start(1).await;
+    r.initialize(c.voters()).await.unwrap();
+    leader_of(&[&r]).await;
+    let before = r.raft().metrics().borrow().last_log_index.unwrap_or(0);
+    // Sixteen senders, each its own series, at once: while one entry is in flight the
+    // others queue and go together, so they take far fewer than sixteen entries.
+    let writes: Vec<WriteBatch> = (0..16)
+        .map(|k| {
+            let series: Vec<_> = (0..100)
+                .map(|s| {
+                    (
+                        Labels::from_pairs(&[
+                            ("__name__", "up"),
+                            ("sender", &k.to_string()),
+                            ("s", &s.to_string()),
+                        ]),
+                        vec![Sample::new(1_000, 1.0)],
+                    )
+                })
+                .collect();
+            WriteBatch::from_series(&series)
+        })
+        .collect();
+    let t = tenant();
+    let calls: Vec<_> = writes.into_iter().map(|w| r.push(&t, w)).collect();
+    for o in futures::future::join_all(calls).await {
+        assert_eq!(o.unwrap().samples_written, 100);
+    }
+    let entries = r.raft().metrics().borrow().last_log_index.unwrap() - before;
+    assert!(entries < 16, "16 concurrent writes took {entries} entries");
+    c.stop(r).await;
+}

@@ -1,0 +1,188 @@
+//! Replication hot paths: the shared log engine's append (entries of several groups,
+//! the page-cache write and the in-memory index; one flush per call), reading recent
+//! entries back for replication, and a write through a one-replica group end to end
+//! (proposer, openraft, log append and fsync, apply to the head), the path every write
+//! of the single-process default will take.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use hearth_core::{Labels, Sample, Tenant, WriteBatch};
+use hearth_ingester::replication::{
+    raft_config, LocalRouter, LogEngine, LogEngineOptions, Replica, ReplicaOptions, ReplicaSpec,
+};
+use hearth_ingester::HeadOptions;
+
+fn wait_durable(e: &LogEngine, group: u32, entries: Vec<(u64, Bytes)>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    e.append(group, entries, Box::new(move |r| tx.send(r).unwrap()))
+        .unwrap();
+    rx.recv().unwrap().unwrap();
+}
+
+fn log_engine(c: &mut Criterion) {
+    let mut g = c.benchmark_group("raft_log");
+    let payload = Bytes::from(vec![7u8; 64 << 10]);
+    for fsync in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let e = LogEngine::open(
+            dir.path(),
+            LogEngineOptions {
+                fsync,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let mut next = [1u64; 4];
+        g.throughput(Throughput::Bytes(4 * 64 << 10));
+        let name = if fsync {
+            "append_4_groups_64KiB_fsync"
+        } else {
+            "append_4_groups_64KiB_no_fsync"
+        };
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                for (group, n) in next.iter_mut().enumerate() {
+                    wait_durable(&e, group as u32, vec![(*n, payload.clone())]);
+                    *n += 1;
+                }
+            })
+        });
+        if !fsync {
+            g.throughput(Throughput::Elements(64));
+            g.bench_function("read_64_recent_entries", |b| {
+                b.iter(|| {
+                    let last = next[0] - 1;
+                    black_box(
+                        e.read(0, last.saturating_sub(63), last + 1, usize::MAX)
+                            .unwrap(),
+                    )
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+/// Write `n` of a sender: its own 100 series, one sample each.
+fn write(sender: i64, n: i64) -> WriteBatch {
+    let series: Vec<_> = (0..100)
+        .map(|s| {
+            (
+                Labels::from_pairs(&[
+                    ("__name__", "node_cpu_seconds_total"),
+                    ("instance", &format!("host-{s}:9100")),
+                    ("job", "node"),
+                    ("sender", &sender.to_string()),
+                ]),
+                vec![Sample::new(1_000_000 + n * 15_000, n as f64)],
+            )
+        })
+        .collect();
+    WriteBatch::from_series(&series)
+}
+
+/// A one-replica group on a fresh directory, its leader elected.
+fn start_group(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    opts: ReplicaOptions,
+) -> Replica {
+    let router = LocalRouter::default();
+    rt.block_on(async {
+        let engine =
+            Arc::new(LogEngine::open(dir.join("log"), LogEngineOptions::default()).unwrap());
+        let spec = ReplicaSpec {
+            group: 0,
+            id: 1,
+            dir: dir.join("group"),
+            head: HeadOptions::default(),
+            raft: raft_config("bench").unwrap(),
+            opts,
+        };
+        let r = Replica::start(spec, engine, router.factory(0, 1))
+            .await
+            .unwrap();
+        r.initialize(
+            [(1, openraft::BasicNode::new("local"))]
+                .into_iter()
+                .collect(),
+        )
+        .await
+        .unwrap();
+        r.raft()
+            .wait(Some(Duration::from_secs(30)))
+            .current_leader(1, "leader")
+            .await
+            .unwrap();
+        r
+    })
+}
+
+fn one_replica_group(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tenant = Tenant::anonymous();
+    let mut g = c.benchmark_group("replica");
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let replica = start_group(&rt, dir.path(), ReplicaOptions::default());
+        let mut n = 0i64;
+        g.throughput(Throughput::Elements(100));
+        g.bench_function("push_100_series_rf1", |b| {
+            b.iter_batched(
+                || {
+                    n += 1;
+                    write(0, n)
+                },
+                |w| rt.block_on(replica.push(&tenant, w)).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+        rt.block_on(replica.shutdown());
+    }
+    // Sixteen senders at once (a Prometheus' remote-write shards): what the proposer's
+    // batching is for, at several bounds on entries in flight.
+    for in_flight in [1usize, 2, 4] {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = ReplicaOptions {
+            max_in_flight: in_flight,
+            ..Default::default()
+        };
+        let replica = start_group(&rt, dir.path(), opts);
+        let mut n = 0i64;
+        g.throughput(Throughput::Elements(1_600));
+        g.bench_function(
+            format!("push_16x100_series_rf1_in_flight_{in_flight}"),
+            |b| {
+                b.iter(|| {
+                    n += 1;
+                    rt.block_on(async {
+                        let calls: Vec<_> = (0..16)
+                            .map(|k| {
+                                let t = tenant.clone();
+                                let w = write(k, n);
+                                let r = &replica;
+                                async move { r.push(&t, w).await }
+                            })
+                            .collect();
+                        for r in futures::future::join_all(calls).await {
+                            assert_eq!(r.unwrap().samples_rejected, 0);
+                        }
+                    })
+                })
+            },
+        );
+        rt.block_on(replica.shutdown());
+    }
+    g.finish();
+}
+
+criterion_group!(benches, log_engine, one_replica_group);
+criterion_main!(benches);
