@@ -53,6 +53,8 @@ struct Cluster {
     /// The in-process transport's one router (every node's replicas).
     shared: LocalRouter,
     channels: PeerChannels,
+    /// What replicas start with.
+    opts: ReplicaOptions,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -91,6 +93,7 @@ impl Cluster {
             nodes,
             shared: LocalRouter::default(),
             channels: PeerChannels::default(),
+            opts: ReplicaOptions::default(),
             _dirs: dirs,
         }
     }
@@ -120,7 +123,7 @@ impl Cluster {
             dir: node.dir.join(format!("group-{GROUP}")),
             head: HeadOptions::default(),
             raft: raft_config("test").unwrap(),
-            opts: ReplicaOptions::default(),
+            opts: self.opts.clone(),
         };
         let r = match transport {
             Transport::InProcess => Replica::start(spec, engine, shared.factory(GROUP, id)).await,
@@ -465,5 +468,33 @@ async fn concurrent_writes_share_entries() {
     }
     let entries = r.raft().metrics().borrow().last_log_index.unwrap() - before;
     assert!(entries < 16, "16 concurrent writes took {entries} entries");
+    c.stop(r).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_growing_log_is_snapshotted_and_purged() {
+    let mut c = Cluster::new(Transport::InProcess, 1).await;
+    c.opts.snapshot_after_log_bytes = 16 << 10;
+    let r = c.start(1).await;
+    r.initialize(c.voters()).await.unwrap();
+    push_all(&[&r], 0, 200).await;
+    // Without being asked, the replica snapshots once its log passes 16 KiB, and
+    // openraft purges the log behind the snapshot.
+    let mut purged = None;
+    for _ in 0..300 {
+        purged = r.raft().metrics().borrow().purged;
+        if purged.is_some_and(|p| p.index > 100) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(purged.is_some_and(|p| p.index > 100), "purged {purged:?}");
+    let engine = c.nodes[0].engine();
+    assert!(
+        engine.group_bytes(GROUP) < 64 << 10,
+        "{} bytes left",
+        engine.group_bytes(GROUP)
+    );
+    assert_eq!(digest(&r).samples, 200 * 20);
     c.stop(r).await;
 }

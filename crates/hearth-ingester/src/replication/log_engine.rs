@@ -97,6 +97,8 @@ struct GroupMem {
     /// Payloads of entries `cache_from..`, aligned with the tail of `entries`.
     cache: VecDeque<Bytes>,
     cache_bytes: usize,
+    /// Bytes on disk of the entries present (what a snapshot would let go).
+    live_bytes: u64,
     vote: Option<Bytes>,
     committed: Option<Bytes>,
     purged: Option<(u64, Bytes)>,
@@ -129,6 +131,7 @@ impl GroupMem {
             self.first = index;
         }
         self.entries.push_back(loc);
+        self.live_bytes += loc.len as u64;
         self.cache_bytes += payload.len();
         self.cache.push_back(payload);
         while self.cache_bytes > budget && self.cache.len() > 1 {
@@ -143,7 +146,9 @@ impl GroupMem {
             if last < from {
                 break;
             }
-            self.entries.pop_back();
+            if let Some(l) = self.entries.pop_back() {
+                self.live_bytes -= l.len as u64;
+            }
             if let Some(b) = self.cache.pop_back() {
                 self.cache_bytes -= b.len();
             }
@@ -153,7 +158,9 @@ impl GroupMem {
     /// Forgets entries with index <= `upto`.
     fn purge(&mut self, upto: u64) {
         while !self.entries.is_empty() && self.first <= upto {
-            self.entries.pop_front();
+            if let Some(l) = self.entries.pop_front() {
+                self.live_bytes -= l.len as u64;
+            }
             if self.cache.len() > self.entries.len() {
                 let b = self.cache.pop_front().expect("non-empty");
                 self.cache_bytes -= b.len();
@@ -519,6 +526,16 @@ impl LogEngine {
         apply(inner.groups.entry(group).or_default());
         self.shared.enqueue(on_durable);
         Ok(())
+    }
+
+    /// Bytes of `group`'s entries still in the log: what its next snapshot lets go.
+    pub fn group_bytes(&self, group: GroupId) -> u64 {
+        self.shared
+            .inner
+            .lock()
+            .groups
+            .get(&group)
+            .map_or(0, |g| g.live_bytes)
     }
 
     pub fn vote(&self, group: GroupId) -> Option<Bytes> {

@@ -83,11 +83,16 @@ impl Placement {
     }
 }
 
+/// A node snapshots the groups that keep its oldest segment alive once it has more
+/// segments than this (one idle group must not pin the log other groups wrote since).
+pub const MAX_SEGMENTS_BEFORE_SNAPSHOTS: usize = 8;
+
 pub struct IngesterNode {
     spec: NodeSpec,
     placement: Placement,
     replicas: BTreeMap<GroupId, Replica>,
     router: LocalRouter,
+    pins: tokio::task::AbortHandle,
 }
 
 impl IngesterNode {
@@ -144,6 +149,11 @@ impl IngesterNode {
             }
             replicas.insert(g, r);
         }
+        let rafts = replicas
+            .iter()
+            .map(|(g, r)| (*g, r.raft().clone()))
+            .collect();
+        let pins = tokio::spawn(snapshot_pinning_groups(engine, rafts)).abort_handle();
         info!(
             member = spec.me,
             groups = replicas.len(),
@@ -154,6 +164,7 @@ impl IngesterNode {
             placement,
             replicas,
             router,
+            pins,
         })
     }
 
@@ -221,6 +232,7 @@ impl IngesterNode {
     /// Stops every replica; messages still arriving find none (NotFound, which peers
     /// treat as unreachable).
     pub async fn shutdown(&self) {
+        self.pins.abort();
         for r in self.replicas.values() {
             self.router.unregister(r.group(), r.id());
             r.shutdown().await;
@@ -229,5 +241,34 @@ impl IngesterNode {
 
     pub fn spec(&self) -> &NodeSpec {
         &self.spec
+    }
+}
+
+impl Drop for IngesterNode {
+    fn drop(&mut self) {
+        self.pins.abort();
+    }
+}
+
+/// Every 10 s: the groups that pin the oldest of too many segments take a snapshot, so
+/// their log is purged and the segments can go.
+async fn snapshot_pinning_groups(
+    engine: Arc<LogEngine>,
+    rafts: BTreeMap<GroupId, openraft::Raft<super::state_machine::ShardConfig>>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for g in engine.pinning_groups(MAX_SEGMENTS_BEFORE_SNAPSHOTS) {
+            if let Some(raft) = rafts.get(&g) {
+                info!(
+                    group = g,
+                    segments = engine.segment_count(),
+                    "group pins old log segments; snapshotting it"
+                );
+                let _ = raft.trigger().snapshot().await;
+            }
+        }
     }
 }

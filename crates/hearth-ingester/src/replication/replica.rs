@@ -44,6 +44,9 @@ pub struct ReplicaOptions {
     pub lease: Duration,
     /// Writes waiting for the proposer, at most; beyond it writes get 503.
     pub max_queued_writes: usize,
+    /// Take a snapshot (which lets the log before it go) once the group's entries in
+    /// the log pass this many bytes, so a restart replays at most about this much.
+    pub snapshot_after_log_bytes: u64,
 }
 
 impl Default for ReplicaOptions {
@@ -54,6 +57,7 @@ impl Default for ReplicaOptions {
             max_message_bytes: 8 << 20,
             lease: Duration::from_millis(1_500),
             max_queued_writes: 1_024,
+            snapshot_after_log_bytes: 256 << 20,
         }
     }
 }
@@ -101,6 +105,7 @@ pub struct Replica {
     raft: Raft<ShardConfig>,
     head: HeadCell,
     proposals: mpsc::Sender<Proposal>,
+    snapshots: tokio::task::AbortHandle,
 }
 
 impl Replica {
@@ -123,13 +128,20 @@ impl Replica {
             raft,
             opts,
         } = spec;
-        let log = GroupLogStore::<ShardConfig>::new(engine, group, opts.max_message_bytes);
+        let log = GroupLogStore::<ShardConfig>::new(engine.clone(), group, opts.max_message_bytes);
         let sm = HeadStateMachine::open(&dir, head).map_err(|e| e.to_string())?;
         let head = sm.head().clone();
         let raft = Raft::new(id, raft, network, log, sm)
             .await
             .map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::channel(opts.max_queued_writes);
+        let snapshots = tokio::spawn(snapshot_when_log_grows(
+            raft.clone(),
+            engine,
+            group,
+            opts.snapshot_after_log_bytes,
+        ))
+        .abort_handle();
         tokio::spawn(propose(raft.clone(), rx, opts, group));
         Ok(Replica {
             group,
@@ -137,6 +149,7 @@ impl Replica {
             raft,
             head,
             proposals: tx,
+            snapshots,
         })
     }
 
@@ -194,8 +207,33 @@ impl Replica {
     }
 
     pub async fn shutdown(&self) {
+        self.snapshots.abort();
         if let Err(e) = self.raft.shutdown().await {
             warn!(group = self.group, replica = self.id, error = %e, "raft shutdown");
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.snapshots.abort();
+    }
+}
+
+/// Asks for a snapshot whenever the group's log holds more than `limit` bytes: openraft
+/// then purges the log up to it. (A request while one is being built is ignored.)
+async fn snapshot_when_log_grows(
+    raft: Raft<ShardConfig>,
+    engine: Arc<LogEngine>,
+    group: GroupId,
+    limit: u64,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if engine.group_bytes(group) >= limit && raft.trigger().snapshot().await.is_err() {
+            return; // The replica stopped.
         }
     }
 }
