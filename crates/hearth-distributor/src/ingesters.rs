@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use hearth_core::shard;
 use hearth_core::{Ingester, PushError, PushOutcome, Ring, Tenant, WriteBatch};
 
 pub struct IngesterRing {
@@ -17,15 +18,9 @@ pub struct IngesterRing {
     ring: Ring,
 }
 
-/// Where a series of a tenant lands on the ring: a token mixed from the tenant's hash
-/// and the series' label hash (no allocation on the write path).
+/// Where a series of a tenant lands on the ring: the low bits of its placement key.
 fn series_token(tenant_hash: u64, series_hash: u64) -> u32 {
-    let h = (tenant_hash ^ series_hash.rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    ((h >> 32) ^ h) as u32
-}
-
-fn tenant_hash(tenant: &Tenant) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(tenant.as_str().as_bytes())
+    hearth_core::shard::series_key(tenant_hash, series_hash) as u32
 }
 
 /// The ring key of a metric family's metadata.
@@ -54,13 +49,13 @@ impl IngesterRing {
 
     /// The id of the ingester a series of `tenant` with label hash `hash` goes to.
     pub fn owner_of(&self, tenant: &Tenant, hash: u64) -> &str {
-        &self.members[self.owner_of_token(series_token(tenant_hash(tenant), hash))].0
+        &self.members[self.owner_of_token(series_token(shard::tenant_hash(tenant), hash))].0
     }
 
     /// The batch split by owner, in one pass: (member, its part), members without a
     /// part left out.
     fn split(&self, tenant: &Tenant, batch: WriteBatch) -> Vec<(usize, WriteBatch)> {
-        let th = tenant_hash(tenant);
+        let th = shard::tenant_hash(tenant);
         let owners: Vec<usize> = batch
             .iter()
             .map(|s| self.owner_of_token(series_token(th, s.hash)))

@@ -4,12 +4,14 @@
 //! restart and a purged log, and replicas that applied the same entries hold the same
 //! head. Every scenario runs over both transports.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_core::{Labels, PushError, Sample, Tenant, WriteBatch};
+use hearth_core::{Labels, PushError, Sample, WriteBatch};
 use hearth_ingester::replication::{
     head_digest, raft_config, GrpcNetwork, HeadDigest, LocalRouter, LogEngine, LogEngineOptions,
     PeerChannels, RaftService, Replica, ReplicaOptions, ReplicaSpec,
@@ -167,21 +169,9 @@ impl Drop for Cluster {
     }
 }
 
-fn tenant() -> Tenant {
-    Tenant::new("team-a").unwrap()
-}
-
-/// Write `n`: 20 series, one sample each at time n.
+/// Write `n` of the tests here.
 fn write(n: i64) -> WriteBatch {
-    let series: Vec<_> = (0..20)
-        .map(|s| {
-            (
-                Labels::from_pairs(&[("__name__", "up"), ("instance", &format!("host-{s}"))]),
-                vec![Sample::new(1_000_000 + n * 1_000, n as f64)],
-            )
-        })
-        .collect();
-    WriteBatch::from_series(&series)
+    common::write(20, n)
 }
 
 async fn leader_of(replicas: &[&Replica]) -> usize {
@@ -204,7 +194,7 @@ async fn push_all(replicas: &[&Replica], from: i64, to: i64) -> Vec<i64> {
     for n in from..to {
         for attempt in 0.. {
             let l = leader_of(replicas).await;
-            match replicas[l].push(&tenant(), write(n)).await {
+            match replicas[l].push(&common::tenant(), write(n)).await {
                 Ok(o) => {
                     assert_eq!(o.samples_written, 20, "write {n}: {o:?}");
                     acked.push(n);
@@ -249,7 +239,7 @@ async fn one_replica_keeps_writes_across_restarts_and_snapshots(transport: Trans
     assert_eq!(push_all(&[&r], 0, 50).await.len(), 50);
     // A sender's retry of its last write (whose outcome it did not learn) is a no-op
     // that counts as written: retries are harmless.
-    let again = r.push(&tenant(), write(49)).await.unwrap();
+    let again = r.push(&common::tenant(), write(49)).await.unwrap();
     assert_eq!(again.samples_written, 20);
     let before = digest(&r);
     assert_eq!(before.samples, 50 * 20);
@@ -321,7 +311,7 @@ async fn lose_nothing_to_a_leader_loss_or_a_partition(transport: Transport) {
     match rs[old as usize - 1]
         .as_ref()
         .unwrap()
-        .push(&tenant(), write(1_000))
+        .push(&common::tenant(), write(1_000))
         .await
     {
         Err(PushError::Unavailable(m)) => assert!(!m.is_empty()),
@@ -461,7 +451,7 @@ async fn concurrent_writes_share_entries() {
             WriteBatch::from_series(&series)
         })
         .collect();
-    let t = tenant();
+    let t = common::tenant();
     let calls: Vec<_> = writes.into_iter().map(|w| r.push(&t, w)).collect();
     for o in futures::future::join_all(calls).await {
         assert_eq!(o.unwrap().samples_written, 100);

@@ -4,11 +4,13 @@
 //! once) and comes back, and nothing acknowledged is lost or doubled, with the replicas
 //! of every group identical.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hearth_core::shard::{group_of, tenant_hash};
-use hearth_core::{Labels, PushError, Sample, Tenant, WriteBatch};
+use hearth_core::{PushError, WriteBatch};
 use hearth_ingester::replication::{
     head_digest, HeadDigest, IngesterNode, LogEngineOptions, NodeSpec, ReplicaOptions,
 };
@@ -95,21 +97,9 @@ async fn cluster(dirs: &[tempfile::TempDir]) -> Vec<TestNode> {
     nodes
 }
 
-fn tenant() -> Tenant {
-    Tenant::new("team-a").unwrap()
-}
-
-/// Write `n`: 40 series (spread over the groups), one sample each at time n.
+/// Write `n` of the tests here.
 fn write(n: i64) -> WriteBatch {
-    let series: Vec<_> = (0..40)
-        .map(|s| {
-            (
-                Labels::from_pairs(&[("__name__", "up"), ("instance", &format!("host-{s}"))]),
-                vec![Sample::new(1_000_000 + n * 1_000, n as f64)],
-            )
-        })
-        .collect();
-    WriteBatch::from_series(&series)
+    common::write(40, n)
 }
 
 /// The node whose replica leads `group` with a fresh quorum, waiting for one.
@@ -139,7 +129,7 @@ async fn leader(nodes: &[TestNode], group: u32) -> usize {
 /// retried; returns once every part is acknowledged.
 async fn push(nodes: &[TestNode], n: i64) {
     let batch = write(n);
-    let th = tenant_hash(&tenant());
+    let th = tenant_hash(&common::tenant());
     let part_of: Vec<usize> = batch
         .iter()
         .map(|s| group_of(th, s.hash, GROUPS) as usize)
@@ -152,7 +142,7 @@ async fn push(nodes: &[TestNode], n: i64) {
         for attempt in 0.. {
             let l = leader(nodes, g as u32).await;
             let r = nodes[l].node.as_ref().unwrap().replica(g as u32).unwrap();
-            match r.push(&tenant(), part.clone()).await {
+            match r.push(&common::tenant(), part.clone()).await {
                 Ok(o) => {
                     assert_eq!(
                         o.samples_written,

@@ -10,7 +10,9 @@ use hearth_core::{EncodedChunk, Labels, Sample, Series, SeriesData, SeriesStream
 
 use crate::chunkenc::XorIterator;
 
-fn samples_of(data: SeriesData, out: &mut Vec<Sample>) {
+/// Appends every sample of a series' data to `out`, in the data's order (chunks are
+/// decoded; an undecodable chunk contributes nothing).
+pub fn samples_of(data: SeriesData, out: &mut Vec<Sample>) {
     match data {
         SeriesData::Samples(s) => out.extend(s),
         SeriesData::Chunks(chunks) => {

@@ -2,8 +2,7 @@
 //! must agree on (every tenant, series and sample, in a fixed order), with the counts a
 //! checker wants beside it.
 
-use hearth_core::{Sample, SeriesData};
-use hearth_series::chunkenc::XorIterator;
+use hearth_series::merge::samples_of;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::head::{series_in, Head};
@@ -14,18 +13,6 @@ pub struct HeadDigest {
     pub series: u64,
     pub samples: u64,
     pub hash: u64,
-}
-
-/// Every sample of a series' data, in time order.
-pub fn samples(data: SeriesData) -> Vec<Sample> {
-    match data {
-        SeriesData::Samples(s) => s,
-        SeriesData::Chunks(chunks) => chunks
-            .iter()
-            .filter_map(|c| XorIterator::new(&c.data).ok())
-            .flat_map(|it| it.map(|(t, v)| Sample { t, v }))
-            .collect(),
-    }
 }
 
 pub fn head_digest(head: &Head) -> HeadDigest {
@@ -43,7 +30,9 @@ pub fn head_digest(head: &Head) -> HeadDigest {
             };
             d.series += 1;
             h.update(&series.labels.hash64().to_le_bytes());
-            for x in samples(series.data) {
+            let mut samples = Vec::new();
+            samples_of(series.data, &mut samples);
+            for x in samples {
                 d.samples += 1;
                 h.update(&x.t.to_le_bytes());
                 h.update(&x.v.to_bits().to_le_bytes());
