@@ -251,12 +251,15 @@ async fn one_replica_keeps_writes_across_restarts_and_snapshots(transport: Trans
     wait_applied(&[&r], 51).await;
     assert_eq!(digest(&r), before);
     // Snapshot, which lets openraft purge the log, then restart from it.
-    r.raft().trigger().snapshot().await.unwrap();
     // (Never hold the metrics' borrow across an await: it blocks their sender.)
-    let applied = r.raft().metrics().borrow().last_applied.unwrap();
+    let applied = r.raft().metrics().borrow().last_applied.unwrap().index;
+    r.raft().trigger().snapshot().await.unwrap();
     r.raft()
         .wait(Some(Duration::from_secs(30)))
-        .snapshot(applied, "snapshot")
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= applied),
+            "snapshot",
+        )
         .await
         .unwrap();
     push_all(&[&r], 50, 60).await;
@@ -359,14 +362,20 @@ async fn catch_up_from_a_snapshot_behind_a_purged_log(transport: Transport) {
     let f = rs[follower as usize - 1].take().unwrap();
     c.stop(f).await;
     push_all(&live(&rs), 20, 60).await;
+    // What each had applied when asked to snapshot; entries may apply after that, so
+    // wait for the log purged at least that far.
+    let mut asked = Vec::new();
     for r in live(&rs) {
+        asked.push(r.raft().metrics().borrow().last_applied.unwrap().index);
         r.raft().trigger().snapshot().await.unwrap();
     }
-    for r in live(&rs) {
-        let applied = r.raft().metrics().borrow().last_applied.unwrap();
+    for (r, index) in live(&rs).into_iter().zip(asked) {
         r.raft()
             .wait(Some(Duration::from_secs(30)))
-            .purged(Some(applied), "purged")
+            .metrics(
+                |m| m.purged.is_some_and(|p| p.index >= index),
+                "log purged behind the snapshot",
+            )
             .await
             .unwrap();
     }
