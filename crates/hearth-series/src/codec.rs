@@ -70,6 +70,10 @@ impl<'a> Dec<'a> {
     pub fn new(data: &'a [u8]) -> Dec<'a> {
         Dec { data, pos: 0 }
     }
+    /// Bytes read so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
     pub fn uvarint(&mut self) -> Result<u64, DecodeError> {
         let mut x: u64 = 0;
         let mut s = 0u32;

@@ -5,6 +5,14 @@
 //! every replica applies it the same way whatever series it already holds). One
 //! encoding serves the log and the network: `LogData` for the log, and serde as those
 //! same bytes (openraft's messages need serde).
+//!
+//! Each part is encoded once, by the writer's own task when it is proposed
+//! ([`WritePart::new`]), and keeps its bytes next to its batch; an entry's encoding is
+//! then its parts' bytes one after another, so neither the group's Raft core (which
+//! encodes entries as it appends them) nor a message to a follower encodes samples
+//! again. A decoded part keeps a slice of the bytes it came from, for the same reason.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use hearth_core::{PushOutcome, Tenant, WriteBatch};
@@ -17,8 +25,62 @@ const TAG_WRITE: u8 = 1;
 
 #[derive(Clone, Debug)]
 pub enum Command {
-    /// Writes merged into one entry, applied in order.
-    Write(Vec<(Tenant, WriteBatch)>),
+    /// Writes merged into one entry, applied in order. Shared: openraft clones entries
+    /// (into its log cache, into messages), and a clone must not copy samples.
+    Write(Arc<[WritePart]>),
+}
+
+/// One write of an entry: a tenant's batch and its encoding.
+#[derive(Clone, Debug)]
+pub struct WritePart {
+    pub tenant: Tenant,
+    pub batch: WriteBatch,
+    wire: Bytes,
+}
+
+impl WritePart {
+    /// Encodes the part (on the caller's task, so writers encode in parallel).
+    pub fn new(tenant: Tenant, batch: WriteBatch) -> WritePart {
+        let mut e = Enc::default();
+        let w = batch.wire_parts();
+        e.str(tenant.as_str());
+        e.bytes(w.arena);
+        e.bytes(&w.label_offsets_le());
+        e.bytes(&w.series_ends_le());
+        e.bytes(&w.samples_le());
+        put_metadata(&mut e, &batch.metadata);
+        WritePart {
+            tenant,
+            batch,
+            wire: Bytes::from(e.buf),
+        }
+    }
+
+    /// Bytes of its encoding: what batching and replication messages are bounded by.
+    pub fn wire_len(&self) -> usize {
+        self.wire.len()
+    }
+
+    /// Decodes the part at the start of `d`, keeping a slice of `all` (what `d` reads)
+    /// as its encoding.
+    fn decode(all: &Bytes, d: &mut Dec<'_>) -> Result<WritePart, String> {
+        let bad = |what: &str| format!("undecodable log entry: {what}");
+        let start = d.position();
+        let tenant = d.str().map_err(|_| bad("tenant"))?;
+        let tenant = Tenant::new(tenant).map_err(|e| bad(&e.to_string()))?;
+        let arena = d.bytes().map_err(|_| bad("labels"))?.to_vec();
+        let offsets = d.bytes().map_err(|_| bad("label offsets"))?;
+        let ends = d.bytes().map_err(|_| bad("series ends"))?;
+        let samples = d.bytes().map_err(|_| bad("samples"))?;
+        let mut batch =
+            WriteBatch::from_wire(arena, offsets, ends, samples).map_err(|e| bad(&e))?;
+        batch.metadata = get_metadata(d).map_err(|_| bad("metadata"))?;
+        Ok(WritePart {
+            tenant,
+            batch,
+            wire: all.slice(start..d.position()),
+        })
+    }
 }
 
 /// What applying one entry answered: an outcome per write part, in order.
@@ -53,10 +115,14 @@ impl From<WriteResult> for PushOutcome {
 }
 
 impl Command {
-    /// Payload bytes of the samples and labels it carries (what batching bounds).
+    pub fn write(parts: Vec<WritePart>) -> Command {
+        Command::Write(parts.into())
+    }
+
+    /// Encoded bytes of the writes it carries (what batching bounds).
     pub fn size(&self) -> usize {
         match self {
-            Command::Write(parts) => parts.iter().map(|(_, b)| b.wire_size()).sum(),
+            Command::Write(parts) => parts.iter().map(WritePart::wire_len).sum(),
         }
     }
 }
@@ -68,16 +134,11 @@ impl LogData for Command {
                 let mut e = Enc::default();
                 e.u8(TAG_WRITE);
                 e.uvarint(parts.len() as u64);
-                for (tenant, batch) in parts {
-                    let w = batch.wire_parts();
-                    e.str(tenant.as_str());
-                    e.bytes(w.arena);
-                    e.bytes(&w.label_offsets_le());
-                    e.bytes(&w.series_ends_le());
-                    e.bytes(&w.samples_le());
-                    put_metadata(&mut e, &batch.metadata);
-                }
+                out.reserve(e.buf.len() + self.size());
                 out.extend_from_slice(&e.buf);
+                for p in parts.iter() {
+                    out.extend_from_slice(&p.wire);
+                }
             }
         }
     }
@@ -90,18 +151,9 @@ impl LogData for Command {
                 let n = d.count(5).map_err(|_| bad("part count"))?;
                 let mut parts = Vec::with_capacity(n);
                 for _ in 0..n {
-                    let tenant = d.str().map_err(|_| bad("tenant"))?;
-                    let tenant = Tenant::new(tenant).map_err(|e| bad(&e.to_string()))?;
-                    let arena = d.bytes().map_err(|_| bad("labels"))?.to_vec();
-                    let offsets = d.bytes().map_err(|_| bad("label offsets"))?;
-                    let ends = d.bytes().map_err(|_| bad("series ends"))?;
-                    let samples = d.bytes().map_err(|_| bad("samples"))?;
-                    let mut batch = WriteBatch::from_wire(arena, offsets, ends, samples)
-                        .map_err(|e| bad(&e))?;
-                    batch.metadata = get_metadata(&mut d).map_err(|_| bad("metadata"))?;
-                    parts.push((tenant, batch));
+                    parts.push(WritePart::decode(&bytes, &mut d)?);
                 }
-                Ok(Command::Write(parts))
+                Ok(Command::write(parts))
             }
             t => Err(bad(&format!("unknown command {t}"))),
         }
@@ -136,9 +188,9 @@ mod tests {
             (a.clone(), vec![Sample::new(1, 1.0), Sample::new(2, 2.0)]),
             (b, vec![Sample::new(3, f64::NAN)]),
         ]);
-        let cmd = Command::Write(vec![
-            (Tenant::new("t1").unwrap(), batch.clone()),
-            (
+        let cmd = Command::write(vec![
+            WritePart::new(Tenant::new("t1").unwrap(), batch.clone()),
+            WritePart::new(
                 Tenant::new("t2").unwrap(),
                 WriteBatch::from_series(&[(a, vec![])]),
             ),
@@ -148,14 +200,21 @@ mod tests {
         let back = Command::decode(Bytes::from(bytes.clone())).unwrap();
         let Command::Write(parts) = &back;
         assert_eq!(parts.len(), 2);
-        assert_eq!(parts[0].0.as_str(), "t1");
-        assert_eq!(parts[0].1.len(), 2);
+        assert_eq!(parts[0].tenant.as_str(), "t1");
+        assert_eq!(parts[0].batch.len(), 2);
         assert!(parts[0]
-            .1
+            .batch
             .get(0)
             .labels
             .eq_labels(&batch.get(0).labels.to_labels()));
-        assert_eq!(parts[0].1.get(1).samples[0].v.to_bits(), f64::NAN.to_bits());
+        assert_eq!(
+            parts[0].batch.get(1).samples[0].v.to_bits(),
+            f64::NAN.to_bits()
+        );
+        // A decoded entry encodes to the same bytes (its parts kept theirs).
+        let mut again_bytes = Vec::new();
+        back.encode(&mut again_bytes);
+        assert_eq!(again_bytes, bytes);
         let json = serde_json::to_vec(&cmd).unwrap();
         let Command::Write(again) = serde_json::from_slice::<Command>(&json).unwrap();
         assert_eq!(again.len(), 2);

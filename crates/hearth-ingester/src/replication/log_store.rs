@@ -11,10 +11,11 @@
 // openraft's StorageError is large and is what its traits return.
 #![allow(clippy::result_large_err)]
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
-use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes};
@@ -23,6 +24,8 @@ use openraft::{
     Entry, EntryPayload, LogId, OptionalSend, RaftLogReader, RaftTypeConfig, StorageError,
     StorageIOError, Vote,
 };
+use parking_lot::Mutex;
+use tokio::sync::watch;
 
 use super::log_engine::{durable, EngineError, GroupId, LogEngine};
 
@@ -37,34 +40,130 @@ const TAG_NORMAL: u8 = 1;
 const TAG_MEMBERSHIP: u8 = 2;
 
 /// A group's log storage (and its reader: a clone reads the same log).
-pub struct GroupLogStore<C> {
+pub struct GroupLogStore<C: RaftTypeConfig> {
     engine: Arc<LogEngine>,
     group: GroupId,
     /// Most payload bytes one `limited_get_log_entries` returns, so a replication
     /// message stays well under the transport's cap.
     max_read_bytes: usize,
-    _c: PhantomData<fn() -> C>,
+    recent: Arc<Mutex<Recent<C>>>,
+    progress: Arc<LogProgress>,
 }
 
-impl<C> Clone for GroupLogStore<C> {
+/// How far the group's log has been written and synced: the proposer holds writes
+/// until its previous entry is on disk (see `replica`).
+#[derive(Debug)]
+pub struct LogProgress {
+    appended: AtomicU64,
+    flushed: watch::Sender<u64>,
+}
+
+impl LogProgress {
+    /// The index of the last entry appended (0 before any).
+    pub fn appended(&self) -> u64 {
+        self.appended.load(Ordering::Acquire)
+    }
+
+    /// Returns once an entry after `index` is on disk.
+    pub async fn flushed_past(&self, index: u64) {
+        let mut rx = self.flushed.subscribe();
+        let _ = rx.wait_for(|f| *f > index).await;
+    }
+}
+
+/// The newest entries as openraft appended them, so applying them (and sending them to
+/// followers) reads them back without decoding their bytes again: they are read
+/// within milliseconds of being appended. A contiguous window of indexes, bounded in
+/// encoded bytes; what it holds is always also in the engine.
+struct Recent<C: RaftTypeConfig> {
+    entries: VecDeque<(Entry<C>, usize)>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl<C: RaftTypeConfig<Entry = Entry<C>>> Recent<C> {
+    fn first(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    fn push(&mut self, e: Entry<C>, len: usize) {
+        let follows = self
+            .entries
+            .back()
+            .is_none_or(|(b, _)| b.log_id.index + 1 == e.log_id.index);
+        if !follows {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += len;
+        self.entries.push_back((e, len));
+        while self.bytes > self.budget && self.entries.len() > 1 {
+            let (_, n) = self.entries.pop_front().expect("not empty");
+            self.bytes -= n;
+        }
+    }
+
+    /// Drops entries with index >= `from`.
+    fn truncate(&mut self, from: u64) {
+        while self
+            .entries
+            .back()
+            .is_some_and(|(e, _)| e.log_id.index >= from)
+        {
+            let (_, n) = self.entries.pop_back().expect("not empty");
+            self.bytes -= n;
+        }
+    }
+
+    /// Drops entries with index <= `upto`.
+    fn purge(&mut self, upto: u64) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|(e, _)| e.log_id.index <= upto)
+        {
+            let (_, n) = self.entries.pop_front().expect("not empty");
+            self.bytes -= n;
+        }
+    }
+}
+
+impl<C: RaftTypeConfig> Clone for GroupLogStore<C> {
     fn clone(&self) -> Self {
         GroupLogStore {
             engine: self.engine.clone(),
             group: self.group,
             max_read_bytes: self.max_read_bytes,
-            _c: PhantomData,
+            recent: self.recent.clone(),
+            progress: self.progress.clone(),
         }
     }
 }
 
-impl<C> GroupLogStore<C> {
+impl<C: RaftTypeConfig> GroupLogStore<C> {
+    /// A group's log in `engine`; its recent window holds as many encoded bytes as the
+    /// engine's cache of the group.
     pub fn new(engine: Arc<LogEngine>, group: GroupId, max_read_bytes: usize) -> Self {
+        let budget = engine.cache_bytes_per_group();
         GroupLogStore {
             engine,
             group,
             max_read_bytes,
-            _c: PhantomData,
+            recent: Arc::new(Mutex::new(Recent {
+                entries: VecDeque::new(),
+                bytes: 0,
+                budget,
+            })),
+            progress: Arc::new(LogProgress {
+                appended: AtomicU64::new(0),
+                flushed: watch::Sender::new(0),
+            }),
         }
+    }
+
+    /// How far the log has been written and synced.
+    pub fn progress(&self) -> Arc<LogProgress> {
+        self.progress.clone()
     }
 
     pub fn group(&self) -> GroupId {
@@ -163,31 +262,86 @@ fn range_of(range: &impl RangeBounds<u64>) -> (u64, u64) {
 impl<C> GroupLogStore<C>
 where
     C: RaftTypeConfig<Entry = Entry<C>>,
-    C::D: LogData,
+    C::D: LogData + Clone,
 {
+    /// Entries `start..end`: at least one, then as many as fit in `max_bytes` (encoded).
+    /// Those still in the recent window come from it, older ones from the engine.
     fn read(
         &self,
         start: u64,
         end: u64,
         max_bytes: usize,
     ) -> Result<Vec<Entry<C>>, StorageError<C::NodeId>> {
-        let raw = self
-            .engine
-            .read(self.group, start, end, max_bytes)
-            .map_err(read_err)?;
-        raw.into_iter()
-            .map(|(i, b)| {
-                decode_entry::<C>(b)
-                    .map_err(|e| StorageIOError::read_log_at_index(i, &io_err(e)).into())
-            })
-            .collect()
+        let mut out = Vec::new();
+        let mut next = start;
+        let mut bytes = 0usize;
+        let first_recent = self.recent.lock().first();
+        // Older than the window: from the engine, decoded.
+        let below = first_recent.map_or(end, |f| f.min(end));
+        if next < below {
+            let raw = self
+                .engine
+                .read(self.group, next, below, max_bytes)
+                .map_err(read_err)?;
+            let capped = raw.last().is_some_and(|(i, _)| i + 1 < below);
+            for (i, b) in raw {
+                bytes += b.len();
+                out.push(
+                    decode_entry::<C>(b)
+                        .map_err(|e| StorageIOError::read_log_at_index(i, &io_err(e)))?,
+                );
+            }
+            if capped {
+                return Ok(out);
+            }
+            // Indexes the log does not hold (before its first entry) are skipped.
+            next = below;
+        }
+        if next >= end {
+            return Ok(out);
+        }
+        {
+            let recent = self.recent.lock();
+            let Some(first) = recent.first() else {
+                return Ok(out);
+            };
+            if next >= first {
+                for (e, len) in recent.entries.iter().skip((next - first) as usize) {
+                    if e.log_id.index >= end || (!out.is_empty() && bytes + len > max_bytes) {
+                        return Ok(out);
+                    }
+                    bytes += len;
+                    out.push(e.clone());
+                    next += 1;
+                }
+            }
+        }
+        // The window moved meanwhile (a purge or an eviction): the rest from the engine.
+        if next < end && (out.is_empty() || bytes < max_bytes) {
+            let raw = self
+                .engine
+                .read(
+                    self.group,
+                    next,
+                    end,
+                    max_bytes.saturating_sub(bytes).max(1),
+                )
+                .map_err(read_err)?;
+            for (i, b) in raw {
+                out.push(
+                    decode_entry::<C>(b)
+                        .map_err(|e| StorageIOError::read_log_at_index(i, &io_err(e)))?,
+                );
+            }
+        }
+        Ok(out)
     }
 }
 
 impl<C> RaftLogReader<C> for GroupLogStore<C>
 where
     C: RaftTypeConfig<Entry = Entry<C>>,
-    C::D: LogData,
+    C::D: LogData + Clone,
 {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
@@ -209,7 +363,7 @@ where
 impl<C> RaftLogStorage<C> for GroupLogStore<C>
 where
     C: RaftTypeConfig<Entry = Entry<C>>,
-    C::D: LogData,
+    C::D: LogData + Clone,
 {
     type LogReader = Self;
 
@@ -256,8 +410,9 @@ where
         committed: Option<LogId<C::NodeId>>,
     ) -> Result<(), StorageError<C::NodeId>> {
         let b = Bytes::from(serde_json::to_vec(&committed).map_err(write_err)?);
-        durable(|cb| self.engine.save_committed(self.group, b, cb))
-            .await
+        // Synced with the next write, not waited for: see LogEngine::save_committed.
+        self.engine
+            .save_committed(self.group, b)
             .map_err(engine_write_err)
     }
 
@@ -280,25 +435,46 @@ where
         I::IntoIter: OptionalSend,
     {
         let mut raw = Vec::new();
+        let mut decoded = Vec::new();
         for e in entries {
             let b = encode_entry(&e)
                 .map_err(|err| StorageIOError::write_log_entry(e.log_id.clone(), &io_err(err)))?;
-            raw.push((e.log_id.index, b));
+            raw.push((e.log_id.index, b.clone()));
+            decoded.push((e, b.len()));
         }
         if raw.is_empty() {
             callback.log_io_completed(Ok(()));
             return Ok(());
         }
+        let last = raw.last().map_or(0, |(i, _)| *i);
+        let progress = self.progress.clone();
+        // Under the window's lock, so a reader never sees the window ahead of the log.
+        let mut recent = self.recent.lock();
         self.engine
             .append(
                 self.group,
                 raw,
-                Box::new(move |r| callback.log_io_completed(r)),
+                Box::new(move |r| {
+                    if r.is_ok() {
+                        progress.flushed.send_if_modified(|f| {
+                            let newer = last > *f;
+                            *f = (*f).max(last);
+                            newer
+                        });
+                    }
+                    callback.log_io_completed(r)
+                }),
             )
-            .map_err(engine_write_err)
+            .map_err(engine_write_err)?;
+        self.progress.appended.fetch_max(last, Ordering::AcqRel);
+        for (e, len) in decoded {
+            recent.push(e, len);
+        }
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        self.recent.lock().truncate(log_id.index);
         durable(|cb| self.engine.truncate(self.group, log_id.index, cb))
             .await
             .map_err(engine_write_err)
@@ -306,6 +482,7 @@ where
 
     async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         let meta = Bytes::from(serde_json::to_vec(&log_id).map_err(write_err)?);
+        self.recent.lock().purge(log_id.index);
         durable(|cb| self.engine.purge(self.group, log_id.index, meta, cb))
             .await
             .map_err(engine_write_err)

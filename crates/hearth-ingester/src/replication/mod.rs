@@ -14,7 +14,7 @@ pub mod node;
 pub mod replica;
 pub mod state_machine;
 
-pub use command::{ApplyResult, Command, WriteResult};
+pub use command::{ApplyResult, Command, WritePart, WriteResult};
 pub use digest::{head_digest, HeadDigest};
 pub use grpc_network::{GrpcNetwork, PeerChannels, RaftService};
 pub use local_network::{LocalNetwork, LocalRouter};

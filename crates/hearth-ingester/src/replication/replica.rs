@@ -2,10 +2,11 @@
 //! turns writes into log entries.
 //!
 //! openraft 0.9 makes one log append per `client_write` and waits for it inside the
-//! group's core, so the proposer merges writes: it keeps at most `max_in_flight` entries
-//! proposed and not yet applied, and whenever one finishes it takes every write that
-//! queued meanwhile (up to `max_entry_bytes`) into the next entry. Idle, a write is
-//! proposed at once; under load, entries grow with the load.
+//! group's core, so the proposer merges writes: it proposes the next entry only once
+//! its previous one is on disk, keeps at most `max_in_flight` entries proposed and not
+//! yet applied, and each entry takes every write that queued meanwhile (up to
+//! `max_entry_bytes`). Idle, a write is proposed at once; under load, entries grow with
+//! the load.
 //!
 //! A write is acknowledged only with the result of applying its entry, which happens
 //! only once the entry is committed (on a quorum's disks). A leader that has not heard
@@ -25,9 +26,9 @@ use openraft::{BasicNode, Config, Raft, ServerState};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::warn;
 
-use super::command::Command;
+use super::command::{Command, WritePart};
 use super::log_engine::{GroupId, LogEngine};
-use super::log_store::GroupLogStore;
+use super::log_store::{GroupLogStore, LogProgress};
 use super::state_machine::{HeadCell, HeadStateMachine, ShardConfig};
 use crate::head::HeadOptions;
 
@@ -93,8 +94,7 @@ pub struct ReplicaSpec {
 }
 
 struct Proposal {
-    tenant: Tenant,
-    batch: WriteBatch,
+    part: WritePart,
     reply: oneshot::Sender<Result<PushOutcome, PushError>>,
 }
 
@@ -129,6 +129,7 @@ impl Replica {
             opts,
         } = spec;
         let log = GroupLogStore::<ShardConfig>::new(engine.clone(), group, opts.max_message_bytes);
+        let progress = log.progress();
         let sm = HeadStateMachine::open(&dir, head).map_err(|e| e.to_string())?;
         let head = sm.head().clone();
         let raft = Raft::new(id, raft, network, log, sm)
@@ -142,7 +143,7 @@ impl Replica {
             opts.snapshot_after_log_bytes,
         ))
         .abort_handle();
-        tokio::spawn(propose(raft.clone(), rx, opts, group));
+        tokio::spawn(propose(raft.clone(), rx, opts, group, progress));
         Ok(Replica {
             group,
             id,
@@ -183,12 +184,10 @@ impl Replica {
     /// no quorum, or the outcome is unknown).
     pub async fn push(&self, tenant: &Tenant, batch: WriteBatch) -> Result<PushOutcome, PushError> {
         let (reply, rx) = oneshot::channel();
+        // Encoded here, on the writer's task: see WritePart.
+        let part = WritePart::new(tenant.clone(), batch);
         self.proposals
-            .try_send(Proposal {
-                tenant: tenant.clone(),
-                batch,
-                reply,
-            })
+            .try_send(Proposal { part, reply })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => PushError::Unavailable(format!(
                     "group {} has too many writes waiting; retry",
@@ -260,6 +259,7 @@ async fn propose(
     mut rx: mpsc::Receiver<Proposal>,
     opts: ReplicaOptions,
     group: GroupId,
+    log: Arc<LogProgress>,
 ) {
     let in_flight = Arc::new(Semaphore::new(opts.max_in_flight.max(1)));
     while let Some(first) = rx.recv().await {
@@ -267,12 +267,12 @@ async fn propose(
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
-        let mut size = first.batch.wire_size();
+        let mut size = first.part.wire_len();
         let mut waiting = vec![first];
         while size < opts.max_entry_bytes {
             match rx.try_recv() {
                 Ok(p) => {
-                    size += p.batch.wire_size();
+                    size += p.part.wire_len();
                     waiting.push(p);
                 }
                 Err(_) => break,
@@ -284,12 +284,12 @@ async fn propose(
             }
             continue;
         }
-        let (parts, replies): (Vec<_>, Vec<_>) = waiting
-            .into_iter()
-            .map(|p| ((p.tenant, p.batch), p.reply))
-            .unzip();
+        let (parts, replies): (Vec<_>, Vec<_>) =
+            waiting.into_iter().map(|p| (p.part, p.reply)).unzip();
+        let appended_before = log.appended();
         // Handing the entry to openraft here keeps entries in the order writes came.
-        let answer = raft.client_write_ff(Command::Write(parts)).await;
+        let answer = raft.client_write_ff(Command::write(parts)).await;
+        let (done, finished) = oneshot::channel::<()>();
         tokio::spawn(async move {
             // Every failure is a 503: the entry may or may not commit, and a retry of
             // the same samples is a no-op if it did.
@@ -308,6 +308,7 @@ async fn propose(
                 },
             };
             drop(permit);
+            let _ = done.send(());
             match result {
                 Ok(outcomes) => {
                     let mut outcomes = outcomes.into_iter();
@@ -327,5 +328,13 @@ async fn propose(
                 }
             }
         });
+        // openraft 0.9 appends a leader's entries one at a time, each waited to disk:
+        // an entry proposed now would be its own fsync after this one's. Held here
+        // until this entry is on disk (or answered), the writes arriving meanwhile
+        // become one entry and one fsync.
+        tokio::select! {
+            _ = log.flushed_past(appended_before) => {}
+            _ = finished => {}
+        }
     }
 }

@@ -259,7 +259,7 @@ impl RaftStateMachine<ShardConfig> for HeadStateMachine {
                     let results = hearth_core::cpu::foreground(async {
                         parts
                             .iter()
-                            .map(|(tenant, batch)| WriteResult::from(head.apply(tenant, batch)))
+                            .map(|p| WriteResult::from(head.apply(&p.tenant, &p.batch)))
                             .collect()
                     })
                     .await;
