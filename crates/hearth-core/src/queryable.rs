@@ -157,7 +157,7 @@ impl PushOutcome {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PushError {
     /// The ingester cannot take the write now (remote-write senders retry: 503).
     #[error("unavailable: {0}")]

@@ -3,7 +3,9 @@
 //! same way, so this is the one definition. The number of groups is chosen when the
 //! cluster is created and never follows the number of nodes.
 
-use crate::Tenant;
+use async_trait::async_trait;
+
+use crate::{PushError, PushOutcome, Tenant, WriteBatch};
 
 /// Shard groups of a cluster unless configured: enough for placement to spread load
 /// over a few dozen nodes, few enough that each node's Raft overhead stays small.
@@ -37,6 +39,110 @@ pub fn group_of_family(tenant_hash: u64, family: &str, groups: u32) -> u32 {
     )
 }
 
+/// Splits a tenant's write into its groups' parts (metadata goes with its family's
+/// group); groups with nothing to write are left out.
+pub fn split_by_group(tenant: &Tenant, batch: &WriteBatch, groups: u32) -> Vec<(u32, WriteBatch)> {
+    let th = tenant_hash(tenant);
+    let groups = groups.max(1);
+    let part_of: Vec<usize> = batch
+        .iter()
+        .map(|s| group_of(th, s.hash, groups) as usize)
+        .collect();
+    let mut parts = batch.split(groups as usize, |i| part_of[i]);
+    for md in &batch.metadata {
+        parts[group_of_family(th, &md.metric_family, groups) as usize]
+            .metadata
+            .push(md.clone());
+    }
+    parts
+        .into_iter()
+        .enumerate()
+        .filter(|(_, p)| !p.is_empty() || !p.metadata.is_empty())
+        .map(|(g, p)| (g as u32, p))
+        .collect()
+}
+
+/// Where groups' replicas are, from the member list alone (static placement, until the
+/// elastic-membership work keeps it in a metadata group): the ingester nodes are listed
+/// in the same order everywhere, and group `g`'s replicas are on members
+/// `g, g+1, ..., g+RF-1` (mod the member count), so groups and their leaders spread
+/// evenly. A replica's id is `(member + 1) << 32 | group`: distinct for every group and
+/// node, and the member is read back from it (a leader hint names a replica).
+#[derive(Clone, Debug)]
+pub struct Placement {
+    members: usize,
+    groups: u32,
+    rf: usize,
+}
+
+impl Placement {
+    pub fn new(members: usize, groups: u32, replication_factor: usize) -> Placement {
+        Placement {
+            members: members.max(1),
+            groups: groups.max(1),
+            rf: replication_factor.clamp(1, members.max(1)),
+        }
+    }
+
+    pub fn groups(&self) -> u32 {
+        self.groups
+    }
+
+    pub fn members(&self) -> usize {
+        self.members
+    }
+
+    /// The members holding a replica of `group`, the first being where its leader is
+    /// expected before anything says otherwise.
+    pub fn members_of(&self, group: u32) -> Vec<usize> {
+        (0..self.rf)
+            .map(|k| (group as usize + k) % self.members)
+            .collect()
+    }
+
+    /// The groups member `m` holds a replica of.
+    pub fn groups_of(&self, m: usize) -> Vec<u32> {
+        (0..self.groups)
+            .filter(|g| self.members_of(*g).contains(&m))
+            .collect()
+    }
+
+    pub fn replica_id(member: usize, group: u32) -> u64 {
+        ((member as u64 + 1) << 32) | group as u64
+    }
+
+    pub fn member_of_replica(id: u64) -> usize {
+        ((id >> 32) as usize).saturating_sub(1)
+    }
+}
+
+/// Why a replica of a shard group did not take a write.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GroupPushError {
+    /// This replica does not lead the group now; `leader` is the replica it believes
+    /// does (none during an election). Nothing of the write was proposed.
+    #[error("group {group}: not the leader{}", leader.map(|l| format!("; replica {l} is")).unwrap_or_default())]
+    NotLeader { group: u32, leader: Option<u64> },
+    #[error(transparent)]
+    Push(#[from] PushError),
+}
+
+/// The write seam of a replicated ingester node: a write of one shard group, proposed by
+/// the node's replica of it, which must lead the group. Distributors split writes by
+/// group and route each part to its leader through this (`GroupRouter`); the node
+/// serves it in-process and over gRPC.
+#[async_trait]
+pub trait GroupIngester: Send + Sync + 'static {
+    /// Answers once the part is committed on a quorum and applied (the outcome is what
+    /// every replica applied); `NotLeader` when this node's replica does not lead.
+    async fn push_group(
+        &self,
+        group: u32,
+        tenant: &Tenant,
+        batch: &WriteBatch,
+    ) -> Result<PushOutcome, GroupPushError>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +159,55 @@ mod tests {
             "{counts:?}"
         );
         assert_eq!(group_of(t, 42, 0), 0);
+    }
+
+    #[test]
+    fn placement_spreads_replicas_and_reads_members_back_from_ids() {
+        let p = Placement::new(3, 4, 3);
+        assert_eq!(p.members_of(0), vec![0, 1, 2]);
+        assert_eq!(p.members_of(3), vec![0, 1, 2]);
+        assert_eq!(p.members_of(1), vec![1, 2, 0]);
+        assert_eq!(p.groups_of(2), vec![0, 1, 2, 3]);
+        let one = Placement::new(4, 4, 1);
+        assert_eq!(one.groups_of(3), vec![3]);
+        for m in 0..5 {
+            for g in [0, 7, u32::MAX] {
+                assert_eq!(Placement::member_of_replica(Placement::replica_id(m, g)), m);
+            }
+        }
+    }
+
+    #[test]
+    fn a_write_splits_into_the_groups_of_its_series_and_families() {
+        use crate::{Labels, MetricMetadata, Sample};
+        let t = Tenant::new("a").unwrap();
+        let series: Vec<_> = (0..64)
+            .map(|i| {
+                (
+                    Labels::from_pairs(&[("__name__", "up"), ("i", &i.to_string())]),
+                    vec![Sample::new(1, 1.0)],
+                )
+            })
+            .collect();
+        let mut batch = WriteBatch::from_series(&series);
+        batch.metadata.push(MetricMetadata {
+            metric_family: "up".into(),
+            metric_type: "gauge".into(),
+            help: String::new(),
+            unit: String::new(),
+        });
+        let parts = split_by_group(&t, &batch, 4);
+        assert_eq!(parts.len(), 4);
+        assert_eq!(parts.iter().map(|(_, p)| p.len()).sum::<usize>(), 64);
+        let th = tenant_hash(&t);
+        for (g, p) in &parts {
+            assert!(p.iter().all(|s| group_of(th, s.hash, 4) == *g));
+        }
+        let with_md: Vec<_> = parts
+            .iter()
+            .filter(|(_, p)| !p.metadata.is_empty())
+            .collect();
+        assert_eq!(with_md.len(), 1);
+        assert_eq!(with_md[0].0, group_of_family(th, "up", 4));
     }
 }

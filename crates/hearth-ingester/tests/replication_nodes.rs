@@ -1,16 +1,19 @@
 //! Ingester nodes hosting many shard groups over gRPC on loopback: three nodes, four
-//! groups, three replicas each. Writes are split by group and sent to each group's
-//! leader, as a distributor does; a whole node stops (every replica and its log at
-//! once) and comes back, and nothing acknowledged is lost or doubled, with the replicas
-//! of every group identical.
+//! groups, three replicas each, written to through the distributor's `GroupRouter`
+//! over the nodes' gRPC `PushGroup` (the real write path of a cluster). A whole node
+//! stops (every replica and its log at once) and comes back while writes go on; the
+//! router follows the leaders, and nothing acknowledged is lost or doubled, with the
+//! replicas of every group identical.
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_core::shard::{group_of, tenant_hash};
-use hearth_core::{PushError, WriteBatch};
+use hearth_core::shard::GroupIngester;
+use hearth_core::{Ingester, PushError, WriteBatch};
+use hearth_distributor::{GroupRouter, RouterOptions};
 use hearth_ingester::replication::{
     head_digest, HeadDigest, IngesterNode, LogEngineOptions, NodeSpec, ReplicaOptions,
 };
@@ -34,13 +37,13 @@ impl Server {
 }
 
 struct TestNode {
-    node: Option<IngesterNode>,
+    node: Option<Arc<IngesterNode>>,
     server: Option<Server>,
     listener_addr: String,
     spec: NodeSpec,
 }
 
-async fn serve(node: &IngesterNode, addr: &str) -> Server {
+async fn serve(node: &Arc<IngesterNode>, addr: &str) -> Server {
     // Rebinding the same address after a stop: retry while the old socket lingers.
     let mut listener = None;
     for _ in 0..100 {
@@ -54,10 +57,13 @@ async fn serve(node: &IngesterNode, addr: &str) -> Server {
     }
     let l = listener.expect("the node's address is free again");
     let svc = node.raft_service().into_server();
+    let writes = hearth_rpc::IngesterService::for_groups(node.clone() as Arc<dyn GroupIngester>)
+        .into_server();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
             .add_service(svc)
+            .add_service(writes)
             .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(l), async {
                 let _ = stopped.await;
             })
@@ -85,7 +91,7 @@ async fn cluster(dirs: &[tempfile::TempDir]) -> Vec<TestNode> {
             replica: ReplicaOptions::default(),
             log: LogEngineOptions::default(),
         };
-        let node = IngesterNode::start(spec.clone()).await.unwrap();
+        let node = Arc::new(IngesterNode::start(spec.clone()).await.unwrap());
         let server = serve(&node, &addrs[i]).await;
         nodes.push(TestNode {
             node: Some(node),
@@ -125,37 +131,36 @@ async fn leader(nodes: &[TestNode], group: u32) -> usize {
     panic!("group {group} has no leader within 30 s");
 }
 
-/// Pushes write `n` as a distributor would: each group's part to its leader, 503s
-/// retried; returns once every part is acknowledged.
-async fn push(nodes: &[TestNode], n: i64) {
-    let batch = write(n);
-    let th = tenant_hash(&common::tenant());
-    let part_of: Vec<usize> = batch
+/// The distributor's router over the nodes' gRPC write service.
+fn router(nodes: &[TestNode]) -> GroupRouter {
+    let members = nodes
         .iter()
-        .map(|s| group_of(th, s.hash, GROUPS) as usize)
+        .map(|n| {
+            let client = hearth_rpc::RemoteIngester::connect_lazy(&n.listener_addr).unwrap();
+            (
+                n.listener_addr.clone(),
+                Arc::new(client) as Arc<dyn GroupIngester>,
+            )
+        })
         .collect();
-    let parts = batch.split(GROUPS as usize, |i| part_of[i]);
-    for (g, part) in parts.into_iter().enumerate() {
-        if part.is_empty() {
-            continue;
-        }
-        for attempt in 0.. {
-            let l = leader(nodes, g as u32).await;
-            let r = nodes[l].node.as_ref().unwrap().replica(g as u32).unwrap();
-            match r.push(&common::tenant(), part.clone()).await {
-                Ok(o) => {
-                    assert_eq!(
-                        o.samples_written,
-                        part.sample_count(),
-                        "write {n} group {g}: {o:?}"
-                    );
-                    break;
-                }
-                Err(PushError::Unavailable(_)) if attempt < 200 => {
-                    tokio::time::sleep(Duration::from_millis(50)).await
-                }
-                Err(e) => panic!("write {n} group {g}: {e}"),
+    GroupRouter::new(members, GROUPS, 3, RouterOptions::default())
+}
+
+/// Pushes write `n` through the router as a remote-write sender would: a 503 is
+/// retried whole; returns once it is acknowledged, with every sample written.
+async fn push(router: &GroupRouter, n: i64) {
+    let batch = write(n);
+    for attempt in 0.. {
+        match router.push(&common::tenant(), batch.clone()).await {
+            Ok(o) => {
+                assert_eq!(o.samples_written, batch.sample_count(), "write {n}: {o:?}");
+                return;
             }
+            Err(PushError::Unavailable(e)) if attempt < 20 => {
+                eprintln!("write {n}: 503 ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("write {n}: {e}"),
         }
     }
 }
@@ -164,9 +169,12 @@ async fn push(nodes: &[TestNode], n: i64) {
 async fn a_whole_node_stops_and_returns_and_every_group_keeps_every_write() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut nodes = cluster(&dirs).await;
+    let router = router(&nodes);
     for n in 0..30 {
-        push(&nodes, n).await;
+        push(&router, n).await;
     }
+    // Node 2 leads some groups (placement's first guess) before it stops.
+    let led_by_2: Vec<u32> = (0..GROUPS).filter(|g| router.leader_of(*g) == 1).collect();
     // Node 2 stops: its replicas of all four groups and its log at once.
     let gone = &mut nodes[1];
     let node = gone.node.take().unwrap();
@@ -174,15 +182,19 @@ async fn a_whole_node_stops_and_returns_and_every_group_keeps_every_write() {
     gone.server.take().unwrap().stop().await;
     drop(node);
     for n in 30..60 {
-        push(&nodes, n).await;
+        push(&router, n).await;
+    }
+    // The router found the groups' new leaders.
+    for g in &led_by_2 {
+        assert_ne!(router.leader_of(*g), 1, "group {g}");
     }
     // It comes back on its data and catches up.
     let spec = nodes[1].spec.clone();
-    let node = IngesterNode::start(spec).await.unwrap();
+    let node = Arc::new(IngesterNode::start(spec).await.unwrap());
     nodes[1].server = Some(serve(&node, &nodes[1].listener_addr).await);
     nodes[1].node = Some(node);
     for n in 60..70 {
-        push(&nodes, n).await;
+        push(&router, n).await;
     }
     // Per group: every replica at the leader's applied index holds the same head, and
     // the groups together hold every acknowledged sample once.

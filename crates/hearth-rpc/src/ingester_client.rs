@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use hearth_core::shard::{GroupIngester, GroupPushError};
 use hearth_core::{
     Ingester, IngesterStatus, MetricMetadata, PushError, PushOutcome, StorageError, Tenant,
     TsdbStatus, WriteBatch,
@@ -87,6 +88,45 @@ impl Ingester for RemoteIngester {
             .await
             .map_err(|s| push_error(&self.name, s))?
             .into_inner();
+        Ok(PushOutcome {
+            samples_written: r.samples_written as usize,
+            samples_rejected: r.samples_rejected as usize,
+            first_rejection: (!r.first_rejection.is_empty()).then_some(r.first_rejection),
+        })
+    }
+}
+
+#[async_trait]
+impl GroupIngester for RemoteIngester {
+    async fn push_group(
+        &self,
+        group: u32,
+        tenant: &Tenant,
+        batch: &WriteBatch,
+    ) -> Result<PushOutcome, GroupPushError> {
+        let r = self
+            .client
+            .clone()
+            .push_group(ip::GroupPushRequest {
+                group,
+                // The caller keeps its batch for a retry elsewhere: this copies it.
+                write: Some(batch_to_wire(tenant, batch.clone())),
+            })
+            .await
+            .map_err(|s| push_error(&self.name, s))?
+            .into_inner();
+        if r.not_leader {
+            return Err(GroupPushError::NotLeader {
+                group,
+                leader: (r.leader_replica != 0).then_some(r.leader_replica),
+            });
+        }
+        let r = r.result.ok_or_else(|| {
+            PushError::Internal(format!(
+                "ingester {}: a group push answered nothing",
+                self.name
+            ))
+        })?;
         Ok(PushOutcome {
             samples_written: r.samples_written as usize,
             samples_rejected: r.samples_rejected as usize,

@@ -1,8 +1,10 @@
-//! The `Ingester` service over any `Ingester` and `IngesterStatus`: what an ingester
-//! process serves to distributors (writes) and queriers (status questions).
+//! The `Ingester` service over any `Ingester` and `IngesterStatus`, and over a
+//! replicated node's `GroupIngester`: what an ingester process serves to distributors
+//! (writes) and queriers (status questions).
 
 use std::sync::Arc;
 
+use hearth_core::shard::{GroupIngester, GroupPushError};
 use hearth_core::{Ingester, IngesterStatus, MetricMetadata, PushError, WriteBatch};
 use hearth_proto::ingester as ip;
 use hearth_proto::ingester::ingester_server::{Ingester as IngesterRpc, IngesterServer};
@@ -12,13 +14,40 @@ use crate::convert::{status_from_storage, tenant_from_wire};
 use crate::MAX_MESSAGE_BYTES;
 
 pub struct IngesterService {
-    ingester: Arc<dyn Ingester>,
-    status: Arc<dyn IngesterStatus>,
+    ingester: Option<Arc<dyn Ingester>>,
+    status: Option<Arc<dyn IngesterStatus>>,
+    groups: Option<Arc<dyn GroupIngester>>,
 }
 
 impl IngesterService {
     pub fn new(ingester: Arc<dyn Ingester>, status: Arc<dyn IngesterStatus>) -> IngesterService {
-        IngesterService { ingester, status }
+        IngesterService {
+            ingester: Some(ingester),
+            status: Some(status),
+            groups: None,
+        }
+    }
+
+    /// A replicated node's service: writes by shard group only (the other calls answer
+    /// Unimplemented until the node serves them).
+    pub fn for_groups(groups: Arc<dyn GroupIngester>) -> IngesterService {
+        IngesterService {
+            ingester: None,
+            status: None,
+            groups: Some(groups),
+        }
+    }
+
+    fn ingester(&self) -> Result<&Arc<dyn Ingester>, Status> {
+        self.ingester.as_ref().ok_or_else(|| {
+            Status::unimplemented("this ingester takes writes by shard group (PushGroup)")
+        })
+    }
+
+    fn status(&self) -> Result<&Arc<dyn IngesterStatus>, Status> {
+        self.status
+            .as_ref()
+            .ok_or_else(|| Status::unimplemented("this ingester does not answer status questions"))
     }
 
     /// The tonic service, with Hearth's message size limits.
@@ -79,7 +108,7 @@ impl IngesterRpc for IngesterService {
         let tenant = tenant_from_wire(&r.tenant)?;
         let batch = batch_from_wire(r)?;
         let out = self
-            .ingester
+            .ingester()?
             .push(&tenant, batch)
             .await
             .map_err(status_from_push)?;
@@ -90,13 +119,47 @@ impl IngesterRpc for IngesterService {
         }))
     }
 
+    async fn push_group(
+        &self,
+        request: Request<ip::GroupPushRequest>,
+    ) -> Result<Response<ip::GroupPushResponse>, Status> {
+        let groups = self.groups.as_ref().ok_or_else(|| {
+            Status::unimplemented("this ingester is not replicated: it takes writes by Push")
+        })?;
+        let r = request.into_inner();
+        let write = r
+            .write
+            .ok_or_else(|| Status::invalid_argument("a group push without a write"))?;
+        let tenant = tenant_from_wire(&write.tenant)?;
+        let batch = batch_from_wire(write)?;
+        match groups.push_group(r.group, &tenant, &batch).await {
+            Ok(out) => Ok(Response::new(ip::GroupPushResponse {
+                result: Some(ip::PushResponse {
+                    samples_written: out.samples_written as u64,
+                    samples_rejected: out.samples_rejected as u64,
+                    first_rejection: out.first_rejection.unwrap_or_default(),
+                }),
+                not_leader: false,
+                leader_replica: 0,
+            })),
+            Err(GroupPushError::NotLeader { leader, .. }) => {
+                Ok(Response::new(ip::GroupPushResponse {
+                    result: None,
+                    not_leader: true,
+                    leader_replica: leader.unwrap_or(0),
+                }))
+            }
+            Err(GroupPushError::Push(e)) => Err(status_from_push(e)),
+        }
+    }
+
     async fn metadata(
         &self,
         request: Request<ip::MetadataRequest>,
     ) -> Result<Response<ip::MetadataResponse>, Status> {
         let tenant = tenant_from_wire(&request.into_inner().tenant)?;
         let all = self
-            .status
+            .status()?
             .metadata(&tenant)
             .await
             .map_err(status_from_storage)?;
@@ -113,7 +176,7 @@ impl IngesterRpc for IngesterService {
         let r = request.into_inner();
         let tenant = tenant_from_wire(&r.tenant)?;
         let s = self
-            .status
+            .status()?
             .tsdb_status(&tenant, r.limit as usize)
             .await
             .map_err(status_from_storage)?;
@@ -135,7 +198,7 @@ impl IngesterRpc for IngesterService {
         _request: Request<ip::WalCorruptionsRequest>,
     ) -> Result<Response<ip::WalCorruptionsResponse>, Status> {
         let corruptions = self
-            .status
+            .status()?
             .wal_corruptions()
             .await
             .map_err(status_from_storage)?;

@@ -1,17 +1,16 @@
 //! An ingester node: one log engine, and a replica of every shard group placed on it.
 //!
-//! Placement is static for now (the elastic-membership work replaces it with the
-//! metadata group): the members are listed in the same order on every node, and group
-//! `g`'s replicas are on members `g, g+1, ..., g+RF-1` (mod the member count), so groups
-//! and their leaders spread evenly. A replica's id is `(member + 1) << 32 | group`.
-//! Every replica of a group calls openraft's `initialize` with the same voters on its
+//! Placement is static for now (`hearth_core::shard::Placement`; the elastic-membership
+//! work replaces it with the metadata group): the members are listed in the same order
+//! on every node and every distributor. Every replica of a group calls openraft's `initialize` with the same voters on its
 //! first start, which openraft documents as safe; a group already formed ignores it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use hearth_core::shard::{group_of, group_of_family, tenant_hash};
+use async_trait::async_trait;
+use hearth_core::shard::{split_by_group, GroupIngester, GroupPushError, Placement};
 use hearth_core::{PushError, PushOutcome, Tenant, WriteBatch};
 use openraft::BasicNode;
 use tracing::info;
@@ -37,50 +36,6 @@ pub struct NodeSpec {
     pub head: HeadOptions,
     pub replica: ReplicaOptions,
     pub log: LogEngineOptions,
-}
-
-/// Where groups' replicas are, from the member list alone.
-#[derive(Clone, Debug)]
-pub struct Placement {
-    members: usize,
-    groups: u32,
-    rf: usize,
-}
-
-impl Placement {
-    pub fn new(members: usize, groups: u32, replication_factor: usize) -> Placement {
-        Placement {
-            members: members.max(1),
-            groups: groups.max(1),
-            rf: replication_factor.clamp(1, members.max(1)),
-        }
-    }
-
-    pub fn groups(&self) -> u32 {
-        self.groups
-    }
-
-    /// The members holding a replica of `group`.
-    pub fn members_of(&self, group: GroupId) -> Vec<usize> {
-        (0..self.rf)
-            .map(|k| (group as usize + k) % self.members)
-            .collect()
-    }
-
-    /// The groups member `m` holds a replica of.
-    pub fn groups_of(&self, m: usize) -> Vec<GroupId> {
-        (0..self.groups)
-            .filter(|g| self.members_of(*g).contains(&m))
-            .collect()
-    }
-
-    pub fn replica_id(member: usize, group: GroupId) -> u64 {
-        ((member as u64 + 1) << 32) | group as u64
-    }
-
-    pub fn member_of_replica(id: u64) -> usize {
-        ((id >> 32) as usize).saturating_sub(1)
-    }
 }
 
 /// A node snapshots the groups that keep its oldest segment alive once it has more
@@ -198,34 +153,19 @@ impl IngesterNode {
 
     /// Splits a write by shard group; each part is proposed by this node's replica of
     /// its group, which must lead it (else 503 naming the leader it knows). Metadata goes
-    /// with its family's group. 2xx only when every part is committed.
+    /// with its family's group. 2xx only when every part is committed. (Distributors
+    /// route each part to its leader instead: `push_group`.)
     pub async fn push(&self, tenant: &Tenant, batch: WriteBatch) -> Result<PushOutcome, PushError> {
-        let th = tenant_hash(tenant);
-        let groups = self.placement.groups();
-        let part_of: Vec<usize> = batch
-            .iter()
-            .map(|s| group_of(th, s.hash, groups) as usize)
-            .collect();
-        let mut parts = batch.split(groups as usize, |i| part_of[i]);
-        for md in &batch.metadata {
-            parts[group_of_family(th, &md.metric_family, groups) as usize]
-                .metadata
-                .push(md.clone());
-        }
-        let mut calls = Vec::new();
-        for (g, part) in parts.into_iter().enumerate() {
-            if part.is_empty() && part.metadata.is_empty() {
-                continue;
-            }
-            let g = g as GroupId;
-            let Some(r) = self.replicas.get(&g) else {
-                return Err(PushError::Unavailable(format!(
-                    "group {g} has no replica on this node (members {:?})",
-                    self.placement.members_of(g)
-                )));
-            };
-            calls.push(r.push(tenant, part));
-        }
+        let calls = split_by_group(tenant, &batch, self.placement.groups())
+            .into_iter()
+            .map(|(g, part)| async move {
+                self.push_group(g, tenant, &part)
+                    .await
+                    .map_err(|e| match e {
+                        GroupPushError::Push(p) => p,
+                        not_leader => PushError::Unavailable(not_leader.to_string()),
+                    })
+            });
         PushOutcome::combine(futures::future::join_all(calls).await)
     }
 
@@ -241,6 +181,25 @@ impl IngesterNode {
 
     pub fn spec(&self) -> &NodeSpec {
         &self.spec
+    }
+}
+
+#[async_trait]
+impl GroupIngester for IngesterNode {
+    async fn push_group(
+        &self,
+        group: u32,
+        tenant: &Tenant,
+        batch: &WriteBatch,
+    ) -> Result<PushOutcome, GroupPushError> {
+        let Some(r) = self.replicas.get(&group) else {
+            return Err(PushError::Unavailable(format!(
+                "group {group} has no replica on this node (it is on members {:?})",
+                self.placement.members_of(group)
+            ))
+            .into());
+        };
+        r.push(tenant, batch.clone()).await
     }
 }
 

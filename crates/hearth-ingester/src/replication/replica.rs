@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hearth_core::shard::GroupPushError;
 use hearth_core::{PushError, PushOutcome, Tenant, WriteBatch};
 use openraft::error::ClientWriteError;
 use openraft::network::RaftNetworkFactory;
@@ -95,7 +96,7 @@ pub struct ReplicaSpec {
 
 struct Proposal {
     part: WritePart,
-    reply: oneshot::Sender<Result<PushOutcome, PushError>>,
+    reply: oneshot::Sender<Result<PushOutcome, GroupPushError>>,
 }
 
 /// A running replica of one shard group.
@@ -180,9 +181,15 @@ impl Replica {
     }
 
     /// Proposes a write and waits for its entry to be applied: the outcome is then what
-    /// every replica applied. 503 when this replica cannot take writes (not the leader,
-    /// no quorum, or the outcome is unknown).
-    pub async fn push(&self, tenant: &Tenant, batch: WriteBatch) -> Result<PushOutcome, PushError> {
+    /// every replica applied. `NotLeader` when this replica does not lead the group (the
+    /// write was not proposed, or its entry was cut by a new leader); Unavailable (503)
+    /// when it cannot take writes (no quorum within its lease, too many writes waiting)
+    /// or the outcome is unknown.
+    pub async fn push(
+        &self,
+        tenant: &Tenant,
+        batch: WriteBatch,
+    ) -> Result<PushOutcome, GroupPushError> {
         let (reply, rx) = oneshot::channel();
         // Encoded here, on the writer's task: see WritePart.
         let part = WritePart::new(tenant.clone(), batch);
@@ -198,10 +205,10 @@ impl Replica {
                 }
             })?;
         rx.await.map_err(|_| {
-            PushError::Unavailable(format!(
+            GroupPushError::from(PushError::Unavailable(format!(
                 "group {}: the write's outcome is unknown (its replica stopped); retry",
                 self.group
-            ))
+            )))
         })?
     }
 
@@ -238,19 +245,22 @@ async fn snapshot_when_log_grows(
 }
 
 /// Why this replica cannot take a write now, if it cannot.
-fn refusal(raft: &Raft<ShardConfig>, group: GroupId, lease: Duration) -> Option<String> {
+fn refusal(raft: &Raft<ShardConfig>, group: GroupId, lease: Duration) -> Option<GroupPushError> {
     let m = raft.metrics().borrow().clone();
     if m.state != ServerState::Leader {
-        return Some(match m.current_leader {
-            Some(l) => format!("group {group}: not the leader; replica {l} is"),
-            None => format!("group {group} has no leader now"),
+        return Some(GroupPushError::NotLeader {
+            group,
+            leader: m.current_leader.filter(|l| *l != m.id),
         });
     }
     match m.millis_since_quorum_ack {
         Some(ms) if ms <= lease.as_millis() as u64 => None,
-        _ => Some(format!(
-            "group {group}: the leader has not heard from a quorum within its lease"
-        )),
+        _ => Some(
+            PushError::Unavailable(format!(
+                "group {group}: the leader has not heard from a quorum within its lease"
+            ))
+            .into(),
+        ),
     }
 }
 
@@ -280,7 +290,7 @@ async fn propose(
         }
         if let Some(e) = refusal(&raft, group, opts.lease) {
             for p in waiting {
-                let _ = p.reply.send(Err(PushError::Unavailable(e.clone())));
+                let _ = p.reply.send(Err(e.clone()));
             }
             continue;
         }
@@ -291,19 +301,23 @@ async fn propose(
         let answer = raft.client_write_ff(Command::write(parts)).await;
         let (done, finished) = oneshot::channel::<()>();
         tokio::spawn(async move {
-            // Every failure is a 503: the entry may or may not commit, and a retry of
-            // the same samples is a no-op if it did.
-            let result: Result<_, String> = match answer {
-                Err(fatal) => Err(format!("group {group}: {fatal}")),
+            // Every other failure is a 503: the entry may or may not commit, and a
+            // retry of the same samples is a no-op if it did. ForwardToLeader means the
+            // entry was never appended here, or was cut by a newer leader's log.
+            let unavailable = |m: String| GroupPushError::Push(PushError::Unavailable(m));
+            let result: Result<_, GroupPushError> = match answer {
+                Err(fatal) => Err(unavailable(format!("group {group}: {fatal}"))),
                 Ok(rx) => match rx.await {
-                    Err(_) => Err(format!(
+                    Err(_) => Err(unavailable(format!(
                         "group {group}: the write's outcome is unknown (leadership changed); retry"
-                    )),
-                    Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(match f.leader_id {
-                        Some(l) => format!("group {group}: not the leader; replica {l} is"),
-                        None => format!("group {group} has no leader now"),
-                    }),
-                    Ok(Err(e)) => Err(format!("group {group}: {e}")),
+                    ))),
+                    Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
+                        Err(GroupPushError::NotLeader {
+                            group,
+                            leader: f.leader_id,
+                        })
+                    }
+                    Ok(Err(e)) => Err(unavailable(format!("group {group}: {e}"))),
                     Ok(Ok(resp)) => Ok(resp.data.0),
                 },
             };
@@ -314,16 +328,16 @@ async fn propose(
                     let mut outcomes = outcomes.into_iter();
                     for r in replies {
                         let o = outcomes.next().map(PushOutcome::from).ok_or_else(|| {
-                            PushError::Internal(format!(
+                            GroupPushError::from(PushError::Internal(format!(
                                 "group {group}: an entry answered fewer writes than it held"
-                            ))
+                            )))
                         });
                         let _ = r.send(o);
                     }
                 }
                 Err(e) => {
                     for r in replies {
-                        let _ = r.send(Err(PushError::Unavailable(e.clone())));
+                        let _ = r.send(Err(e.clone()));
                     }
                 }
             }

@@ -1,0 +1,298 @@
+//! The replicated ingesters a distributor writes to, as one `Ingester`: a write is split
+//! by shard group (`hearth_core::shard`), each group's part goes to the node whose
+//! replica leads the group, all parts at once, and the write is acknowledged only when
+//! every part is committed on its group's quorum.
+//!
+//! Leaders move (a node dies, a partition heals, an election), so each group's leader
+//! is a guess the router keeps and corrects: a replica that does not lead names the one
+//! it believes does, and the part goes there at once; with no leader named (an election
+//! is under way) or a node unreachable, the part waits a little and tries the group's
+//! next replica, until `retry_for` has passed (then 503, and the sender retries the
+//! whole write). Retrying is safe: a part whose entry did commit is, the second time,
+//! exact duplicates, which the head stores once. Nothing is acknowledged that is not
+//! committed, because only a leader's answer after apply is a success.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use hearth_core::shard::{split_by_group, GroupIngester, GroupPushError, Placement};
+use hearth_core::{Ingester, PushError, PushOutcome, Tenant, WriteBatch};
+use tracing::debug;
+
+/// How long a part keeps looking for its group's leader, and how long it waits between
+/// tries when nobody is named.
+#[derive(Clone, Debug)]
+pub struct RouterOptions {
+    /// Past this, a part that found no leader answers 503. Elections take one to three
+    /// election timeouts (0.75-1.5 s each) on a loaded machine.
+    pub retry_for: Duration,
+    /// The wait before trying another replica when no leader is named.
+    pub backoff: Duration,
+}
+
+impl Default for RouterOptions {
+    fn default() -> Self {
+        RouterOptions {
+            retry_for: Duration::from_secs(10),
+            backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+pub struct GroupRouter {
+    /// (name, node) per member, in the cluster's member order.
+    members: Vec<(String, Arc<dyn GroupIngester>)>,
+    placement: Placement,
+    /// Per group: the member believed to lead it.
+    leaders: Vec<AtomicUsize>,
+    opts: RouterOptions,
+}
+
+impl GroupRouter {
+    /// A router over the cluster's ingester nodes, listed in the member order every node
+    /// was given, placing groups as the nodes do.
+    pub fn new(
+        members: Vec<(String, Arc<dyn GroupIngester>)>,
+        groups: u32,
+        replication_factor: usize,
+        opts: RouterOptions,
+    ) -> GroupRouter {
+        let placement = Placement::new(members.len(), groups, replication_factor);
+        let leaders = (0..placement.groups())
+            .map(|g| AtomicUsize::new(placement.members_of(g)[0]))
+            .collect();
+        GroupRouter {
+            members,
+            placement,
+            leaders,
+            opts,
+        }
+    }
+
+    /// The member this router sends `group`'s writes to now.
+    pub fn leader_of(&self, group: u32) -> usize {
+        self.leaders[group as usize].load(Ordering::Relaxed)
+    }
+
+    /// Pushes one group's part to its leader, following leader changes.
+    async fn push_part(
+        &self,
+        group: u32,
+        tenant: &Tenant,
+        part: &WriteBatch,
+    ) -> Result<PushOutcome, PushError> {
+        let replicas = self.placement.members_of(group);
+        let deadline = Instant::now() + self.opts.retry_for;
+        let mut target = self.leader_of(group);
+        loop {
+            let (name, node) = &self.members[target];
+            let last;
+            let next = match node.push_group(group, tenant, part).await {
+                Ok(out) => {
+                    self.leaders[group as usize].store(target, Ordering::Relaxed);
+                    return Ok(out);
+                }
+                // A named leader is tried at once, if it is one of the group's replicas.
+                Err(GroupPushError::NotLeader {
+                    leader: Some(r), ..
+                }) if replicas.contains(&Placement::member_of_replica(r))
+                    && Placement::member_of_replica(r) != target =>
+                {
+                    last = format!("group {group}: {name} named replica {r} as leader");
+                    Some(Placement::member_of_replica(r))
+                }
+                Err(GroupPushError::NotLeader { .. }) => {
+                    last = format!("group {group} has no leader now (asked {name})");
+                    None
+                }
+                Err(GroupPushError::Push(PushError::Unavailable(m))) => {
+                    last = m;
+                    None
+                }
+                // Over a limit, or a bad request: retrying elsewhere would not help.
+                Err(GroupPushError::Push(e)) => return Err(e),
+            };
+            if Instant::now() >= deadline {
+                return Err(PushError::Unavailable(format!(
+                    "no leader of group {group} took the write within {:?}: {last}",
+                    self.opts.retry_for
+                )));
+            }
+            target = match next {
+                Some(m) => m,
+                None => {
+                    debug!(group, %last, "looking for the group's leader");
+                    tokio::time::sleep(self.opts.backoff).await;
+                    // The group's next replica: a leader elected meanwhile answers, or
+                    // names the leader.
+                    let at = replicas.iter().position(|m| *m == target).unwrap_or(0);
+                    replicas[(at + 1) % replicas.len()]
+                }
+            };
+        }
+    }
+}
+
+#[async_trait]
+impl Ingester for GroupRouter {
+    async fn push(&self, tenant: &Tenant, batch: WriteBatch) -> Result<PushOutcome, PushError> {
+        let parts = split_by_group(tenant, &batch, self.placement.groups());
+        drop(batch);
+        let calls = parts
+            .iter()
+            .map(|(g, part)| self.push_part(*g, tenant, part));
+        PushOutcome::combine(futures::future::join_all(calls).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_core::{Labels, Sample};
+    use std::sync::Mutex;
+
+    /// A node that leads the groups it is told to and names `named` otherwise; counts
+    /// the pushes it answered.
+    struct FakeNode {
+        member: usize,
+        leads: Mutex<Vec<u32>>,
+        named: Mutex<Option<usize>>,
+        down: Mutex<bool>,
+        answered: AtomicUsize,
+    }
+
+    impl FakeNode {
+        fn new(member: usize) -> Arc<FakeNode> {
+            Arc::new(FakeNode {
+                member,
+                leads: Mutex::new(vec![]),
+                named: Mutex::new(None),
+                down: Mutex::new(false),
+                answered: AtomicUsize::new(0),
+            })
+        }
+    }
+
+    #[async_trait]
+    impl GroupIngester for FakeNode {
+        async fn push_group(
+            &self,
+            group: u32,
+            _tenant: &Tenant,
+            batch: &WriteBatch,
+        ) -> Result<PushOutcome, GroupPushError> {
+            if *self.down.lock().unwrap() {
+                return Err(PushError::Unavailable(format!("node {} is down", self.member)).into());
+            }
+            if self.leads.lock().unwrap().contains(&group) {
+                self.answered.fetch_add(1, Ordering::Relaxed);
+                return Ok(PushOutcome {
+                    samples_written: batch.sample_count(),
+                    ..Default::default()
+                });
+            }
+            Err(GroupPushError::NotLeader {
+                group,
+                leader: self
+                    .named
+                    .lock()
+                    .unwrap()
+                    .map(|m| Placement::replica_id(m, group)),
+            })
+        }
+    }
+
+    fn write() -> WriteBatch {
+        let series: Vec<_> = (0..32)
+            .map(|i| {
+                (
+                    Labels::from_pairs(&[("__name__", "up"), ("i", &i.to_string())]),
+                    vec![Sample::new(1, 1.0)],
+                )
+            })
+            .collect();
+        WriteBatch::from_series(&series)
+    }
+
+    fn router(nodes: &[Arc<FakeNode>], groups: u32) -> GroupRouter {
+        GroupRouter::new(
+            nodes
+                .iter()
+                .map(|n| {
+                    (
+                        format!("n{}", n.member),
+                        n.clone() as Arc<dyn GroupIngester>,
+                    )
+                })
+                .collect(),
+            groups,
+            3,
+            RouterOptions {
+                retry_for: Duration::from_millis(500),
+                backoff: Duration::from_millis(10),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn parts_follow_a_named_leader_and_the_router_remembers_it() {
+        let nodes: Vec<_> = (0..3).map(FakeNode::new).collect();
+        // Member 2 leads every group; the others name it.
+        *nodes[2].leads.lock().unwrap() = vec![0, 1, 2, 3];
+        *nodes[0].named.lock().unwrap() = Some(2);
+        *nodes[1].named.lock().unwrap() = Some(2);
+        let r = router(&nodes, 4);
+        let out = r.push(&Tenant::anonymous(), write()).await.unwrap();
+        assert_eq!(out.samples_written, 32);
+        assert_eq!(nodes[2].answered.load(Ordering::Relaxed), 4);
+        assert!((0..4).all(|g| r.leader_of(g) == 2));
+    }
+
+    #[tokio::test]
+    async fn an_election_and_a_dead_node_are_waited_out_then_the_new_leader_takes_it() {
+        let nodes: Vec<_> = (0..3).map(FakeNode::new).collect();
+        // Group 0's expected leader (member 0) is down; member 1 knows no leader yet,
+        // member 2 leads.
+        *nodes[0].down.lock().unwrap() = true;
+        *nodes[2].leads.lock().unwrap() = vec![0];
+        let r = router(&nodes, 1);
+        let out = r.push(&Tenant::anonymous(), write()).await.unwrap();
+        assert_eq!(out.samples_written, 32);
+        assert_eq!(r.leader_of(0), 2);
+    }
+
+    #[tokio::test]
+    async fn no_leader_within_the_retry_window_is_a_503_and_nothing_is_acknowledged() {
+        let nodes: Vec<_> = (0..3).map(FakeNode::new).collect();
+        let r = router(&nodes, 2);
+        let e = r.push(&Tenant::anonymous(), write()).await.unwrap_err();
+        assert!(matches!(e, PushError::Unavailable(_)), "{e:?}");
+        assert!(e.to_string().contains("no leader of group"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_limit_is_not_retried_elsewhere() {
+        struct Limited;
+        #[async_trait]
+        impl GroupIngester for Limited {
+            async fn push_group(
+                &self,
+                _: u32,
+                _: &Tenant,
+                _: &WriteBatch,
+            ) -> Result<PushOutcome, GroupPushError> {
+                Err(PushError::RateLimited("over the series limit".into()).into())
+            }
+        }
+        let r = GroupRouter::new(
+            vec![("l".into(), Arc::new(Limited) as Arc<dyn GroupIngester>)],
+            1,
+            1,
+            RouterOptions::default(),
+        );
+        let e = r.push(&Tenant::anonymous(), write()).await.unwrap_err();
+        assert!(matches!(e, PushError::RateLimited(_)));
+    }
+}
