@@ -25,6 +25,7 @@ use tracing::{error, info, warn};
 use crate::checkpoint;
 use crate::head::{Head, HeadOptions, MemSeries, TenantHead};
 use crate::record::{self, ControlRecord, LogRecord};
+use crate::shipper::apply_control;
 use crate::wal::{Entry, LogError, LogId, LogStorage, SegmentLog, SegmentLogOptions};
 use hearth_series::postings::SeriesId;
 
@@ -265,29 +266,6 @@ impl Db {
         }
         rx.await
             .map_err(|_| PushError::Internal("commit thread stopped".into()))?
-    }
-}
-
-/// Applies a control entry to the head: the same function live and in replay.
-fn apply_control(head: &Head, rec: &ControlRecord) {
-    match rec {
-        ControlRecord::Seal { tenant, before } => head.seal(tenant.as_ref(), *before),
-        ControlRecord::Shipped {
-            tenant,
-            before,
-            blocks,
-        } => {
-            head.truncate_before(tenant.as_ref(), *before);
-            let collected = head.gc();
-            info!(
-                tenant = tenant.as_ref().map_or("(every tenant)", |t| t.as_str()),
-                before,
-                blocks = blocks.len(),
-                series_collected = collected,
-                series = head.num_series(),
-                "shipped data dropped from the head"
-            );
-        }
     }
 }
 

@@ -31,4 +31,4 @@ pub mod wal;
 pub use db::{Db, DbOptions, DbStats, HeadQueryable, SeriesLimits};
 pub use head::{Head, HeadOptions};
 pub use recent::RecentlyShipped;
-pub use shipper::{ShipError, ShippedTo, Shipper, ShipperStats};
+pub use shipper::{block_id, ShipError, ShippedTo, Shipper, ShipperStats, ShippingLog};

@@ -1,17 +1,92 @@
 //! Cutting the head into blocks: seal, upload and verify, mark shipped (see
-//! shipping.md for the invariants and the failure cases).
+//! shipping.md for the invariants and the failure cases). The records go to a
+//! [`ShippingLog`]: the single node's `Db`, or a shard group's replica, where they are
+//! Raft entries every replica applies.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::head::TenantHead;
+use crate::head::{Head, TenantHead};
 use crate::record::ControlRecord;
 use crate::Db;
-use hearth_core::Tenant;
+use async_trait::async_trait;
+use hearth_core::{PushError, SeriesData, Tenant};
 use hearth_storage::{BlockInput, BlockMeta, BlockWriter, BucketStore};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
+
+/// Where the shipper reads the head and writes its protocol's records.
+#[async_trait]
+pub trait ShippingLog: Send + Sync + 'static {
+    /// The head as applied now.
+    fn head(&self) -> Arc<Head>;
+    /// Logs a shipping record and applies it; returns once it is durable (for a shard
+    /// group: committed on a quorum) and applied.
+    async fn control(&self, rec: ControlRecord) -> Result<(), PushError>;
+    /// What the blocks belong to, mixed into their ids so two groups' blocks of the same
+    /// tenant and range never share one: empty for a single node, `group-<g>` for a
+    /// shard group.
+    fn block_scope(&self) -> String;
+}
+
+#[async_trait]
+impl ShippingLog for Db {
+    fn head(&self) -> Arc<Head> {
+        Db::head(self).clone()
+    }
+    async fn control(&self, rec: ControlRecord) -> Result<(), PushError> {
+        Db::control(self, rec).await.map(|_| ())
+    }
+    fn block_scope(&self) -> String {
+        String::new()
+    }
+}
+
+/// A block's id, from what it holds: the ULID's time is the block's start (clamped to
+/// the ULID's range) and its 80 random bits are a hash of the scope, the tenant, the
+/// range and every sample. Sealed data cannot change, so every attempt to ship it (a
+/// retry after a failed upload, a new leader resuming a cut its predecessor started)
+/// writes the same objects under the same id and overwrites rather than duplicates;
+/// different data (late samples shipped as an overlapping block) gets a different id.
+pub fn block_id(
+    scope: &str,
+    tenant: &Tenant,
+    start: i64,
+    end: i64,
+    series: &[(hearth_core::Labels, SeriesData)],
+) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for part in [
+        scope.as_bytes(),
+        &[0xff],
+        tenant.as_str().as_bytes(),
+        &[0xff],
+    ] {
+        h.update(part);
+    }
+    h.update(&start.to_le_bytes());
+    h.update(&end.to_le_bytes());
+    let mut samples = Vec::new();
+    for (labels, data) in series {
+        for l in labels.iter() {
+            h.update(l.name.as_bytes());
+            h.update(&[0xfe]);
+            h.update(l.value.as_bytes());
+            h.update(&[0xfd]);
+        }
+        samples.clear();
+        hearth_series::merge::samples_of(data.clone(), &mut samples);
+        h.update(&(samples.len() as u64).to_le_bytes());
+        for s in &samples {
+            h.update(&s.t.to_le_bytes());
+            h.update(&s.v.to_bits().to_le_bytes());
+        }
+    }
+    let random = h.digest128() & ((1u128 << 80) - 1);
+    let time = start.clamp(0, (1i64 << 48) - 1) as u64;
+    ulid::Ulid::from_parts(time, random).to_string()
+}
 
 use crate::recent::RecentlyShipped;
 
@@ -33,12 +108,11 @@ pub struct ShipperStats {
 
 /// Ships the head's old data to the bucket. One shipping runs at a time.
 pub struct Shipper {
-    db: Arc<Db>,
+    log: Arc<dyn ShippingLog>,
     writer: Arc<BlockWriter>,
     block_range_ms: i64,
-    /// Held while shipping (one at a time); holds the ULIDs given to the blocks of an
-    /// attempt that has not ended in Shipped yet.
-    running: Mutex<Attempted>,
+    /// Held while shipping: one at a time.
+    running: Mutex<()>,
     /// Where shipped blocks are answered from at once.
     shipped_to: ShippedTo,
     /// The block being uploaded now, for the shutdown log.
@@ -56,31 +130,25 @@ pub enum ShippedTo {
     Store(Arc<BucketStore>),
 }
 
-/// (tenant, range start, range end) -> the ULID an earlier, failed attempt gave that
-/// block. The head's data there is sealed, so a retry writes the same block: under the
-/// same ULID it overwrites whatever the failed attempt left (even a block that became
-/// visible before the attempt failed) instead of adding a duplicate.
-type Attempted = std::collections::HashMap<(String, i64, i64), String>;
-
 /// The start of the block range holding `t`.
 fn range_start(t: i64, range: i64) -> i64 {
     t.div_euclid(range) * range
 }
 
 impl Shipper {
-    /// Ships `db`'s head through `writer`; every shipped block is answered from
+    /// Ships `log`'s head through `writer`; every shipped block is answered from
     /// `shipped_to` before the head lets go of its data.
     pub fn new(
-        db: Arc<Db>,
+        log: Arc<dyn ShippingLog>,
         writer: Arc<BlockWriter>,
         shipped_to: ShippedTo,
         block_range_ms: i64,
     ) -> Shipper {
         Shipper {
-            db,
+            log,
             writer,
             block_range_ms,
-            running: Mutex::new(Attempted::new()),
+            running: Mutex::new(()),
             shipped_to,
             activity: parking_lot::Mutex::new(None),
             stats: ShipperStats::default(),
@@ -113,14 +181,14 @@ impl Shipper {
     /// nothing is due). A tenant whose shipping fails does not stop the others; the
     /// first failure is returned once every tenant had its turn.
     pub async fn ship_due(&self) -> Result<Vec<BlockMeta>, ShipError> {
-        let mut attempted = self.running.lock().await;
+        let _running = self.running.lock().await;
         let mut shipped = Vec::new();
         let mut first_error = None;
-        for (tenant, th) in self.db.head().tenants() {
+        for (tenant, th) in self.log.head().tenants() {
             let Some(before) = self.due(&th) else {
                 continue;
             };
-            match self.ship_before(&tenant, before, &mut attempted).await {
+            match self.ship_before(&tenant, before).await {
                 Ok(blocks) => shipped.extend(blocks),
                 Err(e) => {
                     warn!(tenant = %tenant, error = %e, "shipping the tenant's blocks failed; its data stays in the head and will be shipped again");
@@ -137,14 +205,14 @@ impl Shipper {
     /// Ships everything the head holds now (`POST /ingester/flush`): the head keeps
     /// taking samples newer than what it held.
     pub async fn flush(&self) -> Result<Vec<BlockMeta>, ShipError> {
-        let mut attempted = self.running.lock().await;
+        let _running = self.running.lock().await;
         let mut shipped = Vec::new();
-        for (tenant, th) in self.db.head().tenants() {
+        for (tenant, th) in self.log.head().tenants() {
             if th.is_empty() {
                 continue;
             }
             let before = (th.max_time().saturating_add(1)).max(th.min_valid_time());
-            shipped.extend(self.ship_before(&tenant, before, &mut attempted).await?);
+            shipped.extend(self.ship_before(&tenant, before).await?);
         }
         Ok(shipped)
     }
@@ -161,13 +229,8 @@ impl Shipper {
     /// (and lets the log be purged after the checkpoint that follows). A failure before
     /// 3 leaves the data in the head and the log, sealed, and `due` ships it again next
     /// time.
-    async fn ship_before(
-        &self,
-        tenant: &Tenant,
-        before: i64,
-        attempted: &mut Attempted,
-    ) -> Result<Vec<BlockMeta>, ShipError> {
-        let result = self.ship_before_inner(tenant, before, attempted).await;
+    async fn ship_before(&self, tenant: &Tenant, before: i64) -> Result<Vec<BlockMeta>, ShipError> {
+        let result = self.ship_before_inner(tenant, before).await;
         *self.activity.lock() = None;
         match &result {
             Ok(blocks) => {
@@ -190,15 +253,33 @@ impl Shipper {
         &self,
         tenant: &Tenant,
         before: i64,
-        attempted: &mut Attempted,
     ) -> Result<Vec<BlockMeta>, ShipError> {
-        self.db
+        self.seal(tenant, before).await?;
+        let done = self.upload_sealed(tenant, before).await?;
+        self.mark_shipped(tenant, before, &done).await?;
+        Ok(done.into_iter().map(|b| b.meta).collect())
+    }
+
+    /// Step 1: after this, the tenant's data before `before` cannot change.
+    pub async fn seal(&self, tenant: &Tenant, before: i64) -> Result<(), ShipError> {
+        self.log
             .control(ControlRecord::Seal {
                 tenant: Some(tenant.clone()),
                 before,
             })
             .await?;
-        let head = self.db.head();
+        Ok(())
+    }
+
+    /// Step 2: writes and verifies every block of the tenant's data sealed before
+    /// `before`, each under the id its content gives it ([`block_id`]).
+    pub async fn upload_sealed(
+        &self,
+        tenant: &Tenant,
+        before: i64,
+    ) -> Result<Vec<hearth_storage::Shipped>, ShipError> {
+        let head = self.log.head();
+        let scope = self.log.block_scope();
         let th = head.tenant_or_create(tenant);
         let r = self.block_range_ms;
         let mut done = Vec::new();
@@ -217,11 +298,7 @@ impl Shipper {
             if series.is_empty() {
                 continue;
             }
-            let key = (tenant.as_str().to_string(), start, end);
-            let ulid = attempted
-                .entry(key)
-                .or_insert_with(|| ulid::Ulid::new().to_string())
-                .clone();
+            let ulid = block_id(&scope, tenant, start, end, &series);
             let shipped = self
                 .writer
                 .ship_as(
@@ -249,26 +326,36 @@ impl Shipper {
             );
             done.push(shipped);
         }
+        Ok(done)
+    }
+
+    /// Step 3: the blocks answer for the data (from `shipped_to`), then the head drops
+    /// it.
+    pub async fn mark_shipped(
+        &self,
+        tenant: &Tenant,
+        before: i64,
+        done: &[hearth_storage::Shipped],
+    ) -> Result<(), ShipError> {
         let blocks = done
             .iter()
             .map(|b| (b.meta.hearth.tenant.clone(), b.meta.ulid.clone()))
             .collect();
         // Before the head drops the data: from here the blocks answer for it.
-        for b in &done {
+        for b in done {
             match &self.shipped_to {
                 ShippedTo::Recent(r) => r.push(b.reader.clone()),
                 ShippedTo::Store(s) => s.add(b).await,
             }
         }
-        self.db
+        self.log
             .control(ControlRecord::Shipped {
                 tenant: Some(tenant.clone()),
                 before,
                 blocks,
             })
             .await?;
-        attempted.retain(|(t, _, _), _| t != tenant.as_str());
-        Ok(done.into_iter().map(|b| b.meta).collect())
+        Ok(())
     }
 
     /// Ships what is due every `interval`, forever; failures (a bucket outage) are
@@ -291,6 +378,30 @@ impl Shipper {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Applies a shipping record to the head: the same function live, in replay, and on
+/// every replica of a shard group.
+pub(crate) fn apply_control(head: &Head, rec: &ControlRecord) {
+    match rec {
+        ControlRecord::Seal { tenant, before } => head.seal(tenant.as_ref(), *before),
+        ControlRecord::Shipped {
+            tenant,
+            before,
+            blocks,
+        } => {
+            head.truncate_before(tenant.as_ref(), *before);
+            let collected = head.gc();
+            info!(
+                tenant = tenant.as_ref().map_or("(every tenant)", |t| t.as_str()),
+                before,
+                blocks = blocks.len(),
+                series_collected = collected,
+                series = head.num_series(),
+                "shipped data dropped from the head"
+            );
         }
     }
 }

@@ -502,3 +502,125 @@ async fn a_growing_log_is_snapshotted_and_purged() {
     assert_eq!(digest(&r).samples, 200 * 20);
     c.stop(r).await;
 }
+
+const HOUR: i64 = 3_600_000;
+/// A day boundary, so block ranges start on it.
+const BASE: i64 = 1_700_006_400_000 / (24 * HOUR) * (24 * HOUR);
+
+/// Minute `k` of the shipping test: 10 series, one sample each.
+fn minute(k: i64) -> WriteBatch {
+    let series: Vec<_> = (0..10)
+        .map(|i| {
+            (
+                Labels::from_pairs(&[("__name__", "m"), ("i", &i.to_string())]),
+                vec![Sample::new(BASE + k * 60_000, (k * 10 + i) as f64)],
+            )
+        })
+        .collect();
+    WriteBatch::from_series(&series)
+}
+
+/// Shipping under Raft: a leader seals a range (a committed `Seal`) and uploads its
+/// blocks, then dies before the `Shipped` entry. The new leader finds the range sealed
+/// and not shipped, ships it again under the same block ids (they come from the sealed
+/// data, which every replica holds identically), and commits `Shipped`: the bucket holds
+/// each block once, every replica dropped the shipped data the same way, and blocks plus
+/// heads hold every acknowledged sample once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_resumes_a_cut_under_the_same_block_ids() {
+    use hearth_ingester::{RecentlyShipped, ShippedTo, Shipper, ShippingLog};
+    let (mut c, mut rs) = three(Transport::InProcess).await;
+    // Six hours of minutes: two whole 2 h ranges are due (the head spans 1.5 ranges).
+    let tenant = common::tenant();
+    for k in 0..6 * 60 {
+        for attempt in 0.. {
+            let l = leader_of(&live(&rs)).await;
+            match live(&rs)[l].push(&tenant, minute(k)).await {
+                Ok(o) => {
+                    assert_eq!(o.samples_written, 10);
+                    break;
+                }
+                Err(e) if attempt < 100 => {
+                    eprintln!("minute {k}: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("minute {k}: {e}"),
+            }
+        }
+    }
+    let bucket = Arc::new(hearth_storage::testing::WatchedBucket::default());
+    let shipper_of = |r: Arc<Replica>| {
+        Shipper::new(
+            r as Arc<dyn ShippingLog>,
+            Arc::new(hearth_storage::BlockWriter::new(bucket.clone())),
+            ShippedTo::Recent(Arc::new(RecentlyShipped::new(Duration::from_secs(60)))),
+            2 * HOUR,
+        )
+    };
+
+    // The leader seals and uploads, then crashes before Shipped.
+    let old = leader_of(&live(&rs)).await;
+    let leader = Arc::new(rs[old].take().unwrap());
+    let before = BASE + 4 * HOUR;
+    let first = shipper_of(leader.clone());
+    first.seal(&tenant, before).await.unwrap();
+    let uploaded = first.upload_sealed(&tenant, before).await.unwrap();
+    assert_eq!(uploaded.len(), 2, "two 2 h blocks");
+    let ids: Vec<String> = uploaded.iter().map(|b| b.meta.ulid.clone()).collect();
+    let blocks_then = bucket.committed_blocks().await;
+    assert_eq!(blocks_then.len(), 2);
+    drop(first);
+    let sealed_index = last_applied(&leader);
+    c.stop(Arc::try_unwrap(leader).ok().expect("no other owner"))
+        .await;
+
+    // The new leader resumes: the seal is committed (so replicated), the range is due.
+    let new_id = live(&rs)[leader_of(&live(&rs)).await].id();
+    let new = new_id as usize - 1;
+    let replica = Arc::new(rs[new].take().unwrap());
+    wait_applied(&[&replica], sealed_index).await;
+    let second = shipper_of(replica.clone());
+    let shipped = second.ship_due().await.unwrap();
+    let mut again: Vec<String> = shipped.iter().map(|m| m.ulid.clone()).collect();
+    again.sort();
+    let mut ids = ids;
+    ids.sort();
+    assert_eq!(again, ids, "the same blocks, under the same ids");
+    assert_eq!(
+        bucket.committed_blocks().await,
+        blocks_then,
+        "no block twice"
+    );
+    let in_blocks: u64 = shipped.iter().map(|m| m.stats.num_samples).sum();
+    assert_eq!(in_blocks, 4 * 60 * 10);
+    // A shipped block is followed by a snapshot, so the log of its writes can go.
+    let shipped_index = last_applied(&replica);
+    replica
+        .raft()
+        .wait(Some(Duration::from_secs(30)))
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= shipped_index),
+            "snapshot after shipping",
+        )
+        .await
+        .unwrap();
+    drop(second);
+    rs[new] = Some(Arc::try_unwrap(replica).ok().expect("no other owner"));
+
+    // The old leader comes back and catches up; every replica dropped the shipped data
+    // and holds the same head: the last two hours.
+    let back = c.start(old as u64 + 1).await;
+    rs[old] = Some(back);
+    let l = leader_of(&live(&rs)).await;
+    let index = last_applied(live(&rs)[l]);
+    wait_applied(&live(&rs), index).await;
+    let digests: Vec<HeadDigest> = live(&rs).iter().map(|r| digest(r)).collect();
+    assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+    assert_eq!(digests[0].samples, 2 * 60 * 10);
+    for r in live(&rs) {
+        assert!(r.head().tenant(&tenant).unwrap().min_time() >= before);
+    }
+    for r in rs.into_iter().flatten() {
+        c.stop(r).await;
+    }
+}

@@ -1,8 +1,8 @@
 //! A shipping attempt that fails is retried without leaving copies behind: the Parquet
 //! files are checked before meta.json is written (a failed check leaves nothing
-//! visible), and a retry of a sealed range reuses the ULID of the failed attempt, so
-//! even a block that became visible before its attempt failed is overwritten, not
-//! duplicated. The bucket is hearth-storage's test bucket, failing one chosen request.
+//! visible), and a retry of a sealed range writes the same block under the same ULID
+//! (block ids come from the sealed data itself), so even a block that became visible
+//! before its attempt failed is overwritten, not duplicated. The bucket is hearth-storage's test bucket, failing one chosen request.
 
 use std::sync::Arc;
 
@@ -16,22 +16,6 @@ use object_store::ObjectStore;
 
 const HOUR: i64 = 3_600_000;
 const BASE: i64 = 1_700_006_400_000 / (24 * HOUR) * (24 * HOUR);
-
-/// The committed blocks (folders with a meta.json) in the bucket.
-async fn committed(bucket: &WatchedBucket) -> Vec<String> {
-    let mut out: Vec<String> = bucket
-        .inner()
-        .list(None)
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.location.to_string())
-        .filter(|p| p.ends_with("/meta.json"))
-        .collect();
-    out.sort();
-    out
-}
 
 /// Every file in the bucket.
 async fn files(bucket: &WatchedBucket) -> usize {
@@ -79,21 +63,21 @@ async fn failed_attempts_leave_no_copies() {
     //    meta.json is written, so nothing is visible, and nothing is shipped.
     bucket.fail_next_get_of("/chunks.parquet");
     assert!(shipper.flush().await.is_err());
-    assert!(committed(&bucket).await.is_empty());
+    assert!(bucket.committed_blocks().await.is_empty());
     assert_eq!(db.head().num_series(), 3, "the head keeps the data");
 
     // 2. The read-back of a meta.json fails after it was written: that block is
     //    visible although its attempt failed.
     bucket.fail_next_get_of("/meta.json");
     assert!(shipper.flush().await.is_err());
-    let visible = committed(&bucket).await;
+    let visible = bucket.committed_blocks().await;
     assert_eq!(visible.len(), 1);
 
     // 3. The retry ships the three 2 h blocks, the first under the same ULID: three
     //    blocks, no copy, and the first attempt's files were overwritten in place.
     let shipped = shipper.flush().await.unwrap();
     assert_eq!(shipped.len(), 3);
-    let now = committed(&bucket).await;
+    let now = bucket.committed_blocks().await;
     assert_eq!(now.len(), 3, "{now:?}");
     assert!(now.contains(&visible[0]));
     assert_eq!(files(&bucket).await, 3 * 3);

@@ -36,6 +36,24 @@ impl WatchedBucket {
     }
 
     /// The bucket itself, past the recording and the failures.
+    /// The committed blocks' meta.json paths (a block is visible once it has one),
+    /// sorted.
+    pub async fn committed_blocks(&self) -> Vec<String> {
+        use futures::TryStreamExt;
+        let mut out: Vec<String> = self
+            .inner
+            .list(None)
+            .try_collect::<Vec<_>>()
+            .await
+            .expect("an in-memory listing")
+            .into_iter()
+            .map(|m| m.location.to_string())
+            .filter(|p| p.ends_with("/meta.json"))
+            .collect();
+        out.sort();
+        out
+    }
+
     pub fn inner(&self) -> &InMemory {
         &self.inner
     }

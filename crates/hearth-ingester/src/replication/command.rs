@@ -20,14 +20,19 @@ use hearth_series::codec::{get_metadata, put_metadata, Dec, Enc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::log_store::LogData;
+use crate::record::{self, ControlRecord, LogRecord};
 
 const TAG_WRITE: u8 = 1;
+const TAG_CONTROL: u8 = 2;
 
 #[derive(Clone, Debug)]
 pub enum Command {
     /// Writes merged into one entry, applied in order. Shared: openraft clones entries
     /// (into its log cache, into messages), and a clone must not copy samples.
     Write(Arc<[WritePart]>),
+    /// A step of the shipping protocol (`Seal` freezes a tenant's range, `Shipped`
+    /// drops it once its blocks are in the bucket), in the single-node log's encoding.
+    Control(Arc<ControlRecord>),
 }
 
 /// One write of an entry: a tenant's batch and its encoding.
@@ -123,6 +128,7 @@ impl Command {
     pub fn size(&self) -> usize {
         match self {
             Command::Write(parts) => parts.iter().map(WritePart::wire_len).sum(),
+            Command::Control(_) => 0,
         }
     }
 }
@@ -140,6 +146,10 @@ impl LogData for Command {
                     out.extend_from_slice(&p.wire);
                 }
             }
+            Command::Control(rec) => {
+                out.push(TAG_CONTROL);
+                out.extend_from_slice(&record::encode_control(rec));
+            }
         }
     }
 
@@ -155,6 +165,10 @@ impl LogData for Command {
                 }
                 Ok(Command::write(parts))
             }
+            TAG_CONTROL => match record::decode(&bytes[1..]) {
+                Ok(LogRecord::Control(rec)) => Ok(Command::Control(Arc::new(rec))),
+                _ => Err(bad("shipping record")),
+            },
             t => Err(bad(&format!("unknown command {t}"))),
         }
     }
@@ -198,7 +212,9 @@ mod tests {
         let mut bytes = Vec::new();
         cmd.encode(&mut bytes);
         let back = Command::decode(Bytes::from(bytes.clone())).unwrap();
-        let Command::Write(parts) = &back;
+        let Command::Write(parts) = &back else {
+            panic!("{back:?}")
+        };
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].tenant.as_str(), "t1");
         assert_eq!(parts[0].batch.len(), 2);
@@ -216,11 +232,26 @@ mod tests {
         back.encode(&mut again_bytes);
         assert_eq!(again_bytes, bytes);
         let json = serde_json::to_vec(&cmd).unwrap();
-        let Command::Write(again) = serde_json::from_slice::<Command>(&json).unwrap();
+        let Command::Write(again) = serde_json::from_slice::<Command>(&json).unwrap() else {
+            panic!("not a write")
+        };
         assert_eq!(again.len(), 2);
         // Every truncation of an entry is an error, never a panic.
         for n in 0..bytes.len() {
             let _ = Command::decode(Bytes::copy_from_slice(&bytes[..n]));
+        }
+        let seal = Command::Control(Arc::new(ControlRecord::Seal {
+            tenant: Some(Tenant::new("t1").unwrap()),
+            before: 7_200_000,
+        }));
+        let mut bytes = Vec::new();
+        seal.encode(&mut bytes);
+        match Command::decode(Bytes::from(bytes)).unwrap() {
+            Command::Control(rec) => assert!(matches!(
+                &*rec,
+                ControlRecord::Seal { tenant: Some(t), before: 7_200_000 } if t.as_str() == "t1"
+            )),
+            other => panic!("{other:?}"),
         }
     }
 }

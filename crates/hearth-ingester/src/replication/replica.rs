@@ -31,7 +31,9 @@ use super::command::{Command, WritePart};
 use super::log_engine::{GroupId, LogEngine};
 use super::log_store::{GroupLogStore, LogProgress};
 use super::state_machine::{HeadCell, HeadStateMachine, ShardConfig};
-use crate::head::HeadOptions;
+use crate::head::{Head, HeadOptions};
+use crate::record::ControlRecord;
+use crate::shipper::ShippingLog;
 
 /// How a replica batches and fences.
 #[derive(Clone, Debug)]
@@ -107,6 +109,7 @@ pub struct Replica {
     head: HeadCell,
     proposals: mpsc::Sender<Proposal>,
     snapshots: tokio::task::AbortHandle,
+    lease: Duration,
 }
 
 impl Replica {
@@ -137,6 +140,7 @@ impl Replica {
             .await
             .map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::channel(opts.max_queued_writes);
+        let lease = opts.lease;
         let snapshots = tokio::spawn(snapshot_when_log_grows(
             raft.clone(),
             engine,
@@ -152,6 +156,7 @@ impl Replica {
             head,
             proposals: tx,
             snapshots,
+            lease,
         })
     }
 
@@ -176,7 +181,7 @@ impl Replica {
     }
 
     /// The group's head as this replica applied it.
-    pub fn head(&self) -> Arc<crate::head::Head> {
+    pub fn head(&self) -> Arc<Head> {
         self.head.get()
     }
 
@@ -212,11 +217,63 @@ impl Replica {
         })?
     }
 
+    /// Proposes a shipping record and waits for it to be applied here (so on a quorum's
+    /// disks): this replica must lead. After `Shipped`, the replica snapshots, so the
+    /// log before it (the shipped data's writes) can go.
+    async fn propose_control(&self, rec: ControlRecord) -> Result<(), GroupPushError> {
+        if let Some(e) = refusal(&self.raft, self.group, self.lease) {
+            return Err(e);
+        }
+        let shipped = matches!(rec, ControlRecord::Shipped { .. });
+        let group = self.group;
+        match self
+            .raft
+            .client_write(Command::Control(Arc::new(rec)))
+            .await
+        {
+            Ok(_) => {}
+            Err(openraft::error::RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                return Err(GroupPushError::NotLeader {
+                    group,
+                    leader: f.leader_id,
+                })
+            }
+            Err(e) => {
+                return Err(PushError::Unavailable(format!(
+                    "group {group}: a shipping record's outcome is unknown: {e}"
+                ))
+                .into())
+            }
+        }
+        if shipped {
+            let _ = self.raft.trigger().snapshot().await;
+        }
+        Ok(())
+    }
+
     pub async fn shutdown(&self) {
         self.snapshots.abort();
         if let Err(e) = self.raft.shutdown().await {
             warn!(group = self.group, replica = self.id, error = %e, "raft shutdown");
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl ShippingLog for Replica {
+    fn head(&self) -> Arc<Head> {
+        Replica::head(self)
+    }
+
+    async fn control(&self, rec: ControlRecord) -> Result<(), PushError> {
+        self.propose_control(rec).await.map_err(|e| match e {
+            GroupPushError::Push(p) => p,
+            not_leader => PushError::Unavailable(not_leader.to_string()),
+        })
+    }
+
+    fn block_scope(&self) -> String {
+        format!("group-{}", self.group)
     }
 }
 

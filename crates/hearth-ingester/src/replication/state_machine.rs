@@ -265,6 +265,14 @@ impl RaftStateMachine<ShardConfig> for HeadStateMachine {
                     .await;
                     out.push(ApplyResult(results));
                 }
+                EntryPayload::Normal(Command::Control(rec)) => {
+                    let head = head.clone();
+                    hearth_core::cpu::foreground(async move {
+                        crate::shipper::apply_control(&head, &rec)
+                    })
+                    .await;
+                    out.push(ApplyResult::default());
+                }
             }
         }
         Ok(out)
