@@ -5,7 +5,9 @@
 
 use async_trait::async_trait;
 
-use crate::{PushError, PushOutcome, Tenant, WriteBatch};
+use std::sync::Arc;
+
+use crate::{PushError, PushOutcome, Queryable, StorageError, Tenant, WriteBatch};
 
 /// Shard groups of a cluster unless configured: enough for placement to spread load
 /// over a few dozen nodes, few enough that each node's Raft overhead stays small.
@@ -141,6 +143,18 @@ pub trait GroupIngester: Send + Sync + 'static {
         tenant: &Tenant,
         batch: &WriteBatch,
     ) -> Result<PushOutcome, GroupPushError>;
+}
+
+/// The read seam of a replicated ingester node: one shard group's head, read on the
+/// node's replica of it once it has confirmed with a quorum that it still leads and has
+/// applied everything committed before (a linearizable read: every write acknowledged
+/// before the read began is in the answer). Unavailable when the replica does not lead,
+/// so the reader asks the group's next replica. The querier reads one replica per group
+/// through this (`GroupFanout`); the node serves it in-process and over the gRPC Store
+/// service (its requests' `shard_group`).
+#[async_trait]
+pub trait GroupReader: Send + Sync + 'static {
+    async fn group(&self, group: u32) -> Result<Arc<dyn Queryable>, StorageError>;
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! Ingester nodes hosting many shard groups over gRPC on loopback: three nodes, four
 //! groups, three replicas each, written to through the distributor's `GroupRouter`
-//! over the nodes' gRPC `PushGroup` (the real write path of a cluster). A whole node
-//! stops (every replica and its log at once) and comes back while writes go on; the
-//! router follows the leaders, and nothing acknowledged is lost or doubled, with the
-//! replicas of every group identical.
+//! over the nodes' gRPC `PushGroup` and read through the querier's `GroupFanout` over
+//! their Store service (the real paths of a cluster). A whole node stops (every replica
+//! and its log at once) and comes back while writes and reads go on; the router and the
+//! fan-out follow the leaders, every read returns every acknowledged sample exactly
+//! once, and the replicas of every group end identical.
 
 mod common;
 
@@ -11,13 +12,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hearth_core::shard::GroupIngester;
-use hearth_core::{Ingester, PushError, WriteBatch};
+use futures::TryStreamExt;
+use hearth_core::shard::{GroupIngester, GroupReader};
+use hearth_core::{Ingester, Matcher, PushError, Queryable, SelectHints, WriteBatch};
 use hearth_distributor::{GroupRouter, RouterOptions};
 use hearth_ingester::replication::{
     head_digest, HeadDigest, IngesterNode, LogEngineOptions, NodeSpec, ReplicaOptions,
 };
 use hearth_ingester::HeadOptions;
+use hearth_querier::GroupFanout;
 use openraft::ServerState;
 
 const GROUPS: u32 = 4;
@@ -59,11 +62,17 @@ async fn serve(node: &Arc<IngesterNode>, addr: &str) -> Server {
     let svc = node.raft_service().into_server();
     let writes = hearth_rpc::IngesterService::for_groups(node.clone() as Arc<dyn GroupIngester>)
         .into_server();
+    let reads = hearth_rpc::StoreService::for_groups(
+        node.clone() as Arc<dyn GroupReader>,
+        Arc::new(hearth_rpc::StoreInfo::default),
+    )
+    .into_server();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
             .add_service(svc)
             .add_service(writes)
+            .add_service(reads)
             .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(l), async {
                 let _ = stopped.await;
             })
@@ -146,6 +155,55 @@ fn router(nodes: &[TestNode]) -> GroupRouter {
     GroupRouter::new(members, GROUPS, 3, RouterOptions::default())
 }
 
+/// The querier's fan-out over the nodes' gRPC Store service.
+fn reader(nodes: &[TestNode]) -> GroupFanout {
+    let members = nodes
+        .iter()
+        .map(|n| {
+            let client = hearth_rpc::RemoteStore::connect_lazy(&n.listener_addr).unwrap();
+            (
+                n.listener_addr.clone(),
+                Arc::new(client) as Arc<dyn GroupReader>,
+            )
+        })
+        .collect();
+    GroupFanout::new(members, GROUPS, 3, Duration::from_secs(20))
+}
+
+/// Reads every series back: each of the 40 series holds the samples of writes
+/// `0..writes`, once each (write n's sample is at 1_000_000 + n * 1_000, value n).
+async fn check_reads(reader: &GroupFanout, writes: i64) {
+    let all = [Matcher::equal("__name__", "up")];
+    let series: Vec<_> = reader
+        .select(
+            &common::tenant(),
+            &all,
+            0,
+            i64::MAX,
+            &SelectHints::default(),
+        )
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(series.len(), 40);
+    for s in series {
+        let mut samples = Vec::new();
+        hearth_series::merge::samples_of(s.data, &mut samples);
+        let expected: Vec<(i64, f64)> = (0..writes)
+            .map(|n| (1_000_000 + n * 1_000, n as f64))
+            .collect();
+        let got: Vec<(i64, f64)> = samples.iter().map(|x| (x.t, x.v)).collect();
+        assert_eq!(got, expected, "{:?}", s.labels);
+    }
+    let instances = reader
+        .label_values(&common::tenant(), "instance", &[], 0, i64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(instances.len(), 40);
+}
+
 /// Pushes write `n` through the router as a remote-write sender would: a 503 is
 /// retried whole; returns once it is acknowledged, with every sample written.
 async fn push(router: &GroupRouter, n: i64) {
@@ -170,9 +228,11 @@ async fn a_whole_node_stops_and_returns_and_every_group_keeps_every_write() {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut nodes = cluster(&dirs).await;
     let router = router(&nodes);
+    let reader = reader(&nodes);
     for n in 0..30 {
         push(&router, n).await;
     }
+    check_reads(&reader, 30).await;
     // Node 2 leads some groups (placement's first guess) before it stops.
     let led_by_2: Vec<u32> = (0..GROUPS).filter(|g| router.leader_of(*g) == 1).collect();
     // Node 2 stops: its replicas of all four groups and its log at once.
@@ -184,6 +244,8 @@ async fn a_whole_node_stops_and_returns_and_every_group_keeps_every_write() {
     for n in 30..60 {
         push(&router, n).await;
     }
+    // Reads go on without the node: every group has a leader with a quorum elsewhere.
+    check_reads(&reader, 60).await;
     // The router found the groups' new leaders.
     for g in &led_by_2 {
         assert_ne!(router.leader_of(*g), 1, "group {g}");
@@ -196,6 +258,7 @@ async fn a_whole_node_stops_and_returns_and_every_group_keeps_every_write() {
     for n in 60..70 {
         push(&router, n).await;
     }
+    check_reads(&reader, 70).await;
     // Per group: every replica at the leader's applied index holds the same head, and
     // the groups together hold every acknowledged sample once.
     let mut total = HeadDigest::default();

@@ -3,7 +3,8 @@
 //! This room owns the API's shapes (parameters, JSON, error objects, status codes),
 //! drives the PromQL engine, and merges its sources into the one `Queryable` the engine
 //! reads: `merge` (ingesters for recent data, blocks for history), `fanout` (the members
-//! of a sharded, replicated set: ingesters, store gateways), `deletes` (deletion
+//! of a sharded, replicated set: ingesters, store gateways), `groups` (replicated
+//! ingester nodes read one replica per shard group), `deletes` (deletion
 //! requests applied to every answer), and `status` (every ingester's status answers as
 //! one). It reads series only through `hearth_core::Queryable` and ingester status
 //! through `hearth_core::IngesterStatus`; it may not touch storage internals or the
@@ -12,6 +13,7 @@
 pub mod api;
 pub mod deletes;
 pub mod fanout;
+pub mod groups;
 pub mod json;
 pub mod merge;
 pub mod params;
@@ -20,5 +22,6 @@ pub mod status;
 pub use api::{router, ApiConfig, ConfigStatus, QuerierState};
 pub use deletes::{DeletionFilter, DeletionsFn, SeriesDeleter};
 pub use fanout::{Fanout, Member};
+pub use groups::GroupFanout;
 pub use merge::{MergeQueryable, Source};
 pub use status::IngestersStatus;

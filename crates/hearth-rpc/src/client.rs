@@ -31,6 +31,8 @@ pub struct RemoteStore {
     name: String,
     client: StoreClient<Channel>,
     known: RwLock<Option<Known>>,
+    /// On a replicated ingester node: the shard group this client reads.
+    group: Option<u32>,
 }
 
 impl RemoteStore {
@@ -44,7 +46,19 @@ impl RemoteStore {
             name: address.to_string(),
             client,
             known: RwLock::new(None),
+            group: None,
         })
+    }
+
+    /// A client of the same node that reads one shard group (on the node's replica of
+    /// it), sharing this one's connection.
+    pub fn for_group(&self, group: u32) -> RemoteStore {
+        RemoteStore {
+            name: format!("{} (group {group})", self.name),
+            client: self.client.clone(),
+            known: RwLock::new(None),
+            group: Some(group),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -120,6 +134,7 @@ impl Queryable for RemoteStore {
             max_time_ms: maxt,
             hints: Some(hints_to_wire(hints)),
             max_resolution_ms: hints.max_resolution,
+            shard_group: self.group,
         };
         let stream = self
             .client
@@ -150,6 +165,7 @@ impl Queryable for RemoteStore {
                 matchers: matchers_to_wire(matchers),
                 min_time_ms: mint,
                 max_time_ms: maxt,
+                shard_group: self.group,
             })
             .await
             .map_err(|s| storage_from_status(&self.name, s))?;
@@ -173,9 +189,18 @@ impl Queryable for RemoteStore {
                 matchers: matchers_to_wire(matchers),
                 min_time_ms: mint,
                 max_time_ms: maxt,
+                shard_group: self.group,
             })
             .await
             .map_err(|s| storage_from_status(&self.name, s))?;
         Ok(r.into_inner().values)
+    }
+}
+
+/// A replicated ingester node read one shard group at a time, over its Store service.
+#[async_trait]
+impl hearth_core::shard::GroupReader for RemoteStore {
+    async fn group(&self, group: u32) -> Result<Arc<dyn Queryable>, StorageError> {
+        Ok(Arc::new(self.for_group(group)))
     }
 }

@@ -1,9 +1,11 @@
-//! The `Store` service over any `Queryable`.
+//! The `Store` service over any `Queryable`, and over a replicated node's
+//! `GroupReader` for requests that name a shard group.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
+use hearth_core::shard::GroupReader;
 use hearth_core::Queryable;
 use hearth_proto::storage as sp;
 use hearth_proto::storage::store_server::{Store, StoreServer};
@@ -27,7 +29,8 @@ pub type InfoFn = Arc<dyn Fn() -> StoreInfo + Send + Sync>;
 pub type ReadyFn = Arc<dyn Fn() -> bool + Send + Sync>;
 
 pub struct StoreService {
-    queryable: Arc<dyn Queryable>,
+    queryable: Option<Arc<dyn Queryable>>,
+    groups: Option<Arc<dyn GroupReader>>,
     info: InfoFn,
     ready: ReadyFn,
 }
@@ -35,9 +38,35 @@ pub struct StoreService {
 impl StoreService {
     pub fn new(queryable: Arc<dyn Queryable>, info: InfoFn, ready: ReadyFn) -> StoreService {
         StoreService {
-            queryable,
+            queryable: Some(queryable),
+            groups: None,
             info,
             ready,
+        }
+    }
+
+    /// A replicated node's store: requests must name a shard group, which is read on
+    /// the node's replica of it (see `GroupReader`).
+    pub fn for_groups(groups: Arc<dyn GroupReader>, info: InfoFn) -> StoreService {
+        StoreService {
+            queryable: None,
+            groups: Some(groups),
+            info,
+            ready: Arc::new(|| true),
+        }
+    }
+
+    /// What a request reads: the named shard group's replica, or the whole store.
+    async fn source(&self, group: Option<u32>) -> Result<Arc<dyn Queryable>, Status> {
+        match (group, &self.groups, &self.queryable) {
+            (Some(g), Some(groups), _) => groups.group(g).await.map_err(status_from_storage),
+            (None, _, Some(q)) => Ok(q.clone()),
+            (Some(_), None, _) => Err(Status::invalid_argument(
+                "this store is not a replicated ingester: requests may not name a shard group",
+            )),
+            (None, _, None) => Err(Status::invalid_argument(
+                "this replicated ingester answers per shard group: name one",
+            )),
         }
     }
 
@@ -92,7 +121,8 @@ impl Store for StoreService {
         let mut hints = hints_from_wire(r.hints);
         hints.max_resolution = r.max_resolution_ms.max(0);
         let mut stream = self
-            .queryable
+            .source(r.shard_group)
+            .await?
             .select(&tenant, &matchers, r.min_time_ms, r.max_time_ms, &hints)
             .await
             .map_err(status_from_storage)?;
@@ -130,7 +160,8 @@ impl Store for StoreService {
         let matchers = matchers_from_wire(&r.matchers)?;
         check_range(r.min_time_ms, r.max_time_ms)?;
         let values = self
-            .queryable
+            .source(r.shard_group)
+            .await?
             .label_names(&tenant, &matchers, r.min_time_ms, r.max_time_ms)
             .await
             .map_err(status_from_storage)?;
@@ -147,7 +178,8 @@ impl Store for StoreService {
         let matchers = matchers_from_wire(&r.matchers)?;
         check_range(r.min_time_ms, r.max_time_ms)?;
         let values = self
-            .queryable
+            .source(r.shard_group)
+            .await?
             .label_values(&tenant, &r.name, &matchers, r.min_time_ms, r.max_time_ms)
             .await
             .map_err(status_from_storage)?;

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use hearth_core::shard::{split_by_group, GroupIngester, GroupPushError, Placement};
-use hearth_core::{PushError, PushOutcome, Tenant, WriteBatch};
+use hearth_core::shard::{split_by_group, GroupIngester, GroupPushError, GroupReader, Placement};
+use hearth_core::{PushError, PushOutcome, Queryable, StorageError, Tenant, WriteBatch};
 use openraft::BasicNode;
 use tracing::info;
 
@@ -200,6 +200,20 @@ impl GroupIngester for IngesterNode {
             .into());
         };
         r.push(tenant, batch.clone()).await
+    }
+}
+
+#[async_trait]
+impl GroupReader for IngesterNode {
+    async fn group(&self, group: u32) -> Result<Arc<dyn Queryable>, StorageError> {
+        let Some(r) = self.replicas.get(&group) else {
+            return Err(StorageError::Unavailable(format!(
+                "group {group} has no replica on this node (it is on members {:?})",
+                self.placement.members_of(group)
+            )));
+        };
+        let head = r.linearizable_head().await?;
+        Ok(Arc::new(crate::HeadQueryable(head)))
     }
 }
 

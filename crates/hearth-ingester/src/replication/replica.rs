@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_core::shard::GroupPushError;
-use hearth_core::{PushError, PushOutcome, Tenant, WriteBatch};
+use hearth_core::{PushError, PushOutcome, StorageError, Tenant, WriteBatch};
 use openraft::error::ClientWriteError;
 use openraft::network::RaftNetworkFactory;
 use openraft::{BasicNode, Config, Raft, ServerState};
@@ -65,6 +65,9 @@ impl Default for ReplicaOptions {
         }
     }
 }
+
+/// How long a read waits for its replica to confirm its leadership with a quorum.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// openraft's settings for shard groups, sized for loaded small machines: a heartbeat
 /// of 100 ms (in 0.9 also the replication RPC's timeout), elections after 750-1500 ms,
@@ -215,6 +218,25 @@ impl Replica {
                 self.group
             )))
         })?
+    }
+
+    /// The head for a linearizable read: once this replica has confirmed with a quorum
+    /// that it leads and has applied everything committed before now, so every write
+    /// acknowledged before the call is in it. Unavailable otherwise (not the leader, no
+    /// quorum within `READ_TIMEOUT`): the reader asks another replica.
+    pub async fn linearizable_head(&self) -> Result<Arc<Head>, StorageError> {
+        let group = self.group;
+        match tokio::time::timeout(READ_TIMEOUT, self.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => Ok(self.head.get()),
+            Ok(Err(e)) => Err(StorageError::Unavailable(format!(
+                "group {group}: replica {} cannot serve a read: {e}",
+                self.id
+            ))),
+            Err(_) => Err(StorageError::Unavailable(format!(
+                "group {group}: replica {} could not confirm its leadership within {READ_TIMEOUT:?}",
+                self.id
+            ))),
+        }
     }
 
     /// Proposes a shipping record and waits for it to be applied here (so on a quorum's
