@@ -122,6 +122,7 @@ pub struct Shipper {
 
 /// Where the blocks an ingester ships are answered from the moment they are shipped,
 /// before the head drops their data.
+#[derive(Clone)]
 pub enum ShippedTo {
     /// The ingester's own recently shipped blocks (the stores serving the bucket are
     /// elsewhere and learn of a block at their next sync).

@@ -21,6 +21,7 @@ use hearth_ingester::replication::{
 };
 use hearth_ingester::HeadOptions;
 use hearth_querier::GroupFanout;
+use hearth_storage::testing::WatchedBucket;
 use openraft::ServerState;
 
 const GROUPS: u32 = 4;
@@ -173,20 +174,7 @@ fn reader(nodes: &[TestNode]) -> GroupFanout {
 /// Reads every series back: each of the 40 series holds the samples of writes
 /// `0..writes`, once each (write n's sample is at 1_000_000 + n * 1_000, value n).
 async fn check_reads(reader: &GroupFanout, writes: i64) {
-    let all = [Matcher::equal("__name__", "up")];
-    let series: Vec<_> = reader
-        .select(
-            &common::tenant(),
-            &all,
-            0,
-            i64::MAX,
-            &SelectHints::default(),
-        )
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let series = select_all(reader, "up").await;
     assert_eq!(series.len(), 40);
     for s in series {
         let mut samples = Vec::new();
@@ -207,7 +195,10 @@ async fn check_reads(reader: &GroupFanout, writes: i64) {
 /// Pushes write `n` through the router as a remote-write sender would: a 503 is
 /// retried whole; returns once it is acknowledged, with every sample written.
 async fn push(router: &GroupRouter, n: i64) {
-    let batch = write(n);
+    push_batch(router, n, write(n)).await
+}
+
+async fn push_batch(router: &GroupRouter, n: i64, batch: WriteBatch) {
     for attempt in 0.. {
         match router.push(&common::tenant(), batch.clone()).await {
             Ok(o) => {
@@ -294,6 +285,148 @@ async fn a_whole_node_stops_and_returns_and_every_group_keeps_every_write() {
     }
     assert_eq!(total.series, 40);
     assert_eq!(total.samples, 70 * 40);
+    for n in &mut nodes {
+        if let Some(node) = n.node.take() {
+            node.shutdown().await;
+        }
+        if let Some(s) = n.server.take() {
+            s.stop().await;
+        }
+    }
+}
+
+const HOUR: i64 = 3_600_000;
+/// A day boundary, so block ranges start on it.
+const BASE: i64 = 1_700_006_400_000 / (24 * HOUR) * (24 * HOUR);
+
+/// Minute `k` of the shipping test: 20 series, one sample each.
+fn minute(k: i64) -> WriteBatch {
+    let series: Vec<_> = (0..20)
+        .map(|i| {
+            (
+                hearth_core::Labels::from_pairs(&[("__name__", "m"), ("i", &i.to_string())]),
+                vec![hearth_core::Sample::new(
+                    BASE + k * 60_000,
+                    (k * 20 + i) as f64,
+                )],
+            )
+        })
+        .collect();
+    WriteBatch::from_series(&series)
+}
+
+/// The blocks committed to the bucket.
+async fn blocks(bucket: &WatchedBucket) -> Vec<hearth_storage::BlockMeta> {
+    use object_store::ObjectStoreExt;
+    let mut out = Vec::new();
+    for path in bucket.committed_blocks().await {
+        let bytes = bucket
+            .inner()
+            .get(&object_store::path::Path::from(path))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        out.push(serde_json::from_slice(&bytes).unwrap());
+    }
+    out
+}
+
+/// Waits until the bucket's blocks hold `samples` samples.
+async fn wait_shipped(bucket: &WatchedBucket, samples: u64) -> Vec<hearth_storage::BlockMeta> {
+    for _ in 0..600 {
+        let b = blocks(bucket).await;
+        if b.iter().map(|m| m.stats.num_samples).sum::<u64>() >= samples {
+            return b;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the blocks never held {samples} samples");
+}
+
+/// Every series of `metric`, read through the querier's fan-out.
+async fn select_all(reader: &GroupFanout, metric: &str) -> Vec<hearth_core::Series> {
+    reader
+        .select(
+            &common::tenant(),
+            &[Matcher::equal("__name__", metric)],
+            0,
+            i64::MAX,
+            &SelectHints::default(),
+        )
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+/// Samples of metric `m` the groups' heads answer.
+async fn head_samples(reader: &GroupFanout) -> usize {
+    let series = select_all(reader, "m").await;
+    series
+        .into_iter()
+        .map(|s| {
+            let mut v = Vec::new();
+            hearth_series::merge::samples_of(s.data, &mut v);
+            v.len()
+        })
+        .sum()
+}
+
+/// Every node ships the groups it leads. Six hours written: each group's leader ships
+/// its two due ranges. A node stops, two more hours are written, and the groups' new
+/// leaders ship the next range. The bucket then holds every shipped sample exactly once
+/// (no block twice, none missing), and the heads hold exactly the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaders_ship_their_groups_and_new_leaders_carry_on() {
+    use hearth_ingester::{RecentlyShipped, ShippedTo};
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = cluster(&dirs).await;
+    let router = router(&nodes);
+    let reader = reader(&nodes);
+    let bucket = Arc::new(WatchedBucket::default());
+    for n in &nodes {
+        n.node.as_ref().unwrap().start_shipping(
+            Arc::new(hearth_storage::BlockWriter::new(bucket.clone())),
+            ShippedTo::Recent(Arc::new(RecentlyShipped::new(Duration::from_secs(60)))),
+            2 * HOUR,
+            Duration::from_millis(200),
+        );
+    }
+    for k in 0..6 * 60 {
+        push_batch(&router, k, minute(k)).await;
+    }
+    wait_shipped(&bucket, 4 * 60 * 20).await;
+
+    let gone = &mut nodes[1];
+    let node = gone.node.take().unwrap();
+    node.shutdown().await;
+    gone.server.take().unwrap().stop().await;
+    drop(node);
+    for k in 6 * 60..8 * 60 {
+        push_batch(&router, k, minute(k)).await;
+    }
+    let shipped = wait_shipped(&bucket, 6 * 60 * 20).await;
+    // Give a late duplicate the chance to show: one more shipping round everywhere.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let shipped_again = blocks(&bucket).await;
+    assert_eq!(shipped_again.len(), shipped.len());
+    let total: u64 = shipped_again.iter().map(|m| m.stats.num_samples).sum();
+    assert_eq!(total, 6 * 60 * 20, "every shipped sample once");
+    let mut ids: Vec<&str> = shipped_again.iter().map(|m| m.ulid.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), shipped_again.len());
+    // The heads hold exactly what is not shipped: the last two hours.
+    for _ in 0..100 {
+        if head_samples(&reader).await == 2 * 60 * 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(head_samples(&reader).await, 2 * 60 * 20);
     for n in &mut nodes {
         if let Some(node) = n.node.take() {
             node.shutdown().await;

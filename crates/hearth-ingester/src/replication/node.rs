@@ -13,13 +13,14 @@ use async_trait::async_trait;
 use hearth_core::shard::{split_by_group, GroupIngester, GroupPushError, GroupReader, Placement};
 use hearth_core::{PushError, PushOutcome, Queryable, StorageError, Tenant, WriteBatch};
 use openraft::BasicNode;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::grpc_network::{GrpcNetwork, PeerChannels, RaftService};
 use super::local_network::LocalRouter;
 use super::log_engine::{GroupId, LogEngine, LogEngineOptions};
 use super::replica::{raft_config, Replica, ReplicaOptions, ReplicaSpec};
 use crate::head::{Head, HeadOptions};
+use crate::shipper::{ShippedTo, Shipper, ShippingLog};
 
 /// Which node this is and how the cluster is laid out.
 #[derive(Clone, Debug)]
@@ -45,9 +46,10 @@ pub const MAX_SEGMENTS_BEFORE_SNAPSHOTS: usize = 8;
 pub struct IngesterNode {
     spec: NodeSpec,
     placement: Placement,
-    replicas: BTreeMap<GroupId, Replica>,
+    replicas: BTreeMap<GroupId, Arc<Replica>>,
     router: LocalRouter,
     pins: tokio::task::AbortHandle,
+    shipping: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl IngesterNode {
@@ -102,7 +104,7 @@ impl IngesterNode {
                     info!(group = g, error = %e, "group already formed");
                 }
             }
-            replicas.insert(g, r);
+            replicas.insert(g, Arc::new(r));
         }
         let rafts = replicas
             .iter()
@@ -120,6 +122,7 @@ impl IngesterNode {
             replicas,
             router,
             pins,
+            shipping: parking_lot::Mutex::new(None),
         })
     }
 
@@ -139,11 +142,58 @@ impl IngesterNode {
     }
 
     pub fn replica(&self, group: GroupId) -> Option<&Replica> {
-        self.replicas.get(&group)
+        self.replicas.get(&group).map(|r| &**r)
     }
 
     pub fn replicas(&self) -> impl Iterator<Item = &Replica> {
-        self.replicas.values()
+        self.replicas.values().map(|r| &**r)
+    }
+
+    /// Ships the groups this node leads: every `interval`, each replica that leads its
+    /// group runs its group's shipper (the single node's protocol, as Raft entries; see
+    /// replication.md). A replica that loses its leadership mid-way fails that attempt
+    /// (NotLeader at its next entry); the new leader resumes the cut under the same
+    /// block ids. Stops with the node.
+    pub fn start_shipping(
+        &self,
+        writer: Arc<hearth_storage::BlockWriter>,
+        shipped_to: ShippedTo,
+        block_range_ms: i64,
+        interval: std::time::Duration,
+    ) {
+        let shippers: Vec<(Arc<Replica>, Arc<Shipper>)> = self
+            .replicas
+            .values()
+            .map(|r| {
+                let shipper = Shipper::new(
+                    r.clone() as Arc<dyn ShippingLog>,
+                    writer.clone(),
+                    shipped_to.clone(),
+                    block_range_ms,
+                );
+                (r.clone(), Arc::new(shipper))
+            })
+            .collect();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                for (replica, shipper) in &shippers {
+                    if !replica.is_leader() {
+                        continue;
+                    }
+                    let s = shipper.clone();
+                    // Reading the head and encoding blocks run on the background pool.
+                    if let Err(e) =
+                        hearth_core::cpu::background(async move { s.ship_due().await }).await
+                    {
+                        warn!(group = replica.group(), error = %e, "shipping the group's blocks failed; its data stays in the head and will be shipped again");
+                    }
+                }
+            }
+        });
+        *self.shipping.lock() = Some(task.abort_handle());
     }
 
     /// Every group's head held here.
@@ -173,6 +223,9 @@ impl IngesterNode {
     /// treat as unreachable).
     pub async fn shutdown(&self) {
         self.pins.abort();
+        if let Some(s) = self.shipping.lock().take() {
+            s.abort();
+        }
         for r in self.replicas.values() {
             self.router.unregister(r.group(), r.id());
             r.shutdown().await;
@@ -220,6 +273,9 @@ impl GroupReader for IngesterNode {
 impl Drop for IngesterNode {
     fn drop(&mut self) {
         self.pins.abort();
+        if let Some(s) = self.shipping.lock().take() {
+            s.abort();
+        }
     }
 }
 

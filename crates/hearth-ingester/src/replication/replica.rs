@@ -183,6 +183,11 @@ impl Replica {
         &self.raft
     }
 
+    /// Whether this replica leads its group now (as far as it knows).
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
     /// The group's head as this replica applied it.
     pub fn head(&self) -> Arc<Head> {
         self.head.get()
