@@ -286,6 +286,12 @@ async fn one_replica_keeps_writes_across_restarts_and_snapshots(transport: Trans
 /// Replicas 1..=3 started, the group initialized.
 async fn three(transport: Transport) -> (Cluster, Vec<Option<Replica>>) {
     let mut c = Cluster::new(transport, 3).await;
+    let rs = start_three(&mut c).await;
+    (c, rs)
+}
+
+/// Starts replicas 1..=3 of a cluster of three nodes and initializes the group.
+async fn start_three(c: &mut Cluster) -> Vec<Option<Replica>> {
     let mut rs = Vec::new();
     for id in 1..=3 {
         rs.push(Some(c.start(id).await));
@@ -296,7 +302,7 @@ async fn three(transport: Transport) -> (Cluster, Vec<Option<Replica>>) {
         .initialize(c.voters())
         .await
         .unwrap();
-    (c, rs)
+    rs
 }
 
 fn live(rs: &[Option<Replica>]) -> Vec<&Replica> {
@@ -620,6 +626,46 @@ async fn a_new_leader_resumes_a_cut_under_the_same_block_ids() {
     for r in live(&rs) {
         assert!(r.head().tenant(&tenant).unwrap().min_time() >= before);
     }
+    for r in rs.into_iter().flatten() {
+        c.stop(r).await;
+    }
+}
+
+/// Series limits are the leader's check before proposing: a write over the tenant's
+/// limit has the new series beyond it refused (the rest stored, the refusal named), and
+/// every replica applies exactly what was proposed, so they hold the same series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_limits_are_checked_before_proposing() {
+    let overrides = hearth_core::Overrides::new(hearth_core::TenantLimits {
+        max_global_series_per_user: 12,
+        ..Default::default()
+    });
+    let mut c = Cluster::new(Transport::InProcess, 3).await;
+    c.opts.series_limits = hearth_ingester::SeriesLimits {
+        overrides: Arc::new(overrides),
+        ingesters: 1,
+    };
+    let rs = start_three(&mut c).await;
+    let l = leader_of(&live(&rs)).await;
+    let leader = live(&rs)[l];
+    // 20 new series against a limit of 12: 12 stored, 8 refused.
+    let first = leader.push(&common::tenant(), write(1)).await.unwrap();
+    assert_eq!((first.samples_written, first.samples_rejected), (12, 8));
+    assert!(
+        first
+            .first_rejection
+            .as_deref()
+            .is_some_and(|m| m.contains("per-tenant series limit of 12")),
+        "{first:?}"
+    );
+    // The same series again: the 12 held take their sample, the 8 are still refused.
+    let second = leader.push(&common::tenant(), write(2)).await.unwrap();
+    assert_eq!((second.samples_written, second.samples_rejected), (12, 8));
+    let index = last_applied(leader);
+    wait_applied(&live(&rs), index).await;
+    let digests: Vec<HeadDigest> = live(&rs).iter().map(|r| digest(r)).collect();
+    assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+    assert_eq!((digests[0].series, digests[0].samples), (12, 24));
     for r in rs.into_iter().flatten() {
         c.stop(r).await;
     }

@@ -68,6 +68,9 @@ impl IngesterNode {
                 .map_err(|e| e.to_string())?,
         );
         let config = raft_config(&spec.cluster_name)?;
+        // A tenant's series spread over the groups: each enforces its share.
+        let mut replica_opts = spec.replica.clone();
+        replica_opts.series_limits.ingesters = placement.groups() as usize;
         let router = LocalRouter::default();
         let channels = PeerChannels::default();
         let mut replicas = BTreeMap::new();
@@ -80,7 +83,7 @@ impl IngesterNode {
                     dir: spec.dir.join("groups").join(g.to_string()),
                     head: spec.head.clone(),
                     raft: config.clone(),
-                    opts: spec.replica.clone(),
+                    opts: replica_opts.clone(),
                 },
                 engine.clone(),
                 GrpcNetwork::new(channels.clone(), g, id),

@@ -31,6 +31,7 @@ use super::command::{Command, WritePart};
 use super::log_engine::{GroupId, LogEngine};
 use super::log_store::{GroupLogStore, LogProgress};
 use super::state_machine::{HeadCell, HeadStateMachine, ShardConfig};
+use crate::db::SeriesLimits;
 use crate::head::{Head, HeadOptions};
 use crate::record::ControlRecord;
 use crate::shipper::ShippingLog;
@@ -51,6 +52,9 @@ pub struct ReplicaOptions {
     /// Take a snapshot (which lets the log before it go) once the group's entries in
     /// the log pass this many bytes, so a restart replays at most about this much.
     pub snapshot_after_log_bytes: u64,
+    /// The tenants' series limits, as this group's share (`ingesters` is the number of
+    /// groups a tenant's series spread over), checked by the leader before proposing.
+    pub series_limits: SeriesLimits,
 }
 
 impl Default for ReplicaOptions {
@@ -62,6 +66,7 @@ impl Default for ReplicaOptions {
             lease: Duration::from_millis(1_500),
             max_queued_writes: 1_024,
             snapshot_after_log_bytes: 256 << 20,
+            series_limits: SeriesLimits::default(),
         }
     }
 }
@@ -113,6 +118,7 @@ pub struct Replica {
     proposals: mpsc::Sender<Proposal>,
     snapshots: tokio::task::AbortHandle,
     lease: Duration,
+    limits: SeriesLimits,
 }
 
 impl Replica {
@@ -144,6 +150,7 @@ impl Replica {
             .map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::channel(opts.max_queued_writes);
         let lease = opts.lease;
+        let limits = opts.series_limits.clone();
         let snapshots = tokio::spawn(snapshot_when_log_grows(
             raft.clone(),
             engine,
@@ -160,6 +167,7 @@ impl Replica {
             proposals: tx,
             snapshots,
             lease,
+            limits,
         })
     }
 
@@ -203,6 +211,16 @@ impl Replica {
         tenant: &Tenant,
         batch: WriteBatch,
     ) -> Result<PushOutcome, GroupPushError> {
+        // Limits are the leader's check before proposing: apply never looks at them.
+        let (batch, limited, limit_message) = self.limits.admit(&self.head.get(), tenant, batch);
+        let refused = PushOutcome {
+            samples_written: 0,
+            samples_rejected: limited,
+            first_rejection: limit_message,
+        };
+        if batch.is_empty() && batch.metadata.is_empty() {
+            return Ok(refused);
+        }
         let (reply, rx) = oneshot::channel();
         // Encoded here, on the writer's task: see WritePart.
         let part = WritePart::new(tenant.clone(), batch);
@@ -217,12 +235,16 @@ impl Replica {
                     PushError::Unavailable(format!("group {} is stopping", self.group))
                 }
             })?;
-        rx.await.map_err(|_| {
+        let applied = rx.await.map_err(|_| {
             GroupPushError::from(PushError::Unavailable(format!(
                 "group {}: the write's outcome is unknown (its replica stopped); retry",
                 self.group
             )))
-        })?
+        })??;
+        if refused.samples_rejected == 0 {
+            return Ok(applied);
+        }
+        PushOutcome::combine(vec![Ok(refused), Ok(applied)]).map_err(GroupPushError::from)
     }
 
     /// The head for a linearizable read: once this replica has confirmed with a quorum
