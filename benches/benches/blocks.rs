@@ -49,6 +49,7 @@ fn block(rt: &tokio::runtime::Runtime) -> (Arc<dyn ObjectStore>, hearth_storage:
         .block_on(write_block(
             &store,
             BlockInput {
+                shard_group: None,
                 tenant: Tenant::anonymous(),
                 min_time: start,
                 max_time: start + TWO_H,

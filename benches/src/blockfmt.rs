@@ -172,6 +172,7 @@ async fn main() -> anyhow::Result<()> {
             chunk_page_bytes,
         };
         let input = BlockInput {
+            shard_group: None,
             tenant: Tenant::anonymous(),
             min_time: start,
             max_time: start + TWO_H,

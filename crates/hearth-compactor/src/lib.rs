@@ -198,6 +198,7 @@ impl Compactor {
             .collect();
         let meta = self
             .ship(BlockInput {
+                shard_group: None,
                 tenant: tenant.clone(),
                 min_time,
                 max_time,
@@ -338,6 +339,7 @@ impl Compactor {
             if !kept.is_empty() {
                 let meta = self
                     .ship(BlockInput {
+                        shard_group: None,
                         tenant: tenant.clone(),
                         min_time: m.min_time,
                         max_time: m.max_time,
@@ -422,6 +424,7 @@ impl Compactor {
                 };
                 let meta = self
                     .ship(BlockInput {
+                        shard_group: None,
                         tenant: tenant.clone(),
                         min_time: m.min_time,
                         max_time: m.max_time,

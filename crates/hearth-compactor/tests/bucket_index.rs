@@ -51,6 +51,7 @@ fn input(tenant: &Tenant, k: i64) -> BlockInput {
         })
         .collect();
     BlockInput {
+        shard_group: None,
         tenant: tenant.clone(),
         min_time: start,
         max_time: start + 2 * HOUR,

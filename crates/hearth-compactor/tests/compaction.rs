@@ -55,6 +55,7 @@ fn head() -> Arc<Head> {
 
 fn input(head: &Head, start: i64, end: i64) -> BlockInput {
     BlockInput {
+        shard_group: None,
         tenant: Tenant::anonymous(),
         min_time: start,
         max_time: end,

@@ -19,6 +19,7 @@ const BASE: i64 = 1_700_006_400_000 / (24 * HOUR) * (24 * HOUR);
 fn block(k: i64) -> BlockInput {
     let start = BASE + k * 2 * HOUR;
     BlockInput {
+        shard_group: None,
         tenant: Tenant::anonymous(),
         min_time: start,
         max_time: start + 2 * HOUR,

@@ -64,6 +64,7 @@ fn raw(series: usize, from: i64, to: i64) -> Vec<Sample> {
 fn day(d: i64) -> BlockInput {
     let (from, to) = (BASE + d * DAY, BASE + (d + 1) * DAY);
     BlockInput {
+        shard_group: None,
         tenant: Tenant::anonymous(),
         min_time: from,
         max_time: to,
@@ -223,6 +224,7 @@ async fn downsampled_blocks_answer_within_each_aggregates_meaning() {
     // (vertical compaction); the day is downsampled again with it, and the outdated
     // copies are marked.
     let late = BlockInput {
+        shard_group: None,
         tenant: Tenant::anonymous(),
         min_time: BASE + 2 * HOUR,
         max_time: BASE + 4 * HOUR,

@@ -24,10 +24,10 @@ pub trait ShippingLog: Send + Sync + 'static {
     /// Logs a shipping record and applies it; returns once it is durable (for a shard
     /// group: committed on a quorum) and applied.
     async fn control(&self, rec: ControlRecord) -> Result<(), PushError>;
-    /// What the blocks belong to, mixed into their ids so two groups' blocks of the same
-    /// tenant and range never share one: empty for a single node, `group-<g>` for a
-    /// shard group.
-    fn block_scope(&self) -> String;
+    /// The shard group whose blocks these are (none for a single node): written in
+    /// their meta.json, and mixed into their ids so two groups' blocks of the same
+    /// tenant and range never share one.
+    fn shard_group(&self) -> Option<u32>;
 }
 
 #[async_trait]
@@ -38,8 +38,8 @@ impl ShippingLog for Db {
     async fn control(&self, rec: ControlRecord) -> Result<(), PushError> {
         Db::control(self, rec).await.map(|_| ())
     }
-    fn block_scope(&self) -> String {
-        String::new()
+    fn shard_group(&self) -> Option<u32> {
+        None
     }
 }
 
@@ -280,7 +280,8 @@ impl Shipper {
         before: i64,
     ) -> Result<Vec<hearth_storage::Shipped>, ShipError> {
         let head = self.log.head();
-        let scope = self.log.block_scope();
+        let group = self.log.shard_group();
+        let scope = group.map(|g| format!("group-{g}")).unwrap_or_default();
         let th = head.tenant_or_create(tenant);
         let r = self.block_range_ms;
         let mut done = Vec::new();
@@ -304,6 +305,7 @@ impl Shipper {
                 .writer
                 .ship_as(
                     BlockInput {
+                        shard_group: group,
                         tenant: tenant.clone(),
                         min_time: start,
                         max_time: end,

@@ -415,6 +415,14 @@ async fn leaders_ship_their_groups_and_new_leaders_carry_on() {
     assert_eq!(shipped_again.len(), shipped.len());
     let total: u64 = shipped_again.iter().map(|m| m.stats.num_samples).sum();
     assert_eq!(total, 6 * 60 * 20, "every shipped sample once");
+    // Every block names the group it was cut from, and every group shipped.
+    let mut groups: Vec<u32> = shipped_again
+        .iter()
+        .map(|m| m.hearth.shard_group.expect("a group's block names it"))
+        .collect();
+    groups.sort();
+    groups.dedup();
+    assert_eq!(groups, (0..GROUPS).collect::<Vec<_>>());
     let mut ids: Vec<&str> = shipped_again.iter().map(|m| m.ulid.as_str()).collect();
     ids.sort();
     ids.dedup();

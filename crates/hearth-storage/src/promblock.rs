@@ -509,6 +509,7 @@ pub async fn import_block(
         .map_err(|e| crate::BlockError::Format(e.to_string()))?;
     let skipped_chunks = series.iter().map(|s| s.skipped_chunks).sum();
     let input = crate::BlockInput {
+        shard_group: None,
         tenant: tenant.clone(),
         min_time: block.meta.min_time,
         max_time: block.meta.max_time,

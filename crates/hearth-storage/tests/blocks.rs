@@ -124,6 +124,7 @@ async fn input(head: &Arc<Head>, mint: i64, maxt: i64) -> BlockInput {
         .await
         .unwrap();
     BlockInput {
+        shard_group: None,
         tenant: Tenant::anonymous(),
         min_time: mint,
         max_time: maxt,

@@ -63,6 +63,7 @@ async fn decimal_delta_blocks_read_back_bit_for_bit() {
     // ship() reads the block back and checks series, chunk and sample counts.
     writer
         .ship(BlockInput {
+            shard_group: None,
             tenant: Tenant::anonymous(),
             min_time: START,
             max_time: START + 7_200_000,

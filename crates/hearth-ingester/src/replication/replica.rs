@@ -321,8 +321,8 @@ impl ShippingLog for Replica {
         })
     }
 
-    fn block_scope(&self) -> String {
-        format!("group-{}", self.group)
+    fn shard_group(&self) -> Option<u32> {
+        Some(self.group)
     }
 }
 

@@ -34,6 +34,10 @@ pub struct HearthMeta {
     /// Each chunks column holds this much time (parquet-common's data column width).
     pub chunks_column_duration_ms: i64,
     pub format_version: u32,
+    /// The Raft shard group whose leader cut this block from its head; absent for a
+    /// single node's blocks and for compacted blocks (which may merge groups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_group: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -45,6 +45,8 @@ pub struct BlockInput {
     pub sources: Vec<String>,
     pub resolution: i64,
     pub series: Vec<(Labels, SeriesData)>,
+    /// The shard group the block is cut from (meta.json's `hearth.shardGroup`).
+    pub shard_group: Option<u32>,
 }
 
 fn encode_samples(samples: &[Sample]) -> Vec<EncodedChunk> {
@@ -264,6 +266,7 @@ pub async fn write_block_files(
             resolution: input.resolution,
             chunks_column_duration_ms: span.min(MAX_COLUMN_DURATION_MS),
             format_version: FORMAT_VERSION,
+            shard_group: input.shard_group,
         },
     };
     meta.compaction.sources = if input.sources.is_empty() {
