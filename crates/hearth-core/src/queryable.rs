@@ -190,6 +190,72 @@ pub struct TsdbStatus {
     pub series_count_by_label_value_pair: Vec<(String, u64)>,
 }
 
+impl TsdbStatus {
+    /// Several heads' statistics as one, as Mimir's queriers sum their ingesters'
+    /// cardinality: counts add up, top lists are merged by name and cut to `limit` again.
+    pub fn sum(parts: Vec<TsdbStatus>, limit: usize) -> TsdbStatus {
+        if parts.len() == 1 {
+            return parts.into_iter().next().expect("one");
+        }
+        let mut out = TsdbStatus {
+            min_time: i64::MAX,
+            max_time: i64::MIN,
+            ..TsdbStatus::default()
+        };
+        let mut tops: [Vec<Vec<(String, u64)>>; 4] = Default::default();
+        for s in parts {
+            out.num_series += s.num_series;
+            out.num_label_pairs += s.num_label_pairs;
+            out.chunk_count += s.chunk_count;
+            if s.num_series > 0 {
+                out.min_time = out.min_time.min(s.min_time);
+                out.max_time = out.max_time.max(s.max_time);
+            }
+            tops[0].push(s.series_count_by_metric_name);
+            tops[1].push(s.label_value_count_by_label_name);
+            tops[2].push(s.memory_in_bytes_by_label_name);
+            tops[3].push(s.series_count_by_label_value_pair);
+        }
+        let [a, b, c, d] = tops;
+        out.series_count_by_metric_name = merge_top(a, limit);
+        out.label_value_count_by_label_name = merge_top(b, limit);
+        out.memory_in_bytes_by_label_name = merge_top(c, limit);
+        out.series_count_by_label_value_pair = merge_top(d, limit);
+        out
+    }
+}
+
+/// Counts by name added up, the largest `limit` kept (ties by name).
+pub fn merge_top(lists: Vec<Vec<(String, u64)>>, limit: usize) -> Vec<(String, u64)> {
+    let mut sum: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    for (n, c) in lists.into_iter().flatten() {
+        *sum.entry(n).or_insert(0) += c;
+    }
+    let mut v: Vec<(String, u64)> = sum.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(limit);
+    v
+}
+
+/// Several sources' metadata by family as one, each distinct entry once.
+pub fn merge_metadata(
+    parts: Vec<std::collections::HashMap<String, Vec<MetricMetadata>>>,
+) -> std::collections::HashMap<String, Vec<MetricMetadata>> {
+    let mut out: std::collections::HashMap<String, Vec<MetricMetadata>> =
+        std::collections::HashMap::new();
+    for part in parts {
+        for (family, list) in part {
+            let e = out.entry(family).or_default();
+            for m in list {
+                if !e.contains(&m) {
+                    e.push(m);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// What queriers ask ingesters besides series: metric metadata, head statistics and the
 /// write-ahead log repairs, for Prometheus' /api/v1/metadata, /api/v1/status/tsdb and
 /// runtimeinfo.
@@ -205,4 +271,50 @@ pub trait IngesterStatus: Send + Sync + 'static {
     /// Corrupt write-ahead log records found (and cut away) when the logs were last
     /// opened.
     async fn wal_corruptions(&self) -> Result<u64, StorageError>;
+}
+
+#[cfg(test)]
+mod status_tests {
+    use super::*;
+
+    #[test]
+    fn top_lists_add_up_by_name() {
+        let got = merge_top(
+            vec![
+                vec![("up".into(), 5), ("a".into(), 4)],
+                vec![("up".into(), 3), ("b".into(), 6)],
+            ],
+            2,
+        );
+        assert_eq!(got, vec![("up".to_string(), 8), ("b".to_string(), 6)]);
+    }
+
+    #[test]
+    fn statuses_sum_and_metadata_merges_once_each() {
+        let a = TsdbStatus {
+            num_series: 2,
+            min_time: 10,
+            max_time: 20,
+            series_count_by_metric_name: vec![("up".into(), 2)],
+            ..TsdbStatus::default()
+        };
+        let b = TsdbStatus {
+            num_series: 3,
+            min_time: 5,
+            max_time: 15,
+            series_count_by_metric_name: vec![("up".into(), 1), ("x".into(), 2)],
+            ..TsdbStatus::default()
+        };
+        let s = TsdbStatus::sum(vec![a, b, TsdbStatus::default()], 10);
+        assert_eq!((s.num_series, s.min_time, s.max_time), (5, 5, 20));
+        assert_eq!(s.series_count_by_metric_name[0], ("up".to_string(), 3));
+        let m = MetricMetadata {
+            metric_family: "up".into(),
+            metric_type: "gauge".into(),
+            help: String::new(),
+            unit: String::new(),
+        };
+        let part = || [("up".to_string(), vec![m.clone()])].into_iter().collect();
+        assert_eq!(merge_metadata(vec![part(), part()])["up"].len(), 1);
+    }
 }

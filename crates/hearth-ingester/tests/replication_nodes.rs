@@ -61,8 +61,11 @@ async fn serve(node: &Arc<IngesterNode>, addr: &str) -> Server {
     }
     let l = listener.expect("the node's address is free again");
     let svc = node.raft_service().into_server();
-    let writes = hearth_rpc::IngesterService::for_groups(node.clone() as Arc<dyn GroupIngester>)
-        .into_server();
+    let writes = hearth_rpc::IngesterService::for_groups(
+        node.clone() as Arc<dyn GroupIngester>,
+        node.clone() as Arc<dyn hearth_core::IngesterStatus>,
+    )
+    .into_server();
     let reads = hearth_rpc::StoreService::for_groups(
         node.clone() as Arc<dyn GroupReader>,
         Arc::new(hearth_rpc::StoreInfo::default),
@@ -285,6 +288,21 @@ async fn a_whole_node_stops_and_returns_and_every_group_keeps_every_write() {
     }
     assert_eq!(total.series, 40);
     assert_eq!(total.samples, 70 * 40);
+    // Head statistics, asked of every node over gRPC and summed as the querier does:
+    // each group counted once, on its leader.
+    let status = hearth_querier::status::IngestersStatus::new(
+        nodes
+            .iter()
+            .map(|n| {
+                Arc::new(hearth_rpc::RemoteIngester::connect_lazy(&n.listener_addr).unwrap())
+                    as Arc<dyn hearth_core::IngesterStatus>
+            })
+            .collect(),
+    );
+    use hearth_core::IngesterStatus;
+    let s = status.tsdb_status(&common::tenant(), 10).await.unwrap();
+    assert_eq!(s.num_series, 40, "{s:?}");
+    assert_eq!(s.series_count_by_metric_name, vec![("up".to_string(), 40)]);
     for n in &mut nodes {
         if let Some(node) = n.node.take() {
             node.shutdown().await;

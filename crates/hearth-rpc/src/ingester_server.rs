@@ -28,12 +28,15 @@ impl IngesterService {
         }
     }
 
-    /// A replicated node's service: writes by shard group only (the other calls answer
-    /// Unimplemented until the node serves them).
-    pub fn for_groups(groups: Arc<dyn GroupIngester>) -> IngesterService {
+    /// A replicated node's service: writes by shard group (a plain Push answers
+    /// Unimplemented: distributors route by group) and the status questions.
+    pub fn for_groups(
+        groups: Arc<dyn GroupIngester>,
+        status: Arc<dyn IngesterStatus>,
+    ) -> IngesterService {
         IngesterService {
             ingester: None,
-            status: None,
+            status: Some(status),
             groups: Some(groups),
         }
     }

@@ -5,13 +5,16 @@
 //! on every node and every distributor. Every replica of a group calls openraft's `initialize` with the same voters on its
 //! first start, which openraft documents as safe; a group already formed ignores it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use hearth_core::shard::{split_by_group, GroupIngester, GroupPushError, GroupReader, Placement};
-use hearth_core::{PushError, PushOutcome, Queryable, StorageError, Tenant, WriteBatch};
+use hearth_core::{
+    IngesterStatus, MetricMetadata, PushError, PushOutcome, Queryable, StorageError, Tenant,
+    TsdbStatus, WriteBatch,
+};
 use openraft::BasicNode;
 use tracing::{info, warn};
 
@@ -48,6 +51,7 @@ pub struct IngesterNode {
     placement: Placement,
     replicas: BTreeMap<GroupId, Arc<Replica>>,
     router: LocalRouter,
+    engine: Arc<LogEngine>,
     pins: tokio::task::AbortHandle,
     shipping: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
 }
@@ -113,7 +117,7 @@ impl IngesterNode {
             .iter()
             .map(|(g, r)| (*g, r.raft().clone()))
             .collect();
-        let pins = tokio::spawn(snapshot_pinning_groups(engine, rafts)).abort_handle();
+        let pins = tokio::spawn(snapshot_pinning_groups(engine.clone(), rafts)).abort_handle();
         info!(
             member = spec.me,
             groups = replicas.len(),
@@ -124,6 +128,7 @@ impl IngesterNode {
             placement,
             replicas,
             router,
+            engine,
             pins,
             shipping: parking_lot::Mutex::new(None),
         })
@@ -256,6 +261,39 @@ impl GroupIngester for IngesterNode {
             .into());
         };
         r.push(tenant, batch.clone()).await
+    }
+}
+
+/// Status over the groups this node leads: each group is counted on its leader, so the
+/// querier's sum over every node counts each once (statistics, not data: during an
+/// election a group may be missing from the sum or, briefly, counted twice).
+#[async_trait]
+impl IngesterStatus for IngesterNode {
+    async fn metadata(
+        &self,
+        tenant: &Tenant,
+    ) -> Result<HashMap<String, Vec<MetricMetadata>>, StorageError> {
+        let parts = self
+            .replicas
+            .values()
+            .filter(|r| r.is_leader())
+            .map(|r| crate::status::head_metadata(&r.head(), tenant))
+            .collect();
+        Ok(hearth_core::queryable::merge_metadata(parts))
+    }
+
+    async fn tsdb_status(&self, tenant: &Tenant, limit: usize) -> Result<TsdbStatus, StorageError> {
+        let parts: Vec<TsdbStatus> = self
+            .replicas
+            .values()
+            .filter(|r| r.is_leader())
+            .map(|r| crate::status::head_tsdb_status(&r.head(), tenant, limit))
+            .collect();
+        Ok(TsdbStatus::sum(parts, limit))
+    }
+
+    async fn wal_corruptions(&self) -> Result<u64, StorageError> {
+        Ok(self.engine.corruptions_repaired())
     }
 }
 
