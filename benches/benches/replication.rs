@@ -225,5 +225,107 @@ fn burst_of_16<'a, F, Fut>(
     )
 }
 
-criterion_group!(benches, log_engine, one_replica_group, db_baseline);
+/// Ingester nodes on loopback gRPC, written through the distributor's router: one node
+/// with every group at RF 1, and three nodes with every group at RF 3, on the same
+/// machine in the same run (the cluster does three times the log writes, applies and
+/// fsyncs on the same cores).
+fn cluster_writes(c: &mut Criterion) {
+    use hearth_core::shard::GroupIngester;
+    use hearth_core::Ingester;
+    use hearth_distributor::{GroupRouter, RouterOptions};
+    use hearth_ingester::replication::{IngesterNode, NodeSpec};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("cluster");
+    for (nodes, rf) in [(1usize, 1usize), (3, 3)] {
+        let dirs: Vec<_> = (0..nodes).map(|_| tempfile::tempdir().unwrap()).collect();
+        let addrs: Vec<String> = (0..nodes)
+            .map(|_| {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().to_string()
+            })
+            .collect();
+        let (running, router) = rt.block_on(async {
+            let mut running = Vec::new();
+            for (i, d) in dirs.iter().enumerate() {
+                let node = Arc::new(
+                    IngesterNode::start(NodeSpec {
+                        dir: d.path().to_path_buf(),
+                        members: addrs.clone(),
+                        me: i,
+                        groups: 4,
+                        replication_factor: rf,
+                        cluster_name: "bench".into(),
+                        head: HeadOptions::default(),
+                        replica: ReplicaOptions::default(),
+                        log: LogEngineOptions::default(),
+                    })
+                    .await
+                    .unwrap(),
+                );
+                let raft = node.raft_service().into_server();
+                let writes = hearth_rpc::IngesterService::for_groups(
+                    node.clone() as Arc<dyn GroupIngester>,
+                    node.clone() as Arc<dyn hearth_core::IngesterStatus>,
+                )
+                .into_server();
+                let l = tokio::net::TcpListener::bind(&addrs[i]).await.unwrap();
+                tokio::spawn(async move {
+                    let _ = tonic::transport::Server::builder()
+                        .add_service(raft)
+                        .add_service(writes)
+                        .serve_with_incoming(
+                            tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
+                        )
+                        .await;
+                });
+                running.push(node);
+            }
+            let members = addrs
+                .iter()
+                .map(|a| {
+                    let c = hearth_rpc::RemoteIngester::connect_lazy(a).unwrap();
+                    (a.clone(), Arc::new(c) as Arc<dyn GroupIngester>)
+                })
+                .collect();
+            let router = GroupRouter::new(members, 4, rf, RouterOptions::default());
+            // Every group has a leader before timing starts.
+            let mut n = 0;
+            loop {
+                n += 1;
+                match router.push(&Tenant::anonymous(), write(99, n)).await {
+                    Ok(_) => break,
+                    Err(_) if n < 300 => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Err(e) => panic!("no leaders: {e}"),
+                }
+            }
+            (running, router)
+        });
+        let router = &router;
+        let mut n = 1_000;
+        g.throughput(Throughput::Elements(1_600));
+        g.bench_function(format!("push_16x100_series_{nodes}_nodes_rf{rf}"), |b| {
+            burst_of_16(b, &rt, &mut n, |t, w| async move {
+                router.push(&t, w).await.map_err(|e| e.to_string())
+            })
+        });
+        rt.block_on(async {
+            for node in &running {
+                node.shutdown().await;
+            }
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    log_engine,
+    one_replica_group,
+    db_baseline,
+    cluster_writes
+);
 criterion_main!(benches);

@@ -76,7 +76,10 @@ impl Cluster {
                     let server = tokio::spawn(async move {
                         tonic::transport::Server::builder()
                             .add_service(svc)
-                            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(l))
+                            .serve_with_incoming(
+                                tonic::transport::server::TcpIncoming::from(l)
+                                    .with_nodelay(Some(true)),
+                            )
                             .await
                             .unwrap();
                     });

@@ -77,9 +77,12 @@ async fn serve(node: &Arc<IngesterNode>, addr: &str) -> Server {
             .add_service(svc)
             .add_service(writes)
             .add_service(reads)
-            .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(l), async {
-                let _ = stopped.await;
-            })
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true)),
+                async {
+                    let _ = stopped.await;
+                },
+            )
             .await;
     });
     Server { stop, task }
