@@ -86,6 +86,9 @@ impl GroupRouter {
         let replicas = self.placement.members_of(group);
         let deadline = Instant::now() + self.opts.retry_for;
         let mut target = self.leader_of(group);
+        // Hints followed without waiting: stale hints could otherwise bounce a part
+        // between two replicas as fast as the network allows.
+        let mut hops = 0;
         loop {
             let (name, node) = &self.members[target];
             let last;
@@ -101,7 +104,8 @@ impl GroupRouter {
                     && Placement::member_of_replica(r) != target =>
                 {
                     last = format!("group {group}: {name} named replica {r} as leader");
-                    Some(Placement::member_of_replica(r))
+                    hops += 1;
+                    (hops <= replicas.len()).then(|| Placement::member_of_replica(r))
                 }
                 Err(GroupPushError::NotLeader { .. }) => {
                     last = format!("group {group} has no leader now (asked {name})");
@@ -124,6 +128,7 @@ impl GroupRouter {
                 Some(m) => m,
                 None => {
                     debug!(group, %last, "looking for the group's leader");
+                    hops = 0;
                     tokio::time::sleep(self.opts.backoff).await;
                     // The group's next replica: a leader elected meanwhile answers, or
                     // names the leader.
@@ -161,6 +166,7 @@ mod tests {
         named: Mutex<Option<usize>>,
         down: Mutex<bool>,
         answered: AtomicUsize,
+        calls: AtomicUsize,
     }
 
     impl FakeNode {
@@ -171,6 +177,7 @@ mod tests {
                 named: Mutex::new(None),
                 down: Mutex::new(false),
                 answered: AtomicUsize::new(0),
+                calls: AtomicUsize::new(0),
             })
         }
     }
@@ -183,6 +190,7 @@ mod tests {
             _tenant: &Tenant,
             batch: &WriteBatch,
         ) -> Result<PushOutcome, GroupPushError> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
             if *self.down.lock().unwrap() {
                 return Err(PushError::Unavailable(format!("node {} is down", self.member)).into());
             }
@@ -270,6 +278,20 @@ mod tests {
         let e = r.push(&Tenant::anonymous(), write()).await.unwrap_err();
         assert!(matches!(e, PushError::Unavailable(_)), "{e:?}");
         assert!(e.to_string().contains("no leader of group"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn stale_hints_naming_each_other_are_not_followed_in_a_tight_loop() {
+        let nodes: Vec<_> = (0..3).map(FakeNode::new).collect();
+        *nodes[0].named.lock().unwrap() = Some(1);
+        *nodes[1].named.lock().unwrap() = Some(0);
+        *nodes[2].named.lock().unwrap() = Some(0);
+        let r = router(&nodes, 1);
+        let e = r.push(&Tenant::anonymous(), write()).await.unwrap_err();
+        assert!(matches!(e, PushError::Unavailable(_)), "{e:?}");
+        // 500 ms at a 10 ms backoff: about 50 rounds of a few calls each.
+        let calls: usize = nodes.iter().map(|n| n.calls.load(Ordering::Relaxed)).sum();
+        assert!(calls < 400, "{calls} calls");
     }
 
     #[tokio::test]

@@ -71,6 +71,10 @@ impl Default for ReplicaOptions {
     }
 }
 
+/// How long a shipping record may take to commit before the attempt fails (and is
+/// retried at the next round, by whichever replica leads then).
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a read waits for its replica to confirm its leadership with a quorum.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -275,11 +279,19 @@ impl Replica {
         }
         let shipped = matches!(rec, ControlRecord::Shipped { .. });
         let group = self.group;
-        match self
-            .raft
-            .client_write(Command::Control(Arc::new(rec)))
-            .await
-        {
+        // Bounded: a leader that loses its quorum after the lease check would otherwise
+        // hold the node's shipping loop, which ships its other groups too.
+        let written = tokio::time::timeout(
+            CONTROL_TIMEOUT,
+            self.raft.client_write(Command::Control(Arc::new(rec))),
+        )
+        .await
+        .map_err(|_| {
+            PushError::Unavailable(format!(
+                "group {group}: a shipping record was not committed within {CONTROL_TIMEOUT:?}; its outcome is unknown"
+            ))
+        })?;
+        match written {
             Ok(_) => {}
             Err(openraft::error::RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 return Err(GroupPushError::NotLeader {
