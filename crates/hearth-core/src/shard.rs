@@ -141,7 +141,7 @@ pub trait GroupIngester: Send + Sync + 'static {
         &self,
         group: u32,
         tenant: &Tenant,
-        batch: &WriteBatch,
+        batch: WriteBatch,
     ) -> Result<PushOutcome, GroupPushError>;
 }
 

@@ -92,7 +92,8 @@ impl GroupRouter {
         loop {
             let (name, node) = &self.members[target];
             let last;
-            let next = match node.push_group(group, tenant, part).await {
+            // A copy per attempt: the part may have to go to another replica.
+            let next = match node.push_group(group, tenant, part.clone()).await {
                 Ok(out) => {
                     self.leaders[group as usize].store(target, Ordering::Relaxed);
                     return Ok(out);
@@ -188,7 +189,7 @@ mod tests {
             &self,
             group: u32,
             _tenant: &Tenant,
-            batch: &WriteBatch,
+            batch: WriteBatch,
         ) -> Result<PushOutcome, GroupPushError> {
             self.calls.fetch_add(1, Ordering::Relaxed);
             if *self.down.lock().unwrap() {
@@ -303,7 +304,7 @@ mod tests {
                 &self,
                 _: u32,
                 _: &Tenant,
-                _: &WriteBatch,
+                _: WriteBatch,
             ) -> Result<PushOutcome, GroupPushError> {
                 Err(PushError::RateLimited("over the series limit".into()).into())
             }

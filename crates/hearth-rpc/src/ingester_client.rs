@@ -102,15 +102,14 @@ impl GroupIngester for RemoteIngester {
         &self,
         group: u32,
         tenant: &Tenant,
-        batch: &WriteBatch,
+        batch: WriteBatch,
     ) -> Result<PushOutcome, GroupPushError> {
         let r = self
             .client
             .clone()
             .push_group(ip::GroupPushRequest {
                 group,
-                // The caller keeps its batch for a retry elsewhere: this copies it.
-                write: Some(batch_to_wire(tenant, batch.clone())),
+                write: Some(batch_to_wire(tenant, batch)),
             })
             .await
             .map_err(|s| push_error(&self.name, s))?

@@ -135,7 +135,7 @@ impl IngesterRpc for IngesterService {
             .ok_or_else(|| Status::invalid_argument("a group push without a write"))?;
         let tenant = tenant_from_wire(&write.tenant)?;
         let batch = batch_from_wire(write)?;
-        match groups.push_group(r.group, &tenant, &batch).await {
+        match groups.push_group(r.group, &tenant, batch).await {
             Ok(out) => Ok(Response::new(ip::GroupPushResponse {
                 result: Some(ip::PushResponse {
                     samples_written: out.samples_written as u64,

@@ -217,12 +217,10 @@ impl IngesterNode {
         let calls = split_by_group(tenant, &batch, self.placement.groups())
             .into_iter()
             .map(|(g, part)| async move {
-                self.push_group(g, tenant, &part)
-                    .await
-                    .map_err(|e| match e {
-                        GroupPushError::Push(p) => p,
-                        not_leader => PushError::Unavailable(not_leader.to_string()),
-                    })
+                self.push_group(g, tenant, part).await.map_err(|e| match e {
+                    GroupPushError::Push(p) => p,
+                    not_leader => PushError::Unavailable(not_leader.to_string()),
+                })
             });
         PushOutcome::combine(futures::future::join_all(calls).await)
     }
@@ -251,7 +249,7 @@ impl GroupIngester for IngesterNode {
         &self,
         group: u32,
         tenant: &Tenant,
-        batch: &WriteBatch,
+        batch: WriteBatch,
     ) -> Result<PushOutcome, GroupPushError> {
         let Some(r) = self.replicas.get(&group) else {
             return Err(PushError::Unavailable(format!(
@@ -260,7 +258,7 @@ impl GroupIngester for IngesterNode {
             ))
             .into());
         };
-        r.push(tenant, batch.clone()).await
+        r.push(tenant, batch).await
     }
 }
 
