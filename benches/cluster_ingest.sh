@@ -25,7 +25,7 @@ wait_http "http://127.0.0.1:$P/-/ready"
 load single-process "$H" "http://127.0.0.1:$P/api/v1/push"
 kill "$H"; wait "$H" 2>/dev/null || true
 
-export HEARTH_CLUSTER_DIR="$WORK/cluster" HEARTH_CLUSTER_FLAGS="${UNLIMITED[*]} --log.level=warn"
+export HEARTH_CLUSTER_PROXY=0 HEARTH_CLUSTER_DIR="$WORK/cluster" HEARTH_CLUSTER_FLAGS="${UNLIMITED[*]} --log.level=warn"
 trap 'deploy/local/cluster.sh down; cleanup' EXIT
 PATH="$BIN:$PATH" deploy/local/cluster.sh up > "$WORK/up.txt"
 PUSH=$(awk '/^push:/ {print $2}' "$WORK/up.txt")

@@ -262,6 +262,7 @@ fn cluster_writes(c: &mut Criterion) {
                         head: HeadOptions::default(),
                         replica: ReplicaOptions::default(),
                         log: LogEngineOptions::default(),
+                        peer_routes: Default::default(),
                     })
                     .await
                     .unwrap(),

@@ -1,24 +1,41 @@
 #!/usr/bin/env bash
-# A local Hearth cluster of separate processes on loopback, over a filesystem bucket:
-# 2 distributors, 3 ingesters, 2 queriers, a store gateway and a compactor.
+# A local Hearth cluster of separate processes on loopback, over a moto S3 bucket:
+# 3 ingester nodes (ingester-1..3; every shard group replicated on all three, RF 3),
+# 2 distributors, 2 queriers, a store gateway and a compactor.
 #
-#   deploy/local/cluster.sh up        start every process, wait until each is ready,
-#                                     print `push: <remote-write URL>` and
-#                                     `query: <Prometheus API base URL>`
-#   deploy/local/cluster.sh down      stop every process (SIGTERM, then SIGKILL after 15 s)
-#   deploy/local/cluster.sh status    each process: its PID, whether it runs and is ready
-#   deploy/local/cluster.sh start N   start process N (e.g. ingester-2) again, as `up` did
-#   deploy/local/cluster.sh stop N    stop process N
+#   deploy/local/cluster.sh up           start every process, wait until each is ready,
+#                                        print `push: <remote-write URL>` and
+#                                        `query: <Prometheus API base URL>`
+#   deploy/local/cluster.sh down         stop every process (SIGTERM, then SIGKILL after 15 s)
+#   deploy/local/cluster.sh status       each process: PID, whether it runs and is ready
+#   deploy/local/cluster.sh start NODE   start NODE (e.g. ingester-2) again on its data,
+#                                        as `up` did; returns once it is ready
+#   deploy/local/cluster.sh stop NODE    stop NODE gracefully (SIGTERM)
+#   deploy/local/cluster.sh kill NODE    kill -9 NODE; returns once it is gone
+#   deploy/local/cluster.sh partition NODE [--asymmetric]
+#                                        cut ingester NODE off from its peers in both
+#                                        directions (clients still reach it); with
+#                                        --asymmetric it can still send to its peers but
+#                                        hears nothing back
+#   deploy/local/cluster.sh heal NODE    undo partition
+#
+# Ingesters talk Raft to each other through a TCP fault proxy (faultproxy.py, one link
+# per ordered pair of nodes), which is how partition cuts a node off. Set
+# HEARTH_CLUSTER_PROXY=0 to have them talk directly (benchmarks; partition is then
+# unavailable).
 #
 # State lives in $HEARTH_CLUSTER_DIR (default ./cluster-data): each process' data
 # directory, log (<name>.log), PID (<name>.pid) and command line (<name>.cmd), the
-# bucket, and the ports chosen at `up` (ports.env). Extra flags for every process can be
-# given in $HEARTH_CLUSTER_FLAGS. The binary is `hearth` on PATH, else the release build
-# (built if missing).
+# proxy's link modes (links/), and the ports chosen at `up` (ports.env). Extra flags for
+# every process can be given in $HEARTH_CLUSTER_FLAGS. The bucket is moto's S3 server
+# (PyPI `moto[server]`); HEARTH_CLUSTER_BUCKET=filesystem uses a directory instead. The
+# binary is `hearth` on PATH, else the release build (built if missing).
 set -euo pipefail
 
 DIR=${HEARTH_CLUSTER_DIR:-./cluster-data}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+PROXY=${HEARTH_CLUSTER_PROXY:-1}
+BUCKET_KIND=${HEARTH_CLUSTER_BUCKET:-s3}
 INGESTERS=(ingester-1 ingester-2 ingester-3)
 DISTRIBUTORS=(distributor-1 distributor-2)
 QUERIERS=(querier-1 querier-2)
@@ -50,18 +67,23 @@ running() {
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null
 }
 
-http_port() { local v="HTTP_${1//-/_}"; echo "${!v}"; }
+var() { local v="$1_${2//-/_}"; echo "${!v}"; }
+http_port() { var HTTP "$1"; }
+grpc_port() { var GRPC "$1"; }
+link_port() { var LINK "$1_to_$2"; } # from to
 
 ready() { curl -sf "http://127.0.0.1:$(http_port "$1")/-/ready" >/dev/null 2>&1; }
 
 wait_ready() { # name
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 1200); do
     ready "$1" && return 0
     running "$1" || die "$1 exited; see $DIR/$1.log"
     sleep 0.1
   done
-  die "$1 not ready after 60 s; see $DIR/$1.log"
+  die "$1 not ready after 120 s; see $DIR/$1.log"
 }
+
+is_ingester() { local n; for n in "${INGESTERS[@]}"; do [ "$n" = "$1" ] && return 0; done; return 1; }
 
 # Allocates every port once and keeps them, so restarts of one process keep its address.
 ports() {
@@ -71,39 +93,74 @@ ports() {
         echo "HTTP_${n//-/_}=$(free_port)"
         echo "GRPC_${n//-/_}=$(free_port)"
       done
+      for a in "${INGESTERS[@]}"; do
+        for b in "${INGESTERS[@]}"; do
+          [ "$a" = "$b" ] || echo "LINK_${a//-/_}_to_${b//-/_}=$(free_port)"
+        done
+      done
+      echo "S3_PORT=$(free_port)"
     } > "$DIR/ports.env"
   fi
   # shellcheck disable=SC1091
   . "$DIR/ports.env"
 }
 
-members() { # prefix names...
-  local out=() n v
-  for n in "$@"; do
-    v="GRPC_${n//-/_}"
-    out+=("$n=127.0.0.1:${!v}")
+members() { # names...
+  local out=() n
+  for n in "$@"; do out+=("$n=127.0.0.1:$(grpc_port "$n")"); done
+  local IFS=,
+  echo "${out[*]}"
+}
+
+peer_routes() { # ingester: its peers through the links from it
+  local out=() n
+  for n in "${INGESTERS[@]}"; do
+    [ "$n" = "$1" ] || out+=("$n=127.0.0.1:$(link_port "$1" "$n")")
   done
   local IFS=,
   echo "${out[*]}"
 }
 
+bucket_flags() {
+  if [ "$BUCKET_KIND" = filesystem ]; then
+    printf '%s\n' "--blocks-storage.backend=filesystem" "--blocks-storage.filesystem.dir=$DIR/bucket"
+  else
+    printf '%s\n' "--blocks-storage.backend=s3" \
+      "--blocks-storage.s3.endpoint=127.0.0.1:$S3_PORT" \
+      "--blocks-storage.s3.bucket-name=hearth" \
+      "--blocks-storage.s3.region=us-east-1" \
+      "--blocks-storage.s3.access-key-id=hearth" \
+      "--blocks-storage.s3.secret-access-key=hearth-secret" \
+      "--blocks-storage.s3.insecure=true"
+  fi
+}
+
 command_of() { # name -> the command line, one argument per line
-  local name=$1 role=${1%-*} v="GRPC_${1//-/_}"
-  local common=(
-    "--web.listen-address=127.0.0.1:$(http_port "$name")"
-    "--server.grpc-listen-address=127.0.0.1:${!v}"
-    "--storage.path=$DIR/$name"
-    "--blocks-storage.backend=filesystem"
-    "--blocks-storage.filesystem.dir=$DIR/bucket"
-    "--ingester.ring.members=$(members "${INGESTERS[@]}")"
-    "--store-gateway.sharding-ring.members=$(members store-gateway-1)"
+  local name=$1 role=${1%-*}
+  printf '%s\n' "$BIN" "--target=$role" \
+    "--web.listen-address=127.0.0.1:$(http_port "$name")" \
+    "--server.grpc-listen-address=127.0.0.1:$(grpc_port "$name")" \
+    "--storage.path=$DIR/$name" \
+    "--ingester.ring.members=$(members "${INGESTERS[@]}")" \
+    "--ingester.ring.replication-factor=3" \
+    "--store-gateway.sharding-ring.members=$(members store-gateway-1)" \
     "--store-gateway.sharding-ring.instance-id=store-gateway-1"
-  )
-  printf '%s\n' "$BIN" "--target=$role" "${common[@]}"
+  bucket_flags
+  if is_ingester "$name"; then
+    echo "--ingester.ring.instance-id=$name"
+    [ "$PROXY" = 1 ] && echo "--ingester.raft.peer-routes=$(peer_routes "$name")"
+  fi
   if [ -n "${HEARTH_CLUSTER_FLAGS:-}" ]; then
     # shellcheck disable=SC2086
     printf '%s\n' $HEARTH_CLUSTER_FLAGS
   fi
+}
+
+launch() { # name: starts it from its recorded command line
+  local args=()
+  mapfile -t args < "$DIR/$1.cmd"
+  nohup "${args[@]}" >>"$DIR/$1.log" 2>&1 &
+  echo $! > "$DIR/$1.pid"
 }
 
 start_one() { # name
@@ -111,37 +168,95 @@ start_one() { # name
   running "$name" && die "$name already runs (PID $(pid_of "$name"))"
   mkdir -p "$DIR/$name"
   command_of "$name" > "$DIR/$name.cmd"
-  local args=()
-  mapfile -t args < "$DIR/$name.cmd"
-  nohup "${args[@]}" >>"$DIR/$name.log" 2>&1 &
-  echo $! > "$DIR/$name.pid"
+  launch "$name"
 }
 
-stop_one() { # name
-  local name=$1 pid
-  pid=$(pid_of "$name")
+gone() { # pid: exited, or a zombie nobody reaped yet
+  [ ! -e "/proc/$1" ] || grep -q '^[^)]*) Z' "/proc/$1/stat" 2>/dev/null
+}
+
+stop_pid() { # pid name
+  local pid=$1
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null || true
     for _ in $(seq 1 150); do
-      kill -0 "$pid" 2>/dev/null || break
+      gone "$pid" && break
       sleep 0.1
     done
     kill -KILL "$pid" 2>/dev/null || true
   fi
-  rm -f "$DIR/$name.pid"
+  rm -f "$DIR/$2.pid"
+}
+
+start_moto() {
+  command -v moto_server >/dev/null 2>&1 ||
+    die "moto_server not found: install it (python3 -m pip install 'moto[server]') or set HEARTH_CLUSTER_BUCKET=filesystem"
+  nohup moto_server -H 127.0.0.1 -p "$S3_PORT" >>"$DIR/moto.log" 2>&1 &
+  echo $! > "$DIR/moto.pid"
+  for _ in $(seq 1 300); do
+    curl -sf -X PUT "http://127.0.0.1:$S3_PORT/hearth" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  die "moto's S3 server did not start; see $DIR/moto.log"
+}
+
+start_proxy() {
+  local specs=() a b
+  for a in "${INGESTERS[@]}"; do
+    for b in "${INGESTERS[@]}"; do
+      [ "$a" = "$b" ] || specs+=("${a}_to_${b}:$(link_port "$a" "$b"):$(grpc_port "$b")")
+    done
+  done
+  mkdir -p "$DIR/links"
+  nohup python3 "$ROOT/deploy/local/faultproxy.py" "$DIR/links" "${specs[@]}" >>"$DIR/faultproxy.log" 2>&1 &
+  echo $! > "$DIR/faultproxy.pid"
+}
+
+set_link() { # from to mode
+  echo "$3" > "$DIR/links/$1_to_$2.mode"
+}
+
+wait_links() { # every link's mode in effect
+  local f m
+  for _ in $(seq 1 100); do
+    local pending=0
+    for f in "$DIR"/links/*.mode; do
+      [ -e "$f" ] || continue
+      m=$(cat "$f")
+      [ "$(cat "${f%.mode}.applied" 2>/dev/null)" = "$m" ] || pending=1
+    done
+    [ $pending = 0 ] && return 0
+    sleep 0.1
+  done
+  die "the fault proxy did not apply the link modes; see $DIR/faultproxy.log"
+}
+
+partition() { # node inbound-mode outbound-mode
+  [ "$PROXY" = 1 ] || die "partition needs the fault proxy (HEARTH_CLUSTER_PROXY=1 at up)"
+  is_ingester "$1" || die "$1 is not an ingester node"
+  local n
+  for n in "${INGESTERS[@]}"; do
+    [ "$n" = "$1" ] && continue
+    set_link "$n" "$1" "$2"
+    set_link "$1" "$n" "$3"
+  done
+  wait_links
 }
 
 cmd=${1:-}
 case "$cmd" in
   up)
-    mkdir -p "$DIR/bucket"
+    mkdir -p "$DIR"
     DIR=$(cd "$DIR" && pwd)
     BIN=$(hearth_bin)
     ports
     for n in "${ALL[@]}"; do
       running "$n" && die "$n already runs (PID $(pid_of "$n")); run down first"
     done
-    # Ingesters first (distributors and queriers reach them), then the rest.
+    if [ "$BUCKET_KIND" = filesystem ]; then mkdir -p "$DIR/bucket"; else start_moto; fi
+    [ "$PROXY" = 1 ] && start_proxy
+    # Ingesters first (distributors and queriers reach them), then the rest. The
+    # ingesters start together: each group needs a majority of its replicas to form.
     for n in "${INGESTERS[@]}" store-gateway-1 compactor-1; do start_one "$n"; done
     for n in "${INGESTERS[@]}" store-gateway-1 compactor-1; do wait_ready "$n"; done
     for n in "${DISTRIBUTORS[@]}" "${QUERIERS[@]}"; do start_one "$n"; done
@@ -160,8 +275,11 @@ case "$cmd" in
     [ -d "$DIR" ] || exit 0
     # The front doors first, so nothing new reaches the ingesters as they stop.
     for n in "${DISTRIBUTORS[@]}" "${QUERIERS[@]}" compactor-1 store-gateway-1 "${INGESTERS[@]}"; do
-      stop_one "$n"
+      kill -CONT "$(pid_of "$n")" 2>/dev/null || true
+      stop_pid "$(pid_of "$n")" "$n"
     done
+    stop_pid "$(pid_of faultproxy)" faultproxy
+    stop_pid "$(pid_of moto)" moto
     ;;
   status)
     [ -f "$DIR/ports.env" ] || die "no cluster in $DIR"
@@ -175,23 +293,50 @@ case "$cmd" in
     done
     ;;
   start)
-    [ -n "${2:-}" ] || die "start NAME"
+    [ -n "${2:-}" ] || die "start NODE"
     [ -f "$DIR/$2.cmd" ] || die "$2: no such process in $DIR (run up first)"
     DIR=$(cd "$DIR" && pwd)
     ports
     running "$2" && die "$2 already runs"
-    mapfile -t args < "$DIR/$2.cmd"
-    nohup "${args[@]}" >>"$DIR/$2.log" 2>&1 &
-    echo $! > "$DIR/$2.pid"
+    launch "$2"
     wait_ready "$2"
     echo "$2: ready (PID $(pid_of "$2"))"
     ;;
   stop)
-    [ -n "${2:-}" ] || die "stop NAME"
-    stop_one "$2"
+    [ -n "${2:-}" ] || die "stop NODE"
+    kill -CONT "$(pid_of "$2")" 2>/dev/null || true
+    stop_pid "$(pid_of "$2")" "$2"
+    ;;
+  kill)
+    [ -n "${2:-}" ] || die "kill NODE"
+    pid=$(pid_of "$2")
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || die "$2 does not run"
+    kill -KILL "$pid"
+    for _ in $(seq 1 100); do gone "$pid" && break; sleep 0.1; done
+    gone "$pid" || die "$2 (PID $pid) survived kill -9"
+    rm -f "$DIR/$2.pid"
+    echo "$2: killed (PID $pid)"
+    ;;
+  partition)
+    [ -n "${2:-}" ] || die "partition NODE [--asymmetric]"
+    ports
+    if [ "${3:-}" = --asymmetric ]; then
+      # Its requests reach its peers, their answers and requests never reach it.
+      partition "$2" drop oneway
+      echo "$2: can send to its peers but hears nothing back"
+    else
+      partition "$2" drop drop
+      echo "$2: cut off from its peers"
+    fi
+    ;;
+  heal)
+    [ -n "${2:-}" ] || die "heal NODE"
+    ports
+    partition "$2" pass pass
+    echo "$2: reaches its peers again"
     ;;
   *)
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

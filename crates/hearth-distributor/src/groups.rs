@@ -30,6 +30,11 @@ pub struct RouterOptions {
     pub retry_for: Duration,
     /// The wait before trying another replica when no leader is named.
     pub backoff: Duration,
+    /// How long one replica may take to answer before the part goes to the next: a
+    /// paused or unreachable node answers nothing, and a leader that lost its quorum
+    /// answers within its lease. A part sent again after a timeout is harmless: an
+    /// exact duplicate sample is a no-op.
+    pub attempt_timeout: Duration,
 }
 
 impl Default for RouterOptions {
@@ -37,6 +42,7 @@ impl Default for RouterOptions {
         RouterOptions {
             retry_for: Duration::from_secs(10),
             backoff: Duration::from_millis(100),
+            attempt_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -93,7 +99,18 @@ impl GroupRouter {
             let (name, node) = &self.members[target];
             let last;
             // A copy per attempt: the part may have to go to another replica.
-            let next = match node.push_group(group, tenant, part.clone()).await {
+            let attempt = tokio::time::timeout(
+                self.opts.attempt_timeout,
+                node.push_group(group, tenant, part.clone()),
+            );
+            let answer = attempt.await.unwrap_or_else(|_| {
+                Err(PushError::Unavailable(format!(
+                    "{name} did not answer within {:?}",
+                    self.opts.attempt_timeout
+                ))
+                .into())
+            });
+            let next = match answer {
                 Ok(out) => {
                     self.leaders[group as usize].store(target, Ordering::Relaxed);
                     return Ok(out);
@@ -166,6 +183,8 @@ mod tests {
         leads: Mutex<Vec<u32>>,
         named: Mutex<Option<usize>>,
         down: Mutex<bool>,
+        /// Takes calls and never answers (a paused process).
+        paused: Mutex<bool>,
         answered: AtomicUsize,
         calls: AtomicUsize,
     }
@@ -177,6 +196,7 @@ mod tests {
                 leads: Mutex::new(vec![]),
                 named: Mutex::new(None),
                 down: Mutex::new(false),
+                paused: Mutex::new(false),
                 answered: AtomicUsize::new(0),
                 calls: AtomicUsize::new(0),
             })
@@ -192,6 +212,9 @@ mod tests {
             batch: WriteBatch,
         ) -> Result<PushOutcome, GroupPushError> {
             self.calls.fetch_add(1, Ordering::Relaxed);
+            if *self.paused.lock().unwrap() {
+                return std::future::pending().await;
+            }
             if *self.down.lock().unwrap() {
                 return Err(PushError::Unavailable(format!("node {} is down", self.member)).into());
             }
@@ -241,6 +264,7 @@ mod tests {
             RouterOptions {
                 retry_for: Duration::from_millis(500),
                 backoff: Duration::from_millis(10),
+                attempt_timeout: Duration::from_millis(100),
             },
         )
     }
@@ -270,6 +294,20 @@ mod tests {
         let out = r.push(&Tenant::anonymous(), write()).await.unwrap();
         assert_eq!(out.samples_written, 32);
         assert_eq!(r.leader_of(0), 2);
+    }
+
+    #[tokio::test]
+    async fn a_paused_leader_is_given_up_on_and_the_next_replica_takes_the_part() {
+        let nodes: Vec<_> = (0..3).map(FakeNode::new).collect();
+        // Member 0 was the leader and is paused (it takes the call and never answers);
+        // member 1 was elected meanwhile.
+        *nodes[0].paused.lock().unwrap() = true;
+        *nodes[1].leads.lock().unwrap() = vec![0];
+        let r = router(&nodes, 1);
+        let out = r.push(&Tenant::anonymous(), write()).await.unwrap();
+        assert_eq!(out.samples_written, 32);
+        assert_eq!(r.leader_of(0), 1);
+        assert_eq!(nodes[0].calls.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

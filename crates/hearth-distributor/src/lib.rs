@@ -4,16 +4,14 @@
 //! content negotiation, snappy, protobuf), validation of what arrives (label names,
 //! duplicates, sizes, limits) and the status codes the remote-write specification gives.
 //! It applies each tenant's ingestion rate (`rate`) and hands validated batches to an
-//! [`hearth_core::Ingester`]: in a cluster, [`IngesterRing`] (`ingesters`), which splits
-//! each batch by the ring and pushes every ingester its part at once, or, over
-//! replicated ingesters, [`GroupRouter`] (`groups`), which splits it by shard group and
-//! sends each part to its group's leader, following leader changes. It may not touch an
-//! ingester's storage or any query path.
+//! [`hearth_core::Ingester`]: the ingester of its process, or, in a cluster,
+//! [`GroupRouter`] (`groups`), which splits each batch by shard group and sends each
+//! part to its group's leader, following leader changes. It may not touch an ingester's
+//! storage or any query path.
 
 pub mod decode;
 pub mod groups;
 pub mod http;
-pub mod ingesters;
 pub mod pbwire;
 pub mod rate;
 pub mod validate;
@@ -21,5 +19,4 @@ pub mod validate;
 pub use decode::{decode_request, DecodeError, Decoded, Protocol};
 pub use groups::{GroupRouter, RouterOptions};
 pub use http::{push_handler, DistributorConfig, DistributorState};
-pub use ingesters::IngesterRing;
 pub use validate::{Limits, ValidationError};

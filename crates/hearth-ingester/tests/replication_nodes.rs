@@ -106,6 +106,7 @@ async fn cluster(dirs: &[tempfile::TempDir]) -> Vec<TestNode> {
             head: HeadOptions::default(),
             replica: ReplicaOptions::default(),
             log: LogEngineOptions::default(),
+            peer_routes: Default::default(),
         };
         let node = Arc::new(IngesterNode::start(spec.clone()).await.unwrap());
         let server = serve(&node, &addrs[i]).await;
@@ -411,7 +412,7 @@ async fn leaders_ship_their_groups_and_new_leaders_carry_on() {
     for n in &nodes {
         n.node.as_ref().unwrap().start_shipping(
             Arc::new(hearth_storage::BlockWriter::new(bucket.clone())),
-            ShippedTo::Recent(Arc::new(RecentlyShipped::new(Duration::from_secs(60)))),
+            |_| ShippedTo::Recent(Arc::new(RecentlyShipped::new(Duration::from_secs(60)))),
             2 * HOUR,
             Duration::from_millis(200),
         );

@@ -180,6 +180,12 @@ pub fn endpoint(address: &str, what: &str) -> Result<tonic::transport::Endpoint,
     Ok(tonic::transport::Endpoint::from_shared(url)
         .map_err(|e| StorageError::Invalid(format!("{what} address {address:?}: {e}")))?
         .connect_timeout(std::time::Duration::from_secs(5))
+        // A peer that is paused or cut off answers nothing, not even an error: HTTP/2
+        // pings find it within a few seconds and fail its calls, so callers move on to
+        // another replica instead of waiting out a whole request timeout.
+        .http2_keep_alive_interval(std::time::Duration::from_secs(1))
+        .keep_alive_timeout(std::time::Duration::from_secs(3))
+        .keep_alive_while_idle(false)
         .tcp_nodelay(true))
 }
 

@@ -19,6 +19,10 @@ use serde::{Serialize, Serializer};
 
 use crate::modules::Role;
 
+/// Shard groups a cluster may have, at most: each is a Raft group with its own timers
+/// and head on every node that holds it.
+pub const MAX_SHARD_GROUPS: u32 = 1024;
+
 /// A Prometheus duration (`30s`, `5m`, `1h30m`, `2d`); `0` is zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dur(pub i64);
@@ -612,6 +616,46 @@ pub struct Settings {
     #[serde(rename = "ingester.ring.members")]
     pub ingester_members: Members,
 
+    /// This ingester's id in ingester.ring.members (an ingester of a cluster must name itself).
+    #[arg(
+        long = "ingester.ring.instance-id",
+        value_name = "ID",
+        global = true,
+        default_value = ""
+    )]
+    #[serde(rename = "ingester.ring.instance-id")]
+    pub ingester_instance: String,
+
+    /// How many ingesters hold each shard group (its Raft voters); a group takes writes while a majority of them is up. At most the number of ingesters.
+    #[arg(
+        long = "ingester.ring.replication-factor",
+        value_name = "N",
+        global = true,
+        default_value = "3"
+    )]
+    #[serde(rename = "ingester.ring.replication-factor")]
+    pub ingester_rf: usize,
+
+    /// How many shard groups the series are split into, fixed when the cluster is created (each is one Raft group; its replicas are spread over the ingesters).
+    #[arg(
+        long = "ingester.shard-groups",
+        value_name = "N",
+        global = true,
+        default_value = "16"
+    )]
+    #[serde(rename = "ingester.shard-groups")]
+    pub shard_groups: u32,
+
+    /// Where this ingester dials its peers' Raft traffic instead of their ring address, comma-separated `id=host:port` (a proxy between nodes, as deploy/local/cluster.sh uses to cut a node off). Empty: the ring addresses.
+    #[arg(
+        long = "ingester.raft.peer-routes",
+        value_name = "ID=ADDR,...",
+        global = true,
+        default_value = ""
+    )]
+    #[serde(rename = "ingester.raft.peer-routes")]
+    pub raft_peer_routes: Members,
+
     /// The store gateways, comma-separated `id=host:port` (their gRPC addresses). A store gateway serves the blocks the ring gives its id; the querier asks them for history instead of reading the bucket itself. Empty: one process reads the bucket.
     #[arg(
         long = "store-gateway.sharding-ring.members",
@@ -901,6 +945,40 @@ impl Config {
                 );
             }
         }
+        if !s.ingester_members.is_empty() {
+            let n = s.ingester_members.0.len();
+            if s.ingester_rf == 0 || s.ingester_rf > n {
+                anyhow::bail!(
+                    "ingester.ring.replication-factor is {} but there are {n} ingesters in ingester.ring.members: it must be between 1 and {n}",
+                    s.ingester_rf
+                );
+            }
+            if s.shard_groups == 0 || s.shard_groups > MAX_SHARD_GROUPS {
+                anyhow::bail!("ingester.shard-groups must be between 1 and {MAX_SHARD_GROUPS}");
+            }
+            if has(Role::Ingester) && !s.ingester_members.contains(&s.ingester_instance) {
+                anyhow::bail!(
+                    "target {}: an ingester of a cluster needs ingester.ring.instance-id, one of ingester.ring.members ({})",
+                    s.target,
+                    s.ingester_members.ids().join(", ")
+                );
+            }
+            if let Some((id, _)) = s
+                .raft_peer_routes
+                .0
+                .iter()
+                .find(|(id, _)| !s.ingester_members.contains(id))
+            {
+                anyhow::bail!(
+                    "ingester.raft.peer-routes: {id:?} is not one of ingester.ring.members"
+                );
+            }
+            if roles.len() == Role::ORDER.len() {
+                anyhow::bail!(
+                    "target all runs the ingester in this process: ingester.ring.members is for a cluster of separate processes"
+                );
+            }
+        }
         if s.gateway_rf == 0 {
             anyhow::bail!("store-gateway.sharding-ring.replication-factor must be at least 1");
         }
@@ -1059,9 +1137,46 @@ mod tests {
         let c = parse(&[
             "--target=distributor,querier",
             "--ingester.ring.members=ingester-1=127.0.0.1:9095",
+            "--ingester.ring.replication-factor=1",
         ])
         .unwrap();
         assert_eq!(c.roles(), vec![Role::Distributor, Role::Querier]);
+        // A cluster: RF within the members, an ingester names itself, routes name members.
+        let three = "--ingester.ring.members=i1=127.0.0.1:1,i2=127.0.0.1:2,i3=127.0.0.1:3";
+        let e = parse(&[
+            "--target=distributor",
+            "--ingester.ring.members=i1=127.0.0.1:1",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("replication-factor is 3 but there are 1"), "{e}");
+        let e = parse(&["--target=ingester", three])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs ingester.ring.instance-id"), "{e}");
+        let c = parse(&[
+            "--target=ingester",
+            three,
+            "--ingester.ring.instance-id=i2",
+            "--ingester.raft.peer-routes=i1=127.0.0.1:7,i3=127.0.0.1:8",
+        ])
+        .unwrap();
+        assert_eq!((c.ingester_rf, c.shard_groups), (3, 16));
+        assert_eq!(c.raft_peer_routes.0.len(), 2);
+        let e = parse(&[
+            "--target=ingester",
+            three,
+            "--ingester.ring.instance-id=i2",
+            "--ingester.raft.peer-routes=i9=h:1",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("\"i9\" is not one of"), "{e}");
+        assert!(
+            parse(&[three, "--ingester.ring.instance-id=i1"]).is_err(),
+            "all is not a cluster member"
+        );
+        assert!(parse(&["--target=distributor", three, "--ingester.shard-groups=0"]).is_err());
         assert_eq!(parse(&[]).unwrap().roles().len(), 5);
         assert!(parse(&["--target=ingester,store-gateway"]).is_err());
         // Blocks storage: Mimir's names, on the command line and in the file.

@@ -60,15 +60,30 @@ fn from_json<T: DeserializeOwned>(b: &[u8], what: &str) -> Result<T, Status> {
 
 /// Channels to peer nodes by address, shared by every group's replicas on this node.
 #[derive(Clone, Default)]
-pub struct PeerChannels(Arc<Mutex<HashMap<String, Channel>>>);
+pub struct PeerChannels {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Where this node dials a member's address instead (a member's address is part of
+    /// every group's replicated membership; a route is this node's own, such as a
+    /// fault proxy between two nodes in tests and deploy/local/cluster.sh).
+    routes: Arc<HashMap<String, String>>,
+}
 
 impl PeerChannels {
+    /// Channels that dial `routes[addr]` for the members listed there.
+    pub fn with_routes(routes: HashMap<String, String>) -> PeerChannels {
+        PeerChannels {
+            channels: Arc::default(),
+            routes: Arc::new(routes),
+        }
+    }
+
     fn client(&self, addr: &str) -> Result<RaftClient<Channel>, String> {
-        let mut m = self.0.lock();
+        let mut m = self.channels.lock();
         let ch = match m.get(addr) {
             Some(c) => c.clone(),
             None => {
-                let c = Endpoint::from_shared(format!("http://{addr}"))
+                let dial = self.routes.get(addr).map_or(addr, |r| r.as_str());
+                let c = Endpoint::from_shared(format!("http://{dial}"))
                     .map_err(|e| e.to_string())?
                     .connect_timeout(Duration::from_secs(1))
                     .tcp_nodelay(true)

@@ -40,6 +40,9 @@ pub struct NodeSpec {
     pub head: HeadOptions,
     pub replica: ReplicaOptions,
     pub log: LogEngineOptions,
+    /// Member address -> the address this node dials for it instead (empty: the
+    /// members' own; see `PeerChannels::with_routes`).
+    pub peer_routes: HashMap<String, String>,
 }
 
 /// A node snapshots the groups that keep its oldest segment alive once it has more
@@ -54,6 +57,7 @@ pub struct IngesterNode {
     engine: Arc<LogEngine>,
     pins: tokio::task::AbortHandle,
     shipping: parking_lot::Mutex<Option<tokio::task::AbortHandle>>,
+    shippers: parking_lot::Mutex<Vec<(Arc<Replica>, Arc<Shipper>)>>,
 }
 
 impl IngesterNode {
@@ -76,7 +80,7 @@ impl IngesterNode {
         let mut replica_opts = spec.replica.clone();
         replica_opts.series_limits.ingesters = placement.groups() as usize;
         let router = LocalRouter::default();
-        let channels = PeerChannels::default();
+        let channels = PeerChannels::with_routes(spec.peer_routes.clone());
         let mut replicas = BTreeMap::new();
         for g in placement.groups_of(spec.me) {
             let id = Placement::replica_id(spec.me, g);
@@ -131,7 +135,24 @@ impl IngesterNode {
             engine,
             pins,
             shipping: parking_lot::Mutex::new(None),
+            shippers: parking_lot::Mutex::new(Vec::new()),
         })
+    }
+
+    /// Ready once every replica here knows its group's leader (itself or a peer): the
+    /// groups formed, and this node caught up with them after a restart.
+    pub fn ready(&self) -> Result<(), String> {
+        let waiting: Vec<GroupId> = self
+            .replicas
+            .iter()
+            .filter(|(_, r)| r.raft().metrics().borrow().current_leader.is_none())
+            .map(|(g, _)| *g)
+            .collect();
+        if waiting.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("shard groups {waiting:?} have no known leader yet"))
+        }
     }
 
     /// The node's Raft service, for its gRPC server.
@@ -159,13 +180,14 @@ impl IngesterNode {
 
     /// Ships the groups this node leads: every `interval`, each replica that leads its
     /// group runs its group's shipper (the single node's protocol, as Raft entries; see
-    /// replication.md). A replica that loses its leadership mid-way fails that attempt
-    /// (NotLeader at its next entry); the new leader resumes the cut under the same
-    /// block ids. Stops with the node.
+    /// replication.md), telling `shipped_to(group)` of each block it shipped. A replica
+    /// that loses its leadership mid-way fails that attempt (NotLeader at its next
+    /// entry); the new leader resumes the cut under the same block ids. Stops with the
+    /// node.
     pub fn start_shipping(
         &self,
         writer: Arc<hearth_storage::BlockWriter>,
-        shipped_to: ShippedTo,
+        shipped_to: impl Fn(GroupId) -> ShippedTo,
         block_range_ms: i64,
         interval: std::time::Duration,
     ) {
@@ -176,12 +198,13 @@ impl IngesterNode {
                 let shipper = Shipper::new(
                     r.clone() as Arc<dyn ShippingLog>,
                     writer.clone(),
-                    shipped_to.clone(),
+                    shipped_to(r.group()),
                     block_range_ms,
                 );
                 (r.clone(), Arc::new(shipper))
             })
             .collect();
+        *self.shippers.lock() = shippers.clone();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -202,6 +225,31 @@ impl IngesterNode {
             }
         });
         *self.shipping.lock() = Some(task.abort_handle());
+    }
+
+    /// Ships the whole head of every group this node leads now (`POST /ingester/flush`
+    /// on each node flushes the cluster), with the blocks written. Fails with the first
+    /// group that could not ship; groups shipped before it stay shipped.
+    pub async fn flush(&self) -> Result<Vec<hearth_storage::BlockMeta>, crate::ShipError> {
+        let shippers = self.shippers.lock().clone();
+        let mut blocks = Vec::new();
+        for (replica, shipper) in shippers {
+            if !replica.is_leader() {
+                continue;
+            }
+            blocks
+                .extend(hearth_core::cpu::background(async move { shipper.flush().await }).await?);
+        }
+        Ok(blocks)
+    }
+
+    /// What the shippers of the groups this node leads are doing, if anything.
+    pub fn shipping_activity(&self) -> Vec<String> {
+        self.shippers
+            .lock()
+            .iter()
+            .filter_map(|(r, s)| s.activity().map(|a| format!("group {}: {a}", r.group())))
+            .collect()
     }
 
     /// Every group's head held here.

@@ -25,7 +25,7 @@ use openraft::error::ClientWriteError;
 use openraft::network::RaftNetworkFactory;
 use openraft::{BasicNode, Config, Raft, ServerState};
 use tokio::sync::{mpsc, oneshot, Semaphore};
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::command::{Command, WritePart};
 use super::log_engine::{GroupId, LogEngine};
@@ -163,6 +163,7 @@ impl Replica {
         ))
         .abort_handle();
         tokio::spawn(propose(raft.clone(), rx, opts, group, progress));
+        tokio::spawn(step_aside_without_quorum(raft.clone(), group, lease));
         Ok(Replica {
             group,
             id,
@@ -344,6 +345,65 @@ impl Drop for Replica {
     }
 }
 
+/// A leader that has not heard from a quorum for this many leases stops sending
+/// heartbeats, so its followers elect a leader among themselves.
+const LEASES_BEFORE_STEPPING_ASIDE: u32 = 2;
+
+/// openraft 0.9 has no CheckQuorum: a leader that can send but not hear (an asymmetric
+/// partition) keeps its followers' election timers reset with heartbeats whose answers
+/// never reach it, so the group would never elect a leader that can commit. Such a
+/// leader already refuses writes (its lease expired, `refusal`); after a few leases
+/// this task also turns its heartbeats off, so the followers time out and elect. When
+/// it hears the new leader (or any higher term) it becomes a follower and its
+/// heartbeats are turned back on for the next time it leads. Ends with the Raft.
+async fn step_aside_without_quorum(raft: Raft<ShardConfig>, group: GroupId, lease: Duration) {
+    let limit = (lease * LEASES_BEFORE_STEPPING_ASIDE).as_millis() as u64;
+    let mut metrics = raft.metrics();
+    let mut silenced = false;
+    // Since when this replica leads (a new leader has no quorum acknowledgement yet).
+    let mut leading_since: Option<std::time::Instant> = None;
+    loop {
+        let (leader, since_ack) = {
+            let m = metrics.borrow_and_update();
+            (m.state == ServerState::Leader, m.millis_since_quorum_ack)
+        };
+        leading_since = match (leader, leading_since) {
+            (true, None) => Some(std::time::Instant::now()),
+            (true, s) => s,
+            (false, _) => None,
+        };
+        let lost = leader
+            && match since_ack {
+                Some(ms) => ms > limit,
+                None => leading_since.is_some_and(|s| s.elapsed().as_millis() as u64 > limit),
+            };
+        if lost && !silenced {
+            warn!(
+                group,
+                millis_since_quorum_ack = ?since_ack,
+                "the leader has not heard from a quorum for {} leases; it stops its heartbeats so its followers elect a leader that can commit",
+                LEASES_BEFORE_STEPPING_ASIDE
+            );
+            raft.runtime_config().heartbeat(false);
+            silenced = true;
+        } else if silenced && !leader {
+            info!(
+                group,
+                "no longer the leader; heartbeats on again for the next leadership"
+            );
+            raft.runtime_config().heartbeat(true);
+            silenced = false;
+        }
+        // Metrics change on every heartbeat answer; a leader that hears nothing produces
+        // no change, hence the timeout.
+        if let Ok(Err(_)) =
+            tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await
+        {
+            return;
+        }
+    }
+}
+
 /// Asks for a snapshot whenever the group's log holds more than `limit` bytes: openraft
 /// then purges the log up to it. (A request while one is being built is ignored.)
 async fn snapshot_when_log_grows(
@@ -358,6 +418,27 @@ async fn snapshot_when_log_grows(
         tick.tick().await;
         if engine.group_bytes(group) >= limit && raft.trigger().snapshot().await.is_err() {
             return; // The replica stopped.
+        }
+    }
+}
+
+/// Resolves once this replica leads without having heard from a quorum within `lease`
+/// (it may commit nothing more until it does).
+async fn lease_lost(raft: &Raft<ShardConfig>, lease: Duration) {
+    let mut metrics = raft.metrics();
+    loop {
+        {
+            let m = metrics.borrow_and_update();
+            if m.state == ServerState::Leader
+                && m.millis_since_quorum_ack
+                    .is_some_and(|ms| ms > lease.as_millis() as u64)
+            {
+                return;
+            }
+        }
+        // Metrics are published at every tick (100 ms) while the Raft runs.
+        if metrics.changed().await.is_err() {
+            return std::future::pending().await;
         }
     }
 }
@@ -418,6 +499,7 @@ async fn propose(
         // Handing the entry to openraft here keeps entries in the order writes came.
         let answer = raft.client_write_ff(Command::write(parts)).await;
         let (done, finished) = oneshot::channel::<()>();
+        let (watched, lease) = (raft.clone(), opts.lease);
         tokio::spawn(async move {
             // Every other failure is a 503: the entry may or may not commit, and a
             // retry of the same samples is a no-op if it did. ForwardToLeader means the
@@ -425,19 +507,30 @@ async fn propose(
             let unavailable = |m: String| GroupPushError::Push(PushError::Unavailable(m));
             let result: Result<_, GroupPushError> = match answer {
                 Err(fatal) => Err(unavailable(format!("group {group}: {fatal}"))),
-                Ok(rx) => match rx.await {
-                    Err(_) => Err(unavailable(format!(
-                        "group {group}: the write's outcome is unknown (leadership changed); retry"
-                    ))),
-                    Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
-                        Err(GroupPushError::NotLeader {
-                            group,
-                            leader: f.leader_id,
-                        })
+                Ok(rx) => {
+                    // A leader cut off from its quorum would hold the write until it
+                    // hears of a newer leader, which a partition delays for its length.
+                    let committed = tokio::select! {
+                        r = rx => Some(r),
+                        _ = lease_lost(&watched, lease) => None,
+                    };
+                    match committed {
+                        None => Err(unavailable(format!(
+                            "group {group}: the leader lost its quorum before the write committed; its outcome is unknown, retry"
+                        ))),
+                        Some(Err(_)) => Err(unavailable(format!(
+                            "group {group}: the write's outcome is unknown (leadership changed); retry"
+                        ))),
+                        Some(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => {
+                            Err(GroupPushError::NotLeader {
+                                group,
+                                leader: f.leader_id,
+                            })
+                        }
+                        Some(Ok(Err(e))) => Err(unavailable(format!("group {group}: {e}"))),
+                        Some(Ok(Ok(resp))) => Ok(resp.data.0),
                     }
-                    Ok(Err(e)) => Err(unavailable(format!("group {group}: {e}"))),
-                    Ok(Ok(resp)) => Ok(resp.data.0),
-                },
+                }
             };
             drop(permit);
             let _ = done.send(());

@@ -1,15 +1,19 @@
 //! The distributor role: the remote-write front door. It validates and rate-limits
-//! each request and hands it to the ingesters: the one in this process, or the ring of
-//! remote ingesters (each series to the ingester its hash gives, every part pushed at
-//! once, acknowledged only when every part is durable).
+//! each request and hands it to the ingesters: the one in this process, or the cluster's
+//! ingester nodes (each series to its shard group, each group's part to the group's
+//! leader, every part at once, acknowledged only when every part is committed on a
+//! quorum of the group's replicas).
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
 use axum::Router;
+use hearth_core::shard::GroupIngester;
 use hearth_core::Ingester;
-use hearth_distributor::{push_handler, DistributorConfig, DistributorState, IngesterRing};
+use hearth_distributor::{
+    push_handler, DistributorConfig, DistributorState, GroupRouter, RouterOptions,
+};
 use tracing::info;
 
 use super::{Context, Module};
@@ -20,17 +24,26 @@ pub async fn start(ctx: &mut Context) -> anyhow::Result<Module> {
     let ingester: Arc<dyn Ingester> = match &ctx.ingester {
         Some(local) => local.db.clone(),
         None => {
-            let mut members: Vec<(String, Arc<dyn Ingester>)> = Vec::new();
+            // Each write is split by shard group and each part sent to its group's
+            // leader, wherever it is.
+            let mut members: Vec<(String, Arc<dyn GroupIngester>)> = Vec::new();
             for (id, addr) in &cfg.ingester_members.0 {
                 members.push((
-                    id.clone(),
+                    format!("{id} ({addr})"),
                     Arc::new(hearth_rpc::RemoteIngester::connect_lazy(addr)?),
                 ));
             }
-            info!(ingesters = members.len(), "writing to the ingester ring");
-            Arc::new(IngesterRing::new(
+            info!(
+                ingesters = members.len(),
+                shard_groups = cfg.shard_groups,
+                replication_factor = cfg.ingester_rf,
+                "writing to the shard groups' leaders"
+            );
+            Arc::new(GroupRouter::new(
                 members,
-                hearth_core::ring::DEFAULT_TOKENS_PER_MEMBER,
+                cfg.shard_groups,
+                cfg.ingester_rf,
+                RouterOptions::default(),
             ))
         }
     };

@@ -166,28 +166,30 @@ fn tenant_ranges(db: &Db, recent: &RecentlyShipped) -> Vec<(String, i64, i64)> {
 async fn flush_handler(State(shipper): State<Arc<Shipper>>) -> impl IntoResponse {
     let s = shipper.clone();
     match hearth_core::cpu::background(async move { s.flush().await }).await {
-        Ok(blocks) => {
-            let list: Vec<serde_json::Value> = blocks
-                .iter()
-                .map(|m| {
-                    serde_json::json!({
-                        "tenant": m.hearth.tenant,
-                        "ulid": m.ulid,
-                        "minTime": m.min_time,
-                        "maxTime": m.max_time,
-                        "numSeries": m.stats.num_series,
-                        "numSamples": m.stats.num_samples,
-                    })
-                })
-                .collect();
-            (
-                StatusCode::OK,
-                axum::Json(serde_json::json!({"status": "success", "blocks": list})),
-            )
-        }
+        Ok(blocks) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "success", "blocks": blocks_json(&blocks)})),
+        ),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(serde_json::json!({"status": "error", "error": e.to_string()})),
         ),
     }
+}
+
+/// The blocks a flush wrote, as the flush endpoint lists them.
+pub fn blocks_json(blocks: &[hearth_storage::BlockMeta]) -> Vec<serde_json::Value> {
+    blocks
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "tenant": m.hearth.tenant,
+                "ulid": m.ulid,
+                "minTime": m.min_time,
+                "maxTime": m.max_time,
+                "numSeries": m.stats.num_series,
+                "numSamples": m.stats.num_samples,
+            })
+        })
+        .collect()
 }

@@ -13,6 +13,7 @@
 pub mod compactor;
 pub mod distributor;
 pub mod ingester;
+pub mod ingester_node;
 pub mod querier;
 pub mod store_gateway;
 
@@ -180,7 +181,8 @@ pub async fn start(ctx: &mut Context) -> anyhow::Result<Vec<(Role, Module)>> {
             continue;
         }
         let m = match role {
-            Role::Ingester => ingester::start(ctx).await?,
+            Role::Ingester if ctx.cfg.ingester_members.is_empty() => ingester::start(ctx).await?,
+            Role::Ingester => ingester_node::start(ctx).await?,
             Role::StoreGateway => store_gateway::start(ctx).await?,
             Role::Compactor => compactor::start(ctx).await?,
             Role::Distributor => distributor::start(ctx).await?,

@@ -1,59 +1,54 @@
 //! The querier role: the Prometheus HTTP API over one `Queryable` that merges recent
-//! data (the ingesters: in-process, or every ingester of the ring over gRPC) with
+//! data (the ingester in-process, or one replica of every shard group of the cluster's
+//! ingester nodes over gRPC) with
 //! history (the store gateway in-process, the store gateways of their ring over gRPC,
 //! or the bucket read here), with deletion requests applied to every answer.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use hearth_core::shard::GroupReader;
 use hearth_core::Queryable;
 use hearth_promql::{Engine, EngineOptions};
-use hearth_querier::{ApiConfig, Fanout, Member, MergeQueryable, QuerierState, Source};
+use hearth_querier::{
+    ApiConfig, Fanout, GroupFanout, Member, MergeQueryable, QuerierState, Source,
+};
 use hearth_rpc::RemoteStore;
 use tracing::info;
 
 use super::{Context, Module};
 use crate::metrics::Parts;
 
+/// How long a read waits for a shard group with no replica able to serve (an election,
+/// a node restarting) before the query fails.
+const GROUP_READ_RETRY: Duration = Duration::from_secs(10);
+
 /// How often remote stores are asked what they hold.
 fn info_refresh(ctx: &Context) -> Duration {
     ctx.cfg.sync_interval.std().min(Duration::from_secs(10))
 }
 
-/// The members of a static ring of remote stores (ingesters or store gateways). An
-/// ingester takes new data at any moment (late samples below what it holds too), so it
-/// is asked for every query: a query must see a write the moment it was acknowledged,
-/// not an `Info` refresh later. Store gateways are asked for what their `Info` covers.
-fn remote_members(
-    ctx: &Context,
-    kind: &str,
-    members: &[(String, String)],
-    takes_writes: bool,
-) -> anyhow::Result<Vec<Member>> {
+/// The store gateways of their ring, each asked for what its `Info` says it holds.
+fn gateway_members(ctx: &Context, members: &[(String, String)]) -> anyhow::Result<Vec<Member>> {
     let mut out = Vec::with_capacity(members.len());
     for (id, addr) in members {
         let remote = Arc::new(
-            RemoteStore::connect_lazy(addr).map_err(|e| anyhow::anyhow!("{kind} {id}: {e}"))?,
+            RemoteStore::connect_lazy(addr)
+                .map_err(|e| anyhow::anyhow!("store-gateway {id}: {e}"))?,
         );
-        let range: hearth_querier::merge::TimeRange = if takes_writes {
-            Arc::new(|_| (i64::MIN, i64::MAX))
-        } else {
-            remote.spawn_info_refresh(info_refresh(ctx));
-            let r = remote.clone();
-            Arc::new(move |t| r.time_range(t))
-        };
+        remote.spawn_info_refresh(info_refresh(ctx));
+        let r = remote.clone();
         out.push(Member {
-            name: format!("{kind} {id} ({addr})"),
+            name: format!("store-gateway {id} ({addr})"),
             queryable: remote,
-            range,
+            range: Arc::new(move |t| r.time_range(t)),
         });
     }
     Ok(out)
 }
 
 pub async fn start(ctx: &mut Context) -> anyhow::Result<Module> {
-    // Recent data: the ingester here, or every ingester of the ring (each holds a
-    // part of every tenant's series; with replication factor 1 none may be missing).
+    // Recent data: the ingester here, or the cluster's ingester nodes.
     let recent = match &ctx.ingester {
         Some(local) => Source {
             name: "ingester",
@@ -61,17 +56,30 @@ pub async fn start(ctx: &mut Context) -> anyhow::Result<Module> {
             range: local.range.clone(),
         },
         None => {
-            let members = remote_members(ctx, "ingester", &ctx.cfg.ingester_members.0, true)?;
+            // One replica per shard group, each confirmed current with its group's
+            // quorum: every acknowledged write is seen, and no series twice.
+            let mut members: Vec<(String, Arc<dyn GroupReader>)> = Vec::new();
+            for (id, addr) in &ctx.cfg.ingester_members.0 {
+                let remote = RemoteStore::connect_lazy(addr)
+                    .map_err(|e| anyhow::anyhow!("ingester {id}: {e}"))?;
+                members.push((format!("ingester {id} ({addr})"), Arc::new(remote)));
+            }
             info!(
                 ingesters = members.len(),
-                "reading recent data from the ingesters"
+                shard_groups = ctx.cfg.shard_groups,
+                "reading recent data from one replica of each shard group"
             );
-            let fanout = Arc::new(Fanout::new(members, 1));
-            let f = fanout.clone();
             Source {
                 name: "ingesters",
-                queryable: fanout,
-                range: Arc::new(move |t| f.time_range(t)),
+                queryable: Arc::new(GroupFanout::new(
+                    members,
+                    ctx.cfg.shard_groups,
+                    ctx.cfg.ingester_rf,
+                    GROUP_READ_RETRY,
+                )),
+                // An ingester takes new data at any moment (late samples too): asked
+                // for every query.
+                range: Arc::new(|_| (i64::MIN, i64::MAX)),
             }
         }
     };
@@ -83,7 +91,7 @@ pub async fn start(ctx: &mut Context) -> anyhow::Result<Module> {
             range: h.range.clone(),
         }
     } else if !ctx.cfg.gateway_members.is_empty() {
-        let members = remote_members(ctx, "store-gateway", &ctx.cfg.gateway_members.0, false)?;
+        let members = gateway_members(ctx, &ctx.cfg.gateway_members.0)?;
         info!(
             gateways = members.len(),
             replication_factor = ctx.cfg.gateway_rf,
