@@ -7,7 +7,8 @@
 #                                        print `push: <remote-write URL>` and
 #                                        `query: <Prometheus API base URL>`
 #   deploy/local/cluster.sh down         stop every process (SIGTERM, then SIGKILL after 15 s)
-#   deploy/local/cluster.sh status       each process: PID, whether it runs and is ready
+#   deploy/local/cluster.sh status       each process: PID, whether it runs and is ready;
+#                                        then every shard group's replicas (hearth cluster status)
 #   deploy/local/cluster.sh start NODE   start NODE (e.g. ingester-2) again on its data,
 #                                        as `up` did; returns once it is ready
 #   deploy/local/cluster.sh stop NODE    stop NODE gracefully (SIGTERM)
@@ -291,6 +292,14 @@ case "$cmd" in
       [ "$state" = running ] && ready "$n" && r=yes
       printf '%-16s %-8s %-8s %-6s %s\n' "$n" "$(pid_of "$n")" "$state" "$r" "127.0.0.1:$(http_port "$n")"
     done
+    # The shard groups, as a querier sees them.
+    for q in "${QUERIERS[@]}"; do
+      if running "$q"; then
+        echo
+        "$(head -n 1 "$DIR/$q.cmd")" cluster status --url "127.0.0.1:$(http_port "$q")" || true
+        break
+      fi
+    done
     ;;
   start)
     [ -n "${2:-}" ] || die "start NODE"
@@ -336,7 +345,7 @@ case "$cmd" in
     echo "$2: reaches its peers again"
     ;;
   *)
-    sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -450,6 +450,59 @@ async fn faults_under_load(c: &Cluster) {
     let n = verify(c, &log, base, true).await;
     assert_eq!(n, 2 * ok * SERIES);
     eprintln!("every one of {ok} acknowledged writes returned exactly once by both queriers");
+    replicas_agree(c).await;
+}
+
+/// Once the writes stopped, every group's three replicas reach the same applied index
+/// and hold identical heads (digests from /api/v1/status/cluster, each node asked over
+/// gRPC); then `cluster.sh status` shows the groups through `hearth cluster status`.
+async fn replicas_agree(c: &Cluster) {
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/status/cluster?digests=true", c.query[0]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let groups = loop {
+        let v = get_json(&client, &url).await;
+        assert_eq!(v["status"], "success", "{v}");
+        let groups = v["data"]["groups"].as_array().unwrap().clone();
+        let settled = v["data"]["nodes"].as_array().unwrap().len() == 3
+            && groups.len() == 16
+            && groups.iter().all(|g| {
+                let rs = g["replicas"].as_array().unwrap();
+                rs.len() == 3
+                    && !g["leader"].is_null()
+                    && rs
+                        .iter()
+                        .all(|r| r["lag"] == 0 && r["appliedIndex"] == rs[0]["appliedIndex"])
+            });
+        if settled {
+            break groups;
+        }
+        assert!(Instant::now() < deadline, "replicas did not settle: {v}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let mut series = 0;
+    for g in &groups {
+        let rs = g["replicas"].as_array().unwrap();
+        let digest = &rs[0]["digest"];
+        assert!(digest.is_object(), "{g}");
+        for r in rs {
+            assert_eq!(
+                &r["digest"], digest,
+                "group {}: replicas differ: {g}",
+                g["group"]
+            );
+        }
+        series += digest["series"].as_u64().unwrap();
+    }
+    // The writers' series and Prometheus' (the interop scenario), each in one group.
+    assert!(
+        series >= (WRITERS * SERIES) as u64,
+        "{series} series in the heads"
+    );
+    eprintln!("16 groups: every replica at the same applied index with the same head digest ({series} series)");
+    let status = c.run(&["status"]);
+    assert_eq!(status.matches(" leader ").count(), 16, "{status}");
+    assert_eq!(status.matches(" follower ").count(), 32, "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

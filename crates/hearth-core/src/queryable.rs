@@ -271,6 +271,14 @@ pub trait IngesterStatus: Send + Sync + 'static {
     /// Corrupt write-ahead log records found (and cut away) when the logs were last
     /// opened.
     async fn wal_corruptions(&self) -> Result<u64, StorageError>;
+    /// The shard-group replicas of each replicated ingester node answering (none for a
+    /// single-node ingester), with head digests when `digests`.
+    async fn replicas(
+        &self,
+        _digests: bool,
+    ) -> Result<Vec<crate::shard::NodeReplicas>, StorageError> {
+        Ok(Vec::new())
+    }
 }
 
 #[cfg(test)]

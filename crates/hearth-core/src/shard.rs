@@ -157,6 +157,52 @@ pub trait GroupReader: Send + Sync + 'static {
     async fn group(&self, group: u32) -> Result<Arc<dyn Queryable>, StorageError>;
 }
 
+/// One replica of a shard group as its node sees it, for the cluster's status page
+/// (`/api/v1/status/cluster`) and checks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaState {
+    pub group: u32,
+    pub replica: u64,
+    /// leader, follower, candidate or learner.
+    pub role: String,
+    pub term: u64,
+    /// The replica it believes leads the group.
+    pub leader: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub last_log_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    /// A leader's time since a quorum last acknowledged it.
+    pub millis_since_quorum_ack: Option<u64>,
+    pub head_series: u64,
+    /// The oldest of the tenants' shipped watermarks: every tenant's data before it is
+    /// in blocks (none when nothing was shipped).
+    pub shipped_watermark_ms: Option<i64>,
+    /// What its head holds, when asked for (a pass over every sample).
+    pub digest: Option<ReplicaDigest>,
+}
+
+/// A head's content summed up: replicas of a group at the same applied index agree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReplicaDigest {
+    pub series: u64,
+    pub samples: u64,
+    #[serde(serialize_with = "as_hex")]
+    pub hash: u64,
+}
+
+fn as_hex<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{v:016x}"))
+}
+
+/// One ingester node's replicas, or why it did not answer.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct NodeReplicas {
+    pub node: String,
+    pub error: Option<String>,
+    pub replicas: Vec<ReplicaState>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

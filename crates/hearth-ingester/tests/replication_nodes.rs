@@ -260,6 +260,7 @@ async fn a_whole_node_stops_and_returns_and_every_group_keeps_every_write() {
     // Per group: every replica at the leader's applied index holds the same head, and
     // the groups together hold every acknowledged sample once.
     let mut total = HeadDigest::default();
+    let mut digests_of = BTreeMap::new();
     for g in 0..GROUPS {
         let l = leader(&nodes, g).await;
         let index = nodes[l]
@@ -289,6 +290,7 @@ async fn a_whole_node_stops_and_returns_and_every_group_keeps_every_write() {
         );
         total.series += first.series;
         total.samples += first.samples;
+        digests_of.insert(g, first);
     }
     assert_eq!(total.series, 40);
     assert_eq!(total.samples, 70 * 40);
@@ -298,8 +300,11 @@ async fn a_whole_node_stops_and_returns_and_every_group_keeps_every_write() {
         nodes
             .iter()
             .map(|n| {
-                Arc::new(hearth_rpc::RemoteIngester::connect_lazy(&n.listener_addr).unwrap())
-                    as Arc<dyn hearth_core::IngesterStatus>
+                (
+                    n.listener_addr.clone(),
+                    Arc::new(hearth_rpc::RemoteIngester::connect_lazy(&n.listener_addr).unwrap())
+                        as Arc<dyn hearth_core::IngesterStatus>,
+                )
             })
             .collect(),
     );
@@ -307,6 +312,27 @@ async fn a_whole_node_stops_and_returns_and_every_group_keeps_every_write() {
     let s = status.tsdb_status(&common::tenant(), 10).await.unwrap();
     assert_eq!(s.num_series, 40, "{s:?}");
     assert_eq!(s.series_count_by_metric_name, vec![("up".to_string(), 40)]);
+    // The replicas over gRPC, as /api/v1/status/cluster asks: every node answers for
+    // its four replicas, one leader per group, and the digests agree with the heads'.
+    let answers = status.replicas(true).await.unwrap();
+    assert_eq!(answers.len(), 3);
+    for (node, a) in nodes.iter().zip(&answers) {
+        assert_eq!(a.node, node.listener_addr);
+        assert_eq!(a.error, None);
+        assert_eq!(a.replicas.len(), GROUPS as usize);
+    }
+    for g in 0..GROUPS {
+        let of_group: Vec<_> = answers
+            .iter()
+            .flat_map(|a| a.replicas.iter().filter(|r| r.group == g))
+            .collect();
+        assert_eq!(of_group.len(), 3);
+        assert_eq!(of_group.iter().filter(|r| r.role == "leader").count(), 1);
+        let d = of_group[0].digest.unwrap();
+        assert!(of_group.iter().all(|r| r.digest == Some(d)), "{of_group:?}");
+        assert_eq!(d.series, digests_of[&g].series);
+        assert_eq!(d.hash, digests_of[&g].hash);
+    }
     for n in &mut nodes {
         if let Some(node) = n.node.take() {
             node.shutdown().await;

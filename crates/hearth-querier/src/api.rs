@@ -67,6 +67,7 @@ pub fn router(state: Arc<QuerierState>) -> Router {
         .route("/api/v1/status/config", get(config))
         .route("/api/v1/status/runtimeinfo", get(runtimeinfo))
         .route("/api/v1/status/tsdb", get(tsdb_status))
+        .route("/api/v1/status/cluster", get(cluster_status))
         .route(
             "/api/v1/query_exemplars",
             get(query_exemplars).post(query_exemplars),
@@ -784,6 +785,29 @@ async fn runtimeinfo(State(s): State<Arc<QuerierState>>) -> ApiResult {
         "rssBytes": rss_bytes(),
         "uptimeSeconds": s.started_instant.elapsed().as_secs(),
     })))
+}
+
+/// `/api/v1/status/cluster[?digests=true]`: the ingester nodes and shard groups
+/// (crate::cluster); with `digests`, each replica's head digest (a pass over every
+/// sample of every head: for checks).
+async fn cluster_status(
+    State(s): State<Arc<QuerierState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> ApiResult {
+    let p = Params::from_request(&method, &uri, &headers, &[]);
+    let digests = match p.get("digests") {
+        None | Some("") | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(v) => {
+            return Err(ApiError::bad_data(format!(
+                "digests: {v:?} is not a boolean"
+            )))
+        }
+    };
+    let nodes = s.status.replicas(digests).await.map_err(internal_error)?;
+    Ok(success(crate::cluster::cluster_view(&nodes)))
 }
 
 async fn tsdb_status(

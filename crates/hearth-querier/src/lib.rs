@@ -5,12 +5,13 @@
 //! reads: `merge` (ingesters for recent data, blocks for history), `fanout` (the members
 //! of a sharded, replicated set: ingesters, store gateways), `groups` (replicated
 //! ingester nodes read one replica per shard group), `deletes` (deletion
-//! requests applied to every answer), and `status` (every ingester's status answers as
-//! one). It reads series only through `hearth_core::Queryable` and ingester status
+//! requests applied to every answer), `status` (every ingester's status answers as
+//! one) and `cluster` (the cluster's nodes and shard groups, /api/v1/status/cluster). It reads series only through `hearth_core::Queryable` and ingester status
 //! through `hearth_core::IngesterStatus`; it may not touch storage internals or the
 //! write path.
 
 pub mod api;
+pub mod cluster;
 pub mod deletes;
 pub mod fanout;
 pub mod groups;

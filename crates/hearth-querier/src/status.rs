@@ -8,15 +8,20 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::future::join_all;
+use hearth_core::shard::NodeReplicas;
 use hearth_core::{IngesterStatus, MetricMetadata, StorageError, Tenant, TsdbStatus};
 
 pub struct IngestersStatus {
     members: Vec<Arc<dyn IngesterStatus>>,
+    /// Each member's name, for the replicas of a member that did not answer.
+    names: Vec<String>,
 }
 
 impl IngestersStatus {
-    pub fn new(members: Vec<Arc<dyn IngesterStatus>>) -> IngestersStatus {
-        IngestersStatus { members }
+    /// Every ingester, by name.
+    pub fn new(members: Vec<(String, Arc<dyn IngesterStatus>)>) -> IngestersStatus {
+        let (names, members) = members.into_iter().unzip();
+        IngestersStatus { members, names }
     }
 }
 
@@ -47,5 +52,23 @@ impl IngesterStatus for IngestersStatus {
             n += r?;
         }
         Ok(n)
+    }
+
+    /// Every node's replicas; a node that does not answer is listed with its error (a
+    /// status page shows a cluster with a node down, it does not fail).
+    async fn replicas(&self, digests: bool) -> Result<Vec<NodeReplicas>, StorageError> {
+        let answers = join_all(self.members.iter().map(|m| m.replicas(digests))).await;
+        let mut out = Vec::new();
+        for (name, answer) in self.names.iter().zip(answers) {
+            match answer {
+                Ok(nodes) => out.extend(nodes),
+                Err(e) => out.push(NodeReplicas {
+                    node: name.clone(),
+                    error: Some(e.to_string()),
+                    replicas: Vec::new(),
+                }),
+            }
+        }
+        Ok(out)
     }
 }

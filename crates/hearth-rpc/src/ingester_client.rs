@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hearth_core::shard::{GroupIngester, GroupPushError};
+use hearth_core::shard::{GroupIngester, GroupPushError, NodeReplicas};
 use hearth_core::{
     Ingester, IngesterStatus, MetricMetadata, PushError, PushOutcome, StorageError, Tenant,
     TsdbStatus, WriteBatch,
@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::convert::storage_from_status;
-use crate::ingester_server::{metadata_from_wire, metadata_to_wire};
+use crate::ingester_server::{metadata_from_wire, metadata_to_wire, replica_from_wire};
 use crate::MAX_MESSAGE_BYTES;
 
 /// How long a push may take before the distributor gives up on it (503, retried by the
@@ -190,5 +190,23 @@ impl IngesterStatus for RemoteIngester {
             .map_err(|s| storage_from_status(&self.name, s))?
             .into_inner()
             .corruptions)
+    }
+
+    async fn replicas(&self, digests: bool) -> Result<Vec<NodeReplicas>, StorageError> {
+        let r = self
+            .client
+            .clone()
+            .replicas(ip::ReplicasRequest { digests })
+            .await
+            .map_err(|s| storage_from_status(&self.name, s))?
+            .into_inner();
+        if r.node.is_empty() && r.replicas.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![NodeReplicas {
+            node: r.node,
+            error: None,
+            replicas: r.replicas.into_iter().map(replica_from_wire).collect(),
+        }])
     }
 }

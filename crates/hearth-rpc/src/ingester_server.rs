@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use hearth_core::shard::{GroupIngester, GroupPushError};
+use hearth_core::shard::{GroupIngester, GroupPushError, ReplicaDigest, ReplicaState};
 use hearth_core::{Ingester, IngesterStatus, MetricMetadata, PushError, WriteBatch};
 use hearth_proto::ingester as ip;
 use hearth_proto::ingester::ingester_server::{Ingester as IngesterRpc, IngesterServer};
@@ -206,5 +206,68 @@ impl IngesterRpc for IngesterService {
             .await
             .map_err(status_from_storage)?;
         Ok(Response::new(ip::WalCorruptionsResponse { corruptions }))
+    }
+
+    async fn replicas(
+        &self,
+        request: Request<ip::ReplicasRequest>,
+    ) -> Result<Response<ip::ReplicasResponse>, Status> {
+        let nodes = self
+            .status()?
+            .replicas(request.into_inner().digests)
+            .await
+            .map_err(status_from_storage)?;
+        // A node answers for itself: one entry (none for a single-node ingester).
+        let Some(node) = nodes.into_iter().next() else {
+            return Ok(Response::new(ip::ReplicasResponse::default()));
+        };
+        Ok(Response::new(ip::ReplicasResponse {
+            node: node.node,
+            replicas: node.replicas.into_iter().map(replica_to_wire).collect(),
+        }))
+    }
+}
+
+pub fn replica_to_wire(r: ReplicaState) -> ip::ReplicaState {
+    ip::ReplicaState {
+        group: r.group,
+        replica: r.replica,
+        role: r.role,
+        term: r.term,
+        leader: r.leader,
+        applied_index: r.applied_index,
+        last_log_index: r.last_log_index,
+        snapshot_index: r.snapshot_index,
+        millis_since_quorum_ack: r.millis_since_quorum_ack,
+        head_series: r.head_series,
+        shipped_watermark_ms: r.shipped_watermark_ms,
+        digest_series: r.digest.map(|d| d.series),
+        digest_samples: r.digest.map(|d| d.samples),
+        digest_hash: r.digest.map(|d| d.hash),
+    }
+}
+
+pub fn replica_from_wire(r: ip::ReplicaState) -> ReplicaState {
+    let digest = match (r.digest_series, r.digest_samples, r.digest_hash) {
+        (Some(series), Some(samples), Some(hash)) => Some(ReplicaDigest {
+            series,
+            samples,
+            hash,
+        }),
+        _ => None,
+    };
+    ReplicaState {
+        group: r.group,
+        replica: r.replica,
+        role: r.role,
+        term: r.term,
+        leader: r.leader,
+        applied_index: r.applied_index,
+        last_log_index: r.last_log_index,
+        snapshot_index: r.snapshot_index,
+        millis_since_quorum_ack: r.millis_since_quorum_ack,
+        head_series: r.head_series,
+        shipped_watermark_ms: r.shipped_watermark_ms,
+        digest,
     }
 }

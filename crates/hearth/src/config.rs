@@ -740,6 +740,26 @@ pub enum Command {
         #[command(subcommand)]
         source: ImportSource,
     },
+    /// Look at a cluster.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum ClusterAction {
+    /// The ingester nodes and every shard group's replicas (role, term, applied index,
+    /// lag, head size, shipped watermark), as a querier's /api/v1/status/cluster has them.
+    Status {
+        /// A querier's HTTP address [default: this configuration's web.listen-address].
+        #[arg(long = "url")]
+        url: Option<String>,
+        /// Also each replica's head digest (replicas of a group at the same applied
+        /// index must agree); reads every sample of every head.
+        #[arg(long = "digests")]
+        digests: bool,
+    },
 }
 
 #[derive(clap::Subcommand, Debug, Clone)]

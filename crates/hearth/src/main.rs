@@ -4,6 +4,7 @@
 //! arguments every role runs in one process on the embedded default (data under
 //! ./data, 127.0.0.1:9009).
 
+mod cluster_cli;
 mod config;
 mod import;
 mod metrics;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
-use crate::config::{Command, Config, ImportSource};
+use crate::config::{ClusterAction, Command, Config, ImportSource};
 
 /// How long background work that does not yield may go on once the server stopped.
 const SHUTDOWN_BACKGROUND: Duration = Duration::from_secs(3);
@@ -64,6 +65,12 @@ fn main() -> anyhow::Result<()> {
             Some(Command::Import {
                 source: ImportSource::PrometheusTsdb { dir, tenant },
             }) => import::prometheus_tsdb(&cfg, &dir, &tenant).await,
+            Some(Command::Cluster {
+                action: ClusterAction::Status { url, digests },
+            }) => {
+                let url = url.unwrap_or_else(|| format!("http://{}", cfg.listen_address));
+                cluster_cli::status(&url, digests).await
+            }
             None => run(cfg).await,
         }
     });

@@ -10,7 +10,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use hearth_core::shard::{split_by_group, GroupIngester, GroupPushError, GroupReader, Placement};
+use hearth_core::shard::{
+    split_by_group, GroupIngester, GroupPushError, GroupReader, NodeReplicas, Placement,
+    ReplicaDigest,
+};
 use hearth_core::{
     IngesterStatus, MetricMetadata, PushError, PushOutcome, Queryable, StorageError, Tenant,
     TsdbStatus, WriteBatch,
@@ -340,6 +343,30 @@ impl IngesterStatus for IngesterNode {
 
     async fn wal_corruptions(&self) -> Result<u64, StorageError> {
         Ok(self.engine.corruptions_repaired())
+    }
+
+    async fn replicas(&self, digests: bool) -> Result<Vec<NodeReplicas>, StorageError> {
+        let mut states = Vec::with_capacity(self.replicas.len());
+        for r in self.replicas.values() {
+            let mut state = r.state();
+            if digests {
+                let head = r.head();
+                // A pass over every sample: off the request threads.
+                let d =
+                    hearth_core::cpu::background(async move { super::head_digest(&head) }).await;
+                state.digest = Some(ReplicaDigest {
+                    series: d.series,
+                    samples: d.samples,
+                    hash: d.hash,
+                });
+            }
+            states.push(state);
+        }
+        Ok(vec![NodeReplicas {
+            node: self.spec.members[self.spec.me].clone(),
+            error: None,
+            replicas: states,
+        }])
     }
 }
 

@@ -201,6 +201,39 @@ impl Replica {
         self.raft.metrics().borrow().state == ServerState::Leader
     }
 
+    /// Where this replica stands (its role, term, log and head), without a digest.
+    pub fn state(&self) -> hearth_core::shard::ReplicaState {
+        let m = self.raft.metrics().borrow().clone();
+        let head = self.head.get();
+        let watermark = head
+            .tenants()
+            .iter()
+            .map(|(_, th)| th.shipped_before())
+            .filter(|w| *w > i64::MIN)
+            .min();
+        hearth_core::shard::ReplicaState {
+            group: self.group,
+            replica: self.id,
+            role: match m.state {
+                ServerState::Leader => "leader",
+                ServerState::Follower => "follower",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shutdown",
+            }
+            .to_string(),
+            term: m.current_term,
+            leader: m.current_leader,
+            applied_index: m.last_applied.map(|l| l.index),
+            last_log_index: m.last_log_index,
+            snapshot_index: m.snapshot.map(|l| l.index),
+            millis_since_quorum_ack: m.millis_since_quorum_ack,
+            head_series: head.num_series() as u64,
+            shipped_watermark_ms: watermark,
+            digest: None,
+        }
+    }
+
     /// The group's head as this replica applied it.
     pub fn head(&self) -> Arc<Head> {
         self.head.get()

@@ -164,9 +164,12 @@ impl Context {
         if let Some(i) = &self.ingester {
             return Ok(i.db.clone());
         }
-        let mut members: Vec<Arc<dyn IngesterStatus>> = Vec::new();
-        for (_, addr) in &self.cfg.ingester_members.0 {
-            members.push(Arc::new(hearth_rpc::RemoteIngester::connect_lazy(addr)?));
+        let mut members: Vec<(String, Arc<dyn IngesterStatus>)> = Vec::new();
+        for (id, addr) in &self.cfg.ingester_members.0 {
+            members.push((
+                format!("{id} ({addr})"),
+                Arc::new(hearth_rpc::RemoteIngester::connect_lazy(addr)?),
+            ));
         }
         Ok(Arc::new(hearth_querier::IngestersStatus::new(members)))
     }
