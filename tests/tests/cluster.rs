@@ -296,16 +296,22 @@ fn acks(log: &Shared) -> usize {
 /// Runs one fault under the writers: `fault`, a while with the fault on, `recover`,
 /// a while after. Asserts writes were acknowledged while the fault was on (when
 /// `quorum_kept`) and after recovery, then that every acknowledged sample is returned.
-async fn scenario(
-    c: &Cluster,
-    log: &Shared,
+/// The cluster under the writers' load.
+struct Load<'a> {
+    c: &'a Cluster,
+    log: Shared,
     base: i64,
+}
+
+async fn scenario(
+    load: &Load<'_>,
     name: &str,
     quorum_kept: bool,
     fault: impl FnOnce(),
     hold: Duration,
     recover: impl FnOnce(),
 ) {
+    let (c, log, base) = (load.c, &load.log, load.base);
     let start = Instant::now();
     let before = acks(log);
     tokio::task::block_in_place(fault);
@@ -350,11 +356,14 @@ async fn faults_under_load(c: &Cluster) {
         .map(|w| tokio::spawn(writer(c.push.clone(), w, base, log.clone(), stop.clone())))
         .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let load = Load {
+        c,
+        log: log.clone(),
+        base,
+    };
 
     scenario(
-        c,
-        &log,
-        base,
+        &load,
         "kill -9 of ingester-2",
         true,
         || {
@@ -367,9 +376,7 @@ async fn faults_under_load(c: &Cluster) {
     )
     .await;
     scenario(
-        c,
-        &log,
-        base,
+        &load,
         "ingester-1 cut off from its peers",
         true,
         || {
@@ -382,9 +389,7 @@ async fn faults_under_load(c: &Cluster) {
     )
     .await;
     scenario(
-        c,
-        &log,
-        base,
+        &load,
         "ingester-3 can send but not hear",
         true,
         || {
@@ -398,9 +403,7 @@ async fn faults_under_load(c: &Cluster) {
     .await;
     let paused = c.pid("ingester-1");
     scenario(
-        c,
-        &log,
-        base,
+        &load,
         "ingester-1 paused for 20 s",
         true,
         || signal(paused, libc::SIGSTOP),
@@ -409,9 +412,7 @@ async fn faults_under_load(c: &Cluster) {
     )
     .await;
     scenario(
-        c,
-        &log,
-        base,
+        &load,
         "kill -9 of every ingester, then all restarted",
         false,
         || {
@@ -503,6 +504,39 @@ async fn replicas_agree(c: &Cluster) {
     let status = c.run(&["status"]);
     assert_eq!(status.matches(" leader ").count(), 16, "{status}");
     assert_eq!(status.matches(" follower ").count(), 32, "{status}");
+    assert!(status.contains("ingester-2 (127.0.0.1:"), "{status}");
+    // Each node's /metrics: a line per group, each group led by exactly one node, and
+    // commits timed on the leaders.
+    let ports = std::fs::read_to_string(c.dir.path().join("ports.env")).unwrap();
+    let mut leaders = 0.0;
+    let mut commits = 0.0;
+    for n in 1..=3 {
+        let port = ports
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("HTTP_ingester_{n}=")))
+            .unwrap();
+        let body = client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let values = |name: &str| -> Vec<f64> {
+            body.lines()
+                .filter(|l| l.starts_with(&format!("{name}{{group=")))
+                .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+                .collect()
+        };
+        assert_eq!(values("hearth_raft_leader").len(), 16, "{body}");
+        leaders += values("hearth_raft_leader").iter().sum::<f64>();
+        commits += values("hearth_raft_commit_seconds_count")
+            .iter()
+            .sum::<f64>();
+    }
+    assert_eq!(leaders, 16.0);
+    assert!(commits > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -61,7 +61,11 @@ impl IngesterStatus for IngestersStatus {
         let mut out = Vec::new();
         for (name, answer) in self.names.iter().zip(answers) {
             match answer {
-                Ok(nodes) => out.extend(nodes),
+                // Named as this querier knows the member (its id and address).
+                Ok(nodes) => out.extend(nodes.into_iter().map(|mut n| {
+                    n.node = name.clone();
+                    n
+                })),
                 Err(e) => out.push(NodeReplicas {
                     node: name.clone(),
                     error: Some(e.to_string()),

@@ -9,6 +9,7 @@ mod config;
 mod import;
 mod metrics;
 mod modules;
+mod raft_metrics;
 mod runtime_config;
 mod server;
 

@@ -61,6 +61,8 @@ pub struct Parts {
     pub shipper: Option<Arc<hearth_ingester::Shipper>>,
     pub compactor: Option<Arc<hearth_compactor::Compactor>>,
     pub store: Option<Arc<hearth_storage::BucketStore>>,
+    /// An ingester node of a cluster: its shard groups' replicas.
+    pub node: Option<Arc<hearth_ingester::replication::IngesterNode>>,
 }
 
 impl Parts {
@@ -71,6 +73,7 @@ impl Parts {
         self.shipper = self.shipper.take().or(other.shipper);
         self.compactor = self.compactor.take().or(other.compactor);
         self.store = self.store.take().or(other.store);
+        self.node = self.node.take().or(other.node);
     }
 }
 
@@ -79,8 +82,13 @@ fn set_counter(c: &Counter<u64, AtomicU64>, v: u64) {
 }
 
 impl SelfMetrics {
-    pub fn new() -> SelfMetrics {
+    pub fn new(parts: &Parts) -> SelfMetrics {
         let mut r = Registry::default();
+        if let Some(node) = &parts.node {
+            r.register_collector(Box::new(crate::raft_metrics::ReplicaCollector(
+                node.clone(),
+            )));
+        }
         let m = SelfMetrics {
             head_series: Gauge::default(),
             head_series_removed: Counter::default(),

@@ -61,7 +61,7 @@ pub async fn serve(
         parts.merge(m.metrics);
     }
     let ops = Arc::new(Ops {
-        metrics: SelfMetrics::new(),
+        metrics: SelfMetrics::new(&parts),
         parts,
         ready,
     });

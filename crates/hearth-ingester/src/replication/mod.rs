@@ -13,6 +13,7 @@ pub mod log_store;
 pub mod node;
 pub mod replica;
 pub mod state_machine;
+pub mod stats;
 
 pub use command::{ApplyResult, Command, WritePart, WriteResult};
 pub use digest::{head_digest, HeadDigest};
@@ -24,3 +25,4 @@ pub use log_store::{GroupLogStore, LogData};
 pub use node::{IngesterNode, NodeSpec};
 pub use replica::{raft_config, Replica, ReplicaOptions, ReplicaSpec};
 pub use state_machine::{HeadCell, HeadStateMachine, ShardConfig, SnapshotFile};
+pub use stats::ReplicaStats;

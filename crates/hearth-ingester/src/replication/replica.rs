@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ use super::command::{Command, WritePart};
 use super::log_engine::{GroupId, LogEngine};
 use super::log_store::{GroupLogStore, LogProgress};
 use super::state_machine::{HeadCell, HeadStateMachine, ShardConfig};
+use super::stats::ReplicaStats;
 use crate::db::SeriesLimits;
 use crate::head::{Head, HeadOptions};
 use crate::record::ControlRecord;
@@ -111,6 +113,8 @@ pub struct ReplicaSpec {
 struct Proposal {
     part: WritePart,
     reply: oneshot::Sender<Result<PushOutcome, GroupPushError>>,
+    /// When the write reached the proposer (commit latency runs from here).
+    at: std::time::Instant,
 }
 
 /// A running replica of one shard group.
@@ -123,6 +127,7 @@ pub struct Replica {
     snapshots: tokio::task::AbortHandle,
     lease: Duration,
     limits: SeriesLimits,
+    stats: Arc<ReplicaStats>,
 }
 
 impl Replica {
@@ -147,7 +152,10 @@ impl Replica {
         } = spec;
         let log = GroupLogStore::<ShardConfig>::new(engine.clone(), group, opts.max_message_bytes);
         let progress = log.progress();
-        let sm = HeadStateMachine::open(&dir, head).map_err(|e| e.to_string())?;
+        let stats = Arc::new(ReplicaStats::default());
+        let sm = HeadStateMachine::open(&dir, head)
+            .map_err(|e| e.to_string())?
+            .with_stats(stats.clone());
         let head = sm.head().clone();
         let raft = Raft::new(id, raft, network, log, sm)
             .await
@@ -162,8 +170,20 @@ impl Replica {
             opts.snapshot_after_log_bytes,
         ))
         .abort_handle();
-        tokio::spawn(propose(raft.clone(), rx, opts, group, progress));
-        tokio::spawn(step_aside_without_quorum(raft.clone(), group, lease));
+        tokio::spawn(propose(
+            raft.clone(),
+            rx,
+            opts,
+            group,
+            progress,
+            stats.clone(),
+        ));
+        tokio::spawn(step_aside_without_quorum(
+            raft.clone(),
+            group,
+            lease,
+            stats.clone(),
+        ));
         Ok(Replica {
             group,
             id,
@@ -173,6 +193,7 @@ impl Replica {
             snapshots,
             lease,
             limits,
+            stats,
         })
     }
 
@@ -199,6 +220,11 @@ impl Replica {
     /// Whether this replica leads its group now (as far as it knows).
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// What this replica counted (leader changes, commit latency, snapshots).
+    pub fn stats(&self) -> &ReplicaStats {
+        &self.stats
     }
 
     /// Where this replica stands (its role, term, log and head), without a digest.
@@ -263,7 +289,11 @@ impl Replica {
         // Encoded here, on the writer's task: see WritePart.
         let part = WritePart::new(tenant.clone(), batch);
         self.proposals
-            .try_send(Proposal { part, reply })
+            .try_send(Proposal {
+                part,
+                reply,
+                at: std::time::Instant::now(),
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => PushError::Unavailable(format!(
                     "group {} has too many writes waiting; retry",
@@ -389,15 +419,26 @@ const LEASES_BEFORE_STEPPING_ASIDE: u32 = 2;
 /// this task also turns its heartbeats off, so the followers time out and elect. When
 /// it hears the new leader (or any higher term) it becomes a follower and its
 /// heartbeats are turned back on for the next time it leads. Ends with the Raft.
-async fn step_aside_without_quorum(raft: Raft<ShardConfig>, group: GroupId, lease: Duration) {
+async fn step_aside_without_quorum(
+    raft: Raft<ShardConfig>,
+    group: GroupId,
+    lease: Duration,
+    stats: Arc<ReplicaStats>,
+) {
     let limit = (lease * LEASES_BEFORE_STEPPING_ASIDE).as_millis() as u64;
     let mut metrics = raft.metrics();
     let mut silenced = false;
+    // Leader changes are counted here too, this task seeing every metrics change.
+    let mut known_leader = metrics.borrow().current_leader;
     // Since when this replica leads (a new leader has no quorum acknowledgement yet).
     let mut leading_since: Option<std::time::Instant> = None;
     loop {
         let (leader, since_ack) = {
             let m = metrics.borrow_and_update();
+            if m.current_leader != known_leader {
+                known_leader = m.current_leader;
+                stats.leader_changes.fetch_add(1, Ordering::Relaxed);
+            }
             (m.state == ServerState::Leader, m.millis_since_quorum_ack)
         };
         leading_since = match (leader, leading_since) {
@@ -502,6 +543,7 @@ async fn propose(
     opts: ReplicaOptions,
     group: GroupId,
     log: Arc<LogProgress>,
+    stats: Arc<ReplicaStats>,
 ) {
     let in_flight = Arc::new(Semaphore::new(opts.max_in_flight.max(1)));
     while let Some(first) = rx.recv().await {
@@ -526,13 +568,15 @@ async fn propose(
             }
             continue;
         }
-        let (parts, replies): (Vec<_>, Vec<_>) =
-            waiting.into_iter().map(|p| (p.part, p.reply)).unzip();
+        let (parts, replies): (Vec<_>, Vec<_>) = waiting
+            .into_iter()
+            .map(|p| (p.part, (p.reply, p.at)))
+            .unzip();
         let appended_before = log.appended();
         // Handing the entry to openraft here keeps entries in the order writes came.
         let answer = raft.client_write_ff(Command::write(parts)).await;
         let (done, finished) = oneshot::channel::<()>();
-        let (watched, lease) = (raft.clone(), opts.lease);
+        let (watched, lease, stats) = (raft.clone(), opts.lease, stats.clone());
         tokio::spawn(async move {
             // Every other failure is a 503: the entry may or may not commit, and a
             // retry of the same samples is a no-op if it did. ForwardToLeader means the
@@ -570,7 +614,8 @@ async fn propose(
             match result {
                 Ok(outcomes) => {
                     let mut outcomes = outcomes.into_iter();
-                    for r in replies {
+                    for (r, at) in replies {
+                        stats.commit_seconds.observe(at.elapsed().as_secs_f64());
                         let o = outcomes.next().map(PushOutcome::from).ok_or_else(|| {
                             GroupPushError::from(PushError::Internal(format!(
                                 "group {group}: an entry answered fewer writes than it held"
@@ -580,7 +625,7 @@ async fn propose(
                     }
                 }
                 Err(e) => {
-                    for r in replies {
+                    for (r, _) in replies {
                         let _ = r.send(Err(e.clone()));
                     }
                 }

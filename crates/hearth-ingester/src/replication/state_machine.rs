@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::command::{ApplyResult, Command, WriteResult};
+use super::stats::ReplicaStats;
 use crate::checkpoint::{self, HeadSnapshot};
 use crate::head::{Head, HeadOptions};
 use crate::wal;
@@ -98,6 +99,7 @@ pub struct HeadStateMachine {
     membership: Membership,
     /// Names snapshots and incoming files uniquely within this process.
     seq: Arc<AtomicU64>,
+    stats: Arc<ReplicaStats>,
 }
 
 impl HeadStateMachine {
@@ -120,6 +122,7 @@ impl HeadStateMachine {
             applied: None,
             membership: Membership::default(),
             seq: Arc::new(AtomicU64::new(0)),
+            stats: Arc::default(),
         };
         if let Some(current) = sm.current()? {
             let loaded = checkpoint::load_latest(&sm.dir.join(current.checkpoint_dir()), &head)?;
@@ -139,6 +142,12 @@ impl HeadStateMachine {
 
     pub fn head(&self) -> &HeadCell {
         &self.head
+    }
+
+    /// Counts this state machine's snapshots in `stats` (the replica's).
+    pub fn with_stats(mut self, stats: Arc<ReplicaStats>) -> HeadStateMachine {
+        self.stats = stats;
+        self
     }
 
     fn current(&self) -> io::Result<Option<MetaFile>> {
@@ -197,6 +206,7 @@ fn commit_snapshot(dir: &Path, sub: &str, meta: &Meta, checkpoint: &Path) -> io:
 pub struct HeadSnapshotBuilder {
     captured: Option<(HeadSnapshot, Meta)>,
     dir: PathBuf,
+    stats: Arc<ReplicaStats>,
 }
 
 impl RaftSnapshotBuilder<ShardConfig> for HeadSnapshotBuilder {
@@ -207,6 +217,7 @@ impl RaftSnapshotBuilder<ShardConfig> for HeadSnapshotBuilder {
             .ok_or_else(|| snap_err(None, "a snapshot builder builds once"))?;
         let dir = self.dir.clone();
         let m = meta.clone();
+        let started = std::time::Instant::now();
         let path = tokio::task::spawn_blocking(move || -> io::Result<PathBuf> {
             let sub = format!("snap-{}", m.snapshot_id);
             let path = checkpoint::write(&dir.join(&sub), &snap)?;
@@ -216,6 +227,8 @@ impl RaftSnapshotBuilder<ShardConfig> for HeadSnapshotBuilder {
         .await
         .map_err(|e| snap_err(Some(&meta), e))?
         .map_err(|e| snap_err(Some(&meta), e))?;
+        let bytes = fs::metadata(&path).map_or(0, |m| m.len());
+        self.stats.snapshot_built(bytes, started.elapsed());
         Ok(Snapshot {
             meta,
             snapshot: Box::new(SnapshotFile { path }),
@@ -289,6 +302,7 @@ impl RaftStateMachine<ShardConfig> for HeadStateMachine {
         HeadSnapshotBuilder {
             captured: Some((snap, meta)),
             dir: self.dir.clone(),
+            stats: self.stats.clone(),
         }
     }
 
@@ -308,7 +322,7 @@ impl RaftStateMachine<ShardConfig> for HeadStateMachine {
         let m = meta.clone();
         let sub = self.next_name("snap");
         let received = snapshot.path;
-        let head = tokio::task::spawn_blocking(move || -> io::Result<Head> {
+        let head = tokio::task::spawn_blocking(move || -> io::Result<(Head, u64)> {
             // The received checkpoint becomes this group's snapshot, then its head.
             fs::create_dir_all(dir.join(&sub))?;
             let name = format!("checkpoint.{:020}", m.last_log_id.map_or(0, |l| l.index));
@@ -327,11 +341,14 @@ impl RaftStateMachine<ShardConfig> for HeadStateMachine {
                 ));
             }
             commit_snapshot(&dir, &sub, &m, &path)?;
-            Ok(head)
+            let bytes = fs::metadata(&path).map_or(0, |m| m.len());
+            Ok((head, bytes))
         })
         .await
         .map_err(|e| snap_err(Some(meta), e))?
         .map_err(|e| snap_err(Some(meta), e))?;
+        let (head, bytes) = head;
+        self.stats.snapshot_installed(bytes);
         self.head.replace(head);
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();

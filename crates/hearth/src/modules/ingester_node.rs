@@ -121,6 +121,7 @@ pub async fn start(ctx: &mut Context) -> anyhow::Result<Module> {
     );
     let ready_node = node.clone();
     let stopping_node = node.clone();
+    let metrics_node = node.clone();
     Ok(Module {
         http: Some(
             Router::new()
@@ -141,7 +142,10 @@ pub async fn start(ctx: &mut Context) -> anyhow::Result<Module> {
                 info!(shipping = ?activity, "shutting down: stopping the shipping in progress; the next leader of each group resumes it under the same block ids");
             }
         })),
-        metrics: Default::default(),
+        metrics: crate::metrics::Parts {
+            node: Some(metrics_node),
+            ..Default::default()
+        },
     })
 }
 
