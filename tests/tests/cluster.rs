@@ -515,14 +515,7 @@ async fn replicas_agree(c: &Cluster) {
             .lines()
             .find_map(|l| l.strip_prefix(&format!("HTTP_ingester_{n}=")))
             .unwrap();
-        let body = client
-            .get(format!("http://127.0.0.1:{port}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = get_text(&client, &format!("http://127.0.0.1:{port}/metrics")).await;
         let values = |name: &str| -> Vec<f64> {
             body.lines()
                 .filter(|l| l.starts_with(&format!("{name}{{group=")))

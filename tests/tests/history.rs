@@ -214,14 +214,7 @@ async fn history_survives_losing_every_ingester() {
         .sum();
     assert_eq!(samples as i64, DAYS * 24 * 60 * 24);
     // /metrics counts what was shipped and what the store serves.
-    let metrics = client
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client, &h.url("/metrics")).await;
     for line in [
         "hearth_ingester_shipped_blocks_total 36",
         "hearth_ingester_shipped_samples_total 103680",

@@ -299,16 +299,21 @@ pub async fn start_moto(port: u16, bucket: &str) -> Option<Moto> {
     }
 }
 
-/// The value of a `/metrics` line, by its exact name and labels.
-pub async fn metric(client: &reqwest::Client, h: &Hearth, name: &str) -> f64 {
-    let body = client
-        .get(h.url("/metrics"))
+/// The body of a GET, as text.
+pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client
+        .get(url)
         .send()
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"))
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The value of a `/metrics` line, by its exact name and labels.
+pub async fn metric(client: &reqwest::Client, h: &Hearth, name: &str) -> f64 {
+    let body = get_text(client, &h.url("/metrics")).await;
     body.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
         .unwrap_or_else(|| panic!("{name} not in /metrics"))
