@@ -19,6 +19,9 @@
 #                                        --asymmetric it can still send to its peers but
 #                                        hears nothing back
 #   deploy/local/cluster.sh heal NODE    undo partition
+#   deploy/local/cluster.sh partition bucket / heal bucket
+#                                        make the S3 bucket unreachable from every
+#                                        process (requests hang, as in an outage) / undo
 #
 # Ingesters talk Raft to each other through a TCP fault proxy (faultproxy.py, one link
 # per ordered pair of nodes), which is how partition cuts a node off. Set
@@ -100,6 +103,7 @@ ports() {
         done
       done
       echo "S3_PORT=$(free_port)"
+      echo "LINK_bucket=$(free_port)"
     } > "$DIR/ports.env"
   fi
   # shellcheck disable=SC1091
@@ -126,8 +130,11 @@ bucket_flags() {
   if [ "$BUCKET_KIND" = filesystem ]; then
     printf '%s\n' "--blocks-storage.backend=filesystem" "--blocks-storage.filesystem.dir=$DIR/bucket"
   else
+    # Through the fault proxy when it runs, so `partition bucket` can take it away.
+    local s3=$S3_PORT
+    [ "$PROXY" = 1 ] && s3=$LINK_bucket
     printf '%s\n' "--blocks-storage.backend=s3" \
-      "--blocks-storage.s3.endpoint=127.0.0.1:$S3_PORT" \
+      "--blocks-storage.s3.endpoint=127.0.0.1:$s3" \
       "--blocks-storage.s3.bucket-name=hearth" \
       "--blocks-storage.s3.region=us-east-1" \
       "--blocks-storage.s3.access-key-id=hearth" \
@@ -208,6 +215,7 @@ start_proxy() {
       [ "$a" = "$b" ] || specs+=("${a}_to_${b}:$(link_port "$a" "$b"):$(grpc_port "$b")")
     done
   done
+  [ "$BUCKET_KIND" = filesystem ] || specs+=("bucket:$LINK_bucket:$S3_PORT")
   mkdir -p "$DIR/links"
   nohup python3 "$ROOT/deploy/local/faultproxy.py" "$DIR/links" "${specs[@]}" >>"$DIR/faultproxy.log" 2>&1 &
   echo $! > "$DIR/faultproxy.pid"
@@ -329,6 +337,13 @@ case "$cmd" in
   partition)
     [ -n "${2:-}" ] || die "partition NODE [--asymmetric]"
     ports
+    if [ "$2" = bucket ]; then
+      [ "$PROXY" = 1 ] && [ "$BUCKET_KIND" != filesystem ] || die "partition bucket needs the fault proxy and the S3 bucket"
+      echo drop > "$DIR/links/bucket.mode"
+      wait_links
+      echo "bucket: unreachable from every process"
+      exit 0
+    fi
     if [ "${3:-}" = --asymmetric ]; then
       # Its requests reach its peers, their answers and requests never reach it.
       partition "$2" drop oneway
@@ -341,11 +356,17 @@ case "$cmd" in
   heal)
     [ -n "${2:-}" ] || die "heal NODE"
     ports
+    if [ "$2" = bucket ]; then
+      echo pass > "$DIR/links/bucket.mode"
+      wait_links
+      echo "bucket: reachable again"
+      exit 0
+    fi
     partition "$2" pass pass
     echo "$2: reaches its peers again"
     ;;
   *)
-    sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -117,7 +117,17 @@ pub struct Shipper {
     shipped_to: ShippedTo,
     /// The block being uploaded now, for the shutdown log.
     activity: parking_lot::Mutex<Option<String>>,
+    /// With `ShippedTo::Gateways`: per tenant, the uploaded data whose Shipped waits
+    /// for the store gateways to have synced.
+    pending: parking_lot::Mutex<std::collections::HashMap<Tenant, PendingRelease>>,
     pub stats: ShipperStats,
+}
+
+/// Blocks uploaded and verified whose data the head keeps until `at`.
+struct PendingRelease {
+    before: i64,
+    blocks: Vec<(String, String)>,
+    at: std::time::Instant,
 }
 
 /// Where the blocks an ingester ships are answered from the moment they are shipped,
@@ -129,6 +139,13 @@ pub enum ShippedTo {
     Recent(Arc<RecentlyShipped>),
     /// The bucket store of this process, which serves them from then on.
     Store(Arc<BucketStore>),
+    /// Nothing here: store gateways find blocks in the bucket at their next sync, so
+    /// the head keeps the shipped data (answered as before, by every replica of a
+    /// shard group) until they surely have, `after` the upload; only then is
+    /// `Shipped` logged and the data dropped. A replicated group ships this way: a
+    /// block shipped by one replica must not vanish from the answers of the next
+    /// leader, which never held a reader for it (replication.md).
+    Gateways { after: Duration },
 }
 
 /// The start of the block range holding `t`.
@@ -152,6 +169,7 @@ impl Shipper {
             running: Mutex::new(()),
             shipped_to,
             activity: parking_lot::Mutex::new(None),
+            pending: parking_lot::Mutex::new(std::collections::HashMap::new()),
             stats: ShipperStats::default(),
         }
     }
@@ -184,11 +202,14 @@ impl Shipper {
     pub async fn ship_due(&self) -> Result<Vec<BlockMeta>, ShipError> {
         let _running = self.running.lock().await;
         let mut shipped = Vec::new();
-        let mut first_error = None;
+        let mut first_error = self.release_pending().await.err();
         for (tenant, th) in self.log.head().tenants() {
             let Some(before) = self.due(&th) else {
                 continue;
             };
+            if self.is_pending(&tenant, before) {
+                continue;
+            }
             match self.ship_before(&tenant, before).await {
                 Ok(blocks) => shipped.extend(blocks),
                 Err(e) => {
@@ -257,8 +278,53 @@ impl Shipper {
     ) -> Result<Vec<BlockMeta>, ShipError> {
         self.seal(tenant, before).await?;
         let done = self.upload_sealed(tenant, before).await?;
-        self.mark_shipped(tenant, before, &done).await?;
+        match &self.shipped_to {
+            ShippedTo::Gateways { after } => {
+                self.pending.lock().insert(
+                    tenant.clone(),
+                    PendingRelease {
+                        before,
+                        blocks: block_ids(&done),
+                        at: std::time::Instant::now() + *after,
+                    },
+                );
+            }
+            _ => self.mark_shipped(tenant, before, &done).await?,
+        }
         Ok(done.into_iter().map(|b| b.meta).collect())
+    }
+
+    /// Whether `tenant`'s data before `before` is uploaded and waits for its release.
+    fn is_pending(&self, tenant: &Tenant, before: i64) -> bool {
+        self.pending
+            .lock()
+            .get(tenant)
+            .is_some_and(|p| p.before == before)
+    }
+
+    /// Logs Shipped for the uploads whose wait is over (the store gateways have
+    /// synced them), so the head drops their data. One that fails stays pending and is
+    /// tried again at the next round.
+    async fn release_pending(&self) -> Result<(), ShipError> {
+        let now = std::time::Instant::now();
+        let ready: Vec<(Tenant, i64, Vec<(String, String)>)> = self
+            .pending
+            .lock()
+            .iter()
+            .filter(|(_, p)| p.at <= now)
+            .map(|(t, p)| (t.clone(), p.before, p.blocks.clone()))
+            .collect();
+        for (tenant, before, blocks) in ready {
+            self.log
+                .control(ControlRecord::Shipped {
+                    tenant: Some(tenant.clone()),
+                    before,
+                    blocks,
+                })
+                .await?;
+            self.pending.lock().remove(&tenant);
+        }
+        Ok(())
     }
 
     /// Step 1: after this, the tenant's data before `before` cannot change.
@@ -340,15 +406,13 @@ impl Shipper {
         before: i64,
         done: &[hearth_storage::Shipped],
     ) -> Result<(), ShipError> {
-        let blocks = done
-            .iter()
-            .map(|b| (b.meta.hearth.tenant.clone(), b.meta.ulid.clone()))
-            .collect();
+        let blocks = block_ids(done);
         // Before the head drops the data: from here the blocks answer for it.
         for b in done {
             match &self.shipped_to {
                 ShippedTo::Recent(r) => r.push(b.reader.clone()),
                 ShippedTo::Store(s) => s.add(b).await,
+                ShippedTo::Gateways { .. } => {}
             }
         }
         self.log
@@ -383,6 +447,13 @@ impl Shipper {
             }
         }
     }
+}
+
+/// (tenant, ULID) of each block, as `Shipped` lists them.
+fn block_ids(done: &[hearth_storage::Shipped]) -> Vec<(String, String)> {
+    done.iter()
+        .map(|b| (b.meta.hearth.tenant.clone(), b.meta.ulid.clone()))
+        .collect()
 }
 
 /// Applies a shipping record to the head: the same function live, in replay, and on

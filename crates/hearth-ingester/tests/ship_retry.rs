@@ -96,3 +96,68 @@ async fn failed_attempts_leave_no_copies() {
         2
     );
 }
+
+/// With `ShippedTo::Gateways` (how a replicated group ships) the head keeps the data of
+/// the blocks it uploaded until the wait for the store gateways' sync is over: rounds
+/// in between upload nothing again and drop nothing; the first round after it logs
+/// Shipped, and the head lets the data go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_data_stays_in_the_head_until_the_gateways_have_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Db::open(DbOptions::new(dir.path())).unwrap());
+    let bucket = Arc::new(WatchedBucket::default());
+    let wait = std::time::Duration::from_millis(500);
+    let shipper = Shipper::new(
+        db.clone(),
+        Arc::new(BlockWriter::new(bucket.clone())),
+        ShippedTo::Gateways { after: wait },
+        2 * HOUR,
+    );
+    write_hours(&db, 6).await;
+    let t = Tenant::anonymous();
+    let samples_in_head = || -> usize {
+        db.head()
+            .tenant(&t)
+            .unwrap()
+            .all_series()
+            .iter()
+            .filter_map(|s| hearth_ingester::head::series_in(s, i64::MIN, i64::MAX))
+            .map(|s| {
+                let mut v = Vec::new();
+                hearth_series::merge::samples_of(s.data, &mut v);
+                v.len()
+            })
+            .sum()
+    };
+    let shipped = shipper.ship_due().await.unwrap();
+    assert_eq!(
+        shipped.len(),
+        2,
+        "the two whole 2 h ranges behind the newest"
+    );
+    assert_eq!(bucket.committed_blocks().await.len(), 2);
+    assert_eq!(samples_in_head(), 3 * 6 * 60, "nothing dropped yet");
+    assert_eq!(db.head().tenant(&t).unwrap().shipped_before(), i64::MIN);
+    let puts = |calls: Vec<(&'static str, String)>| calls.iter().filter(|c| c.0 == "put").count();
+    assert!(
+        puts(bucket.take_calls()) >= 2 * 3,
+        "two blocks of three files"
+    );
+    // A round within the wait: nothing uploaded again, nothing dropped.
+    assert!(shipper.ship_due().await.unwrap().is_empty());
+    assert_eq!(samples_in_head(), 3 * 6 * 60);
+    assert_eq!(
+        puts(bucket.take_calls()),
+        0,
+        "the sealed data is not uploaded twice"
+    );
+    tokio::time::sleep(wait).await;
+    // The first round after it: Shipped, and the head keeps only the last 2 h.
+    shipper.ship_due().await.unwrap();
+    assert_eq!(
+        db.head().tenant(&t).unwrap().shipped_before(),
+        BASE + 4 * HOUR
+    );
+    assert_eq!(samples_in_head(), 3 * 2 * 60);
+    assert_eq!(bucket.committed_blocks().await.len(), 2, "no block twice");
+}

@@ -3,25 +3,23 @@
 //! the static placement puts here. It serves, on its gRPC listener, Raft to its peers,
 //! writes per shard group (`Ingester.PushGroup`, proposed by the group's leader) to
 //! distributors, and reads per shard group (the `Store` service) to queriers; it ships
-//! the groups it leads and answers for their blocks until store gateways have synced
-//! them. Distributors and queriers reach it over gRPC, even in the same process: a
+//! the groups it leads, keeping shipped data in the heads until store gateways have
+//! synced the blocks. Distributors and queriers reach it over gRPC, even in the same process: a
 //! cluster has no in-process shortcut to one node.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
 use hearth_core::shard::{GroupIngester, GroupReader};
-use hearth_core::{IngesterStatus, Queryable, StorageError};
+use hearth_core::IngesterStatus;
 use hearth_ingester::replication::{IngesterNode, LogEngineOptions, NodeSpec, ReplicaOptions};
-use hearth_ingester::{HeadOptions, RecentlyShipped, SeriesLimits, ShippedTo};
-use hearth_querier::{MergeQueryable, Source};
+use hearth_ingester::{HeadOptions, SeriesLimits, ShippedTo};
 use tracing::info;
 
 use super::{Context, Module};
@@ -75,25 +73,17 @@ pub async fn start(ctx: &mut Context) -> anyhow::Result<Module> {
             .map_err(|e| anyhow::anyhow!("starting the ingester node: {e}"))?,
     );
 
-    // Blocks shipped here are answered from here until the store gateways have surely
-    // synced them: one list per group, so each group's answer holds only its series.
+    // A shipped block's data stays in the group's head, answered by every replica,
+    // until the store gateways (or queriers reading the bucket) have surely synced it;
+    // only then does the group log Shipped and drop it (ShippedTo::Gateways).
     let keep = 2 * cfg.sync_interval.std() + Duration::from_secs(30);
-    let recent: BTreeMap<u32, Arc<RecentlyShipped>> = node
-        .replicas()
-        .map(|r| (r.group(), Arc::new(RecentlyShipped::new(keep))))
-        .collect();
-    let shipped = recent.clone();
     node.start_shipping(
         ctx.block_writer()?,
-        move |g| ShippedTo::Recent(shipped[&g].clone()),
+        move |_| ShippedTo::Gateways { after: keep },
         ctx.cfg.block_duration.ms(),
         ctx.cfg.ship_interval.std(),
     );
 
-    let reads = Arc::new(NodeReads {
-        node: node.clone(),
-        recent,
-    });
     let grpc = tonic::service::Routes::new(node.raft_service().into_server())
         .add_service(
             hearth_rpc::IngesterService::for_groups(
@@ -104,7 +94,7 @@ pub async fn start(ctx: &mut Context) -> anyhow::Result<Module> {
         )
         .add_service(
             hearth_rpc::StoreService::for_groups(
-                reads as Arc<dyn GroupReader>,
+                node.clone() as Arc<dyn GroupReader>,
                 Arc::new(|| hearth_rpc::StoreInfo {
                     ready: true,
                     tenants: Vec::new(),
@@ -147,36 +137,6 @@ pub async fn start(ctx: &mut Context) -> anyhow::Result<Module> {
             ..Default::default()
         },
     })
-}
-
-/// Reads of one shard group: its replica's head, confirmed current with a quorum, and
-/// the blocks this node shipped for the group lately.
-struct NodeReads {
-    node: Arc<IngesterNode>,
-    recent: BTreeMap<u32, Arc<RecentlyShipped>>,
-}
-
-#[async_trait]
-impl GroupReader for NodeReads {
-    async fn group(&self, group: u32) -> Result<Arc<dyn Queryable>, StorageError> {
-        let head = self.node.group(group).await?;
-        let Some(recent) = self.recent.get(&group).cloned() else {
-            return Ok(head);
-        };
-        let r = recent.clone();
-        Ok(Arc::new(MergeQueryable::new(vec![
-            Source {
-                name: "head",
-                queryable: head,
-                range: Arc::new(|_| (i64::MIN, i64::MAX)),
-            },
-            Source {
-                name: "shipped blocks",
-                queryable: recent,
-                range: Arc::new(move |t| r.time_range(t)),
-            },
-        ])))
-    }
 }
 
 /// `POST /ingester/flush`: ships the whole head of every group this node leads now.
