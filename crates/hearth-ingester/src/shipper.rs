@@ -315,15 +315,26 @@ impl Shipper {
             .map(|(t, p)| (t.clone(), p.before, p.blocks.clone()))
             .collect();
         for (tenant, before, blocks) in ready {
-            self.log
-                .control(ControlRecord::Shipped {
-                    tenant: Some(tenant.clone()),
-                    before,
-                    blocks,
-                })
-                .await?;
+            self.log_shipped(&tenant, before, blocks).await?;
             self.pending.lock().remove(&tenant);
         }
+        Ok(())
+    }
+
+    /// Logs Shipped: from its apply on, the head no longer holds the data.
+    async fn log_shipped(
+        &self,
+        tenant: &Tenant,
+        before: i64,
+        blocks: Vec<(String, String)>,
+    ) -> Result<(), ShipError> {
+        self.log
+            .control(ControlRecord::Shipped {
+                tenant: Some(tenant.clone()),
+                before,
+                blocks,
+            })
+            .await?;
         Ok(())
     }
 
@@ -415,14 +426,7 @@ impl Shipper {
                 ShippedTo::Gateways { .. } => {}
             }
         }
-        self.log
-            .control(ControlRecord::Shipped {
-                tenant: Some(tenant.clone()),
-                before,
-                blocks,
-            })
-            .await?;
-        Ok(())
+        self.log_shipped(tenant, before, blocks).await
     }
 
     /// Ships what is due every `interval`, forever; failures (a bucket outage) are
