@@ -673,3 +673,89 @@ async fn series_limits_are_checked_before_proposing() {
         c.stop(r).await;
     }
 }
+
+/// A replica restarted from a snapshot taken after shipping holds the head its peers
+/// hold: the group ships with the cluster's wait (`ShippedTo::Gateways`), writes go on
+/// between the seal and the Shipped, the leader snapshots after Shipped, restarts from
+/// that snapshot and replays the rest; every replica at the same applied index then has
+/// the same digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_restarted_from_a_snapshot_after_shipping_matches_its_peers() {
+    use hearth_ingester::{ShippedTo, Shipper, ShippingLog};
+    let (mut c, mut rs) = three(Transport::InProcess).await;
+    for k in 0..6 * 60 {
+        push_minute(&live(&rs), k).await;
+    }
+    let bucket = Arc::new(hearth_storage::testing::WatchedBucket::default());
+    let l = leader_of(&live(&rs)).await;
+    let leader = Arc::new(rs[l].take().unwrap());
+    let shipper = Shipper::new(
+        leader.clone() as Arc<dyn ShippingLog>,
+        Arc::new(hearth_storage::BlockWriter::new(bucket.clone())),
+        ShippedTo::Gateways {
+            after: Duration::from_millis(300),
+        },
+        2 * HOUR,
+    );
+    assert_eq!(shipper.ship_due().await.unwrap().len(), 2);
+    // Writes go on while the group waits for the gateways.
+    {
+        let mut all = live(&rs);
+        all.insert(l, &leader);
+        for k in 6 * 60..7 * 60 {
+            push_minute(&all, k).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    shipper.ship_due().await.unwrap();
+    drop(shipper);
+    rs[l] = Some(Arc::try_unwrap(leader).ok().expect("no other owner"));
+    let r = rs[l].as_ref().unwrap();
+    let shipped_index = last_applied(r);
+    r.raft()
+        .wait(Some(Duration::from_secs(30)))
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= shipped_index),
+            "snapshot after shipping",
+        )
+        .await
+        .unwrap();
+    for k in 7 * 60..8 * 60 {
+        push_minute(&live(&rs), k).await;
+    }
+    // The leader restarts from its snapshot and replays the rest.
+    let stopped = rs[l].take().unwrap();
+    c.stop(stopped).await;
+    for k in 8 * 60..9 * 60 {
+        push_minute(&live(&rs), k).await;
+    }
+    rs[l] = Some(c.start(l as u64 + 1).await);
+    for k in 9 * 60..10 * 60 {
+        push_minute(&live(&rs), k).await;
+    }
+    let now = leader_of(&live(&rs)).await;
+    let index = last_applied(live(&rs)[now]);
+    wait_applied(&live(&rs), index).await;
+    let digests: Vec<HeadDigest> = live(&rs).iter().map(|r| digest(r)).collect();
+    assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+    assert_eq!(digests[0].samples, (10 * 60 - 4 * 60) * 10);
+    for r in rs.into_iter().flatten() {
+        c.stop(r).await;
+    }
+}
+
+/// Writes minute `k` through whichever replica leads, waiting out elections.
+async fn push_minute(live: &[&Replica], k: i64) {
+    let tenant = common::tenant();
+    for attempt in 0.. {
+        let l = leader_of(live).await;
+        match live[l].push(&tenant, minute(k)).await {
+            Ok(_) => return,
+            Err(e) if attempt < 100 => {
+                eprintln!("minute {k}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("minute {k}: {e}"),
+        }
+    }
+}
