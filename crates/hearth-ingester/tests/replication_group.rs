@@ -677,14 +677,24 @@ async fn series_limits_are_checked_before_proposing() {
 /// A replica restarted from a snapshot taken after shipping holds the head its peers
 /// hold: the group ships with the cluster's wait (`ShippedTo::Gateways`), writes go on
 /// between the seal and the Shipped, the leader snapshots after Shipped, restarts from
-/// that snapshot and replays the rest; every replica at the same applied index then has
-/// the same digest.
+/// that snapshot and replays the rest, then all three restart at once; every replica
+/// at the same applied index then has the same digest, and series wholly below the
+/// shipped boundary are gone from every head.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_restarted_from_a_snapshot_after_shipping_matches_its_peers() {
     use hearth_ingester::{ShippedTo, Shipper, ShippingLog};
     let (mut c, mut rs) = three(Transport::InProcess).await;
     for k in 0..6 * 60 {
         push_minute(&live(&rs), k).await;
+        // Series that stop early, wholly below the boundary that will be shipped (a
+        // scrape target that went away).
+        if k < 60 {
+            let l = leader_of(&live(&rs)).await;
+            live(&rs)[l]
+                .push(&common::tenant(), old_series(k))
+                .await
+                .unwrap();
+        }
     }
     let bucket = Arc::new(hearth_storage::testing::WatchedBucket::default());
     let l = leader_of(&live(&rs)).await;
@@ -733,12 +743,24 @@ async fn a_replica_restarted_from_a_snapshot_after_shipping_matches_its_peers() 
     for k in 9 * 60..10 * 60 {
         push_minute(&live(&rs), k).await;
     }
+    // Then every replica at once, each from its own snapshot (or none) and its log.
+    for r in rs.iter_mut() {
+        let r = r.take().unwrap();
+        c.stop(r).await;
+    }
+    for id in 1..=3u64 {
+        rs[id as usize - 1] = Some(c.start(id).await);
+    }
+    for k in 10 * 60..10 * 60 + 10 {
+        push_minute(&live(&rs), k).await;
+    }
     let now = leader_of(&live(&rs)).await;
     let index = last_applied(live(&rs)[now]);
     wait_applied(&live(&rs), index).await;
     let digests: Vec<HeadDigest> = live(&rs).iter().map(|r| digest(r)).collect();
     assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
-    assert_eq!(digests[0].samples, (10 * 60 - 4 * 60) * 10);
+    // The series that stopped early went with the shipped data.
+    assert_eq!(digests[0].samples, (10 * 60 + 10 - 4 * 60) * 10);
     for r in rs.into_iter().flatten() {
         c.stop(r).await;
     }
@@ -758,4 +780,17 @@ async fn push_minute(live: &[&Replica], k: i64) {
             Err(e) => panic!("minute {k}: {e}"),
         }
     }
+}
+
+/// Minute `k` of 30 series that stop after the first hour.
+fn old_series(k: i64) -> WriteBatch {
+    let series: Vec<_> = (0..30)
+        .map(|i| {
+            (
+                Labels::from_pairs(&[("__name__", "gone"), ("i", &i.to_string())]),
+                vec![Sample::new(BASE + k * 60_000, i as f64)],
+            )
+        })
+        .collect();
+    WriteBatch::from_series(&series)
 }
