@@ -315,7 +315,16 @@ impl Shipper {
             .map(|(t, p)| (t.clone(), p.before, p.blocks.clone()))
             .collect();
         for (tenant, before, blocks) in ready {
-            self.log_shipped(&tenant, before, blocks).await?;
+            // Shipped already (by a leader that took over while this one waited, then
+            // handed back): nothing to log.
+            let done = self
+                .log
+                .head()
+                .tenant(&tenant)
+                .is_some_and(|th| th.shipped_before() >= before);
+            if !done {
+                self.log_shipped(&tenant, before, blocks).await?;
+            }
             self.pending.lock().remove(&tenant);
         }
         Ok(())
