@@ -125,6 +125,7 @@ pub struct Replica {
     head: HeadCell,
     proposals: mpsc::Sender<Proposal>,
     snapshots: tokio::task::AbortHandle,
+    stepping_aside: tokio::task::AbortHandle,
     lease: Duration,
     limits: SeriesLimits,
     stats: Arc<ReplicaStats>,
@@ -178,12 +179,14 @@ impl Replica {
             progress,
             stats.clone(),
         ));
-        tokio::spawn(step_aside_without_quorum(
+        // Aborted with the replica: it holds a handle that would keep the Raft running.
+        let stepping_aside = tokio::spawn(step_aside_without_quorum(
             raft.clone(),
             group,
             lease,
             stats.clone(),
-        ));
+        ))
+        .abort_handle();
         Ok(Replica {
             group,
             id,
@@ -191,6 +194,7 @@ impl Replica {
             head,
             proposals: tx,
             snapshots,
+            stepping_aside,
             lease,
             limits,
             stats,
@@ -378,6 +382,7 @@ impl Replica {
 
     pub async fn shutdown(&self) {
         self.snapshots.abort();
+        self.stepping_aside.abort();
         if let Err(e) = self.raft.shutdown().await {
             warn!(group = self.group, replica = self.id, error = %e, "raft shutdown");
         }
@@ -405,6 +410,7 @@ impl ShippingLog for Replica {
 impl Drop for Replica {
     fn drop(&mut self) {
         self.snapshots.abort();
+        self.stepping_aside.abort();
     }
 }
 
