@@ -4,8 +4,8 @@
 //! writes per shard group (`Ingester.PushGroup`, proposed by the group's leader) to
 //! distributors, and reads per shard group (the `Store` service) to queriers; it ships
 //! the groups it leads, keeping shipped data in the heads until store gateways have
-//! synced the blocks. Distributors and queriers reach it over gRPC, even in the same process: a
-//! cluster has no in-process shortcut to one node.
+//! synced the blocks. Distributors and queriers reach it over gRPC, even in the same
+//! process: a cluster has no in-process shortcut to one node.
 
 use std::collections::HashMap;
 use std::sync::Arc;
