@@ -124,6 +124,7 @@ pub struct Shipper {
 }
 
 /// Blocks uploaded and verified whose data the head keeps until `at`.
+#[derive(Clone)]
 struct PendingRelease {
     before: i64,
     blocks: Vec<(String, String)>,
@@ -307,14 +308,14 @@ impl Shipper {
     /// tried again at the next round.
     async fn release_pending(&self) -> Result<(), ShipError> {
         let now = std::time::Instant::now();
-        let ready: Vec<(Tenant, i64, Vec<(String, String)>)> = self
+        let ready: Vec<(Tenant, PendingRelease)> = self
             .pending
             .lock()
             .iter()
             .filter(|(_, p)| p.at <= now)
-            .map(|(t, p)| (t.clone(), p.before, p.blocks.clone()))
+            .map(|(t, p)| (t.clone(), p.clone()))
             .collect();
-        for (tenant, before, blocks) in ready {
+        for (tenant, PendingRelease { before, blocks, .. }) in ready {
             // Shipped already (by a leader that took over while this one waited, then
             // handed back): nothing to log.
             let done = self

@@ -25,7 +25,7 @@ use hearth_core::{PushError, PushOutcome, StorageError, Tenant, WriteBatch};
 use openraft::error::ClientWriteError;
 use openraft::network::RaftNetworkFactory;
 use openraft::{BasicNode, Config, Raft, ServerState};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::{info, warn};
 
 use super::command::{Command, WritePart};
@@ -171,6 +171,9 @@ impl Replica {
             opts.snapshot_after_log_bytes,
         ))
         .abort_handle();
+        // One watcher of the leader's quorum per replica: it tells entries in flight
+        // when the lease expired, and stops the heartbeats after a few leases.
+        let (lease_tx, lease_rx) = watch::channel(false);
         tokio::spawn(propose(
             raft.clone(),
             rx,
@@ -178,6 +181,7 @@ impl Replica {
             group,
             progress,
             stats.clone(),
+            lease_rx,
         ));
         // Aborted with the replica: it holds a handle that would keep the Raft running.
         let stepping_aside = tokio::spawn(step_aside_without_quorum(
@@ -185,6 +189,7 @@ impl Replica {
             group,
             lease,
             stats.clone(),
+            lease_tx,
         ))
         .abort_handle();
         Ok(Replica {
@@ -430,6 +435,7 @@ async fn step_aside_without_quorum(
     group: GroupId,
     lease: Duration,
     stats: Arc<ReplicaStats>,
+    lease_expired: watch::Sender<bool>,
 ) {
     let limit = (lease * LEASES_BEFORE_STEPPING_ASIDE).as_millis() as u64;
     let mut metrics = raft.metrics();
@@ -452,11 +458,14 @@ async fn step_aside_without_quorum(
             (true, s) => s,
             (false, _) => None,
         };
-        let lost = leader
-            && match since_ack {
-                Some(ms) => ms > limit,
-                None => leading_since.is_some_and(|s| s.elapsed().as_millis() as u64 > limit),
-            };
+        // How long this leader has gone without a quorum's acknowledgement.
+        let unheard = match since_ack {
+            Some(ms) => ms,
+            None => leading_since.map_or(0, |s| s.elapsed().as_millis() as u64),
+        };
+        let expired = leader && unheard > lease.as_millis() as u64;
+        lease_expired.send_if_modified(|v| std::mem::replace(v, expired) != expired);
+        let lost = leader && unheard > limit;
         if lost && !silenced {
             warn!(
                 group,
@@ -502,27 +511,6 @@ async fn snapshot_when_log_grows(
     }
 }
 
-/// Resolves once this replica leads without having heard from a quorum within `lease`
-/// (it may commit nothing more until it does).
-async fn lease_lost(raft: &Raft<ShardConfig>, lease: Duration) {
-    let mut metrics = raft.metrics();
-    loop {
-        {
-            let m = metrics.borrow_and_update();
-            if m.state == ServerState::Leader
-                && m.millis_since_quorum_ack
-                    .is_some_and(|ms| ms > lease.as_millis() as u64)
-            {
-                return;
-            }
-        }
-        // Metrics are published at every tick (100 ms) while the Raft runs.
-        if metrics.changed().await.is_err() {
-            return std::future::pending().await;
-        }
-    }
-}
-
 /// Why this replica cannot take a write now, if it cannot.
 fn refusal(raft: &Raft<ShardConfig>, group: GroupId, lease: Duration) -> Option<GroupPushError> {
     let m = raft.metrics().borrow().clone();
@@ -550,6 +538,7 @@ async fn propose(
     group: GroupId,
     log: Arc<LogProgress>,
     stats: Arc<ReplicaStats>,
+    lease_expired: watch::Receiver<bool>,
 ) {
     let in_flight = Arc::new(Semaphore::new(opts.max_in_flight.max(1)));
     while let Some(first) = rx.recv().await {
@@ -582,7 +571,7 @@ async fn propose(
         // Handing the entry to openraft here keeps entries in the order writes came.
         let answer = raft.client_write_ff(Command::write(parts)).await;
         let (done, finished) = oneshot::channel::<()>();
-        let (watched, lease, stats) = (raft.clone(), opts.lease, stats.clone());
+        let (mut lease_expired, stats) = (lease_expired.clone(), stats.clone());
         tokio::spawn(async move {
             // Every other failure is a 503: the entry may or may not commit, and a
             // retry of the same samples is a no-op if it did. ForwardToLeader means the
@@ -595,7 +584,12 @@ async fn propose(
                     // hears of a newer leader, which a partition delays for its length.
                     let committed = tokio::select! {
                         r = rx => Some(r),
-                        _ = lease_lost(&watched, lease) => None,
+                        _ = async {
+                            if lease_expired.wait_for(|e| *e).await.is_err() {
+                                // The replica stops: the entry's own answer decides.
+                                std::future::pending::<()>().await;
+                            }
+                        } => None,
                     };
                     match committed {
                         None => Err(unavailable(format!(
