@@ -266,13 +266,18 @@ async fn history_survives_losing_every_ingester() {
     // avg_over_time over a range that holds both 5 m points and raw samples (a day
     // that is downsampled next to one that is not) weighs a 5 m point like one sample,
     // as Thanos does; such steps are left out for it.
+    // The steps start an hour after the first sample: a 5 m point is stamped with the
+    // last sample of its window (as Thanos does), so when the first day is downsampled
+    // (a run between 00:00 and 02:00 UTC) a step at the very first sample sees a raw
+    // sample and no downsampled point yet.
+    let first_step = start + HOUR;
     for (q, tolerance, window_s) in [
         ("max_over_time(temperature[1h])", 0.5, 0.0),
         ("sum by (job) (rate(http_requests_total[1h]))", 0.1, 0.0),
         ("avg_over_time(temperature[2h])", 0.5, 7200.0),
     ] {
-        let (raw, raw_samples) = range_query(&client, &h2, q, start, end, "0s").await;
-        let (ds, ds_samples) = range_query(&client, &h2, q, start, end, "auto").await;
+        let (raw, raw_samples) = range_query(&client, &h2, q, first_step, end, "0s").await;
+        let (ds, ds_samples) = range_query(&client, &h2, q, first_step, end, "auto").await;
         // Two of the three days at 5 m instead of one sample a minute: under half.
         assert!(
             ds_samples * 2 < raw_samples,
