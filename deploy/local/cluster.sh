@@ -18,7 +18,11 @@
 #                                        directions (clients still reach it); with
 #                                        --asymmetric it can still send to its peers but
 #                                        hears nothing back
-#   deploy/local/cluster.sh heal NODE    undo partition
+#   deploy/local/cluster.sh slow NODE    its peers' Raft traffic to ingester NODE (and the
+#                                        answers) crawls at 16 KiB/s per connection, as
+#                                        over a congested link; a snapshot sent to it
+#                                        takes seconds
+#   deploy/local/cluster.sh heal NODE    undo partition or slow
 #   deploy/local/cluster.sh partition bucket / heal bucket
 #                                        make the S3 bucket unreachable from every
 #                                        process (requests hang, as in an outage) / undo
@@ -353,6 +357,12 @@ case "$cmd" in
       echo "$2: cut off from its peers"
     fi
     ;;
+  slow)
+    [ -n "${2:-}" ] || die "slow NODE"
+    ports
+    partition "$2" slow pass
+    echo "$2: its peers reach it over a slow link"
+    ;;
   heal)
     [ -n "${2:-}" ] || die "heal NODE"
     ports
@@ -366,7 +376,7 @@ case "$cmd" in
     echo "$2: reaches its peers again"
     ;;
   *)
-    sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -14,6 +14,9 @@ clients still reach it directly. The mode of link NAME is read from STATE_DIR/NA
              partitioned network does (the dialer times out rather than being refused)
     oneway   the dialer's bytes reach the target, the target's answers are lost (a
              node that can send but not receive)
+    slow     bytes flow both ways, at most SLOW_RATE bytes a second in each direction
+             of each connection (a congested link: a snapshot streamed over it takes
+             seconds, long enough to kill its sender mid-stream)
 
 Every change of mode closes the link's open connections, so both sides start over on
 fresh connections under the new mode. Once a change is in effect the proxy writes the
@@ -25,6 +28,7 @@ import os
 import sys
 
 CHUNK = 64 * 1024
+SLOW_RATE = 16 * 1024
 
 
 class Link:
@@ -45,12 +49,16 @@ async def pipe(link, reader, writer, upstream):
     """Copies reader to writer while the link's mode lets this direction through."""
     try:
         while True:
-            data = await reader.read(CHUNK)
+            slow = link.mode == "slow"
+            # A slow link reads a tenth of a second's worth at a time and waits after it.
+            data = await reader.read(SLOW_RATE // 10 if slow else CHUNK)
             if not data:
                 break
-            if link.mode == "pass" or (link.mode == "oneway" and upstream):
+            if link.mode in ("pass", "slow") or (link.mode == "oneway" and upstream):
                 writer.write(data)
                 await writer.drain()
+            if slow:
+                await asyncio.sleep(len(data) / SLOW_RATE)
     except (ConnectionError, OSError, asyncio.CancelledError):
         pass
     finally:
@@ -82,7 +90,7 @@ async def watch_modes(state_dir, links):
                     mode = f.read().strip() or "pass"
             except FileNotFoundError:
                 mode = "pass"
-            if mode not in ("pass", "drop", "oneway"):
+            if mode not in ("pass", "drop", "oneway", "slow"):
                 mode = "pass"
             if mode != link.mode:
                 link.mode = mode

@@ -9,8 +9,10 @@
 //!    acknowledged sample, one fault after another: kill -9 of a node (the leader of
 //!    some groups, a follower of the others), a node cut off from its peers and healed,
 //!    an asymmetric partition (the node can send but not hear) healed, a node paused
-//!    (SIGSTOP) for 20 s, and kill -9 of every ingester at once followed by a restart of
-//!    all. During every single-node fault the other two keep a quorum of every group,
+//!    (SIGSTOP) for 20 s, the bucket unreachable for 2 minutes with a node killed while its
+//!    uploads hang, and kill -9 of every ingester at once followed by a restart of
+//!    all. Every group ships all along (10 s blocks), so the faults hit seals, uploads,
+//!    `Shipped` records and the snapshots after them, and most answers come from blocks. During every single-node fault the other two keep a quorum of every group,
 //!    so writes must go on being acknowledged. After each fault both queriers return
 //!    every acknowledged sample; at the end every series is returned once, holding
 //!    every acknowledged sample and nothing that was never sent. The longest write gap
@@ -74,8 +76,19 @@ impl Cluster {
     }
 }
 
+/// Flags for every process: the writers here push fast, and every group ships all
+/// along (10 s blocks, shipped every second, gateways syncing every 2 s), so the
+/// faults also hit seals, uploads, `Shipped` records and the snapshots after them. A
+/// write the distributor retried for seconds can land more than half a block behind
+/// the newest sample: the out-of-order window takes it (as late data once sealed).
+const FLAGS: &str = "--distributor.ingestion-rate-limit=10000000 \
+    --distributor.ingestion-burst-size=100000000 \
+    --storage.tsdb.out-of-order-time-window=1m \
+    --storage.tsdb.block-duration=10s --compactor.block-ranges=10s,20s \
+    --blocks-storage.tsdb.ship-interval=1s --blocks-storage.bucket-store.sync-interval=2s";
+
 /// Runs cluster.sh with the cluster's directory, the test build of `hearth` first on
-/// PATH, and flags that lift the ingestion rate (the writers here push fast).
+/// PATH, and [`FLAGS`].
 fn run_script(dir: &Path, args: &[&str]) -> String {
     let bin_dir = hearth_bin().parent().unwrap().to_path_buf();
     let path = format!(
@@ -88,10 +101,7 @@ fn run_script(dir: &Path, args: &[&str]) -> String {
         .args(args)
         .env("HEARTH_CLUSTER_DIR", dir)
         .env("PATH", path)
-        .env(
-            "HEARTH_CLUSTER_FLAGS",
-            "--distributor.ingestion-rate-limit=10000000 --distributor.ingestion-burst-size=100000000",
-        )
+        .env("HEARTH_CLUSTER_FLAGS", FLAGS)
         .output()
         .expect("run cluster.sh");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -110,6 +120,11 @@ impl Drop for Cluster {
             .arg("down")
             .env("HEARTH_CLUSTER_DIR", self.dir.path())
             .status();
+        if std::thread::panicking() {
+            // The nodes' logs, data and snapshots, for whoever reads the failure.
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
+            eprintln!("the failed cluster's directory is kept: {}", kept.display());
+        }
     }
 }
 
@@ -143,8 +158,12 @@ async fn writer(urls: Vec<String>, w: usize, base: i64, log: Shared, stop: Arc<A
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let mut step = 0i64;
+    let mut step = -1i64;
+    let mut turn = 0usize;
     while !stop.load(Ordering::Relaxed) {
+        // Sample times follow the clock (the head's appendable window is half a 10 s
+        // block behind its newest sample, so a writer must not fall behind the others).
+        step = (step + 1).max((now_ms() - base) / 10);
         let series: Vec<_> = (0..SERIES)
             .map(|s| {
                 let (t, v) = sample(base, step, s);
@@ -158,7 +177,8 @@ async fn writer(urls: Vec<String>, w: usize, base: i64, log: Shared, stop: Arc<A
                 )
             })
             .collect();
-        let url = &urls[step as usize % urls.len()];
+        let url = &urls[turn % urls.len()];
+        turn += 1;
         let (status, body) = push(
             &client,
             url,
@@ -185,7 +205,6 @@ async fn writer(urls: Vec<String>, w: usize, base: i64, log: Shared, stop: Arc<A
                 }
             }
         }
-        step += 1;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -351,7 +370,7 @@ async fn faults_under_load(c: &Cluster) {
         ..Log::default()
     }));
     let stop = Arc::new(AtomicBool::new(false));
-    let base = now_ms() - 60_000;
+    let base = now_ms();
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| tokio::spawn(writer(c.push.clone(), w, base, log.clone(), stop.clone())))
         .collect();
@@ -411,6 +430,36 @@ async fn faults_under_load(c: &Cluster) {
         || signal(paused, libc::SIGCONT),
     )
     .await;
+    let snapshot_to = SnapshotKill::default();
+    scenario(
+        &load,
+        "kill -9 of a leader while it streams a snapshot to ingester-2",
+        // The group whose leader dies can only commit again once ingester-2 (which
+        // needs the snapshot) has caught up, after the link is healed.
+        false,
+        || snapshot_to.fault(c),
+        Duration::from_secs(5),
+        || snapshot_to.recover(c),
+    )
+    .await;
+    snapshot_to.check(c).await;
+    scenario(
+        &load,
+        "the bucket unreachable for 2 minutes, ingester-3 killed mid-upload",
+        true,
+        || {
+            c.run(&["partition", "bucket"]);
+            // Seals are logged and uploads hang on the silent bucket meanwhile.
+            std::thread::sleep(Duration::from_secs(60));
+            c.run(&["kill", "ingester-3"]);
+        },
+        Duration::from_secs(60),
+        || {
+            c.run(&["start", "ingester-3"]);
+            c.run(&["heal", "bucket"]);
+        },
+    )
+    .await;
     scenario(
         &load,
         "kill -9 of every ingester, then all restarted",
@@ -451,13 +500,199 @@ async fn faults_under_load(c: &Cluster) {
     let n = verify(c, &log, base, true).await;
     assert_eq!(n, 2 * ok * SERIES);
     eprintln!("every one of {ok} acknowledged writes returned exactly once by both queriers");
-    replicas_agree(c).await;
+    let in_heads = replicas_agree(c).await;
+    eprintln!("{in_heads} samples in the heads (writers' and Prometheus')");
+}
+
+/// The size of a group's current snapshot (its checkpoint file) in the group's
+/// directory on a node.
+fn snapshot_size(group_dir: &Path) -> u64 {
+    let sub = std::fs::read_to_string(group_dir.join("current")).unwrap();
+    std::fs::read_dir(group_dir.join(sub.trim()))
+        .unwrap()
+        .flatten()
+        .find(|f| f.file_name().to_string_lossy().starts_with("checkpoint."))
+        .map(|f| f.metadata().unwrap().len())
+        .unwrap()
+}
+
+async fn cluster_status(c: &Cluster) -> serde_json::Value {
+    let url = format!("{}/api/v1/status/cluster", c.query[0]);
+    let v = get_json(&reqwest::Client::new(), &url).await;
+    assert_eq!(v["status"], "success", "{v}");
+    v["data"].clone()
+}
+
+/// The replica of `group` on `node` in a cluster status.
+fn replica_on<'a>(
+    status: &'a serde_json::Value,
+    group: u64,
+    node: &str,
+) -> Option<&'a serde_json::Value> {
+    status["groups"]
+        .as_array()?
+        .iter()
+        .find(|g| g["group"] == group)?["replicas"]
+        .as_array()?
+        .iter()
+        .find(|r| {
+            r["node"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(&format!("{node} (")))
+        })
+}
+
+/// kill -9 of a group's leader in the middle of streaming a snapshot: ingester-2 is
+/// killed until groups have shipped and purged their logs past what it holds (a
+/// snapshot follows every `Shipped`), then restarted behind a slow link, so its
+/// leaders stream it their snapshots at 16 KiB/s; once a snapshot file is arriving
+/// (`incoming-*` in the group's directory), the group's leader is killed. The new
+/// leader sends its own snapshot; the half-received one must leave nothing behind.
+#[derive(Default)]
+struct SnapshotKill {
+    /// (group, the node killed mid-stream)
+    killed: Mutex<Option<(u64, String)>>,
+}
+
+impl SnapshotKill {
+    fn fault(&self, c: &Cluster) {
+        tokio::runtime::Handle::current().block_on(async {
+            let before = cluster_status(c).await;
+            c.run(&["kill", "ingester-2"]);
+            // ingester-2's newest log index per group, when it died.
+            let held: HashMap<u64, u64> = (0..16u64)
+                .filter_map(|g| {
+                    let r = replica_on(&before, g, "ingester-2")?;
+                    Some((g, r["lastLogIndex"].as_u64().unwrap_or(0)))
+                })
+                .collect();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let now = cluster_status(c).await;
+                let purged = held
+                    .iter()
+                    .filter(|(g, last)| {
+                        ["ingester-1", "ingester-3"].iter().any(|n| {
+                            replica_on(&now, **g, n)
+                                .and_then(|r| r["snapshotIndex"].as_u64())
+                                .is_some_and(|s| s > **last)
+                        })
+                    })
+                    .count();
+                // Most groups: what the leaders then send ingester-2 is mostly
+                // snapshots, not a backlog of entries that would crowd the slow link.
+                if purged >= 12 {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "only {purged} groups snapshotted past ingester-2's log in 120 s"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        c.run(&["slow", "ingester-2"]);
+        c.run(&["start", "ingester-2"]);
+        let groups = c.dir.path().join("ingester-2/groups");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // (group, bytes received so far)
+        let (group, received) = loop {
+            let arriving = std::fs::read_dir(&groups).unwrap().flatten().find_map(|g| {
+                let file = std::fs::read_dir(g.path())
+                    .ok()?
+                    .flatten()
+                    .find(|f| f.file_name().to_string_lossy().starts_with("incoming-"))?;
+                let group = g.file_name().to_string_lossy().parse::<u64>().ok()?;
+                Some((group, file.metadata().ok()?.len()))
+            });
+            if let Some(found) = arriving {
+                break found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no snapshot started streaming to ingester-2 in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let status = tokio::runtime::Handle::current().block_on(cluster_status(c));
+        let g = status["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["group"] == group)
+            .unwrap();
+        let leader = g["leaderNode"].as_str().unwrap_or_default();
+        let node = ["ingester-1", "ingester-3"]
+            .into_iter()
+            .find(|n| leader.starts_with(&format!("{n} (")))
+            .unwrap_or_else(|| {
+                panic!("group {group} streams a snapshot but its leader is {leader:?}")
+            });
+        // The snapshot being sent: the leader's current checkpoint. Far from whole at
+        // the slow link's pace, so the kill lands mid-stream.
+        let sending = snapshot_size(&c.dir.path().join(format!("{node}/groups/{group}")));
+        assert!(
+            received + 4096 < sending,
+            "group {group}: {received} of {sending} bytes already received"
+        );
+        c.run(&["kill", node]);
+        eprintln!("group {group}: its leader {node} killed with {received} of the {sending} bytes of its snapshot sent to ingester-2");
+        *self.killed.lock().unwrap() = Some((group, node.to_string()));
+    }
+
+    fn recover(&self, c: &Cluster) {
+        c.run(&["heal", "ingester-2"]);
+        let (_, node) = self.killed.lock().unwrap().clone().unwrap();
+        c.run(&["start", &node]);
+    }
+
+    /// ingester-2 installed the group's snapshot from the new leader, and no partial
+    /// file of the broken stream is left.
+    async fn check(&self, c: &Cluster) {
+        let (group, _) = self.killed.lock().unwrap().clone().unwrap();
+        let ports = std::fs::read_to_string(c.dir.path().join("ports.env")).unwrap();
+        let port = ports
+            .lines()
+            .find_map(|l| l.strip_prefix("HTTP_ingester_2="))
+            .unwrap();
+        let line = format!("hearth_raft_snapshots_installed_total{{group=\"{group}\"}} ");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let body = get_text(
+                &reqwest::Client::new(),
+                &format!("http://127.0.0.1:{port}/metrics"),
+            )
+            .await;
+            let installed: f64 = body
+                .lines()
+                .find_map(|l| l.strip_prefix(&line))
+                .map_or(0.0, |v| v.trim().parse().unwrap());
+            if installed >= 1.0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ingester-2 installed no snapshot of group {group}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let dir = c.dir.path().join(format!("ingester-2/groups/{group}"));
+        let left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|f| f.file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with("incoming-"))
+            .collect();
+        assert!(left.is_empty(), "{}: {left:?} left behind", dir.display());
+        eprintln!("group {group}: ingester-2 installed the new leader's snapshot");
+    }
 }
 
 /// Once the writes stopped, every group's three replicas reach the same applied index
 /// and hold identical heads (digests from /api/v1/status/cluster, each node asked over
 /// gRPC); then `cluster.sh status` shows the groups through `hearth cluster status`.
-async fn replicas_agree(c: &Cluster) {
+/// Returns the samples the heads hold (each group counted once).
+async fn replicas_agree(c: &Cluster) -> u64 {
     let client = reqwest::Client::new();
     let url = format!("{}/api/v1/status/cluster?digests=true", c.query[0]);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -481,7 +716,7 @@ async fn replicas_agree(c: &Cluster) {
         assert!(Instant::now() < deadline, "replicas did not settle: {v}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let mut series = 0;
+    let (mut series, mut samples) = (0, 0);
     for g in &groups {
         let rs = g["replicas"].as_array().unwrap();
         let digest = &rs[0]["digest"];
@@ -494,6 +729,7 @@ async fn replicas_agree(c: &Cluster) {
             );
         }
         series += digest["series"].as_u64().unwrap();
+        samples += digest["samples"].as_u64().unwrap();
     }
     // The writers' series and Prometheus' (the interop scenario), each in one group.
     assert!(
@@ -530,6 +766,99 @@ async fn replicas_agree(c: &Cluster) {
     }
     assert_eq!(leaders, 16.0);
     assert!(commits > 0.0);
+    samples
+}
+
+/// No sample is in the bucket twice. A leader that takes over a cut uploads the same
+/// blocks under the same ids, and late data goes into blocks of their own, so two
+/// blocks cut from one group's head (level 1, raw) for the same tenant may overlap in
+/// time only when one holds late data: every such overlapping pair is read back, and
+/// no (series, timestamp) may be in both. Reads cannot show this (they merge equal
+/// timestamps). The compactor's deletion delay (12 h) keeps the blocks it merged
+/// listable. Returns the level-1 blocks and the overlapping pairs read.
+async fn bucket_holds_each_sample_once(c: &Cluster) -> (usize, usize) {
+    use futures::{StreamExt, TryStreamExt};
+    use hearth_storage::{BlockMeta, BlockReader};
+    use object_store::ObjectStoreExt;
+
+    let ports = std::fs::read_to_string(c.dir.path().join("ports.env")).unwrap();
+    let s3 = ports
+        .lines()
+        .find_map(|l| l.strip_prefix("S3_PORT="))
+        .unwrap();
+    let cfg = hearth_storage::BucketConfig {
+        backend: hearth_storage::Backend::S3,
+        s3: hearth_storage::bucket::S3Config {
+            endpoint: format!("127.0.0.1:{s3}"),
+            bucket_name: "hearth".into(),
+            region: "us-east-1".into(),
+            access_key_id: "hearth".into(),
+            secret_access_key: "hearth-secret".into(),
+            insecure: true,
+        },
+        ..Default::default()
+    };
+    let bucket = hearth_storage::open_bucket(&cfg).unwrap();
+    let objects: Vec<_> = bucket.list(None).try_collect().await.unwrap();
+    let metas: Vec<BlockMeta> = futures::stream::iter(
+        objects
+            .iter()
+            .filter(|o| o.location.as_ref().ends_with("/meta.json"))
+            .map(|o| {
+                let bucket = bucket.clone();
+                let path = o.location.clone();
+                async move {
+                    let body = bucket.get(&path).await.unwrap().bytes().await.unwrap();
+                    serde_json::from_slice::<BlockMeta>(&body).unwrap()
+                }
+            }),
+    )
+    .buffer_unordered(8)
+    .collect()
+    .await;
+    let mut cut: Vec<BlockMeta> = metas
+        .into_iter()
+        .filter(|m| m.compaction.level == 1 && m.hearth.resolution == 0)
+        .collect();
+    cut.sort_by_key(|m| (m.hearth.shard_group, m.hearth.tenant.clone(), m.min_time));
+    let all =
+        hearth_core::Matcher::new(hearth_core::MatchOp::RegexMatch, "__name__", ".+").unwrap();
+    let samples_of = |m: BlockMeta| {
+        let bucket = bucket.clone();
+        let all = all.clone();
+        async move {
+            let reader = Arc::new(BlockReader::open(bucket, m).await.unwrap());
+            let mut out = std::collections::HashSet::new();
+            for s in reader.select(&[all], i64::MIN, i64::MAX).await.unwrap() {
+                let labels = s.labels.to_string();
+                let mut samples = Vec::new();
+                hearth_series::merge::samples_of(s.data, &mut samples);
+                out.extend(samples.into_iter().map(|x| (labels.clone(), x.t)));
+            }
+            out
+        }
+    };
+    let mut pairs = 0;
+    for (i, a) in cut.iter().enumerate() {
+        for b in &cut[i + 1..] {
+            let same = (a.hearth.shard_group, &a.hearth.tenant)
+                == (b.hearth.shard_group, &b.hearth.tenant);
+            if !same || b.min_time >= a.max_time {
+                continue;
+            }
+            pairs += 1;
+            let (x, y) = (samples_of(a.clone()).await, samples_of(b.clone()).await);
+            let both: Vec<_> = x.intersection(&y).take(3).collect();
+            assert!(
+                both.is_empty(),
+                "blocks {} and {} (group {:?}) both hold {both:?}",
+                a.ulid,
+                b.ulid,
+                a.hearth.shard_group
+            );
+        }
+    }
+    (cut.len(), pairs)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -545,4 +874,9 @@ async fn local_cluster() {
 
     // 2. Faults under load.
     faults_under_load(&c).await;
+
+    // 3. Whatever the faults did to shipping, the bucket holds each sample once.
+    let (blocks, pairs) = bucket_holds_each_sample_once(&c).await;
+    assert!(blocks > 16, "only {blocks} blocks shipped");
+    eprintln!("{blocks} blocks cut from the heads, {pairs} pairs of them overlapping in time: no sample in two of them");
 }

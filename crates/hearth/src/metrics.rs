@@ -315,17 +315,23 @@ impl SelfMetrics {
     }
 
     pub fn render(&self, parts: &Parts) -> String {
-        if let Some(shipper) = parts.shipper.as_deref() {
-            let sh = &shipper.stats;
-            set_counter(
-                &self.blocks_shipped,
-                sh.blocks_shipped.load(Ordering::Relaxed),
-            );
-            set_counter(
-                &self.samples_shipped,
-                sh.samples_shipped.load(Ordering::Relaxed),
-            );
-            set_counter(&self.ship_failures, sh.failures.load(Ordering::Relaxed));
+        // A single node's shipper, or a cluster node's group shippers summed.
+        let shipped = match (parts.shipper.as_deref(), parts.node.as_deref()) {
+            (Some(shipper), _) => {
+                let sh = &shipper.stats;
+                Some((
+                    sh.blocks_shipped.load(Ordering::Relaxed),
+                    sh.samples_shipped.load(Ordering::Relaxed),
+                    sh.failures.load(Ordering::Relaxed),
+                ))
+            }
+            (None, Some(node)) => Some(node.shipping_totals()),
+            (None, None) => None,
+        };
+        if let Some((blocks, samples, failures)) = shipped {
+            set_counter(&self.blocks_shipped, blocks);
+            set_counter(&self.samples_shipped, samples);
+            set_counter(&self.ship_failures, failures);
         }
         if let Some(compactor) = parts.compactor.as_deref() {
             let cs = &compactor.stats;

@@ -141,12 +141,29 @@ fn unreachable(e: impl ToString) -> Unreachable {
     Unreachable::new(&std::io::Error::other(e.to_string()))
 }
 
-/// A failed call: the peer could not be reached (or does not host the replica), or the
-/// exchange broke.
+/// Whether a failed call means the peer is away: it could not be reached, does not
+/// host the replica, or the connection broke under the call (a reset or broken pipe
+/// comes back as Unknown "transport error", a closed connection as Cancelled).
+/// openraft backs off before it tries an unreachable peer again; any other error it
+/// retries at once, which against a dead peer behind a proxy that accepts connections
+/// was a tight loop (hundreds of failed calls a second, found by the multi-process
+/// test).
+fn peer_away(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable
+            | tonic::Code::NotFound
+            | tonic::Code::Cancelled
+            | tonic::Code::Unknown
+    )
+}
+
+/// A failed call: the peer is away (see [`peer_away`]), or the exchange failed.
 fn status_error(s: Status) -> RPCError<u64, BasicNode, RaftError<u64>> {
-    match s.code() {
-        tonic::Code::Unavailable | tonic::Code::NotFound => RPCError::Unreachable(unreachable(s)),
-        _ => RPCError::Network(NetworkError::new(&std::io::Error::other(s.to_string()))),
+    if peer_away(s.code()) {
+        RPCError::Unreachable(unreachable(s))
+    } else {
+        RPCError::Network(NetworkError::new(&std::io::Error::other(s.to_string())))
     }
 }
 
@@ -256,13 +273,14 @@ impl RaftNetwork<ShardConfig> for GrpcConnection {
             closed = cancel => return Err(StreamingError::Closed(closed)),
         };
         let r = r
-            .map_err(|s| match s.code() {
-                tonic::Code::Unavailable | tonic::Code::NotFound => {
+            .map_err(|s| {
+                if peer_away(s.code()) {
                     StreamingError::Unreachable(unreachable(s))
+                } else {
+                    StreamingError::Network(NetworkError::new(&std::io::Error::other(
+                        s.to_string(),
+                    )))
                 }
-                _ => StreamingError::Network(NetworkError::new(&std::io::Error::other(
-                    s.to_string(),
-                ))),
             })?
             .into_inner();
         if !r.error.is_empty() {

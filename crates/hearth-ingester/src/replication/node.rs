@@ -255,6 +255,22 @@ impl IngesterNode {
             .collect()
     }
 
+    /// Blocks and samples shipped, and failed attempts, summed over this node's
+    /// groups since it started (each counted by the replica that shipped while it led).
+    pub fn shipping_totals(&self) -> (u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.shippers
+            .lock()
+            .iter()
+            .fold((0, 0, 0), |(b, s, f), (_, sh)| {
+                (
+                    b + sh.stats.blocks_shipped.load(Relaxed),
+                    s + sh.stats.samples_shipped.load(Relaxed),
+                    f + sh.stats.failures.load(Relaxed),
+                )
+            })
+    }
+
     /// Every group's head held here.
     pub fn heads(&self) -> Vec<(GroupId, Arc<Head>)> {
         self.replicas.iter().map(|(g, r)| (*g, r.head())).collect()
@@ -351,9 +367,11 @@ impl IngesterStatus for IngesterNode {
             let mut state = r.state();
             if digests {
                 let head = r.head();
-                // A pass over every sample: off the request threads.
+                // A pass over every sample: off the async workers, on the foreground
+                // pool as a query's decoding (the background pool's thread can be held
+                // for minutes by a shipping backlog, and status would wait behind it).
                 let d =
-                    hearth_core::cpu::background(async move { super::head_digest(&head) }).await;
+                    hearth_core::cpu::foreground(async move { super::head_digest(&head) }).await;
                 state.digest = Some(ReplicaDigest {
                     series: d.series,
                     samples: d.samples,
