@@ -19,13 +19,6 @@ use tracing::info;
 
 use crate::config::{ClusterAction, Command, Config, ImportSource};
 
-/// mimalloc instead of glibc's malloc: a write passes through several small
-/// allocations per series on every hop (decode, split by group, Raft entry, apply), and
-/// a profile of the cluster's ingest had glibc's malloc and free at about a quarter of
-/// all CPU (docs/architecture.md says why this crate).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// How long background work that does not yield may go on once the server stopped.
 const SHUTDOWN_BACKGROUND: Duration = Duration::from_secs(3);
 
