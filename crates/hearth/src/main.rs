@@ -22,12 +22,20 @@ use crate::config::{ClusterAction, Command, Config, ImportSource};
 /// How long background work that does not yield may go on once the server stopped.
 const SHUTDOWN_BACKGROUND: Duration = Duration::from_secs(3);
 
+/// Libraries whose info lines are their internals, kept to warnings unless `log.level`
+/// names them (`--log.level=info,openraft=info`): openraft logs every replayed chunk
+/// of a group's log at start, thousands of lines on a node of 16 groups.
+const QUIET_LIBRARIES: [&str; 4] = ["h2", "hyper", "tower", "openraft"];
+
 fn init_tracing(cfg: &Config) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(format!(
-        "{},h2=warn,hyper=warn,tower=warn",
-        cfg.log_level
-    ))
-    .map_err(|e| anyhow::anyhow!("log.level {:?}: {e}", cfg.log_level))?;
+    let mut directives = cfg.log_level.clone();
+    for lib in QUIET_LIBRARIES {
+        if !cfg.log_level.contains(lib) {
+            directives.push_str(&format!(",{lib}=warn"));
+        }
+    }
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .map_err(|e| anyhow::anyhow!("log.level {:?}: {e}", cfg.log_level))?;
     // Colours only on a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
