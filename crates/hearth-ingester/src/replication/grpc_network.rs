@@ -420,3 +420,38 @@ async fn receive(
     file.sync_all().await.map_err(io)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that is away gets openraft's backoff; an answer that is an error does not.
+    #[test]
+    fn a_broken_connection_is_an_unreachable_peer() {
+        for code in [
+            tonic::Code::Unavailable,
+            tonic::Code::NotFound,
+            tonic::Code::Cancelled,
+            tonic::Code::Unknown,
+        ] {
+            assert!(
+                matches!(
+                    status_error(Status::new(code, "x")),
+                    RPCError::Unreachable(_)
+                ),
+                "{code:?}"
+            );
+        }
+        for code in [
+            tonic::Code::Internal,
+            tonic::Code::InvalidArgument,
+            tonic::Code::DeadlineExceeded,
+            tonic::Code::ResourceExhausted,
+        ] {
+            assert!(
+                matches!(status_error(Status::new(code, "x")), RPCError::Network(_)),
+                "{code:?}"
+            );
+        }
+    }
+}
