@@ -16,7 +16,10 @@ clients still reach it directly. The mode of link NAME is read from STATE_DIR/NA
              node that can send but not receive)
     slow     bytes flow both ways, at most SLOW_RATE bytes a second in each direction
              of each connection (a congested link: a snapshot streamed over it takes
-             seconds, long enough to kill its sender mid-stream)
+             seconds, long enough to kill its sender mid-stream). The proxy's sockets
+             of such a connection keep small receive buffers, so what a killed sender
+             had written but the link had not yet carried is lost with it, as on a
+             real link, instead of arriving from the proxy's buffers
 
 Every change of mode closes the link's open connections, so both sides start over on
 fresh connections under the new mode. Once a change is in effect the proxy writes the
@@ -25,10 +28,15 @@ mode to STATE_DIR/NAME.applied (cluster.sh waits for it).
 
 import asyncio
 import os
+import socket
 import sys
 
 CHUNK = 64 * 1024
 SLOW_RATE = 16 * 1024
+# The streams' buffer limit: asyncio stops reading a socket once twice this is
+# buffered, so the proxy never holds much of a connection's data itself (what it holds
+# would still arrive after its sender died).
+STREAM_LIMIT = 4 * 1024
 
 
 class Link:
@@ -65,15 +73,26 @@ async def pipe(link, reader, writer, upstream):
         writer.close()
 
 
+def small_buffers(writer):
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RATE // 4)
+
+
 async def handle(link, client_r, client_w):
     link.conns.add(client_w)
     try:
-        server_r, server_w = await asyncio.open_connection("127.0.0.1", link.target)
+        server_r, server_w = await asyncio.open_connection(
+            "127.0.0.1", link.target, limit=STREAM_LIMIT
+        )
     except OSError:
         client_w.close()
         link.conns.discard(client_w)
         return
     link.conns.add(server_w)
+    if link.mode == "slow":
+        small_buffers(client_w)
+        small_buffers(server_w)
     await asyncio.gather(
         pipe(link, client_r, server_w, True),
         pipe(link, server_r, client_w, False),
@@ -119,7 +138,10 @@ async def main():
         links.append(Link(name, int(listen), int(target)))
     for link in links:
         await asyncio.start_server(
-            lambda r, w, link=link: handle(link, r, w), "127.0.0.1", link.listen
+            lambda r, w, link=link: handle(link, r, w),
+            "127.0.0.1",
+            link.listen,
+            limit=STREAM_LIMIT,
         )
     await watch_modes(state_dir, links)
 

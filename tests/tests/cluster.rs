@@ -550,8 +550,8 @@ fn replica_on<'a>(
 /// leader sends its own snapshot; the half-received one must leave nothing behind.
 #[derive(Default)]
 struct SnapshotKill {
-    /// (group, the node killed mid-stream)
-    killed: Mutex<Option<(u64, String)>>,
+    /// (group, the node killed mid-stream, its PID)
+    killed: Mutex<Option<(u64, String, i32)>>,
 }
 
 impl SnapshotKill {
@@ -635,21 +635,22 @@ impl SnapshotKill {
             received + 4096 < sending,
             "group {group}: {received} of {sending} bytes already received"
         );
+        let pid = c.pid(node);
         c.run(&["kill", node]);
         eprintln!("group {group}: its leader {node} killed with {received} of the {sending} bytes of its snapshot sent to ingester-2");
-        *self.killed.lock().unwrap() = Some((group, node.to_string()));
+        *self.killed.lock().unwrap() = Some((group, node.to_string(), pid));
     }
 
     fn recover(&self, c: &Cluster) {
         c.run(&["heal", "ingester-2"]);
-        let (_, node) = self.killed.lock().unwrap().clone().unwrap();
+        let (_, node, _) = self.killed.lock().unwrap().clone().unwrap();
         c.run(&["start", &node]);
     }
 
-    /// ingester-2 installed the group's snapshot from the new leader, and no partial
-    /// file of the broken stream is left.
+    /// ingester-2 installed the group's snapshot from the new leader (not the killed
+    /// one's: its stream broke), and no file of the broken stream is left.
     async fn check(&self, c: &Cluster) {
-        let (group, _) = self.killed.lock().unwrap().clone().unwrap();
+        let (group, _, killed_pid) = self.killed.lock().unwrap().clone().unwrap();
         let ports = std::fs::read_to_string(c.dir.path().join("ports.env")).unwrap();
         let port = ports
             .lines()
@@ -684,7 +685,18 @@ impl SnapshotKill {
             .filter(|n| n.starts_with("incoming-"))
             .collect();
         assert!(left.is_empty(), "{}: {left:?} left behind", dir.display());
-        eprintln!("group {group}: ingester-2 installed the new leader's snapshot");
+        // A snapshot's id names the process that built it (`built-<pid>-<n>`).
+        let current = std::fs::read_to_string(dir.join("current")).unwrap();
+        let meta: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.join(current.trim()).join("meta.json")).unwrap(),
+        )
+        .unwrap();
+        let id = meta["meta"]["snapshot_id"].as_str().unwrap().to_string();
+        assert!(
+            !id.starts_with(&format!("built-{killed_pid}-")),
+            "group {group}: ingester-2 installed {id}, the killed leader's snapshot: its stream was not broken"
+        );
+        eprintln!("group {group}: ingester-2 installed the new leader's snapshot {id}");
     }
 }
 

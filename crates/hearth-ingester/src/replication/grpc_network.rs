@@ -384,16 +384,43 @@ impl RaftRpc for RaftService {
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let path = into.path.clone();
-        let received = receive(&mut chunks, &path, first).await;
-        if let Err(e) = received {
-            let _ = tokio::fs::remove_file(&path).await;
-            return Err(e);
-        }
+        // A stream that breaks, or a call dropped mid-stream (its sender died: the
+        // server drops this future, so nothing after the await would run), leaves no
+        // partial file behind. Once the file is whole it is openraft's to install (a
+        // call dropped from here on leaves it to openraft, which may still install it;
+        // one it does not is removed when the group next opens).
+        let partial = PartialFile(Some(path.clone()));
+        receive(&mut chunks, &path, first).await?;
+        partial.keep();
         let snapshot = Snapshot {
             meta,
-            snapshot: Box::new(SnapshotFile { path }),
+            snapshot: Box::new(SnapshotFile { path: path.clone() }),
         };
-        Ok(reply(raft.install_full_snapshot(vote, snapshot).await))
+        let installed = raft.install_full_snapshot(vote, snapshot).await;
+        // openraft answers once the snapshot is installed (the file moved into the
+        // group's snapshots), or at once when it does not install it (a stale vote, or
+        // not newer than what the replica has committed): then the file is never used.
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+        Ok(reply(installed))
+    }
+}
+
+/// A snapshot file being received: removed when dropped unless kept.
+struct PartialFile(Option<PathBuf>);
+
+impl PartialFile {
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
