@@ -546,8 +546,9 @@ fn replica_on<'a>(
 /// killed until groups have shipped and purged their logs past what it holds (a
 /// snapshot follows every `Shipped`), then restarted behind a slow link, so its
 /// leaders stream it their snapshots at 16 KiB/s; once a snapshot file is arriving
-/// (`incoming-*` in the group's directory), the group's leader is killed. The new
-/// leader sends its own snapshot; the half-received one must leave nothing behind.
+/// (`incoming-*` in the group's directory), the group's leader is killed. ingester-2
+/// then catches up from the new leader (its log, or its snapshot when it purged past
+/// what ingester-2 holds); the half-received snapshot must leave nothing behind.
 #[derive(Default)]
 struct SnapshotKill {
     /// (group, the node killed mid-stream, its PID)
@@ -647,33 +648,22 @@ impl SnapshotKill {
         c.run(&["start", &node]);
     }
 
-    /// ingester-2 installed the group's snapshot from the new leader (not the killed
-    /// one's: its stream broke), and no file of the broken stream is left.
+    /// ingester-2's replica of the group caught up with the new leader, from its log or
+    /// its snapshot, never from the killed leader's (its stream broke), and no file of
+    /// the broken stream is left.
     async fn check(&self, c: &Cluster) {
         let (group, _, killed_pid) = self.killed.lock().unwrap().clone().unwrap();
-        let ports = std::fs::read_to_string(c.dir.path().join("ports.env")).unwrap();
-        let port = ports
-            .lines()
-            .find_map(|l| l.strip_prefix("HTTP_ingester_2="))
-            .unwrap();
-        let line = format!("hearth_raft_snapshots_installed_total{{group=\"{group}\"}} ");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let body = get_text(
-                &reqwest::Client::new(),
-                &format!("http://127.0.0.1:{port}/metrics"),
-            )
-            .await;
-            let installed: f64 = body
-                .lines()
-                .find_map(|l| l.strip_prefix(&line))
-                .map_or(0.0, |v| v.trim().parse().unwrap());
-            if installed >= 1.0 {
+            let status = cluster_status(c).await;
+            let caught_up = replica_on(&status, group, "ingester-2")
+                .is_some_and(|r| r["lag"] == 0 && !r["appliedIndex"].is_null());
+            if caught_up {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
-                "ingester-2 installed no snapshot of group {group}"
+                "ingester-2's replica of group {group} did not catch up: {status}"
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -685,7 +675,8 @@ impl SnapshotKill {
             .filter(|n| n.starts_with("incoming-"))
             .collect();
         assert!(left.is_empty(), "{}: {left:?} left behind", dir.display());
-        // A snapshot's id names the process that built it (`built-<pid>-<n>`).
+        // The snapshot the replica holds now: built by itself, or received; a
+        // snapshot's id names the process that built it (`built-<pid>-<n>`).
         let current = std::fs::read_to_string(dir.join("current")).unwrap();
         let meta: serde_json::Value = serde_json::from_slice(
             &std::fs::read(dir.join(current.trim()).join("meta.json")).unwrap(),
@@ -696,7 +687,9 @@ impl SnapshotKill {
             !id.starts_with(&format!("built-{killed_pid}-")),
             "group {group}: ingester-2 installed {id}, the killed leader's snapshot: its stream was not broken"
         );
-        eprintln!("group {group}: ingester-2 installed the new leader's snapshot {id}");
+        eprintln!(
+            "group {group}: ingester-2 caught up with the new leader (its snapshot now: {id})"
+        );
     }
 }
 
