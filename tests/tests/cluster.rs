@@ -81,9 +81,12 @@ impl Cluster {
 /// faults also hit seals, uploads, `Shipped` records and the snapshots after them. A
 /// write the distributor retried for seconds can land more than half a block behind
 /// the newest sample: the out-of-order window takes it (as late data once sealed).
+/// Every group also snapshots each 8 KiB of its log (every few seconds here), so a
+/// node that was down for a while comes back to snapshots, not only to entries.
 const FLAGS: &str = "--distributor.ingestion-rate-limit=10000000 \
     --distributor.ingestion-burst-size=100000000 \
     --storage.tsdb.out-of-order-time-window=1m \
+    --storage.tsdb.checkpoint-after-bytes=8192 \
     --storage.tsdb.block-duration=10s --compactor.block-ranges=10s,20s \
     --blocks-storage.tsdb.ship-interval=1s --blocks-storage.bucket-store.sync-interval=2s";
 
