@@ -67,6 +67,16 @@ impl Cluster {
         c
     }
 
+    /// A port cluster.sh chose at `up` (`ports.env`), e.g. `S3_PORT`.
+    fn port(&self, key: &str) -> String {
+        let ports = std::fs::read_to_string(self.dir.path().join("ports.env")).unwrap();
+        ports
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{key} not in ports.env"))
+            .to_string()
+    }
+
     fn pid(&self, name: &str) -> i32 {
         std::fs::read_to_string(self.dir.path().join(format!("{name}.pid")))
             .unwrap()
@@ -546,14 +556,10 @@ async fn replicas_agree(c: &Cluster) -> u64 {
     assert!(status.contains("ingester-2 (127.0.0.1:"), "{status}");
     // Each node's /metrics: a line per group, each group led by exactly one node, and
     // commits timed on the leaders.
-    let ports = std::fs::read_to_string(c.dir.path().join("ports.env")).unwrap();
     let mut leaders = 0.0;
     let mut commits = 0.0;
     for n in 1..=3 {
-        let port = ports
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("HTTP_ingester_{n}=")))
-            .unwrap();
+        let port = c.port(&format!("HTTP_ingester_{n}"));
         let body = get_text(&client, &format!("http://127.0.0.1:{port}/metrics")).await;
         let values = |name: &str| -> Vec<f64> {
             body.lines()
@@ -584,11 +590,7 @@ async fn bucket_holds_each_sample_once(c: &Cluster) -> (usize, usize) {
     use hearth_storage::{BlockMeta, BlockReader};
     use object_store::ObjectStoreExt;
 
-    let ports = std::fs::read_to_string(c.dir.path().join("ports.env")).unwrap();
-    let s3 = ports
-        .lines()
-        .find_map(|l| l.strip_prefix("S3_PORT="))
-        .unwrap();
+    let s3 = c.port("S3_PORT");
     let cfg = hearth_storage::BucketConfig {
         backend: hearth_storage::Backend::S3,
         s3: hearth_storage::bucket::S3Config {

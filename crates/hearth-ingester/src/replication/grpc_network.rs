@@ -395,9 +395,8 @@ impl RaftRpc for RaftService {
         // openraft answers once the snapshot is installed (the file moved into the
         // group's snapshots), or at once when it does not install it (a stale vote, or
         // not newer than what the replica has committed): then the file is never used.
-        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
-            let _ = tokio::fs::remove_file(&path).await;
-        }
+        // (Not found: it was installed.)
+        let _ = tokio::fs::remove_file(&path).await;
         Ok(reply(installed))
     }
 }
