@@ -190,6 +190,13 @@ async fn bad_input_gets_clear_errors() {
             .as_deref(),
         Some("42")
     );
+    // Each shard group's head has its own appendable window, as each Prometheus head
+    // does (an empty head takes any time): fresh samples in every group first.
+    let fresh: Vec<_> = (0..32)
+        .map(|i| good_series(&format!("fresh_metric_{i}"), t + 10 * 3_600_000))
+        .collect();
+    let (s, m) = push(&client, &url, write_request(fresh), V1).await;
+    assert_eq!(s, 204, "{m}");
     let (s, m) = push(
         &client,
         &url,

@@ -207,10 +207,10 @@ async fn repaired_log_tail_and_retention_are_reported() {
     assert_eq!(status, 204, "{text}");
     h.proc.kill9();
     // Half a record at the end of the newest segment, as a crash mid-append leaves it.
-    let mut segments: Vec<_> = std::fs::read_dir(data.join("wal"))
+    let mut segments: Vec<_> = std::fs::read_dir(data.join("raftlog"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
         .collect();
     segments.sort();
     let newest = segments.last().expect("a log segment");

@@ -14,6 +14,28 @@ use serde_json::Value;
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
 const DAYS: i64 = 3;
+/// The single process' shard groups; the 24 series of `backfill` land in each of them,
+/// and each group ships its own blocks.
+const GROUPS: usize = 4;
+
+/// The 2 h ranges among `blocks` (flush answers), checking that each range has one
+/// block from every shard group and no group shipped a range twice.
+fn block_ranges(blocks: &[Value]) -> usize {
+    let mut per_range = std::collections::BTreeMap::<i64, Vec<u64>>::new();
+    for b in blocks {
+        per_range
+            .entry(b["minTime"].as_i64().unwrap())
+            .or_default()
+            .push(b["shardGroup"].as_u64().unwrap());
+    }
+    for (t, groups) in &mut per_range {
+        groups.sort_unstable();
+        assert_eq!(groups.len(), GROUPS, "blocks of the range at {t}: groups {groups:?}");
+        groups.dedup();
+        assert_eq!(groups.len(), GROUPS, "a group shipped the range at {t} twice");
+    }
+    per_range.len()
+}
 
 /// One hour of 24 series (a counter and a gauge per instance), one sample a minute.
 fn hour_of_data(start: i64) -> Vec<pb::TimeSeries> {
@@ -206,8 +228,8 @@ async fn history_survives_losing_every_ingester() {
     assert_eq!(r.status().as_u16(), 200);
     let flushed: Value = r.json().await.unwrap();
     let blocks = flushed["blocks"].as_array().unwrap();
-    // Three days of 2 h blocks.
-    assert_eq!(blocks.len() as i64, DAYS * 12, "{flushed}");
+    // Three days of 2 h blocks, one per shard group.
+    assert_eq!(block_ranges(blocks) as i64, DAYS * 12, "{flushed}");
     let samples: u64 = blocks
         .iter()
         .map(|b| b["numSamples"].as_u64().unwrap())
@@ -216,10 +238,10 @@ async fn history_survives_losing_every_ingester() {
     // /metrics counts what was shipped and what the store serves.
     let metrics = get_text(&client, &h.url("/metrics")).await;
     for line in [
-        "hearth_ingester_shipped_blocks_total 36",
+        "hearth_ingester_shipped_blocks_total 144",
         "hearth_ingester_shipped_samples_total 103680",
         "hearth_ingester_ship_failures_total 0",
-        "hearth_bucket_store_blocks 36",
+        "hearth_bucket_store_blocks 144",
         // Everything was shipped: the head collected all 24 series (head GC).
         "hearth_head_series 0",
         "hearth_head_series_removed_total 24",
@@ -337,6 +359,7 @@ async fn head_ships_old_ranges_on_its_own() {
     let before = answers(&client, &h, start, end).await;
     // Everything older than 1.5 block ranges behind the newest sample is shipped: five
     // whole 2 h blocks of the twelve hours (the sixth ends less than an hour back).
+    // Each range is shipped by every shard group.
     let deadline = Instant::now() + Duration::from_secs(60);
     let count = || {
         std::fs::read_dir(bucket.join("anonymous"))
@@ -347,12 +370,23 @@ async fn head_ships_old_ranges_on_its_own() {
             })
             .unwrap_or(0)
     };
-    while count() < 5 {
+    while count() < 5 * GROUPS {
         assert!(Instant::now() < deadline, "only {} blocks shipped", count());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(count(), 5);
+    assert_eq!(count(), 5 * GROUPS);
+    let mut ranges: Vec<(i64, u64)> = std::fs::read_dir(bucket.join("anonymous"))
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.unwrap().path().join("meta.json")).ok())
+        .map(|b| {
+            let m: Value = serde_json::from_slice(&b).unwrap();
+            (m["minTime"].as_i64().unwrap(), m["hearth"]["shardGroup"].as_u64().unwrap())
+        })
+        .collect();
+    ranges.sort_unstable();
+    ranges.dedup();
+    assert_eq!(ranges.len(), 5 * GROUPS, "a group shipped a range twice: {ranges:?}");
     let after = answers(&client, &h, start, end).await;
     assert_same(&before, &after, "before vs after shipping");
 }
@@ -451,7 +485,7 @@ async fn bucket_outage_loses_nothing() {
 
     let r = client.post(h.url("/ingester/flush")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
-    assert_eq!(bucket_blocks(&client, moto.port, "outage").await, 6);
+    assert_eq!(bucket_blocks(&client, moto.port, "outage").await, 6 * GROUPS);
 
     // Every sample is in the bucket: a fresh Hearth there counts them all.
     h.proc.kill9();

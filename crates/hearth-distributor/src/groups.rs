@@ -129,6 +129,11 @@ impl GroupRouter {
                     last = format!("group {group} has no leader now (asked {name})");
                     None
                 }
+                // A group of one replica has nobody else to ask: its refusal stands
+                // (a full disk, too many writes waiting), and the sender retries.
+                Err(GroupPushError::Push(PushError::Unavailable(m))) if replicas.len() == 1 => {
+                    return Err(PushError::Unavailable(m))
+                }
                 Err(GroupPushError::Push(PushError::Unavailable(m))) => {
                     last = m;
                     None

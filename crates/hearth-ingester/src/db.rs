@@ -16,13 +16,14 @@ use std::time::Instant;
 use async_trait::async_trait;
 use futures::{stream, StreamExt};
 use hearth_core::{
-    Ingester, Matcher, Overrides, PushError, PushOutcome, Queryable, SelectHints, SeriesStream,
+    Ingester, Matcher, PushError, PushOutcome, Queryable, SelectHints, SeriesStream,
     StorageError, Tenant, WriteBatch,
 };
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use crate::checkpoint;
+use crate::limits::SeriesLimits;
 use crate::head::{Head, HeadOptions, MemSeries, TenantHead};
 use crate::record::{self, ControlRecord, LogRecord};
 use crate::shipper::apply_control;
@@ -106,125 +107,6 @@ struct Plan {
     /// Samples refused by a series limit, and the first such refusal's message.
     limited: usize,
     limit_message: Option<String>,
-}
-
-/// The series limits of the tenants, as this ingester enforces them: its share of
-/// each tenant's global limits (Mimir's local limit, `global / ingesters`, since the
-/// distributors spread a tenant's series evenly over the ingesters by hash).
-#[derive(Clone, Debug)]
-pub struct SeriesLimits {
-    pub overrides: Arc<Overrides>,
-    /// Ingesters the series of a tenant are spread over.
-    pub ingesters: usize,
-}
-
-impl SeriesLimits {
-    /// (per tenant, per metric) limits here; 0 is no limit.
-    fn local(&self, tenant: &Tenant) -> (usize, usize) {
-        let l = self.overrides.get(tenant);
-        let share = |global: u64| {
-            if global == 0 {
-                0
-            } else {
-                (global as usize).div_ceil(self.ingesters.max(1))
-            }
-        };
-        (
-            share(l.max_global_series_per_user),
-            share(l.max_global_series_per_metric),
-        )
-    }
-}
-
-impl SeriesLimits {
-    /// Why the tenant's head `th` may not create one more series (`labels`, of metric
-    /// `metric`) while `made` series of the tenant and `made_metric` of the metric are
-    /// being created with it, under local limits `(per tenant, per metric)`.
-    fn refusal(
-        th: Option<&TenantHead>,
-        (max_series, max_per_metric): (usize, usize),
-        made: usize,
-        made_metric: usize,
-        metric: &str,
-        labels: &dyn std::fmt::Display,
-    ) -> Option<String> {
-        let held = th.map_or(0, |t| t.num_series());
-        let held_metric = th.map_or(0, |t| t.series_for_metric(metric));
-        if max_series > 0 && held + made >= max_series {
-            Some(format!(
-                "per-tenant series limit of {max_series} exceeded on this ingester (ingester.max-global-series-per-user, or max_global_series_per_user in the runtime configuration): series {labels}"
-            ))
-        } else if max_per_metric > 0 && held_metric + made_metric >= max_per_metric {
-            Some(format!(
-                "per-metric series limit of {max_per_metric} exceeded on this ingester (ingester.max-global-series-per-metric, or max_global_series_per_metric in the runtime configuration): series {labels}"
-            ))
-        } else {
-            None
-        }
-    }
-
-    /// The batch without the new series the tenant's limits refuse (counting the
-    /// batch's own new series), the samples refused and the first refusal. A shard
-    /// group's leader checks this before proposing, so apply never looks at limits and
-    /// every replica applies the same. Writes checked at once may together pass a
-    /// limit by their new series (they do not see each other's); the overshoot is
-    /// bounded by the writes in flight.
-    pub fn admit(
-        &self,
-        head: &Head,
-        tenant: &Tenant,
-        batch: WriteBatch,
-    ) -> (WriteBatch, usize, Option<String>) {
-        let limits = self.local(tenant);
-        if limits == (0, 0) {
-            return (batch, 0, None);
-        }
-        let th = head.tenant(tenant);
-        let mut refused = vec![false; batch.len()];
-        let (mut made, mut made_metric) = (0usize, HashMap::<&str, usize>::new());
-        let (mut limited, mut message) = (0usize, None);
-        for (i, s) in batch.iter().enumerate() {
-            if th
-                .as_ref()
-                .is_some_and(|t| t.lookup(s.hash, &s.labels).is_some())
-            {
-                continue;
-            }
-            let metric = s.labels.get(hearth_core::METRIC_NAME).unwrap_or("");
-            let m = made_metric.entry(metric).or_insert(0);
-            match Self::refusal(th.as_deref(), limits, made, *m, metric, &s.labels) {
-                Some(why) => {
-                    refused[i] = true;
-                    limited += s.samples.len();
-                    message.get_or_insert(why);
-                }
-                None => {
-                    made += 1;
-                    *m += 1;
-                }
-            }
-        }
-        if limited == 0 {
-            return (batch, 0, None);
-        }
-        let kept = batch
-            .split(2, |i| usize::from(refused[i]))
-            .into_iter()
-            .next()
-            .expect("two parts");
-        let mut kept = kept;
-        kept.metadata = batch.metadata.clone();
-        (kept, limited, message)
-    }
-}
-
-impl Default for SeriesLimits {
-    fn default() -> Self {
-        SeriesLimits {
-            overrides: Arc::new(Overrides::default()),
-            ingesters: 1,
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -481,11 +363,10 @@ impl Committer {
                                     .copied()
                                     .unwrap_or(0);
                                 let refusal = SeriesLimits::refusal(
-                                    Some(&th),
+                                    (th.num_series(), th.series_for_metric(metric)),
                                     (max_series, max_per_metric),
                                     made,
                                     made_metric,
-                                    metric,
                                     &s.labels,
                                 );
                                 match refusal {

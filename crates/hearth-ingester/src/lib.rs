@@ -21,6 +21,7 @@
 pub mod checkpoint;
 pub mod db;
 pub mod head;
+pub mod limits;
 pub mod recent;
 pub mod record;
 pub mod replication;
@@ -28,7 +29,8 @@ pub mod shipper;
 pub mod status;
 pub mod wal;
 
-pub use db::{Db, DbOptions, DbStats, HeadQueryable, SeriesLimits};
+pub use db::{Db, DbOptions, DbStats, HeadQueryable};
+pub use limits::SeriesLimits;
 pub use head::{Head, HeadOptions};
 pub use recent::RecentlyShipped;
 pub use shipper::{block_id, ShipError, ShippedTo, Shipper, ShipperStats, ShippingLog};

@@ -647,6 +647,7 @@ async fn series_limits_are_checked_before_proposing() {
     c.opts.series_limits = hearth_ingester::SeriesLimits {
         overrides: Arc::new(overrides),
         ingesters: 1,
+        ..Default::default()
     };
     let rs = start_three(&mut c).await;
     let l = leader_of(&live(&rs)).await;

@@ -636,12 +636,12 @@ pub struct Settings {
     #[serde(rename = "ingester.ring.replication-factor")]
     pub ingester_rf: usize,
 
-    /// How many shard groups the series are split into, fixed when the cluster is created (each is one Raft group; its replicas are spread over the ingesters).
+    /// How many shard groups the series are split into, fixed when the cluster is created (each is one Raft group; its replicas are spread over the ingesters). 0: 16 in a cluster, 4 in a single process.
     #[arg(
         long = "ingester.shard-groups",
         value_name = "N",
         global = true,
-        default_value = "16"
+        default_value = "0"
     )]
     #[serde(rename = "ingester.shard-groups")]
     pub shard_groups: u32,
@@ -973,8 +973,8 @@ impl Config {
                     s.ingester_rf
                 );
             }
-            if s.shard_groups == 0 || s.shard_groups > MAX_SHARD_GROUPS {
-                anyhow::bail!("ingester.shard-groups must be between 1 and {MAX_SHARD_GROUPS}");
+            if s.shard_groups > MAX_SHARD_GROUPS {
+                anyhow::bail!("ingester.shard-groups must be at most {MAX_SHARD_GROUPS}");
             }
             if has(Role::Ingester) && !s.ingester_members.contains(&s.ingester_instance) {
                 anyhow::bail!(
@@ -1084,6 +1084,25 @@ impl Config {
     }
 
     /// Every setting by its flag name, for /api/v1/status/flags (secrets hidden).
+    /// The shard groups the series are split into: as set, or 16 in a cluster and 4 in a
+    /// single process (one node holding every group at replication factor 1).
+    pub fn shard_groups(&self) -> u32 {
+        match self.shard_groups {
+            0 if self.ingester_members.is_empty() => 4,
+            0 => 16,
+            n => n,
+        }
+    }
+
+    /// The replication factor of the shard groups: 1 in a single process.
+    pub fn ingester_rf(&self) -> usize {
+        if self.ingester_members.is_empty() {
+            1
+        } else {
+            self.ingester_rf
+        }
+    }
+
     pub fn flag_map(&self) -> BTreeMap<String, String> {
         let v = serde_json::to_value(&self.settings).expect("settings serialize");
         let mut m: BTreeMap<String, String> = v
@@ -1181,7 +1200,7 @@ mod tests {
             "--ingester.raft.peer-routes=i1=127.0.0.1:7,i3=127.0.0.1:8",
         ])
         .unwrap();
-        assert_eq!((c.ingester_rf, c.shard_groups), (3, 16));
+        assert_eq!((c.ingester_rf, c.shard_groups()), (3, 16));
         assert_eq!(c.raft_peer_routes.0.len(), 2);
         let e = parse(&[
             "--target=ingester",
@@ -1196,8 +1215,9 @@ mod tests {
             parse(&[three, "--ingester.ring.instance-id=i1"]).is_err(),
             "all is not a cluster member"
         );
-        assert!(parse(&["--target=distributor", three, "--ingester.shard-groups=0"]).is_err());
+        assert!(parse(&["--target=distributor", three, "--ingester.shard-groups=1025"]).is_err());
         assert_eq!(parse(&[]).unwrap().roles().len(), 5);
+        assert_eq!(parse(&[]).unwrap().shard_groups(), 4);
         assert!(parse(&["--target=ingester,store-gateway"]).is_err());
         // Blocks storage: Mimir's names, on the command line and in the file.
         std::fs::write(

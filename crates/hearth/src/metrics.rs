@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hearth_distributor::DistributorState;
-use hearth_ingester::Db;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -28,8 +27,6 @@ pub struct SelfMetrics {
     wal_append_failures: Counter<u64, AtomicU64>,
     wal_corruptions: Counter<u64, AtomicU64>,
     checkpoints: Counter<u64, AtomicU64>,
-    replayed_entries: Gauge,
-    replay_ms: Gauge,
     push_requests: Counter<u64, AtomicU64>,
     push_failed: Counter<u64, AtomicU64>,
     push_samples: Counter<u64, AtomicU64>,
@@ -56,21 +53,17 @@ pub struct SelfMetrics {
 /// role runs stay at zero.
 #[derive(Default)]
 pub struct Parts {
-    pub db: Option<Arc<Db>>,
     pub distributor: Option<Arc<DistributorState>>,
-    pub shipper: Option<Arc<hearth_ingester::Shipper>>,
     pub compactor: Option<Arc<hearth_compactor::Compactor>>,
     pub store: Option<Arc<hearth_storage::BucketStore>>,
-    /// An ingester node of a cluster: its shard groups' replicas.
+    /// The ingester node: its log engine and its shard groups' replicas.
     pub node: Option<Arc<hearth_ingester::replication::IngesterNode>>,
 }
 
 impl Parts {
     /// Takes what `other` has that this lacks (each part belongs to one role).
     pub fn merge(&mut self, other: Parts) {
-        self.db = self.db.take().or(other.db);
         self.distributor = self.distributor.take().or(other.distributor);
-        self.shipper = self.shipper.take().or(other.shipper);
         self.compactor = self.compactor.take().or(other.compactor);
         self.store = self.store.take().or(other.store);
         self.node = self.node.take().or(other.node);
@@ -102,8 +95,6 @@ impl SelfMetrics {
             wal_append_failures: Counter::default(),
             wal_corruptions: Counter::default(),
             checkpoints: Counter::default(),
-            replayed_entries: Gauge::default(),
-            replay_ms: Gauge::default(),
             push_requests: Counter::default(),
             push_failed: Counter::default(),
             push_samples: Counter::default(),
@@ -247,7 +238,7 @@ impl SelfMetrics {
         );
         r.register(
             "hearth_wal_append_failures",
-            "Write-ahead log appends that failed (disk full, I/O errors); their writes got 503",
+            "Writes to the write-ahead log that the disk refused (full, I/O errors), each attempt counted; new writes get 503 while it refuses",
             m.wal_append_failures.clone(),
         );
         r.register(
@@ -259,16 +250,6 @@ impl SelfMetrics {
             "hearth_head_checkpoints",
             "Head checkpoints written",
             m.checkpoints.clone(),
-        );
-        r.register(
-            "hearth_wal_replayed_entries",
-            "Log entries replayed at the last start",
-            m.replayed_entries.clone(),
-        );
-        r.register(
-            "hearth_head_restore_milliseconds",
-            "Time to restore the head at the last start",
-            m.replay_ms.clone(),
         );
         r.register(
             "hearth_distributor_push_requests",
@@ -315,19 +296,8 @@ impl SelfMetrics {
     }
 
     pub fn render(&self, parts: &Parts) -> String {
-        // A single node's shipper, or a cluster node's group shippers summed.
-        let shipped = match (parts.shipper.as_deref(), parts.node.as_deref()) {
-            (Some(shipper), _) => {
-                let sh = &shipper.stats;
-                Some((
-                    sh.blocks_shipped.load(Ordering::Relaxed),
-                    sh.samples_shipped.load(Ordering::Relaxed),
-                    sh.failures.load(Ordering::Relaxed),
-                ))
-            }
-            (None, Some(node)) => Some(node.shipping_totals()),
-            (None, None) => None,
-        };
+        // The node's group shippers, summed.
+        let shipped = parts.node.as_deref().map(|node| node.shipping_totals());
         if let Some((blocks, samples, failures)) = shipped {
             set_counter(&self.blocks_shipped, blocks);
             set_counter(&self.samples_shipped, samples);
@@ -365,42 +335,41 @@ impl SelfMetrics {
                 .set(store.labels_cache_bytes_now() as i64);
             set_counter(&self.bucket_blocks_loaded, store.blocks_opened());
         }
-        if let Some(db) = parts.db.as_deref() {
-            let s = db.stats();
-            self.head_series.set(db.head().num_series() as i64);
-            set_counter(&self.head_series_removed, db.head().series_removed());
+        if let Some(node) = parts.node.as_deref() {
+            let heads = node.heads();
+            self.head_series
+                .set(heads.iter().map(|(_, h)| h.num_series()).sum::<usize>() as i64);
+            set_counter(
+                &self.head_series_removed,
+                heads.iter().map(|(_, h)| h.series_removed()).sum(),
+            );
+            let sum = |f: &dyn Fn(&hearth_ingester::replication::ReplicaStats) -> u64| {
+                node.replicas().map(|r| f(r.stats())).sum::<u64>()
+            };
             set_counter(
                 &self.samples_appended,
-                s.samples_appended.load(Ordering::Relaxed),
+                sum(&|s| s.samples_appended.load(Ordering::Relaxed)),
             );
             set_counter(
                 &self.samples_rejected,
-                s.samples_rejected.load(Ordering::Relaxed),
+                sum(&|s| s.samples_rejected.load(Ordering::Relaxed)),
             );
-            set_counter(&self.wal_writes, s.writes.load(Ordering::Relaxed));
+            set_counter(
+                &self.checkpoints,
+                sum(&|s| s.snapshots_built.load(Ordering::Relaxed)),
+            );
+            let log = node.log();
+            let c = log.counters();
+            set_counter(&self.wal_writes, c.writes.load(Ordering::Relaxed));
+            set_counter(&self.wal_commit_groups, c.syncs.load(Ordering::Relaxed));
+            set_counter(&self.wal_bytes_written, c.bytes_written.load(Ordering::Relaxed));
             set_counter(
                 &self.wal_append_failures,
-                s.append_failures.load(Ordering::Relaxed),
+                c.write_failures.load(Ordering::Relaxed),
             );
-            set_counter(
-                &self.wal_corruptions,
-                s.wal_corruptions.load(Ordering::Relaxed),
-            );
-            set_counter(
-                &self.wal_commit_groups,
-                s.commit_groups.load(Ordering::Relaxed),
-            );
-            set_counter(
-                &self.wal_bytes_written,
-                s.log_bytes_written.load(Ordering::Relaxed),
-            );
-            self.wal_disk_bytes.set(db.wal_disk_bytes() as i64);
-            self.wal_segments.set(db.wal_segments() as i64);
-            set_counter(&self.checkpoints, s.checkpoints.load(Ordering::Relaxed));
-            self.replayed_entries
-                .set(s.replayed_entries.load(Ordering::Relaxed) as i64);
-            self.replay_ms
-                .set(s.replay_seconds_millis.load(Ordering::Relaxed) as i64);
+            set_counter(&self.wal_corruptions, log.corruptions_repaired());
+            self.wal_disk_bytes.set(log.disk_bytes() as i64);
+            self.wal_segments.set(log.segment_count() as i64);
         }
         if let Some(dist) = parts.distributor.as_ref().map(|d| &d.metrics) {
             set_counter(&self.push_requests, dist.requests.load(Ordering::Relaxed));

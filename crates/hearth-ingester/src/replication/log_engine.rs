@@ -15,6 +15,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -202,6 +203,23 @@ struct Shared {
     /// Set when a sync failed: what was written may or may not be on disk, and the page
     /// cache can no longer tell, so nothing more is accepted (PostgreSQL's lesson).
     failed: Mutex<Option<String>>,
+    /// Why the disk refuses writes (full, EIO), from the last write's failure until a
+    /// write succeeds again. A refused write left nothing behind (its partial bytes are
+    /// cut away), so it may be tried again; replicas refuse new writes meanwhile.
+    refusing: tokio::sync::watch::Sender<Option<String>>,
+    counters: EngineCounters,
+}
+
+/// What the engine did since it opened, for self-metrics.
+#[derive(Default)]
+pub struct EngineCounters {
+    /// Appends, votes, truncations and purges written.
+    pub writes: AtomicU64,
+    pub bytes_written: AtomicU64,
+    /// Syncs, each making every write before it durable.
+    pub syncs: AtomicU64,
+    /// Writes the disk refused (each is tried again until it succeeds).
+    pub write_failures: AtomicU64,
 }
 
 /// The node's Raft log: see the module documentation.
@@ -344,6 +362,8 @@ impl LogEngine {
             }),
             wake: Condvar::new(),
             failed: Mutex::new(None),
+            refusing: tokio::sync::watch::Sender::new(None),
+            counters: EngineCounters::default(),
         });
         let s = shared.clone();
         let flusher = std::thread::Builder::new()
@@ -354,6 +374,20 @@ impl LogEngine {
             flusher: Some(flusher),
             repaired,
         })
+    }
+
+    /// Why the disk refuses writes now, if it does (see `Shared::refusing`).
+    pub fn refusing(&self) -> Option<String> {
+        self.shared.refusing.borrow().clone()
+    }
+
+    /// Follows [`LogEngine::refusing`].
+    pub fn watch_refusing(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.shared.refusing.subscribe()
+    }
+
+    pub fn counters(&self) -> &EngineCounters {
+        &self.shared.counters
     }
 
     /// Torn or corrupt records cut away when the engine was opened.
@@ -760,6 +794,7 @@ impl Shared {
                 .last()
                 .expect("a failed append had a segment");
             seg.file.set_len(size).and_then(|()| seg.file.sync_all()).map_err(|e| {
+                self.refuse(&e);
                 EngineError::Io(std::io::Error::other(format!(
                     "the raft log could not cut the tail of a failed append ({e}); refusing writes until it can"
                 )))
@@ -776,6 +811,7 @@ impl Shared {
         let seg = inner.segments.last_mut().expect("a segment exists");
         let base = seg.size;
         if let Err(e) = (&*seg.file).write_all(buf) {
+            self.refuse(&e);
             // Part of it may be in the file (a short write on a full disk): cut it away
             // before anything follows it, or recovery would end the log at it and drop
             // later writes that were reported durable.
@@ -792,7 +828,29 @@ impl Shared {
             return Err(e.into());
         }
         seg.size += buf.len() as u64;
+        self.counters.writes.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .bytes_written
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        if self.refusing.borrow().is_some() {
+            info!("the raft log writes again");
+            self.refusing.send_replace(None);
+        }
         Ok((seg.seq, base))
+    }
+
+    /// Records that the disk refused a write.
+    fn refuse(&self, e: &dyn std::fmt::Display) {
+        self.counters.write_failures.fetch_add(1, Ordering::Relaxed);
+        let why = e.to_string();
+        self.refusing.send_if_modified(|r| {
+            if r.as_deref() == Some(why.as_str()) {
+                return false;
+            }
+            warn!(error = %why, "the raft log cannot write; writes are refused until it can (what it could not write is tried again)");
+            *r = Some(why.clone());
+            true
+        });
     }
 
     /// Starts a new segment. The old one is synced first (the flusher only syncs the
@@ -806,12 +864,20 @@ impl Shared {
         }
         let seq = inner.segments.last().map_or(1, |s| s.seq + 1);
         let path = inner.dir.join(segment_name(seq));
-        let file = OpenOptions::new()
+        let opened = OpenOptions::new()
             .create(true)
             .read(true)
             .append(true)
-            .open(&path)?;
-        sync_dir(&inner.dir)?;
+            .open(&path)
+            .and_then(|f| sync_dir(&inner.dir).map(|()| f));
+        let file = match opened {
+            Ok(f) => f,
+            Err(e) => {
+                self.refuse(&e);
+                let _ = fs::remove_file(&path);
+                return Err(e.into());
+            }
+        };
         let mut head = Vec::new();
         for (id, g) in &inner.groups {
             if let Some(v) = &g.vote {
@@ -824,11 +890,21 @@ impl Shared {
                 encode_record(&mut head, KIND_PURGE, *id, &[&p.to_le_bytes(), meta]);
             }
         }
-        (&file).write_all(&head)?;
-        if self.opts.fsync {
-            // Older segments may be deleted as soon as no entry needs them; the state
-            // records repeated here must be on disk by then.
-            file.sync_data()?;
+        let written = (&file).write_all(&head).and_then(|()| {
+            if self.opts.fsync {
+                // Older segments may be deleted as soon as no entry needs them; the
+                // state records repeated here must be on disk by then.
+                file.sync_data()?;
+            }
+            Ok(())
+        });
+        if let Err(e) = written {
+            // Half a segment header would end the log at the next start: the segment
+            // is made again, whole, by the next write.
+            self.refuse(&e);
+            drop(file);
+            let _ = fs::remove_file(&path);
+            return Err(e.into());
         }
         inner.segments.push(Segment {
             seq,
@@ -866,7 +942,10 @@ fn flush_loop(s: &Shared) {
         let failed = s.failed.lock().clone();
         let result = match (failed, file) {
             (Some(e), _) => Err(std::io::Error::other(e)),
-            (None, Some(f)) if s.opts.fsync => f.sync_data(),
+            (None, Some(f)) if s.opts.fsync => {
+                s.counters.syncs.fetch_add(1, Ordering::Relaxed);
+                f.sync_data()
+            }
             _ => Ok(()),
         };
         if let Err(e) = &result {

@@ -187,6 +187,39 @@ fn engine_write_err<NID: openraft::NodeId>(e: EngineError) -> StorageError<NID> 
     write_err(e)
 }
 
+/// How often a write the disk refused is tried again.
+const REFUSED_WRITE_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Runs an engine write, again every `REFUSED_WRITE_RETRY` while the disk refuses it
+/// (full, EIO). openraft stops a group for good at a storage error, and a refused write
+/// left nothing behind (the engine cut its bytes away), so waiting for space is the
+/// safe answer; the group's core waits with it, and its replica refuses new writes
+/// meanwhile (`LogEngine::refusing`). A failed sync is not retried: the engine then
+/// refuses everything until a restart.
+async fn while_disk_refuses<T>(
+    mut attempt: impl FnMut() -> Result<T, EngineError>,
+) -> Result<T, EngineError> {
+    loop {
+        match attempt() {
+            Err(EngineError::Io(_)) => tokio::time::sleep(REFUSED_WRITE_RETRY).await,
+            other => return other,
+        }
+    }
+}
+
+/// [`durable`], tried again while the disk refuses the write. (A failed sync is
+/// reported as `Io` too; the attempt after it finds the engine `Failed` and stops.)
+async fn durable_when_disk_allows(
+    mut submit: impl FnMut(super::log_engine::OnDurable) -> Result<(), EngineError>,
+) -> Result<(), EngineError> {
+    loop {
+        match durable(&mut submit).await {
+            Err(EngineError::Io(_)) => tokio::time::sleep(REFUSED_WRITE_RETRY).await,
+            other => return other,
+        }
+    }
+}
+
 /// Encodes an entry as this module's documentation says.
 pub fn encode_entry<C>(e: &Entry<C>) -> Result<Bytes, String>
 where
@@ -391,7 +424,7 @@ where
         let b = Bytes::from(
             serde_json::to_vec(vote).map_err(|e| StorageIOError::write_vote(&io_err(e)))?,
         );
-        durable(|cb| self.engine.save_vote(self.group, b, cb))
+        durable_when_disk_allows(|cb| self.engine.save_vote(self.group, b.clone(), cb))
             .await
             .map_err(|e| StorageIOError::write_vote(&io_err(e)).into())
     }
@@ -411,8 +444,8 @@ where
     ) -> Result<(), StorageError<C::NodeId>> {
         let b = Bytes::from(serde_json::to_vec(&committed).map_err(write_err)?);
         // Synced with the next write, not waited for: see LogEngine::save_committed.
-        self.engine
-            .save_committed(self.group, b)
+        while_disk_refuses(|| self.engine.save_committed(self.group, b.clone()))
+            .await
             .map_err(engine_write_err)
     }
 
@@ -447,13 +480,18 @@ where
             return Ok(());
         }
         let last = raw.last().map_or(0, |(i, _)| *i);
-        let progress = self.progress.clone();
-        // Under the window's lock, so a reader never sees the window ahead of the log.
-        let mut recent = self.recent.lock();
-        self.engine
-            .append(
+        // Given to the engine's callback of the attempt that succeeds (a refused
+        // attempt drops its callback uncalled).
+        let callback = Arc::new(Mutex::new(Some(callback)));
+        let mut decoded = Some(decoded);
+        while_disk_refuses(|| {
+            let progress = self.progress.clone();
+            let callback = callback.clone();
+            // Under the window's lock, so a reader never sees the window ahead of the log.
+            let mut recent = self.recent.lock();
+            self.engine.append(
                 self.group,
-                raw,
+                raw.clone(),
                 Box::new(move |r| {
                     if r.is_ok() {
                         progress.flushed.send_if_modified(|f| {
@@ -462,20 +500,24 @@ where
                             newer
                         });
                     }
-                    callback.log_io_completed(r)
+                    if let Some(cb) = callback.lock().take() {
+                        cb.log_io_completed(r)
+                    }
                 }),
-            )
-            .map_err(engine_write_err)?;
-        self.progress.appended.fetch_max(last, Ordering::AcqRel);
-        for (e, len) in decoded {
-            recent.push(e, len);
-        }
-        Ok(())
+            )?;
+            self.progress.appended.fetch_max(last, Ordering::AcqRel);
+            for (e, len) in decoded.take().into_iter().flatten() {
+                recent.push(e, len);
+            }
+            Ok(())
+        })
+        .await
+        .map_err(engine_write_err)
     }
 
     async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         self.recent.lock().truncate(log_id.index);
-        durable(|cb| self.engine.truncate(self.group, log_id.index, cb))
+        durable_when_disk_allows(|cb| self.engine.truncate(self.group, log_id.index, cb))
             .await
             .map_err(engine_write_err)
     }
@@ -483,7 +525,7 @@ where
     async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         let meta = Bytes::from(serde_json::to_vec(&log_id).map_err(write_err)?);
         self.recent.lock().purge(log_id.index);
-        durable(|cb| self.engine.purge(self.group, log_id.index, meta, cb))
+        durable_when_disk_allows(|cb| self.engine.purge(self.group, log_id.index, meta.clone(), cb))
             .await
             .map_err(engine_write_err)
     }

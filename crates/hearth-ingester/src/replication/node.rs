@@ -79,13 +79,19 @@ impl IngesterNode {
                 .map_err(|e| e.to_string())?,
         );
         let config = raft_config(&spec.cluster_name)?;
-        // A tenant's series spread over the groups: each enforces its share.
+        // A tenant's series spread over the groups: this node enforces the share of the
+        // groups it holds, over the series of all of them (exact on a node that holds
+        // every group, as the single process and a three-node cluster at RF 3 do).
+        let held_groups = placement.groups_of(spec.me);
+        let held = Arc::new(crate::limits::HeldSeries::default());
         let mut replica_opts = spec.replica.clone();
         replica_opts.series_limits.ingesters = placement.groups() as usize;
+        replica_opts.series_limits.held_parts = held_groups.len();
+        replica_opts.series_limits.held = Some(held.clone());
         let router = LocalRouter::default();
         let channels = PeerChannels::with_routes(spec.peer_routes.clone());
         let mut replicas = BTreeMap::new();
-        for g in placement.groups_of(spec.me) {
+        for g in held_groups {
             let id = Placement::replica_id(spec.me, g);
             let r = Replica::start(
                 ReplicaSpec {
@@ -120,6 +126,8 @@ impl IngesterNode {
             }
             replicas.insert(g, Arc::new(r));
         }
+        let weak: Vec<std::sync::Weak<Replica>> = replicas.values().map(Arc::downgrade).collect();
+        held.set_heads(move || weak.iter().filter_map(|r| r.upgrade()).map(|r| r.head()).collect());
         let rafts = replicas
             .iter()
             .map(|(g, r)| (*g, r.raft().clone()))
@@ -303,6 +311,11 @@ impl IngesterNode {
             self.router.unregister(r.group(), r.id());
             r.shutdown().await;
         }
+    }
+
+    /// The node's log engine (every group's Raft log).
+    pub fn log(&self) -> &LogEngine {
+        &self.engine
     }
 
     pub fn spec(&self) -> &NodeSpec {

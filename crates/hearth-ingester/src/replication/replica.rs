@@ -33,7 +33,7 @@ use super::log_engine::{GroupId, LogEngine};
 use super::log_store::{GroupLogStore, LogProgress};
 use super::state_machine::{HeadCell, HeadStateMachine, ShardConfig};
 use super::stats::ReplicaStats;
-use crate::db::SeriesLimits;
+use crate::limits::SeriesLimits;
 use crate::head::{Head, HeadOptions};
 use crate::record::ControlRecord;
 use crate::shipper::ShippingLog;
@@ -129,7 +129,12 @@ pub struct Replica {
     lease: Duration,
     limits: SeriesLimits,
     stats: Arc<ReplicaStats>,
+    /// Why the node's log refuses writes, while it does.
+    disk: watch::Receiver<Option<String>>,
 }
+
+/// How long a write waits for a refusing disk to take writes again before its 503.
+const DISK_REFUSAL_WAIT: Duration = Duration::from_millis(300);
 
 impl Replica {
     /// Starts a replica with its log in the node's `engine`, talking to the group's
@@ -164,6 +169,7 @@ impl Replica {
         let (tx, rx) = mpsc::channel(opts.max_queued_writes);
         let lease = opts.lease;
         let limits = opts.series_limits.clone();
+        let disk = engine.watch_refusing();
         let snapshots = tokio::spawn(snapshot_when_log_grows(
             raft.clone(),
             engine,
@@ -182,6 +188,7 @@ impl Replica {
             progress,
             stats.clone(),
             lease_rx,
+            disk.clone(),
         ));
         // Aborted with the replica: it holds a handle that would keep the Raft running.
         let stepping_aside = tokio::spawn(step_aside_without_quorum(
@@ -203,6 +210,7 @@ impl Replica {
             lease,
             limits,
             stats,
+            disk,
         })
     }
 
@@ -285,14 +293,31 @@ impl Replica {
         batch: WriteBatch,
     ) -> Result<PushOutcome, GroupPushError> {
         // Limits are the leader's check before proposing: apply never looks at them.
-        let (batch, limited, limit_message) = self.limits.admit(&self.head.get(), tenant, batch);
+        let admitted = self.limits.admit(&self.head.get(), tenant, batch);
+        let batch = admitted.batch;
+        // The new series it admitted count against the limits until the write is
+        // answered (applied, or failed).
+        let _reservation = admitted.reservation;
         let refused = PushOutcome {
             samples_written: 0,
-            samples_rejected: limited,
-            first_rejection: limit_message,
+            samples_rejected: admitted.limited,
+            first_rejection: admitted.message,
         };
         if batch.is_empty() && batch.metadata.is_empty() {
             return Ok(refused);
+        }
+        // A disk that refuses writes answers at once (after a moment for it to recover),
+        // so a sender retries instead of waiting on a write that cannot be made durable.
+        if self.disk.borrow().is_some() {
+            let mut disk = self.disk.clone();
+            let recovered = tokio::time::timeout(DISK_REFUSAL_WAIT, async {
+                disk.wait_for(|r| r.is_none()).await.is_ok()
+            })
+            .await;
+            if recovered != Ok(true) {
+                let why = disk.borrow().clone();
+                return Err(PushError::Unavailable(disk_refusal(self.group, &why)).into());
+            }
         }
         let (reply, rx) = oneshot::channel();
         // Encoded here, on the writer's task: see WritePart.
@@ -511,6 +536,15 @@ async fn snapshot_when_log_grows(
     }
 }
 
+/// The 503 message of a write refused because the disk refuses writes: it was not
+/// proposed, so it is not stored.
+fn disk_refusal(group: GroupId, why: &Option<String>) -> String {
+    format!(
+        "group {group}: the write-ahead log cannot write ({}); the write was not stored, retry",
+        why.as_deref().unwrap_or("the disk refuses writes")
+    )
+}
+
 /// Why this replica cannot take a write now, if it cannot.
 fn refusal(raft: &Raft<ShardConfig>, group: GroupId, lease: Duration) -> Option<GroupPushError> {
     let m = raft.metrics().borrow().clone();
@@ -539,6 +573,7 @@ async fn propose(
     log: Arc<LogProgress>,
     stats: Arc<ReplicaStats>,
     lease_expired: watch::Receiver<bool>,
+    disk: watch::Receiver<Option<String>>,
 ) {
     let in_flight = Arc::new(Semaphore::new(opts.max_in_flight.max(1)));
     while let Some(first) = rx.recv().await {
@@ -557,7 +592,11 @@ async fn propose(
                 Err(_) => break,
             }
         }
-        if let Some(e) = refusal(&raft, group, opts.lease) {
+        let refused = match &*disk.borrow() {
+            Some(why) => Some(PushError::Unavailable(disk_refusal(group, &Some(why.clone()))).into()),
+            None => refusal(&raft, group, opts.lease),
+        };
+        if let Some(e) = refused {
             for p in waiting {
                 let _ = p.reply.send(Err(e.clone()));
             }
@@ -572,6 +611,7 @@ async fn propose(
         let answer = raft.client_write_ff(Command::write(parts)).await;
         let (done, finished) = oneshot::channel::<()>();
         let (mut lease_expired, stats) = (lease_expired.clone(), stats.clone());
+        let mut disk_refusing = disk.clone();
         tokio::spawn(async move {
             // Every other failure is a 503: the entry may or may not commit, and a
             // retry of the same samples is a no-op if it did. ForwardToLeader means the
@@ -582,30 +622,41 @@ async fn propose(
                 Ok(rx) => {
                     // A leader cut off from its quorum would hold the write until it
                     // hears of a newer leader, which a partition delays for its length.
+                    // So would a disk that refuses the entry: it is written once the
+                    // disk takes writes again, long after the sender gave up.
                     let committed = tokio::select! {
-                        r = rx => Some(r),
+                        r = rx => Ok(r),
                         _ = async {
                             if lease_expired.wait_for(|e| *e).await.is_err() {
                                 // The replica stops: the entry's own answer decides.
                                 std::future::pending::<()>().await;
                             }
-                        } => None,
+                        } => Err(format!(
+                            "group {group}: the leader lost its quorum before the write committed; its outcome is unknown, retry"
+                        )),
+                        why = async {
+                            let refusing = disk_refusing.wait_for(|r| r.is_some()).await.is_ok();
+                            if !refusing {
+                                std::future::pending::<()>().await;
+                            }
+                            disk_refusing.borrow().clone().unwrap_or_default()
+                        } => Err(format!(
+                            "group {group}: the write-ahead log cannot write ({why}); the write's outcome is unknown (it is stored if the disk takes it later), retry"
+                        )),
                     };
                     match committed {
-                        None => Err(unavailable(format!(
-                            "group {group}: the leader lost its quorum before the write committed; its outcome is unknown, retry"
-                        ))),
-                        Some(Err(_)) => Err(unavailable(format!(
+                        Err(why) => Err(unavailable(why)),
+                        Ok(Err(_)) => Err(unavailable(format!(
                             "group {group}: the write's outcome is unknown (leadership changed); retry"
                         ))),
-                        Some(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => {
+                        Ok(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => {
                             Err(GroupPushError::NotLeader {
                                 group,
                                 leader: f.leader_id,
                             })
                         }
-                        Some(Ok(Err(e))) => Err(unavailable(format!("group {group}: {e}"))),
-                        Some(Ok(Ok(resp))) => Ok(resp.data.0),
+                        Ok(Ok(Err(e))) => Err(unavailable(format!("group {group}: {e}"))),
+                        Ok(Ok(Ok(resp))) => Ok(resp.data.0),
                     }
                 }
             };

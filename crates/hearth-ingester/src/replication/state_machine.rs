@@ -269,13 +269,22 @@ impl RaftStateMachine<ShardConfig> for HeadStateMachine {
                 }
                 EntryPayload::Normal(Command::Write(parts)) => {
                     // Head work is CPU: off the async workers, as every head append.
-                    let results = hearth_core::cpu::foreground(async {
+                    let results: Vec<WriteResult> = hearth_core::cpu::foreground(async {
                         parts
                             .iter()
                             .map(|p| WriteResult::from(head.apply(&p.tenant, &p.batch)))
                             .collect()
                     })
                     .await;
+                    let (written, rejected) = results.iter().fold((0, 0), |(w, r), o| {
+                        (w + o.samples_written, r + o.samples_rejected)
+                    });
+                    self.stats
+                        .samples_appended
+                        .fetch_add(written, std::sync::atomic::Ordering::Relaxed);
+                    self.stats
+                        .samples_rejected
+                        .fetch_add(rejected, std::sync::atomic::Ordering::Relaxed);
                     out.push(ApplyResult(results));
                 }
                 EntryPayload::Normal(Command::Control(rec)) => {

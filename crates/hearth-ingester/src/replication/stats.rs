@@ -22,6 +22,10 @@ pub struct ReplicaStats {
     pub snapshot_bytes: AtomicU64,
     /// Seconds to write a snapshot out (the copy of the head is taken between applies).
     pub snapshot_build_seconds: Histogram,
+    /// Samples this replica's head took, and refused (out of order, out of bounds,
+    /// duplicates), applying its group's entries.
+    pub samples_appended: AtomicU64,
+    pub samples_rejected: AtomicU64,
 }
 
 impl Default for ReplicaStats {
@@ -35,6 +39,8 @@ impl Default for ReplicaStats {
             snapshot_bytes: AtomicU64::new(0),
             // 1 ms to about 65 s.
             snapshot_build_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+            samples_appended: AtomicU64::new(0),
+            samples_rejected: AtomicU64::new(0),
         }
     }
 }

@@ -13,7 +13,6 @@
 pub mod compactor;
 pub mod distributor;
 pub mod ingester;
-pub mod ingester_node;
 pub mod querier;
 pub mod store_gateway;
 
@@ -78,13 +77,11 @@ pub struct Module {
     pub metrics: Parts,
 }
 
-/// The ingester started in this process, for the roles that use it in-process.
+/// The ingester node started in this process when it is the only one (a cluster of
+/// one), for the distributor and querier beside it to use in-process.
 #[derive(Clone)]
 pub struct LocalIngester {
-    pub db: Arc<hearth_ingester::Db>,
-    /// Its recent data: the head and the blocks it shipped lately.
-    pub queryable: Arc<dyn Queryable>,
-    pub range: TimeRange,
+    pub node: Arc<hearth_ingester::replication::IngesterNode>,
 }
 
 /// History served in this process (the store gateway's blocks).
@@ -162,7 +159,7 @@ impl Context {
     /// ingester's of the ring, as one.
     pub fn ingester_status(&self) -> anyhow::Result<Arc<dyn IngesterStatus>> {
         if let Some(i) = &self.ingester {
-            return Ok(i.db.clone());
+            return Ok(i.node.clone());
         }
         let mut members: Vec<(String, Arc<dyn IngesterStatus>)> = Vec::new();
         for (id, addr) in &self.cfg.ingester_members.0 {
@@ -184,8 +181,7 @@ pub async fn start(ctx: &mut Context) -> anyhow::Result<Vec<(Role, Module)>> {
             continue;
         }
         let m = match role {
-            Role::Ingester if ctx.cfg.ingester_members.is_empty() => ingester::start(ctx).await?,
-            Role::Ingester => ingester_node::start(ctx).await?,
+            Role::Ingester => ingester::start(ctx).await?,
             Role::StoreGateway => store_gateway::start(ctx).await?,
             Role::Compactor => compactor::start(ctx).await?,
             Role::Distributor => distributor::start(ctx).await?,

@@ -1,6 +1,6 @@
 //! The querier role: the Prometheus HTTP API over one `Queryable` that merges recent
-//! data (the ingester in-process, or one replica of every shard group of the cluster's
-//! ingester nodes over gRPC) with
+//! data (one replica of every shard group: on the ingester node in this process when
+//! it is the only one, or on the cluster's ingester nodes over gRPC) with
 //! history (the store gateway in-process, the store gateways of their ring over gRPC,
 //! or the bucket read here), with deletion requests applied to every answer.
 
@@ -48,40 +48,36 @@ fn gateway_members(ctx: &Context, members: &[(String, String)]) -> anyhow::Resul
 }
 
 pub async fn start(ctx: &mut Context) -> anyhow::Result<Module> {
-    // Recent data: the ingester here, or the cluster's ingester nodes.
-    let recent = match &ctx.ingester {
-        Some(local) => Source {
-            name: "ingester",
-            queryable: local.queryable.clone(),
-            range: local.range.clone(),
-        },
+    // Recent data: one replica per shard group, each confirmed current with its group's
+    // quorum (every acknowledged write is seen, and no series twice), on the ingester
+    // node in this process when it is the only one, or on the cluster's nodes.
+    let mut members: Vec<(String, Arc<dyn GroupReader>)> = Vec::new();
+    match &ctx.ingester {
+        Some(local) => members.push(("this process".to_string(), local.node.clone())),
         None => {
-            // One replica per shard group, each confirmed current with its group's
-            // quorum: every acknowledged write is seen, and no series twice.
-            let mut members: Vec<(String, Arc<dyn GroupReader>)> = Vec::new();
             for (id, addr) in &ctx.cfg.ingester_members.0 {
                 let remote = RemoteStore::connect_lazy(addr)
                     .map_err(|e| anyhow::anyhow!("ingester {id}: {e}"))?;
                 members.push((format!("ingester {id} ({addr})"), Arc::new(remote)));
             }
-            info!(
-                ingesters = members.len(),
-                shard_groups = ctx.cfg.shard_groups,
-                "reading recent data from one replica of each shard group"
-            );
-            Source {
-                name: "ingesters",
-                queryable: Arc::new(GroupFanout::new(
-                    members,
-                    ctx.cfg.shard_groups,
-                    ctx.cfg.ingester_rf,
-                    GROUP_READ_RETRY,
-                )),
-                // An ingester takes new data at any moment (late samples too): asked
-                // for every query.
-                range: Arc::new(|_| (i64::MIN, i64::MAX)),
-            }
         }
+    }
+    info!(
+        ingesters = members.len(),
+        shard_groups = ctx.cfg.shard_groups(),
+        "reading recent data from one replica of each shard group"
+    );
+    let recent = Source {
+        name: "ingesters",
+        queryable: Arc::new(GroupFanout::new(
+            members,
+            ctx.cfg.shard_groups(),
+            ctx.cfg.ingester_rf(),
+            GROUP_READ_RETRY,
+        )),
+        // An ingester takes new data at any moment (late samples too): asked for every
+        // query.
+        range: Arc::new(|_| (i64::MIN, i64::MAX)),
     };
     // History: the store gateway here, the store gateways of the ring, or the bucket.
     let history = if let Some(h) = &ctx.history {
