@@ -4,6 +4,9 @@
 # loopback. Prints one JSON line per server and a markdown table with ratios.
 #
 #   benches/e2e.sh [SERIES] [ROUNDS] [CONCURRENCY]     (defaults: 100000 20 4)
+#
+# HEARTH_BASELINE_BIN=<path of another hearth binary> adds it to the same run, first, as
+# `hearth-baseline` (an earlier build to compare with), with its ratio to this build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SERIES=${1:-100000}
@@ -19,8 +22,17 @@ run() { # name pid url data flush
   kill "$2"; wait "$2" 2>/dev/null || true
 }
 
+if [ -n "${HEARTH_BASELINE_BIN:-}" ]; then
+  P=$(port); mkdir -p "$WORK/baseline"
+  "$HEARTH_BASELINE_BIN" "${UNLIMITED[@]}" --web.listen-address=127.0.0.1:$P --server.grpc-listen-address=127.0.0.1:$(port) \
+    --storage.path="$WORK/baseline" --log.level=warn & HB=$!; PIDS+=($HB)
+  wait_http "http://127.0.0.1:$P/-/ready"
+  run hearth-baseline $HB "http://127.0.0.1:$P/api/v1/push" "$WORK/baseline" ""
+fi
+
 P=$(port); mkdir -p "$WORK/hearth"
-"$BIN/hearth" "${UNLIMITED[@]}" --web.listen-address=127.0.0.1:$P --storage.path="$WORK/hearth" --log.level=warn & H=$!; PIDS+=($H)
+"$BIN/hearth" "${UNLIMITED[@]}" --web.listen-address=127.0.0.1:$P --server.grpc-listen-address=127.0.0.1:$(port) \
+  --storage.path="$WORK/hearth" --log.level=warn & H=$!; PIDS+=($H)
 wait_http "http://127.0.0.1:$P/-/ready"
 run hearth $H "http://127.0.0.1:$P/api/v1/push" "$WORK/hearth" ""
 
@@ -42,10 +54,18 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 by = {r["name"]: r for r in rows}
 vm = by.get("victoria-metrics")
 print()
-print("| server | samples/s | CPU µs/sample | peak RSS MiB | disk bytes/sample |")
-print("|---|---|---|---|---|")
+print("| server | samples/s | CPU µs/sample | peak RSS MiB | disk bytes/sample | written bytes/sample | push p50 / p99 ms |")
+print("|---|---|---|---|---|---|---|")
 for r in rows:
-    print(f"| {r['name']} | {r['samples_per_second']:,.0f} | {r['cpu_us_per_sample']:.3f} | {r['peak_rss_bytes']/2**20:,.0f} | {r['disk_bytes_per_sample']:.2f} |")
+    w = r.get('written_bytes_per_sample')
+    print(f"| {r['name']} | {r['samples_per_second']:,.0f} | {r['cpu_us_per_sample']:.3f} | {r['peak_rss_bytes']/2**20:,.0f} | {r['disk_bytes_per_sample']:.2f} | "
+          f"{'-' if w is None else f'{w:.2f}'} | {r.get('push_p50_ms') or 0:.1f} / {r.get('push_p99_ms') or 0:.1f} |")
+if "hearth-baseline" in by and "hearth" in by:
+    h, b = by["hearth"], by["hearth-baseline"]
+    print()
+    print(f"Hearth / baseline: samples/s {h['samples_per_second']/b['samples_per_second']:.2f}x, "
+          f"CPU per sample {h['cpu_us_per_sample']/b['cpu_us_per_sample']:.2f}x, "
+          f"peak RSS {h['peak_rss_bytes']/b['peak_rss_bytes']:.2f}x")
 if vm and "hearth" in by:
     h = by["hearth"]
     print()

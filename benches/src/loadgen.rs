@@ -4,8 +4,9 @@
 //! gauges, one sample every 15 s), encodes every request up front (so the generator's
 //! own CPU is off the clock), sends them as Prometheus remote-write 1.0 with a given
 //! concurrency, and measures the server: CPU microseconds per sample (from
-//! /proc/<pid>/stat), samples per second, peak RSS (VmHWM) and disk bytes per sample
-//! of its data directory. The same run works against Hearth, Prometheus
+//! /proc/<pid>/stat), samples per second, peak RSS (VmHWM), disk bytes per sample
+//! of its data directory, bytes written to storage per sample (/proc/<pid>/io) and the
+//! p50/p99 latency of a push (first send to success, retries included). The same run works against Hearth, Prometheus
 //! (`--web.enable-remote-write-receiver`) and VictoriaMetrics.
 
 use std::path::{Path, PathBuf};
@@ -75,6 +76,19 @@ fn proc_cpu_us(pid: i32) -> Option<u64> {
     Some(ticks * 1_000_000 / 100)
 }
 
+/// Bytes the process caused to be written to storage (`write_bytes` of /proc/PID/io:
+/// what reached the disk's block layer, fsynced or written back, not page-cache copies).
+fn proc_written_bytes(pid: i32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("write_bytes:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The `q` quantile of sorted `xs`.
+fn quantile(xs: &[f64], q: f64) -> Option<f64> {
+    (!xs.is_empty()).then(|| xs[((xs.len() - 1) as f64 * q).round() as usize])
+}
+
 fn proc_hwm_bytes(pid: i32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -137,6 +151,8 @@ async fn main() -> anyhow::Result<()> {
         .timeout(Duration::from_secs(60))
         .build()?;
     let cpu0 = sum_of(&args.pid, proc_cpu_us);
+    let written0 = sum_of(&args.pid, proc_written_bytes);
+    let mut latencies_ms = Vec::with_capacity(args.rounds * per_round);
     let began = Instant::now();
     let requests = Arc::new(requests);
     // Rounds go in order (a sample's series must see its predecessor first); within a
@@ -152,6 +168,8 @@ async fn main() -> anyhow::Result<()> {
             let reqs = requests.clone();
             handles.push(tokio::spawn(async move {
                 let _permit = permit;
+                // A push's latency: from its first send to its success, retries included.
+                let sent = Instant::now();
                 let mut attempt = 0;
                 loop {
                     let res = client
@@ -163,7 +181,9 @@ async fn main() -> anyhow::Result<()> {
                         .send()
                         .await;
                     match res {
-                        Ok(r) if r.status().is_success() => return Ok(()),
+                        Ok(r) if r.status().is_success() => {
+                            return Ok(sent.elapsed().as_secs_f64() * 1e3)
+                        }
                         Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => {}
                         Ok(r) => {
                             let s = r.status();
@@ -181,7 +201,7 @@ async fn main() -> anyhow::Result<()> {
             }));
         }
         for h in handles {
-            h.await?.context("remote-write request")?;
+            latencies_ms.push(h.await?.context("remote-write request")?);
         }
     }
     let elapsed = began.elapsed();
@@ -196,6 +216,11 @@ async fn main() -> anyhow::Result<()> {
         _ => None,
     };
     let hwm = sum_of(&args.pid, proc_hwm_bytes);
+    let written = match (written0, sum_of(&args.pid, proc_written_bytes)) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ => None,
+    };
+    latencies_ms.sort_by(f64::total_cmp);
     let disk = args.data_dir.as_deref().map(dir_bytes);
     let out = serde_json::json!({
         "name": args.name,
@@ -208,6 +233,9 @@ async fn main() -> anyhow::Result<()> {
         "peak_rss_bytes": hwm,
         "disk_bytes": disk,
         "disk_bytes_per_sample": disk.map(|d| d as f64 / total_samples as f64),
+        "written_bytes_per_sample": written.map(|w| w as f64 / total_samples as f64),
+        "push_p50_ms": quantile(&latencies_ms, 0.5),
+        "push_p99_ms": quantile(&latencies_ms, 0.99),
     });
     println!("{out}");
     Ok(())

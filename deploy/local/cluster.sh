@@ -85,7 +85,8 @@ ready() { curl -sf "http://127.0.0.1:$(http_port "$1")/-/ready" >/dev/null 2>&1;
 wait_ready() { # name
   for _ in $(seq 1 1200); do
     ready "$1" && return 0
-    running "$1" || die "$1 exited; see $DIR/$1.log"
+    running "$1" || die "$1 exited; see $DIR/$1.log, which ends:
+$(tail -n 15 "$DIR/$1.log" 2>/dev/null)"
     sleep 0.1
   done
   die "$1 not ready after 120 s; see $DIR/$1.log"

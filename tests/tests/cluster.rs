@@ -47,7 +47,14 @@ impl Cluster {
     fn up() -> Cluster {
         require_peer("moto_server");
         let dir = tempfile::tempdir().unwrap();
-        let out = run_script(dir.path(), &["up"]);
+        // A failed `up` leaves what it started running: stop it before failing.
+        let out = match std::panic::catch_unwind(|| run_script(dir.path(), &["up"])) {
+            Ok(out) => out,
+            Err(failure) => {
+                let _ = std::panic::catch_unwind(|| run_script(dir.path(), &["down"]));
+                std::panic::resume_unwind(failure)
+            }
+        };
         let line = |prefix: &str| -> Vec<String> {
             out.lines()
                 .filter(|l| l.starts_with(prefix))

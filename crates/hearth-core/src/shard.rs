@@ -94,6 +94,10 @@ impl Placement {
         self.members
     }
 
+    pub fn replication_factor(&self) -> usize {
+        self.rf
+    }
+
     /// The members holding a replica of `group`, the first being where its leader is
     /// expected before anything says otherwise.
     pub fn members_of(&self, group: u32) -> Vec<usize> {

@@ -82,6 +82,33 @@ impl GroupRouter {
         self.leaders[group as usize].load(Ordering::Relaxed)
     }
 
+    /// Pushes the part of a group with one replica (the single process): there is no
+    /// other replica to try, so no copy is kept for a retry, and its answer stands.
+    async fn push_alone(
+        &self,
+        group: u32,
+        tenant: &Tenant,
+        part: WriteBatch,
+    ) -> Result<PushOutcome, PushError> {
+        let target = self.placement.members_of(group)[0];
+        let (name, node) = &self.members[target];
+        let attempt = tokio::time::timeout(
+            self.opts.attempt_timeout,
+            node.push_group(group, tenant, part),
+        );
+        match attempt.await {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(GroupPushError::NotLeader { .. })) => Err(PushError::Unavailable(format!(
+                "group {group} has no leader yet (asked {name}); retry"
+            ))),
+            Ok(Err(GroupPushError::Push(e))) => Err(e),
+            Err(_) => Err(PushError::Unavailable(format!(
+                "{name} did not answer within {:?}; the write's outcome is unknown, retry",
+                self.opts.attempt_timeout
+            ))),
+        }
+    }
+
     /// Pushes one group's part to its leader, following leader changes.
     async fn push_part(
         &self,
@@ -129,11 +156,6 @@ impl GroupRouter {
                     last = format!("group {group} has no leader now (asked {name})");
                     None
                 }
-                // A group of one replica has nobody else to ask: its refusal stands
-                // (a full disk, too many writes waiting), and the sender retries.
-                Err(GroupPushError::Push(PushError::Unavailable(m))) if replicas.len() == 1 => {
-                    return Err(PushError::Unavailable(m))
-                }
                 Err(GroupPushError::Push(PushError::Unavailable(m))) => {
                     last = m;
                     None
@@ -168,6 +190,12 @@ impl Ingester for GroupRouter {
     async fn push(&self, tenant: &Tenant, batch: WriteBatch) -> Result<PushOutcome, PushError> {
         let parts = split_by_group(tenant, &batch, self.placement.groups());
         drop(batch);
+        if self.placement.replication_factor() == 1 {
+            let calls = parts
+                .into_iter()
+                .map(|(g, part)| self.push_alone(g, tenant, part));
+            return PushOutcome::combine(futures::future::join_all(calls).await);
+        }
         let calls = parts
             .iter()
             .map(|(g, part)| self.push_part(*g, tenant, part));
@@ -272,6 +300,36 @@ mod tests {
                 attempt_timeout: Duration::from_millis(100),
             },
         )
+    }
+
+    #[tokio::test]
+    async fn a_group_of_one_replica_is_asked_once_and_its_answer_stands() {
+        let node = FakeNode::new(0);
+        let alone = |n: &Arc<FakeNode>| {
+            GroupRouter::new(
+                vec![("n0".into(), n.clone() as Arc<dyn GroupIngester>)],
+                4,
+                1,
+                RouterOptions {
+                    retry_for: Duration::from_secs(30),
+                    ..RouterOptions::default()
+                },
+            )
+        };
+        *node.leads.lock().unwrap() = vec![0, 1, 2, 3];
+        let out = alone(&node).push(&Tenant::anonymous(), write()).await.unwrap();
+        assert_eq!(out.samples_written, 32);
+        // A refusal (a full disk) and no leader yet are 503 at once, not retried for
+        // `retry_for`: nobody else could take the part.
+        *node.down.lock().unwrap() = true;
+        let calls = node.calls.load(Ordering::Relaxed);
+        let e = alone(&node).push(&Tenant::anonymous(), write()).await.unwrap_err();
+        assert!(matches!(e, PushError::Unavailable(ref m) if m.contains("is down")), "{e}");
+        *node.down.lock().unwrap() = false;
+        node.leads.lock().unwrap().clear();
+        let e = alone(&node).push(&Tenant::anonymous(), write()).await.unwrap_err();
+        assert!(matches!(e, PushError::Unavailable(ref m) if m.contains("no leader yet")), "{e}");
+        assert_eq!(node.calls.load(Ordering::Relaxed) - calls, 8, "one call per group each");
     }
 
     #[tokio::test]

@@ -19,6 +19,9 @@ use crate::modules::{Module, ReadyFn, Role};
 
 /// How long in-flight requests may finish after SIGTERM.
 const SHUTDOWN_REQUESTS: Duration = Duration::from_secs(5);
+/// How long the ingester node's shard groups may take to stop after that (the process
+/// stops within 10 s of SIGTERM).
+const SHUTDOWN_NODE: Duration = Duration::from_secs(3);
 
 /// What the operational endpoints read.
 struct Ops {
@@ -65,6 +68,7 @@ pub async fn serve(
         parts,
         ready,
     });
+    let node = ops.parts.node.clone();
     let router = router
         .merge(ops_router(ops))
         .layer(tower_http::trace::TraceLayer::new_for_http());
@@ -122,6 +126,13 @@ pub async fn serve(
             };
             if tokio::time::timeout(SHUTDOWN_REQUESTS, stopped).await.is_err() {
                 warn!(waited_s = SHUTDOWN_REQUESTS.as_secs(), "requests still running; stopping without them");
+            }
+            // The node's groups stop their Raft cores (their logs are durable already:
+            // this only ends the tasks, so nothing complains of a vanished listener).
+            if let Some(node) = node {
+                if tokio::time::timeout(SHUTDOWN_NODE, node.shutdown()).await.is_err() {
+                    warn!("the ingester node's shard groups did not stop in time; exiting without them");
+                }
             }
         }
     }
