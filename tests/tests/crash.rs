@@ -227,6 +227,19 @@ async fn repaired_log_tail_and_retention_are_reported() {
         metric(&client, &h, "hearth_wal_corruptions_total").await,
         1.0
     );
+    // The single process is a cluster of one: 4 shard groups, each one replica that
+    // leads it, the one series in one of their heads.
+    let cluster = get_json(&client, &h.url("/api/v1/status/cluster")).await;
+    let groups = cluster["data"]["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 4, "{cluster}");
+    let mut series = 0;
+    for g in groups {
+        let replicas = g["replicas"].as_array().unwrap();
+        assert_eq!(replicas.len(), 1, "{g}");
+        assert_eq!(replicas[0]["role"], "leader", "{g}");
+        series += replicas[0]["headSeries"].as_u64().unwrap();
+    }
+    assert_eq!(series, 1, "{cluster}");
     // What was acknowledged before the torn record is all there.
     let q = urlencode("torn_tail_test");
     let v = get_json(

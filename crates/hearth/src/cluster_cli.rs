@@ -45,7 +45,7 @@ pub fn render(data: &Value) -> String {
     let mut out = String::new();
     let nodes = data["nodes"].as_array().cloned().unwrap_or_default();
     if nodes.is_empty() {
-        out.push_str("no replicated ingester nodes (a single-node ingester, or none reachable)\n");
+        out.push_str("no ingester node answered\n");
         return out;
     }
     let _ = writeln!(
