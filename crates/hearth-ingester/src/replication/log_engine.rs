@@ -859,7 +859,16 @@ impl Shared {
     fn roll(&self, inner: &mut Inner) -> Result<(), EngineError> {
         if let Some(s) = inner.segments.last() {
             if self.opts.fsync {
-                s.file.sync_data()?;
+                if let Err(e) = s.file.sync_data() {
+                    // As in the flusher: after a failed sync the page cache cannot be
+                    // trusted, so this is no refusal to wait out but the engine's end.
+                    let mut failed = self.failed.lock();
+                    if failed.is_none() {
+                        warn!(error = %e, "raft log sync failed; the log refuses every write until the node restarts");
+                        *failed = Some(e.to_string());
+                    }
+                    return Err(EngineError::Failed(e.to_string()));
+                }
             }
         }
         let seq = inner.segments.last().map_or(1, |s| s.seq + 1);
