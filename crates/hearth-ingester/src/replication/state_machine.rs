@@ -23,7 +23,7 @@ use openraft::{
 };
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::command::{ApplyResult, Command, WriteResult};
 use super::stats::ReplicaStats;
@@ -192,15 +192,18 @@ fn commit_snapshot(dir: &Path, sub: &str, meta: &Meta, checkpoint: &Path) -> io:
     let body = serde_json::to_vec(&file).map_err(io::Error::other)?;
     wal::write_atomic(&dir.join(sub).join("meta.json"), &body)?;
     wal::write_atomic(&dir.join("current"), sub.as_bytes())?;
-    for e in fs::read_dir(dir)? {
-        let e = e?;
+    // Older snapshots go on a best-effort basis: `sub` is current now, whatever happens.
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().to_string();
-        if e.file_type()?.is_dir() && name != sub && name.starts_with("snap-") {
+        if e.file_type().is_ok_and(|t| t.is_dir()) && name != sub && name.starts_with("snap-") {
             let _ = fs::remove_dir_all(e.path());
         }
     }
     Ok(())
 }
+
+/// How often a snapshot that could not be written is tried again.
+const SNAPSHOT_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a snapshot build copies between two applies, to write out afterwards.
 pub struct HeadSnapshotBuilder {
@@ -215,18 +218,43 @@ impl RaftSnapshotBuilder<ShardConfig> for HeadSnapshotBuilder {
             .captured
             .take()
             .ok_or_else(|| snap_err(None, "a snapshot builder builds once"))?;
-        let dir = self.dir.clone();
-        let m = meta.clone();
         let started = std::time::Instant::now();
-        let path = tokio::task::spawn_blocking(move || -> io::Result<PathBuf> {
-            let sub = format!("snap-{}", m.snapshot_id);
-            let path = checkpoint::write(&dir.join(&sub), &snap)?;
-            commit_snapshot(&dir, &sub, &m, &path)?;
-            Ok(path)
-        })
-        .await
-        .map_err(|e| snap_err(Some(&meta), e))?
-        .map_err(|e| snap_err(Some(&meta), e))?;
+        let snap = Arc::new(snap);
+        let sub = format!("snap-{}", meta.snapshot_id);
+        // A snapshot that cannot be written (a full disk) is tried again until it is:
+        // openraft stops a group for good at a storage error, while the group can go on
+        // without this snapshot (its log is kept until one is written). Applies go on
+        // meanwhile: openraft builds snapshots in a task of their own.
+        let mut failures = 0u64;
+        let path = loop {
+            let (dir, m, snap, s) = (self.dir.clone(), meta.clone(), snap.clone(), sub.clone());
+            let written = tokio::task::spawn_blocking(move || -> io::Result<PathBuf> {
+                let written = checkpoint::write(&dir.join(&s), &snap)
+                    .and_then(|path| commit_snapshot(&dir, &s, &m, &path).map(|()| path));
+                let current = fs::read_to_string(dir.join("current")).unwrap_or_default();
+                if written.is_err() && current.trim() != s {
+                    let _ = fs::remove_dir_all(dir.join(&s));
+                }
+                written
+            })
+            .await
+            .map_err(|e| snap_err(Some(&meta), e))?;
+            match written {
+                Ok(path) => {
+                    if failures > 0 {
+                        info!(dir = %self.dir.display(), snapshot = %meta.snapshot_id, failures, "the snapshot was written after all");
+                    }
+                    break path;
+                }
+                Err(e) => {
+                    if failures == 0 {
+                        warn!(dir = %self.dir.display(), snapshot = %meta.snapshot_id, error = %e, "writing a snapshot failed; trying again every second (the group goes on, keeping its log)");
+                    }
+                    failures += 1;
+                    tokio::time::sleep(SNAPSHOT_RETRY).await;
+                }
+            }
+        };
         let bytes = fs::metadata(&path).map_or(0, |m| m.len());
         self.stats.snapshot_built(bytes, started.elapsed());
         Ok(Snapshot {
@@ -379,5 +407,35 @@ impl RaftStateMachine<ShardConfig> for HeadStateMachine {
             meta: current.meta,
             snapshot: Box::new(SnapshotFile { path }),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::RaftSnapshotBuilder;
+
+    /// A snapshot that cannot be written (here its directory is briefly a file, which
+    /// fails as a full disk does, even for root) is written once it can be, instead of
+    /// failing the build (which openraft takes as fatal for the group).
+    #[tokio::test]
+    async fn a_snapshot_that_cannot_be_written_is_tried_until_it_is() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("group");
+        let mut sm = HeadStateMachine::open(&dir, HeadOptions::default()).unwrap();
+        let mut builder = sm.get_snapshot_builder().await;
+        let aside = tmp.path().join("aside");
+        fs::rename(&dir, &aside).unwrap();
+        fs::write(&dir, b"not a directory").unwrap();
+        let build = tokio::spawn(async move { builder.build_snapshot().await });
+        tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+        assert!(!build.is_finished(), "the build gave up or wrote somewhere else");
+        fs::remove_file(&dir).unwrap();
+        fs::rename(&aside, &dir).unwrap();
+        let snap = build.await.unwrap().expect("written once the directory is back");
+        let current = fs::read_to_string(dir.join("current")).unwrap();
+        assert_eq!(current.trim(), format!("snap-{}", snap.meta.snapshot_id));
+        // The state machine opens from it.
+        HeadStateMachine::open(&dir, HeadOptions::default()).unwrap();
     }
 }
