@@ -117,7 +117,11 @@ async fn full_disk_answers_503_and_loses_nothing_acknowledged() {
         refused.len(),
         unknown.len()
     );
-    assert!(unknown.len() <= 2, "{} writes with their outcome unknown", unknown.len());
+    assert!(
+        unknown.len() <= 2,
+        "{} writes with their outcome unknown",
+        unknown.len()
+    );
     let failures = metric(&client, &h, "hearth_wal_append_failures_total").await;
     assert!(
         failures >= refused.len() as f64,
@@ -147,7 +151,9 @@ async fn full_disk_answers_503_and_loses_nothing_acknowledged() {
     }
     for u in &unknown {
         let stored = steps.get(u).copied().unwrap_or(0);
-        eprintln!("step {u}, answered 503 with its outcome unknown: {stored} of {SERIES} series stored");
+        eprintln!(
+            "step {u}, answered 503 with its outcome unknown: {stored} of {SERIES} series stored"
+        );
     }
     eprintln!(
         "{} acknowledged writes ({} samples) survived; {} refused while the disk was full, {} with their outcome unknown",

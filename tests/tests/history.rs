@@ -30,9 +30,17 @@ fn block_ranges(blocks: &[Value]) -> usize {
     }
     for (t, groups) in &mut per_range {
         groups.sort_unstable();
-        assert_eq!(groups.len(), GROUPS, "blocks of the range at {t}: groups {groups:?}");
+        assert_eq!(
+            groups.len(),
+            GROUPS,
+            "blocks of the range at {t}: groups {groups:?}"
+        );
         groups.dedup();
-        assert_eq!(groups.len(), GROUPS, "a group shipped the range at {t} twice");
+        assert_eq!(
+            groups.len(),
+            GROUPS,
+            "a group shipped the range at {t} twice"
+        );
     }
     per_range.len()
 }
@@ -381,12 +389,19 @@ async fn head_ships_old_ranges_on_its_own() {
         .filter_map(|e| std::fs::read(e.unwrap().path().join("meta.json")).ok())
         .map(|b| {
             let m: Value = serde_json::from_slice(&b).unwrap();
-            (m["minTime"].as_i64().unwrap(), m["hearth"]["shardGroup"].as_u64().unwrap())
+            (
+                m["minTime"].as_i64().unwrap(),
+                m["hearth"]["shardGroup"].as_u64().unwrap(),
+            )
         })
         .collect();
     ranges.sort_unstable();
     ranges.dedup();
-    assert_eq!(ranges.len(), 5 * GROUPS, "a group shipped a range twice: {ranges:?}");
+    assert_eq!(
+        ranges.len(),
+        5 * GROUPS,
+        "a group shipped a range twice: {ranges:?}"
+    );
     let after = answers(&client, &h, start, end).await;
     assert_same(&before, &after, "before vs after shipping");
 }
@@ -485,7 +500,10 @@ async fn bucket_outage_loses_nothing() {
 
     let r = client.post(h.url("/ingester/flush")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
-    assert_eq!(bucket_blocks(&client, moto.port, "outage").await, 6 * GROUPS);
+    assert_eq!(
+        bucket_blocks(&client, moto.port, "outage").await,
+        6 * GROUPS
+    );
 
     // Every sample is in the bucket: a fresh Hearth there counts them all.
     h.proc.kill9();

@@ -317,19 +317,38 @@ mod tests {
             )
         };
         *node.leads.lock().unwrap() = vec![0, 1, 2, 3];
-        let out = alone(&node).push(&Tenant::anonymous(), write()).await.unwrap();
+        let out = alone(&node)
+            .push(&Tenant::anonymous(), write())
+            .await
+            .unwrap();
         assert_eq!(out.samples_written, 32);
         // A refusal (a full disk) and no leader yet are 503 at once, not retried for
         // `retry_for`: nobody else could take the part.
         *node.down.lock().unwrap() = true;
         let calls = node.calls.load(Ordering::Relaxed);
-        let e = alone(&node).push(&Tenant::anonymous(), write()).await.unwrap_err();
-        assert!(matches!(e, PushError::Unavailable(ref m) if m.contains("is down")), "{e}");
+        let e = alone(&node)
+            .push(&Tenant::anonymous(), write())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, PushError::Unavailable(ref m) if m.contains("is down")),
+            "{e}"
+        );
         *node.down.lock().unwrap() = false;
         node.leads.lock().unwrap().clear();
-        let e = alone(&node).push(&Tenant::anonymous(), write()).await.unwrap_err();
-        assert!(matches!(e, PushError::Unavailable(ref m) if m.contains("no leader yet")), "{e}");
-        assert_eq!(node.calls.load(Ordering::Relaxed) - calls, 8, "one call per group each");
+        let e = alone(&node)
+            .push(&Tenant::anonymous(), write())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, PushError::Unavailable(ref m) if m.contains("no leader yet")),
+            "{e}"
+        );
+        assert_eq!(
+            node.calls.load(Ordering::Relaxed) - calls,
+            8,
+            "one call per group each"
+        );
     }
 
     #[tokio::test]

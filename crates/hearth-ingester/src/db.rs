@@ -16,15 +16,15 @@ use std::time::Instant;
 use async_trait::async_trait;
 use futures::{stream, StreamExt};
 use hearth_core::{
-    Ingester, Matcher, PushError, PushOutcome, Queryable, SelectHints, SeriesStream,
-    StorageError, Tenant, WriteBatch,
+    Ingester, Matcher, PushError, PushOutcome, Queryable, SelectHints, SeriesStream, StorageError,
+    Tenant, WriteBatch,
 };
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 use crate::checkpoint;
-use crate::limits::SeriesLimits;
 use crate::head::{Head, HeadOptions, MemSeries, TenantHead};
+use crate::limits::SeriesLimits;
 use crate::record::{self, ControlRecord, LogRecord};
 use crate::shipper::apply_control;
 use crate::wal::{Entry, LogError, LogId, LogStorage, SegmentLog, SegmentLogOptions};

@@ -30,7 +30,7 @@ pub mod status;
 pub mod wal;
 
 pub use db::{Db, DbOptions, DbStats, HeadQueryable};
-pub use limits::SeriesLimits;
 pub use head::{Head, HeadOptions};
+pub use limits::SeriesLimits;
 pub use recent::RecentlyShipped;
 pub use shipper::{block_id, ShipError, ShippedTo, Shipper, ShipperStats, ShippingLog};

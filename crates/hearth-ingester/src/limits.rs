@@ -197,7 +197,9 @@ impl SeriesLimits {
                             .filter_map(|h| h.tenant(tenant))
                             .map(|t| t.series_for_metric(metric))
                             .sum::<usize>()
-                            + p.and_then(|p| p.per_metric.get(metric)).copied().unwrap_or(0)
+                            + p.and_then(|p| p.per_metric.get(metric))
+                                .copied()
+                                .unwrap_or(0)
                     });
                     let tenant_held = heads
                         .iter()

@@ -1215,7 +1215,12 @@ mod tests {
             parse(&[three, "--ingester.ring.instance-id=i1"]).is_err(),
             "all is not a cluster member"
         );
-        assert!(parse(&["--target=distributor", three, "--ingester.shard-groups=1025"]).is_err());
+        assert!(parse(&[
+            "--target=distributor",
+            three,
+            "--ingester.shard-groups=1025"
+        ])
+        .is_err());
         assert_eq!(parse(&[]).unwrap().roles().len(), 5);
         assert_eq!(parse(&[]).unwrap().shard_groups(), 4);
         assert!(parse(&["--target=ingester,store-gateway"]).is_err());

@@ -362,7 +362,10 @@ impl SelfMetrics {
             let c = log.counters();
             set_counter(&self.wal_writes, c.writes.load(Ordering::Relaxed));
             set_counter(&self.wal_commit_groups, c.syncs.load(Ordering::Relaxed));
-            set_counter(&self.wal_bytes_written, c.bytes_written.load(Ordering::Relaxed));
+            set_counter(
+                &self.wal_bytes_written,
+                c.bytes_written.load(Ordering::Relaxed),
+            );
             set_counter(
                 &self.wal_append_failures,
                 c.write_failures.load(Ordering::Relaxed),

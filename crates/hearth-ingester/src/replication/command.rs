@@ -300,7 +300,11 @@ mod tests {
         let t = Tenant::new("t1").unwrap();
         let plain = WritePart::plain(&t, &many).len();
         let part = WritePart::new(t.clone(), many.clone());
-        assert!(part.wire_len() * 2 < plain, "{} of {plain} bytes", part.wire_len());
+        assert!(
+            part.wire_len() * 2 < plain,
+            "{} of {plain} bytes",
+            part.wire_len()
+        );
         // An entry of the first, uncompressed form still decodes.
         let mut first_form = vec![TAG_WRITE, 1];
         first_form.extend_from_slice(&WritePart::plain(&t, &many));

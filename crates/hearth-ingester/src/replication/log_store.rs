@@ -525,8 +525,11 @@ where
     async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         let meta = Bytes::from(serde_json::to_vec(&log_id).map_err(write_err)?);
         self.recent.lock().purge(log_id.index);
-        durable_when_disk_allows(|cb| self.engine.purge(self.group, log_id.index, meta.clone(), cb))
-            .await
-            .map_err(engine_write_err)
+        durable_when_disk_allows(|cb| {
+            self.engine
+                .purge(self.group, log_id.index, meta.clone(), cb)
+        })
+        .await
+        .map_err(engine_write_err)
     }
 }

@@ -127,7 +127,12 @@ impl IngesterNode {
             replicas.insert(g, Arc::new(r));
         }
         let weak: Vec<std::sync::Weak<Replica>> = replicas.values().map(Arc::downgrade).collect();
-        held.set_heads(move || weak.iter().filter_map(|r| r.upgrade()).map(|r| r.head()).collect());
+        held.set_heads(move || {
+            weak.iter()
+                .filter_map(|r| r.upgrade())
+                .map(|r| r.head())
+                .collect()
+        });
         let rafts = replicas
             .iter()
             .map(|(g, r)| (*g, r.raft().clone()))

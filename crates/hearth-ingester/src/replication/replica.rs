@@ -33,8 +33,8 @@ use super::log_engine::{GroupId, LogEngine};
 use super::log_store::{GroupLogStore, LogProgress};
 use super::state_machine::{HeadCell, HeadStateMachine, ShardConfig};
 use super::stats::ReplicaStats;
-use crate::limits::SeriesLimits;
 use crate::head::{Head, HeadOptions};
+use crate::limits::SeriesLimits;
 use crate::record::ControlRecord;
 use crate::shipper::ShippingLog;
 
@@ -593,7 +593,9 @@ async fn propose(
             }
         }
         let refused = match &*disk.borrow() {
-            Some(why) => Some(PushError::Unavailable(disk_refusal(group, &Some(why.clone()))).into()),
+            Some(why) => {
+                Some(PushError::Unavailable(disk_refusal(group, &Some(why.clone()))).into())
+            }
             None => refusal(&raft, group, opts.lease),
         };
         if let Some(e) = refused {

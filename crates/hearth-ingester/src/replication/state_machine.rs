@@ -429,10 +429,16 @@ mod tests {
         fs::write(&dir, b"not a directory").unwrap();
         let build = tokio::spawn(async move { builder.build_snapshot().await });
         tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
-        assert!(!build.is_finished(), "the build gave up or wrote somewhere else");
+        assert!(
+            !build.is_finished(),
+            "the build gave up or wrote somewhere else"
+        );
         fs::remove_file(&dir).unwrap();
         fs::rename(&aside, &dir).unwrap();
-        let snap = build.await.unwrap().expect("written once the directory is back");
+        let snap = build
+            .await
+            .unwrap()
+            .expect("written once the directory is back");
         let current = fs::read_to_string(dir.join("current")).unwrap();
         assert_eq!(current.trim(), format!("snap-{}", snap.meta.snapshot_id));
         // The state machine opens from it.

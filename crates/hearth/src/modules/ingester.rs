@@ -224,7 +224,11 @@ fn blocks_json(blocks: &[hearth_storage::BlockMeta]) -> Vec<serde_json::Value> {
 fn refuse_single_node_log(dir: &std::path::Path) -> anyhow::Result<()> {
     let wal = dir.join("wal");
     let holds_segments = std::fs::read_dir(&wal)
-        .map(|entries| entries.flatten().any(|e| e.path().extension().is_some_and(|x| x == "wal")))
+        .map(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "wal"))
+        })
         .unwrap_or(false);
     if holds_segments {
         anyhow::bail!(
