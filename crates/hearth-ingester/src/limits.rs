@@ -185,44 +185,33 @@ impl SeriesLimits {
         // Checked and reserved under one lock: parts of one write, checked by
         // several groups at once, see each other's new series.
         let mut pending = self.held.as_ref().map(|h| h.pending.lock());
-        let heads = self.held.as_ref().map(|h| h.heads()).unwrap_or_default();
-        let mut counted = HashMap::<String, usize>::new();
-        let mut held_of = |metric: &str| -> (usize, usize) {
-            match &pending {
-                Some(pending) => {
-                    let p = pending.get(tenant);
-                    let metric_held = *counted.entry(metric.to_string()).or_insert_with(|| {
-                        heads
-                            .iter()
-                            .filter_map(|h| h.tenant(tenant))
-                            .map(|t| t.series_for_metric(metric))
-                            .sum::<usize>()
-                            + p.and_then(|p| p.per_metric.get(metric))
-                                .copied()
-                                .unwrap_or(0)
-                    });
-                    let tenant_held = heads
-                        .iter()
-                        .filter_map(|h| h.tenant(tenant))
-                        .map(|t| t.num_series())
-                        .sum::<usize>()
-                        + p.map_or(0, |p| p.series);
-                    (tenant_held, metric_held)
-                }
-                None => (
-                    th.as_ref().map_or(0, |t| t.num_series()),
-                    th.as_ref().map_or(0, |t| t.series_for_metric(metric)),
-                ),
-            }
+        // The tenant's heads this limit speaks for: every part's, or the one written.
+        let tenant_heads: Vec<_> = match &self.held {
+            Some(h) => h.heads().iter().filter_map(|h| h.tenant(tenant)).collect(),
+            None => th.iter().cloned().collect(),
         };
+        let reserved = pending.as_ref().and_then(|p| p.get(tenant));
+        let tenant_held = tenant_heads.iter().map(|t| t.num_series()).sum::<usize>()
+            + reserved.map_or(0, |p| p.series);
+        let mut metric_held = HashMap::<&str, usize>::new();
         let mut refused = vec![false; batch.len()];
         let (mut made, mut made_metric) = (0usize, HashMap::<&str, usize>::new());
         let (mut limited, mut message) = (0usize, None);
         for i in new {
             let s = batch.get(i);
             let metric = s.labels.get(hearth_core::METRIC_NAME).unwrap_or("");
+            let held_metric = *metric_held.entry(metric).or_insert_with(|| {
+                tenant_heads
+                    .iter()
+                    .map(|t| t.series_for_metric(metric))
+                    .sum::<usize>()
+                    + reserved
+                        .and_then(|p| p.per_metric.get(metric))
+                        .copied()
+                        .unwrap_or(0)
+            });
             let m = made_metric.entry(metric).or_insert(0);
-            match Self::refusal(held_of(metric), limits, made, *m, &s.labels) {
+            match Self::refusal((tenant_held, held_metric), limits, made, *m, &s.labels) {
                 Some(why) => {
                     refused[i] = true;
                     limited += s.samples.len();
