@@ -322,8 +322,47 @@ fn cluster_writes(c: &mut Criterion) {
     g.finish();
 }
 
+/// A write part's encoding (on the writer's task) and decoding (on a follower), with
+/// its 1,000 series named by head id (the steady state) and by labels (new series).
+fn entry_codec(c: &mut Criterion) {
+    use hearth_ingester::replication::{Command, LogData, WritePart};
+    let tenant = Tenant::anonymous();
+    let mut batch_series = Vec::new();
+    for sender in 0..10 {
+        for s in 0..100 {
+            batch_series.push((
+                Labels::from_pairs(&[
+                    ("__name__", "node_cpu_seconds_total"),
+                    ("instance", &format!("host-{s}:9100")),
+                    ("job", "node"),
+                    ("sender", &sender.to_string()),
+                ]),
+                vec![Sample::new(1_700_000_000_000, s as f64 * 1.5)],
+            ));
+        }
+    }
+    let batch = WriteBatch::from_series(&batch_series);
+    let mut g = c.benchmark_group("entry");
+    g.throughput(Throughput::Elements(batch.len() as u64));
+    let by_id: Vec<_> = (0..batch.len() as u32).map(Some).collect();
+    let by_labels = vec![None; batch.len()];
+    for (name, ids) in [("ids", &by_id), ("labels", &by_labels)] {
+        g.bench_function(format!("encode_1000_series_by_{name}"), |b| {
+            b.iter(|| black_box(WritePart::new(tenant.clone(), &batch, ids)))
+        });
+        let mut bytes = Vec::new();
+        Command::write(vec![WritePart::new(tenant.clone(), &batch, ids)]).encode(&mut bytes);
+        let bytes = Bytes::from(bytes);
+        g.bench_function(format!("decode_1000_series_by_{name}"), |b| {
+            b.iter(|| black_box(Command::decode(bytes.clone()).unwrap()))
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    entry_codec,
     log_engine,
     one_replica_group,
     db_baseline,

@@ -441,13 +441,58 @@ impl WriteBatch {
         })
     }
 
-    /// The batch split into `parts` batches in one pass: series `i` goes to part
-    /// `part_of(i)` (labels copied into that part's arena, hashes kept). Metadata is
-    /// not carried over.
+    /// The batch split into `parts` batches: series `i` goes to part `part_of(i)`
+    /// (labels copied into that part's arena, hashes kept). Metadata is not carried
+    /// over. Each part is sized first, so nothing is copied twice by growing.
     pub fn split(&self, parts: usize, part_of: impl Fn(usize) -> usize) -> Vec<WriteBatch> {
-        let mut out: Vec<WriteBatch> = (0..parts).map(|_| WriteBatch::default()).collect();
-        for (i, span) in self.series.iter().enumerate() {
-            let o = &mut out[part_of(i)];
+        let of: Vec<usize> = (0..self.series.len()).map(part_of).collect();
+        self.copy_into(parts, &of, true)
+    }
+
+    /// The labels (and no samples) of the series `keep` selects, in order, as a batch of
+    /// their own (hashes kept).
+    pub fn labels_of(&self, keep: impl Fn(usize) -> bool) -> WriteBatch {
+        let of: Vec<usize> = (0..self.series.len())
+            .map(|i| usize::from(!keep(i)))
+            .collect();
+        let mut out = self.copy_into(2, &of, false);
+        out.truncate(1);
+        out.pop().unwrap_or_default()
+    }
+
+    /// Copies series `i` into part `of[i]`, with its samples or not.
+    fn copy_into(&self, parts: usize, of: &[usize], samples: bool) -> Vec<WriteBatch> {
+        #[derive(Clone, Copy, Default)]
+        struct Size {
+            arena: usize,
+            labels: usize,
+            series: usize,
+            samples: usize,
+        }
+        let mut sizes = vec![Size::default(); parts];
+        for (span, &p) in self.series.iter().zip(of) {
+            let z = &mut sizes[p];
+            let labels = &self.labels[span.labels.0 as usize..span.labels.1 as usize];
+            z.arena += labels
+                .iter()
+                .map(|l| (l.n1 - l.n0 + l.v1 - l.v0) as usize)
+                .sum::<usize>();
+            z.labels += labels.len();
+            z.series += 1;
+            z.samples += (span.samples.1 - span.samples.0) as usize;
+        }
+        let mut out: Vec<WriteBatch> = sizes
+            .iter()
+            .map(|z| WriteBatch {
+                arena: Vec::with_capacity(z.arena),
+                labels: Vec::with_capacity(z.labels),
+                series: Vec::with_capacity(z.series),
+                samples: Vec::with_capacity(if samples { z.samples } else { 0 }),
+                metadata: Vec::new(),
+            })
+            .collect();
+        for (span, &p) in self.series.iter().zip(of) {
+            let o = &mut out[p];
             let l0 = o.labels.len() as u32;
             for l in &self.labels[span.labels.0 as usize..span.labels.1 as usize] {
                 let n0 = o.arena.len() as u32;
@@ -464,8 +509,11 @@ impl WriteBatch {
                 });
             }
             let s0 = o.samples.len() as u32;
-            o.samples
-                .extend_from_slice(&self.samples[span.samples.0 as usize..span.samples.1 as usize]);
+            if samples {
+                o.samples.extend_from_slice(
+                    &self.samples[span.samples.0 as usize..span.samples.1 as usize],
+                );
+            }
             o.series.push(SeriesSpan {
                 labels: (l0, o.labels.len() as u32),
                 samples: (s0, o.samples.len() as u32),

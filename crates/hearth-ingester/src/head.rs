@@ -323,6 +323,17 @@ fn chunk_range_end(min_t: i64, block_range: i64) -> i64 {
     min_t.div_euclid(block_range) * block_range + block_range
 }
 
+/// How a log entry names a series.
+#[derive(Clone, Copy)]
+pub enum SeriesName<'a> {
+    /// By the id the leader's head gave it. Ids are never reused, so an id the head
+    /// still holds is that series on every replica.
+    Id(SeriesId),
+    /// By its labels (a series the leader's head did not hold): found, or created with
+    /// the next id.
+    Labels { labels: LabelsRef<'a>, hash: u64 },
+}
+
 #[derive(Debug)]
 pub struct MemSeries {
     pub id: SeriesId,
@@ -418,6 +429,17 @@ impl TenantHead {
             .candidates(hash)
             .find(|s| labels.eq_labels(&s.labels))
             .cloned();
+        found
+    }
+
+    /// The id of the series with these labels, if it exists (what a leader names a
+    /// series by in the entries it proposes).
+    pub fn lookup_id(&self, hash: u64, labels: &LabelsRef<'_>) -> Option<SeriesId> {
+        let stripe = self.stripes[(hash as usize) % STRIPES].read();
+        let found = stripe
+            .candidates(hash)
+            .find(|s| labels.eq_labels(&s.labels))
+            .map(|s| s.id);
         found
     }
 
@@ -910,6 +932,42 @@ impl Head {
             }
         }
         out
+    }
+
+    /// Applies one committed write whose series are named by head id or by labels (see
+    /// [`SeriesName`]), in order. A series named by an id the head no longer holds (it
+    /// was collected after the write was proposed) is not applied: its index is in the
+    /// second result, for the proposer to write again by labels. Deterministic, as
+    /// [`Head::apply_resolved`].
+    pub fn apply_named<'a>(
+        &self,
+        tenant: &Tenant,
+        metadata: &[MetricMetadata],
+        series: impl Iterator<Item = (SeriesName<'a>, &'a [Sample])>,
+    ) -> (PushOutcome, Vec<u32>) {
+        let th = self.tenant_or_create(tenant);
+        for m in metadata {
+            th.set_metadata(m.clone());
+        }
+        let mut out = PushOutcome::default();
+        let mut unresolved = Vec::new();
+        for (i, (name, samples)) in series.enumerate() {
+            let ms = match name {
+                SeriesName::Id(id) => match th.series(id) {
+                    Some(ms) => ms,
+                    None => {
+                        unresolved.push(i as u32);
+                        continue;
+                    }
+                },
+                SeriesName::Labels { labels, hash } => match th.lookup(hash, &labels) {
+                    Some(ms) => ms,
+                    None => th.create(hash, &labels.to_labels(), None),
+                },
+            };
+            self.append_samples(&th, &ms, samples, &mut out, &|| ms.labels.to_string());
+        }
+        (out, unresolved)
     }
 
     /// Replays one log entry: creates its new series with the ids it names, then applies

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use hearth_core::{Overrides, Tenant, WriteBatch};
+use hearth_series::postings::SeriesId;
 use parking_lot::Mutex;
 
 use crate::head::Head;
@@ -109,6 +110,8 @@ impl Drop for Reservation {
 /// refused, the first refusal, and the admitted new series' reservation.
 pub struct Admitted {
     pub batch: WriteBatch,
+    /// The head id of each series of `batch` (`None`: new), as given to `admit`.
+    pub ids: Vec<Option<SeriesId>>,
     pub limited: usize,
     pub message: Option<String>,
     pub reservation: Option<Reservation>,
@@ -155,32 +158,32 @@ impl SeriesLimits {
     }
 
     /// Lets through what the tenant's limits allow of `batch`, to be written to `head`
-    /// (counting the batch's own new series). Without `held`, writes checked at once
+    /// (counting the batch's own new series). `ids` are the head ids of the batch's
+    /// series in `head` (`None`: a new series), filtered as the batch is. Without `held`, writes checked at once
     /// may together pass a limit by their new series (they do not see each other's);
     /// the overshoot is bounded by the writes in flight.
-    pub fn admit(&self, head: &Head, tenant: &Tenant, batch: WriteBatch) -> Admitted {
+    pub fn admit(
+        &self,
+        head: &Head,
+        tenant: &Tenant,
+        batch: WriteBatch,
+        ids: Vec<Option<SeriesId>>,
+    ) -> Admitted {
         let limits = self.local(tenant);
-        let all = |batch| Admitted {
+        let all = |batch, ids| Admitted {
             batch,
+            ids,
             limited: 0,
             message: None,
             reservation: None,
         };
         if limits == (0, 0) {
-            return all(batch);
+            return all(batch, ids);
         }
         let th = head.tenant(tenant);
-        let new: Vec<usize> = batch
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| {
-                th.as_ref()
-                    .is_none_or(|t| t.lookup(s.hash, &s.labels).is_none())
-            })
-            .map(|(i, _)| i)
-            .collect();
+        let new: Vec<usize> = (0..batch.len()).filter(|&i| ids[i].is_none()).collect();
         if new.is_empty() {
-            return all(batch);
+            return all(batch, ids);
         }
         // Checked and reserved under one lock: parts of one write, checked by
         // several groups at once, see each other's new series.
@@ -248,7 +251,7 @@ impl SeriesLimits {
         if limited == 0 {
             return Admitted {
                 reservation,
-                ..all(batch)
+                ..all(batch, ids)
             };
         }
         let mut kept = batch
@@ -257,8 +260,15 @@ impl SeriesLimits {
             .next()
             .expect("two parts");
         kept.metadata = batch.metadata.clone();
+        let ids = ids
+            .into_iter()
+            .zip(&refused)
+            .filter(|(_, r)| !**r)
+            .map(|(id, _)| id)
+            .collect();
         Admitted {
             batch: kept,
+            ids,
             limited,
             message,
             reservation,

@@ -699,6 +699,14 @@ async fn a_replica_restarted_from_a_snapshot_after_shipping_matches_its_peers() 
     }
     let bucket = Arc::new(hearth_storage::testing::WatchedBucket::default());
     let l = leader_of(&live(&rs)).await;
+    let th = live(&rs)[l].head().tenant(&common::tenant()).unwrap();
+    let stale_ids: Vec<_> = old_series(0)
+        .iter()
+        .map(|s| th.lookup_id(s.hash, &s.labels))
+        .collect();
+    assert!(stale_ids.iter().all(Option::is_some));
+    let max_stale = stale_ids.iter().flatten().max().copied().unwrap();
+    drop(th);
     let leader = Arc::new(rs[l].take().unwrap());
     let shipper = Shipper::new(
         leader.clone() as Arc<dyn ShippingLog>,
@@ -731,6 +739,24 @@ async fn a_replica_restarted_from_a_snapshot_after_shipping_matches_its_peers() 
         )
         .await
         .unwrap();
+    // A write proposed with the ids its series had before they were collected (as
+    // one proposed just before a Shipped is applied): no replica applies it by those
+    // ids, and the leader writes it again by labels, as new series.
+    let late = old_series(7 * 60);
+    let r = rs[l].as_ref().unwrap();
+    let collected = r.head().tenant(&common::tenant()).unwrap();
+    assert!(late
+        .iter()
+        .all(|s| collected.lookup_id(s.hash, &s.labels).is_none()));
+    let out = r
+        .push_with_ids(&common::tenant(), late.clone(), stale_ids)
+        .await
+        .unwrap();
+    assert_eq!((out.samples_written, out.samples_rejected), (30, 0));
+    let again = r.head().tenant(&common::tenant()).unwrap();
+    assert!(late.iter().all(|s| again
+        .lookup_id(s.hash, &s.labels)
+        .is_some_and(|id| id > max_stale)));
     for k in 7 * 60..8 * 60 {
         push_minute(&live(&rs), k).await;
     }
@@ -760,8 +786,9 @@ async fn a_replica_restarted_from_a_snapshot_after_shipping_matches_its_peers() 
     wait_applied(&live(&rs), index).await;
     let digests: Vec<HeadDigest> = live(&rs).iter().map(|r| digest(r)).collect();
     assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
-    // The series that stopped early went with the shipped data.
-    assert_eq!(digests[0].samples, (10 * 60 + 10 - 4 * 60) * 10);
+    // The series that stopped early went with the shipped data; the late write's 30
+    // samples came back.
+    assert_eq!(digests[0].samples, (10 * 60 + 10 - 4 * 60) * 10 + 30);
     for r in rs.into_iter().flatten() {
         c.stop(r).await;
     }

@@ -74,6 +74,10 @@ impl<'a> Dec<'a> {
     pub fn position(&self) -> usize {
         self.pos
     }
+    /// Bytes left to read.
+    pub fn remaining(&self) -> usize {
+        self.data.len() - self.pos
+    }
     pub fn uvarint(&mut self) -> Result<u64, DecodeError> {
         let mut x: u64 = 0;
         let mut s = 0u32;

@@ -28,7 +28,7 @@ use openraft::{BasicNode, Config, Raft, ServerState};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::{info, warn};
 
-use super::command::{Command, WritePart};
+use super::command::{Command, WritePart, WriteResult};
 use super::log_engine::{GroupId, LogEngine};
 use super::log_store::{GroupLogStore, LogProgress};
 use super::state_machine::{HeadCell, HeadStateMachine, ShardConfig};
@@ -37,6 +37,7 @@ use crate::head::{Head, HeadOptions};
 use crate::limits::SeriesLimits;
 use crate::record::ControlRecord;
 use crate::shipper::ShippingLog;
+use hearth_series::postings::SeriesId;
 
 /// How a replica batches and fences.
 #[derive(Clone, Debug)]
@@ -112,7 +113,7 @@ pub struct ReplicaSpec {
 
 struct Proposal {
     part: WritePart,
-    reply: oneshot::Sender<Result<PushOutcome, GroupPushError>>,
+    reply: oneshot::Sender<Result<WriteResult, GroupPushError>>,
     /// When the write reached the proposer (commit latency runs from here).
     at: std::time::Instant,
 }
@@ -292,9 +293,31 @@ impl Replica {
         tenant: &Tenant,
         batch: WriteBatch,
     ) -> Result<PushOutcome, GroupPushError> {
+        // Series are named in the entry by the ids this replica's head gave them (see
+        // command.rs); those it does not hold are new, which is also what limits count.
+        let ids: Vec<Option<SeriesId>> = match self.head.get().tenant(tenant) {
+            Some(th) => batch
+                .iter()
+                .map(|s| th.lookup_id(s.hash, &s.labels))
+                .collect(),
+            None => vec![None; batch.len()],
+        };
+        self.push_with_ids(tenant, batch, ids).await
+    }
+
+    /// [`Replica::push`] with the batch's series named by `ids` as given, not as this
+    /// replica's head holds them now: what a write proposed just before its series were
+    /// collected carries. Public for the tests of that race.
+    #[doc(hidden)]
+    pub async fn push_with_ids(
+        &self,
+        tenant: &Tenant,
+        batch: WriteBatch,
+        ids: Vec<Option<SeriesId>>,
+    ) -> Result<PushOutcome, GroupPushError> {
         // Limits are the leader's check before proposing: apply never looks at them.
-        let admitted = self.limits.admit(&self.head.get(), tenant, batch);
-        let batch = admitted.batch;
+        let admitted = self.limits.admit(&self.head.get(), tenant, batch, ids);
+        let (batch, ids) = (admitted.batch, admitted.ids);
         // The new series it admitted count against the limits until the write is
         // answered (applied, or failed).
         let _reservation = admitted.reservation;
@@ -319,9 +342,37 @@ impl Replica {
                 return Err(PushError::Unavailable(disk_refusal(self.group, &why)).into());
             }
         }
+        let mut applied = self.propose_write(tenant, &batch, &ids).await?;
+        let mut outcomes = vec![Ok(refused)];
+        if !applied.unresolved.is_empty() {
+            // Series collected between proposing and applying: no replica applied
+            // them. Written again by labels, which always resolve.
+            let unresolved: std::collections::HashSet<u32> =
+                std::mem::take(&mut applied.unresolved)
+                    .into_iter()
+                    .collect();
+            let again = batch
+                .split(2, |i| usize::from(!unresolved.contains(&(i as u32))))
+                .swap_remove(0);
+            let by_labels = vec![None; again.len()];
+            let retried = self.propose_write(tenant, &again, &by_labels).await?;
+            outcomes.push(Ok(PushOutcome::from(retried)));
+        }
+        outcomes.push(Ok(PushOutcome::from(applied)));
+        PushOutcome::combine(outcomes).map_err(GroupPushError::from)
+    }
+
+    /// Proposes one write (its series named by `ids` where given) and waits for its
+    /// entry to be applied.
+    async fn propose_write(
+        &self,
+        tenant: &Tenant,
+        batch: &WriteBatch,
+        ids: &[Option<SeriesId>],
+    ) -> Result<WriteResult, GroupPushError> {
         let (reply, rx) = oneshot::channel();
         // Encoded here, on the writer's task: see WritePart.
-        let part = WritePart::new(tenant.clone(), batch);
+        let part = WritePart::new(tenant.clone(), batch, ids);
         self.proposals
             .try_send(Proposal {
                 part,
@@ -337,16 +388,12 @@ impl Replica {
                     PushError::Unavailable(format!("group {} is stopping", self.group))
                 }
             })?;
-        let applied = rx.await.map_err(|_| {
+        rx.await.map_err(|_| {
             GroupPushError::from(PushError::Unavailable(format!(
                 "group {}: the write's outcome is unknown (its replica stopped); retry",
                 self.group
             )))
-        })??;
-        if refused.samples_rejected == 0 {
-            return Ok(applied);
-        }
-        PushOutcome::combine(vec![Ok(refused), Ok(applied)]).map_err(GroupPushError::from)
+        })?
     }
 
     /// The head for a linearizable read: once this replica has confirmed with a quorum
@@ -669,7 +716,7 @@ async fn propose(
                     let mut outcomes = outcomes.into_iter();
                     for (r, at) in replies {
                         stats.commit_seconds.observe(at.elapsed().as_secs_f64());
-                        let o = outcomes.next().map(PushOutcome::from).ok_or_else(|| {
+                        let o = outcomes.next().ok_or_else(|| {
                             GroupPushError::from(PushError::Internal(format!(
                                 "group {group}: an entry answered fewer writes than it held"
                             )))

@@ -298,10 +298,7 @@ impl RaftStateMachine<ShardConfig> for HeadStateMachine {
                 EntryPayload::Normal(Command::Write(parts)) => {
                     // Head work is CPU: off the async workers, as every head append.
                     let results: Vec<WriteResult> = hearth_core::cpu::foreground(async {
-                        parts
-                            .iter()
-                            .map(|p| WriteResult::from(head.apply(&p.tenant, &p.batch)))
-                            .collect()
+                        parts.iter().map(|p| p.apply(&head)).collect()
                     })
                     .await;
                     let (written, rejected) = results.iter().fold((0, 0), |(w, r), o| {
