@@ -25,6 +25,9 @@ struct SeriesSpan {
     hash: u64,
 }
 
+/// A part number that takes no series (`WriteBatch::copy_into`).
+const SKIP: usize = usize::MAX;
+
 /// A validated write: series with sorted, unique labels and their samples.
 #[derive(Clone, Default)]
 pub struct WriteBatch {
@@ -453,14 +456,32 @@ impl WriteBatch {
     /// their own (hashes kept).
     pub fn labels_of(&self, keep: impl Fn(usize) -> bool) -> WriteBatch {
         let of: Vec<usize> = (0..self.series.len())
-            .map(|i| usize::from(!keep(i)))
+            .map(|i| if keep(i) { 0 } else { SKIP })
             .collect();
-        let mut out = self.copy_into(2, &of, false);
-        out.truncate(1);
-        out.pop().unwrap_or_default()
+        self.copy_into(1, &of, false).pop().unwrap_or_default()
     }
 
-    /// Copies series `i` into part `of[i]`, with its samples or not.
+    /// How a series' labels are copied: the one arena range they lie in when it holds
+    /// little else (a decoded request's series: its labels and their framing), else
+    /// label by label (labels spread over the arena, as symbols of a table are); and the
+    /// bytes the copy takes.
+    fn label_bytes(labels: &[LabelSpan]) -> (Option<std::ops::Range<usize>>, usize) {
+        let (mut lo, mut hi, mut own) = (u32::MAX, 0u32, 0usize);
+        for l in labels {
+            lo = lo.min(l.n0).min(l.v0);
+            hi = hi.max(l.n1).max(l.v1);
+            own += (l.n1 - l.n0 + l.v1 - l.v0) as usize;
+        }
+        let range = (lo as usize)..(hi as usize);
+        if lo <= hi && range.len() <= 2 * own + 64 {
+            let n = range.len();
+            (Some(range), n)
+        } else {
+            (None, own)
+        }
+    }
+
+    /// Copies series `i` into part `of[i]` (none for `SKIP`), with its samples or not.
     fn copy_into(&self, parts: usize, of: &[usize], samples: bool) -> Vec<WriteBatch> {
         #[derive(Clone, Copy, Default)]
         struct Size {
@@ -471,12 +492,11 @@ impl WriteBatch {
         }
         let mut sizes = vec![Size::default(); parts];
         for (span, &p) in self.series.iter().zip(of) {
-            let z = &mut sizes[p];
+            let Some(z) = sizes.get_mut(p) else {
+                continue;
+            };
             let labels = &self.labels[span.labels.0 as usize..span.labels.1 as usize];
-            z.arena += labels
-                .iter()
-                .map(|l| (l.n1 - l.n0 + l.v1 - l.v0) as usize)
-                .sum::<usize>();
+            z.arena += Self::label_bytes(labels).1;
             z.labels += labels.len();
             z.series += 1;
             z.samples += (span.samples.1 - span.samples.0) as usize;
@@ -492,21 +512,40 @@ impl WriteBatch {
             })
             .collect();
         for (span, &p) in self.series.iter().zip(of) {
-            let o = &mut out[p];
+            let Some(o) = out.get_mut(p) else {
+                continue;
+            };
             let l0 = o.labels.len() as u32;
-            for l in &self.labels[span.labels.0 as usize..span.labels.1 as usize] {
-                let n0 = o.arena.len() as u32;
-                o.arena
-                    .extend_from_slice(&self.arena[l.n0 as usize..l.n1 as usize]);
-                let n1 = o.arena.len() as u32;
-                o.arena
-                    .extend_from_slice(&self.arena[l.v0 as usize..l.v1 as usize]);
-                o.labels.push(LabelSpan {
-                    n0,
-                    n1,
-                    v0: n1,
-                    v1: o.arena.len() as u32,
-                });
+            let labels = &self.labels[span.labels.0 as usize..span.labels.1 as usize];
+            match Self::label_bytes(labels) {
+                (Some(range), _) => {
+                    // One copy of the bytes the labels lie in, their offsets moved.
+                    let to = o.arena.len() as u32;
+                    o.arena.extend_from_slice(&self.arena[range.clone()]);
+                    let at = |x: u32| x - range.start as u32 + to;
+                    o.labels.extend(labels.iter().map(|l| LabelSpan {
+                        n0: at(l.n0),
+                        n1: at(l.n1),
+                        v0: at(l.v0),
+                        v1: at(l.v1),
+                    }));
+                }
+                (None, _) => {
+                    for l in labels {
+                        let n0 = o.arena.len() as u32;
+                        o.arena
+                            .extend_from_slice(&self.arena[l.n0 as usize..l.n1 as usize]);
+                        let n1 = o.arena.len() as u32;
+                        o.arena
+                            .extend_from_slice(&self.arena[l.v0 as usize..l.v1 as usize]);
+                        o.labels.push(LabelSpan {
+                            n0,
+                            n1,
+                            v0: n1,
+                            v1: o.arena.len() as u32,
+                        });
+                    }
+                }
             }
             let s0 = o.samples.len() as u32;
             if samples {
@@ -621,5 +660,12 @@ mod tests {
         assert_eq!(parts[0].get(0).hash, b.hash64());
         assert_eq!(parts[0].sample_count(), 2);
         assert!(parts[1].get(0).labels.eq_labels(&a));
+        // Labels alone, of the series kept, in order.
+        let labels = batch.labels_of(|i| i == 1);
+        assert_eq!((labels.len(), labels.sample_count()), (1, 0));
+        assert!(labels.get(0).labels.eq_labels(&b));
+        assert_eq!(labels.get(0).hash, b.hash64());
+        assert_eq!(labels.arena.len(), "__name__upjobbzoneé".len());
+        assert!(batch.labels_of(|_| false).is_empty());
     }
 }
