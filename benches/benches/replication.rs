@@ -1,8 +1,8 @@
-//! Replication hot paths: the shared log engine's append (entries of several groups,
-//! the page-cache write and the in-memory index; one flush per call), reading recent
-//! entries back for replication, and a write through a one-replica group end to end
-//! (proposer, openraft, log append and fsync, apply to the head), the path every write
-//! of the single-process default will take.
+//! Replication hot paths: a write part's encoding and decoding, the shared log engine's
+//! append (entries of several groups, the page-cache write and the in-memory index; one
+//! flush per call), reading recent entries back for replication, and a write through a
+//! one-replica group end to end (proposer, openraft, log append and fsync, apply to the
+//! head), the path every write of the single process takes.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -169,30 +169,6 @@ fn one_replica_group(c: &mut Criterion) {
         );
         rt.block_on(replica.shutdown());
     }
-    g.finish();
-}
-
-/// The same sixteen concurrent writes through today's single-process write path (the
-/// `Db`: group commit on its own thread, one fsync per group), the figure the Raft path
-/// must reach.
-fn db_baseline(c: &mut Criterion) {
-    use hearth_core::Ingester;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let db = hearth_ingester::Db::open(hearth_ingester::DbOptions::new(dir.path())).unwrap();
-    let db = &db;
-    let mut n = 0;
-    let mut g = c.benchmark_group("db");
-    g.throughput(Throughput::Elements(1_600));
-    g.bench_function("push_16x100_series", |b| {
-        burst_of_16(b, &rt, &mut n, |t, w| async move {
-            db.push(&t, w).await.map_err(|e| e.to_string())
-        })
-    });
     g.finish();
 }
 
@@ -365,7 +341,6 @@ criterion_group!(
     entry_codec,
     log_engine,
     one_replica_group,
-    db_baseline,
     cluster_writes
 );
 criterion_main!(benches);

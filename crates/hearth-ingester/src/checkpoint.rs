@@ -15,7 +15,6 @@ use hearth_core::{Label, Labels, MetricMetadata, Sample, Tenant};
 use tracing::{info, warn};
 
 use crate::head::{ClosedChunk, Head, SeriesState};
-use crate::wal::LogId;
 use hearth_series::chunkenc::XorAppender;
 use hearth_series::codec::{get_metadata, put_metadata, Dec, DecodeError, Enc};
 use hearth_series::postings::SeriesId;
@@ -28,6 +27,14 @@ use hearth_series::postings::SeriesId;
 /// index. Older versions are still read (their ids are dense: 0, 1, 2, ... in file
 /// order).
 const MAGIC: &[u8; 8] = b"HRTHCKP4";
+
+/// The log position a checkpoint holds the head at: its group's Raft log id (term and
+/// index) of the last entry applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct LogId {
+    pub term: u64,
+    pub index: u64,
+}
 const MAGIC_V3: &[u8; 8] = b"HRTHCKP3";
 const MAGIC_V2: &[u8; 8] = b"HRTHCKP2";
 const MAGIC_V1: &[u8; 8] = b"HRTHCKP1";

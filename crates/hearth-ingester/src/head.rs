@@ -18,6 +18,8 @@ use parking_lot::{Mutex, RwLock};
 use hearth_series::chunkenc::{XorAppender, SAMPLES_PER_CHUNK};
 use hearth_series::postings::{MemPostings, SeriesId};
 
+use crate::series_ids::SeriesIds;
+
 const STRIPES: usize = 64;
 
 /// Hashes an already-hashed u64 key with one multiply (keys are xxh3 digests; the
@@ -367,7 +369,7 @@ impl RejectReason {
 pub struct TenantHead {
     strings: Mutex<HashSet<Arc<str>>>,
     stripes: Vec<RwLock<HashStripe>>,
-    series: RwLock<HashMap<SeriesId, Arc<MemSeries>, Prehashed>>,
+    series: RwLock<SeriesIds>,
     postings: RwLock<MemPostings>,
     next_id: AtomicU32,
     /// The oldest and newest sample the tenant's head holds (`i64::MAX` when empty);
@@ -389,7 +391,7 @@ impl Default for TenantHead {
             stripes: (0..STRIPES)
                 .map(|_| RwLock::new(HashStripe::default()))
                 .collect(),
-            series: RwLock::new(HashMap::default()),
+            series: RwLock::new(SeriesIds::default()),
             postings: RwLock::new(MemPostings::default()),
             next_id: AtomicU32::new(0),
             min_t: AtomicI64::new(i64::MAX),
@@ -449,16 +451,7 @@ impl TenantHead {
     }
 
     pub fn series(&self, id: SeriesId) -> Option<Arc<MemSeries>> {
-        self.series.read().get(&id).cloned()
-    }
-
-    /// Creates a series with the id the log assigned. Ids are dense and come in order;
-    /// anything else means the log and the head disagree, and the series is not created.
-    pub fn create_with_id(&self, id: SeriesId, labels: &Labels) -> Option<Arc<MemSeries>> {
-        if id != self.next_id() {
-            return None;
-        }
-        Some(self.create(labels.hash64(), labels, None))
+        self.series.read().get(id).cloned()
     }
 
     /// Finds or creates a series; hash collisions are resolved by comparing labels.
@@ -654,7 +647,7 @@ impl TenantHead {
         let ids = self.postings.read().select(matchers);
         let all = self.series.read();
         ids.into_iter()
-            .filter_map(|id| all.get(&id).cloned())
+            .filter_map(|id| all.get(id).cloned())
             .collect()
     }
 
@@ -728,9 +721,7 @@ impl TenantHead {
 
     /// Every series, in id order.
     pub fn all_series(&self) -> Vec<Arc<MemSeries>> {
-        let mut v: Vec<Arc<MemSeries>> = self.series.read().values().cloned().collect();
-        v.sort_unstable_by_key(|s| s.id);
-        v
+        self.series.read().values().cloned().collect()
     }
 
     /// Raises the next id to at least `next` (restoring a checkpoint: the newest
@@ -767,7 +758,7 @@ impl TenantHead {
         {
             let mut all = self.series.write();
             for s in &dead {
-                all.remove(&s.id);
+                all.remove(s.id);
             }
         }
         self.postings
@@ -898,47 +889,25 @@ impl Head {
         self.tenants.read().values().map(|t| t.num_series()).sum()
     }
 
-    /// Applies a write directly (resolving and creating series as needed). The log's
-    /// write path uses [`Head::apply_resolved`] instead, after assigning ids.
+    /// Applies a write whose series are all named by labels (entries of the earlier
+    /// forms, and tests): see [`Head::apply_named`].
     pub fn apply(&self, tenant: &Tenant, batch: &WriteBatch) -> PushOutcome {
-        let th = self.tenant_or_create(tenant);
-        let series: Vec<Option<Arc<MemSeries>>> = batch
-            .iter()
-            .map(|s| match th.lookup(s.hash, &s.labels) {
-                Some(ms) => Some(ms),
-                None => Some(th.get_or_create(&s.labels.to_labels())),
-            })
-            .collect();
-        self.apply_resolved(&th, batch, &series)
-    }
-
-    /// Applies one committed write whose series are resolved (the i-th series of the
-    /// batch is `series[i]`; `None`: refused before logging, skipped). Deterministic:
-    /// the same log applied in the same order gives the same head and the same
-    /// outcome, which is what replay and Raft replicas rely on.
-    pub fn apply_resolved(
-        &self,
-        th: &TenantHead,
-        batch: &WriteBatch,
-        series: &[Option<Arc<MemSeries>>],
-    ) -> PushOutcome {
-        let mut out = PushOutcome::default();
-        for m in &batch.metadata {
-            th.set_metadata(m.clone());
-        }
-        for (s, ms) in batch.iter().zip(series) {
-            if let Some(ms) = ms {
-                self.append_samples(th, ms, s.samples, &mut out, &|| s.labels.to_string());
-            }
-        }
-        out
+        let named = batch.iter().map(|s| {
+            let name = SeriesName::Labels {
+                labels: s.labels,
+                hash: s.hash,
+            };
+            (name, s.samples)
+        });
+        self.apply_named(tenant, &batch.metadata, named).0
     }
 
     /// Applies one committed write whose series are named by head id or by labels (see
     /// [`SeriesName`]), in order. A series named by an id the head no longer holds (it
     /// was collected after the write was proposed) is not applied: its index is in the
-    /// second result, for the proposer to write again by labels. Deterministic, as
-    /// [`Head::apply_resolved`].
+    /// second result, for the proposer to write again by labels. Deterministic: the
+    /// same log applied in the same order gives the same head, the same ids and the
+    /// same outcome, which replay and Raft replicas rely on.
     pub fn apply_named<'a>(
         &self,
         tenant: &Tenant,
@@ -968,36 +937,6 @@ impl Head {
             self.append_samples(&th, &ms, samples, &mut out, &|| ms.labels.to_string());
         }
         (out, unresolved)
-    }
-
-    /// Replays one log entry: creates its new series with the ids it names, then applies
-    /// its samples, exactly as the write path did.
-    pub fn apply_record(&self, rec: &crate::record::WriteRecord) -> PushOutcome {
-        let mut out = PushOutcome::default();
-        let Some(tenant) = &rec.tenant else {
-            return out;
-        };
-        let th = self.tenant_or_create(tenant);
-        for m in &rec.metadata {
-            th.set_metadata(m.clone());
-        }
-        for (id, labels) in &rec.new_series {
-            if th.series(*id).is_none() && th.create_with_id(*id, labels).is_none() {
-                tracing::warn!(tenant = %tenant, id, next = th.next_id(), series = %labels, "log names a series id out of order; its samples are skipped");
-            }
-        }
-        for (id, samples) in &rec.samples {
-            match th.series(*id) {
-                Some(ms) => {
-                    self.append_samples(&th, &ms, samples, &mut out, &|| ms.labels.to_string())
-                }
-                None => {
-                    tracing::warn!(tenant = %tenant, id, "log names a series the head does not hold; its samples are skipped");
-                    out.samples_rejected += samples.len();
-                }
-            }
-        }
-        out
     }
 
     /// Applies samples to one series under the append rules, counting the outcome.

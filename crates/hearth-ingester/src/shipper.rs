@@ -1,7 +1,7 @@
 //! Cutting the head into blocks: seal, upload and verify, mark shipped (see
 //! shipping.md for the invariants and the failure cases). The records go to a
-//! [`ShippingLog`]: the single node's `Db`, or a shard group's replica, where they are
-//! Raft entries every replica applies.
+//! [`ShippingLog`]: a shard group's replica, where they are Raft entries every replica
+//! applies.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use crate::head::{Head, TenantHead};
 use crate::record::ControlRecord;
-use crate::Db;
 use async_trait::async_trait;
 use hearth_core::{PushError, SeriesData, Tenant};
 use hearth_storage::{BlockInput, BlockMeta, BlockWriter, BucketStore};
@@ -28,19 +27,6 @@ pub trait ShippingLog: Send + Sync + 'static {
     /// their meta.json, and mixed into their ids so two groups' blocks of the same
     /// tenant and range never share one.
     fn shard_group(&self) -> Option<u32>;
-}
-
-#[async_trait]
-impl ShippingLog for Db {
-    fn head(&self) -> Arc<Head> {
-        Db::head(self).clone()
-    }
-    async fn control(&self, rec: ControlRecord) -> Result<(), PushError> {
-        Db::control(self, rec).await.map(|_| ())
-    }
-    fn shard_group(&self) -> Option<u32> {
-        None
-    }
 }
 
 /// A block's id, from what it holds: the ULID's time is the block's start (clamped to
@@ -88,8 +74,6 @@ pub fn block_id(
     ulid::Ulid::from_parts(time, random).to_string()
 }
 
-use crate::recent::RecentlyShipped;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ShipError {
     #[error("write-ahead log: {0}")]
@@ -135,9 +119,6 @@ struct PendingRelease {
 /// before the head drops their data.
 #[derive(Clone)]
 pub enum ShippedTo {
-    /// The ingester's own recently shipped blocks (the stores serving the bucket are
-    /// elsewhere and learn of a block at their next sync).
-    Recent(Arc<RecentlyShipped>),
     /// The bucket store of this process, which serves them from then on.
     Store(Arc<BucketStore>),
     /// Nothing here: store gateways find blocks in the bucket at their next sync, so
@@ -431,7 +412,6 @@ impl Shipper {
         // Before the head drops the data: from here the blocks answer for it.
         for b in done {
             match &self.shipped_to {
-                ShippedTo::Recent(r) => r.push(b.reader.clone()),
                 ShippedTo::Store(s) => s.add(b).await,
                 ShippedTo::Gateways { .. } => {}
             }

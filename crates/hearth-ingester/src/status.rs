@@ -1,15 +1,11 @@
 //! The ingester's answer to the query side's status questions (metric metadata, head
-//! statistics, log repairs): `IngesterStatus` over its own head (or, on a replicated
-//! node, the heads of the groups it leads), so no other room reads a head's internals.
+//! statistics): what a node's `IngesterStatus` answers from the heads of the groups it
+//! leads, so no other room reads a head's internals.
 
+use hearth_core::{MetricMetadata, Tenant, TsdbStatus};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-
-use async_trait::async_trait;
-use hearth_core::{IngesterStatus, MetricMetadata, StorageError, Tenant, TsdbStatus};
 
 use crate::head::Head;
-use crate::Db;
 
 fn top(mut v: Vec<(String, usize)>, limit: usize) -> Vec<(String, u64)> {
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -48,23 +44,5 @@ pub fn head_tsdb_status(head: &Head, tenant: &Tenant, limit: usize) -> TsdbStatu
         label_value_count_by_label_name: top(stats.values_per_name, limit),
         memory_in_bytes_by_label_name: top(stats.memory_in_bytes_per_name, limit),
         series_count_by_label_value_pair: top(stats.series_per_pair, limit),
-    }
-}
-
-#[async_trait]
-impl IngesterStatus for Db {
-    async fn metadata(
-        &self,
-        tenant: &Tenant,
-    ) -> Result<HashMap<String, Vec<MetricMetadata>>, StorageError> {
-        Ok(head_metadata(self.head(), tenant))
-    }
-
-    async fn wal_corruptions(&self) -> Result<u64, StorageError> {
-        Ok(self.stats().wal_corruptions.load(Ordering::Relaxed))
-    }
-
-    async fn tsdb_status(&self, tenant: &Tenant, limit: usize) -> Result<TsdbStatus, StorageError> {
-        Ok(head_tsdb_status(self.head(), tenant, limit))
     }
 }

@@ -537,7 +537,7 @@ fn minute(k: i64) -> WriteBatch {
 /// heads hold every acknowledged sample once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_resumes_a_cut_under_the_same_block_ids() {
-    use hearth_ingester::{RecentlyShipped, ShippedTo, Shipper, ShippingLog};
+    use hearth_ingester::{ShippedTo, Shipper, ShippingLog};
     let (mut c, mut rs) = three(Transport::InProcess).await;
     // Six hours of minutes: two whole 2 h ranges are due (the head spans 1.5 ranges).
     let tenant = common::tenant();
@@ -562,7 +562,7 @@ async fn a_new_leader_resumes_a_cut_under_the_same_block_ids() {
         Shipper::new(
             r as Arc<dyn ShippingLog>,
             Arc::new(hearth_storage::BlockWriter::new(bucket.clone())),
-            ShippedTo::Recent(Arc::new(RecentlyShipped::new(Duration::from_secs(60)))),
+            ShippedTo::Store(Arc::new(hearth_storage::BucketStore::new(bucket.clone()))),
             2 * HOUR,
         )
     };

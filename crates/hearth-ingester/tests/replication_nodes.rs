@@ -429,7 +429,7 @@ async fn head_samples(reader: &GroupFanout) -> usize {
 /// (no block twice, none missing), and the heads hold exactly the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaders_ship_their_groups_and_new_leaders_carry_on() {
-    use hearth_ingester::{RecentlyShipped, ShippedTo};
+    use hearth_ingester::ShippedTo;
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut nodes = cluster(&dirs).await;
     let router = router(&nodes);
@@ -438,7 +438,7 @@ async fn leaders_ship_their_groups_and_new_leaders_carry_on() {
     for n in &nodes {
         n.node.as_ref().unwrap().start_shipping(
             Arc::new(hearth_storage::BlockWriter::new(bucket.clone())),
-            |_| ShippedTo::Recent(Arc::new(RecentlyShipped::new(Duration::from_secs(60)))),
+            |_| ShippedTo::Store(Arc::new(hearth_storage::BucketStore::new(bucket.clone()))),
             2 * HOUR,
             Duration::from_millis(200),
         );

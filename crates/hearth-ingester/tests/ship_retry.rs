@@ -6,12 +6,17 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use futures::TryStreamExt;
-use hearth_core::{Ingester, Labels, Sample, Tenant, WriteBatch};
-use hearth_ingester::{Db, DbOptions};
-use hearth_ingester::{RecentlyShipped, ShippedTo, Shipper};
+use hearth_core::{Labels, Sample, Tenant, WriteBatch};
+use hearth_ingester::replication::{
+    raft_config, LocalRouter, LogEngine, LogEngineOptions, Replica, ReplicaOptions, ReplicaSpec,
+};
+use hearth_ingester::HeadOptions;
+use hearth_ingester::{ShippedTo, Shipper};
 use hearth_storage::testing::WatchedBucket;
-use hearth_storage::BlockWriter;
+use hearth_storage::{BlockWriter, BucketStore};
 use object_store::ObjectStore;
 
 const HOUR: i64 = 3_600_000;
@@ -28,7 +33,37 @@ async fn files(bucket: &WatchedBucket) -> usize {
         .len()
 }
 
-async fn write_hours(db: &Db, hours: i64) {
+/// A one-replica shard group (as the single process runs four), its leader elected.
+async fn one_replica(dir: &std::path::Path) -> Arc<Replica> {
+    let router = LocalRouter::default();
+    let engine = Arc::new(LogEngine::open(dir.join("log"), LogEngineOptions::default()).unwrap());
+    let spec = ReplicaSpec {
+        group: 0,
+        id: 1,
+        dir: dir.join("group"),
+        head: HeadOptions::default(),
+        raft: raft_config("ship-retry").unwrap(),
+        opts: ReplicaOptions::default(),
+    };
+    let r = Replica::start(spec, engine, router.factory(0, 1))
+        .await
+        .unwrap();
+    r.initialize(
+        [(1, openraft::BasicNode::new("local"))]
+            .into_iter()
+            .collect(),
+    )
+    .await
+    .unwrap();
+    r.raft()
+        .wait(Some(Duration::from_secs(30)))
+        .current_leader(1, "leader")
+        .await
+        .unwrap();
+    Arc::new(r)
+}
+
+async fn write_hours(db: &Replica, hours: i64) {
     let t = Tenant::anonymous();
     for k in 0..hours * 60 {
         let ts = BASE + k * 60_000;
@@ -47,14 +82,13 @@ async fn write_hours(db: &Db, hours: i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_attempts_leave_no_copies() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Arc::new(Db::open(DbOptions::new(dir.path())).unwrap());
+    let db = one_replica(dir.path()).await;
     let bucket = Arc::new(WatchedBucket::default());
+    // As the single process ships: its own bucket store answers for a block at once.
     let shipper = Shipper::new(
         db.clone(),
         Arc::new(BlockWriter::new(bucket.clone())),
-        ShippedTo::Recent(Arc::new(RecentlyShipped::new(
-            std::time::Duration::from_secs(60),
-        ))),
+        ShippedTo::Store(Arc::new(BucketStore::new(bucket.clone()))),
         2 * HOUR,
     );
     write_hours(&db, 6).await;
@@ -95,6 +129,8 @@ async fn failed_attempts_leave_no_copies() {
             .load(std::sync::atomic::Ordering::Relaxed),
         2
     );
+    drop(shipper);
+    Arc::try_unwrap(db).ok().unwrap().shutdown().await;
 }
 
 /// With `ShippedTo::Gateways` (how a replicated group ships) the head keeps the data of
@@ -104,7 +140,7 @@ async fn failed_attempts_leave_no_copies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shipped_data_stays_in_the_head_until_the_gateways_have_synced() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Arc::new(Db::open(DbOptions::new(dir.path())).unwrap());
+    let db = one_replica(dir.path()).await;
     let bucket = Arc::new(WatchedBucket::default());
     let wait = std::time::Duration::from_millis(500);
     let shipper = Shipper::new(
@@ -160,4 +196,6 @@ async fn shipped_data_stays_in_the_head_until_the_gateways_have_synced() {
     );
     assert_eq!(samples_in_head(), 3 * 2 * 60);
     assert_eq!(bucket.committed_blocks().await.len(), 2, "no block twice");
+    drop(shipper);
+    Arc::try_unwrap(db).ok().unwrap().shutdown().await;
 }

@@ -35,7 +35,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::log_store::LogData;
 use crate::head::{Head, SeriesName};
-use crate::record::{self, ControlRecord, LogRecord};
+use crate::record::{self, ControlRecord};
 
 /// Writes whose parts name every series by labels, uncompressed (the first form;
 /// decoded, no longer written).
@@ -55,7 +55,7 @@ pub enum Command {
     /// (into its log cache, into messages), and a clone must not copy samples.
     Write(Arc<[WritePart]>),
     /// A step of the shipping protocol (`Seal` freezes a tenant's range, `Shipped`
-    /// drops it once its blocks are in the bucket), in the single-node log's encoding.
+    /// drops it once its blocks are in the bucket), in record.rs' encoding.
     Control(Arc<ControlRecord>),
 }
 
@@ -412,9 +412,9 @@ impl LogData for Command {
                 }
                 Ok(Command::write(parts))
             }
-            TAG_CONTROL => match record::decode(&bytes[1..]) {
-                Ok(LogRecord::Control(rec)) => Ok(Command::Control(Arc::new(rec))),
-                _ => Err(bad("shipping record")),
+            TAG_CONTROL => match record::decode_control(&bytes[1..]) {
+                Ok(rec) => Ok(Command::Control(Arc::new(rec))),
+                Err(_) => Err(bad("shipping record")),
             },
             t => Err(bad(&format!("unknown command {t}"))),
         }

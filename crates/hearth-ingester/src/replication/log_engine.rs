@@ -233,10 +233,6 @@ fn segment_name(seq: u64) -> String {
     format!("{seq:020}.log")
 }
 
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
 fn encode_record(buf: &mut Vec<u8>, kind: u8, group: GroupId, parts: &[&[u8]]) -> u32 {
     let body_len = BODY_PREFIX + parts.iter().map(|p| p.len()).sum::<usize>();
     let start = buf.len();
@@ -336,7 +332,7 @@ impl LogEngine {
                         dropped_bytes = data.len() - off,
                         "raft log has a torn, corrupt or out-of-order record; truncating the log there"
                     );
-                    crate::wal::cut_file(&path, off as u64)?;
+                    crate::files::cut_file(&path, off as u64)?;
                     broken = true;
                     repaired += 1;
                     break;
@@ -773,7 +769,7 @@ impl Shared {
             removed = true;
         }
         if removed {
-            sync_dir(&inner.dir)?;
+            crate::files::sync_dir(&inner.dir)?;
         }
         Ok(())
     }
@@ -878,7 +874,7 @@ impl Shared {
             .read(true)
             .append(true)
             .open(&path)
-            .and_then(|f| sync_dir(&inner.dir).map(|()| f));
+            .and_then(|f| crate::files::sync_dir(&inner.dir).map(|()| f));
         let file = match opened {
             Ok(f) => f,
             Err(e) => {

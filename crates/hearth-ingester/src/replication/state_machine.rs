@@ -28,8 +28,8 @@ use tracing::{info, warn};
 use super::command::{ApplyResult, Command, WriteResult};
 use super::stats::ReplicaStats;
 use crate::checkpoint::{self, HeadSnapshot};
+use crate::files;
 use crate::head::{Head, HeadOptions};
-use crate::wal;
 
 openraft::declare_raft_types!(
     /// The type configuration of a shard group's Raft.
@@ -190,8 +190,8 @@ fn commit_snapshot(dir: &Path, sub: &str, meta: &Meta, checkpoint: &Path) -> io:
             .unwrap_or_default(),
     };
     let body = serde_json::to_vec(&file).map_err(io::Error::other)?;
-    wal::write_atomic(&dir.join(sub).join("meta.json"), &body)?;
-    wal::write_atomic(&dir.join("current"), sub.as_bytes())?;
+    files::write_atomic(&dir.join(sub).join("meta.json"), &body)?;
+    files::write_atomic(&dir.join("current"), sub.as_bytes())?;
     // Older snapshots go on a best-effort basis: `sub` is current now, whatever happens.
     for e in fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = e.file_name().to_string_lossy().to_string();
@@ -264,11 +264,12 @@ impl RaftSnapshotBuilder<ShardConfig> for HeadSnapshotBuilder {
     }
 }
 
-fn wal_id(id: &Option<LogId<u64>>) -> wal::LogId {
-    id.as_ref().map_or(wal::LogId::default(), |l| wal::LogId {
-        term: l.leader_id.term,
-        index: l.index,
-    })
+fn checkpoint_id(id: &Option<LogId<u64>>) -> checkpoint::LogId {
+    id.as_ref()
+        .map_or(checkpoint::LogId::default(), |l| checkpoint::LogId {
+            term: l.leader_id.term,
+            index: l.index,
+        })
 }
 
 impl RaftStateMachine<ShardConfig> for HeadStateMachine {
@@ -332,7 +333,7 @@ impl RaftStateMachine<ShardConfig> for HeadStateMachine {
             last_membership: self.membership.clone(),
             snapshot_id: self.next_name("built"),
         };
-        let snap = checkpoint::capture(&self.head.get(), wal_id(&self.applied));
+        let snap = checkpoint::capture(&self.head.get(), checkpoint_id(&self.applied));
         HeadSnapshotBuilder {
             captured: Some((snap, meta)),
             dir: self.dir.clone(),
