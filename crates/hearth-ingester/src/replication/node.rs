@@ -48,6 +48,49 @@ pub struct NodeSpec {
     pub peer_routes: HashMap<String, String>,
 }
 
+/// The file in a node's directory that records how many shard groups the series are
+/// split into, fixed when the directory (and its cluster) is created.
+const SHARDING_FILE: &str = "sharding.json";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Sharding {
+    shard_groups: u32,
+}
+
+/// Records the shard-group count in a new node directory, and refuses to start on one
+/// created with another count: series would hash to other groups than the ones holding
+/// them (and with fewer groups, the groups beyond the count would not even start).
+/// A directory from before the count was recorded takes the configured one.
+fn check_shard_groups(dir: &std::path::Path, groups: u32) -> Result<(), String> {
+    let path = dir.join(SHARDING_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let recorded: Sharding = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{} is not readable: {e}", path.display()))?;
+            if recorded.shard_groups != groups {
+                return Err(format!(
+                    "{} was created with {} shard groups, and this start asks for {groups}; \
+                     the count is fixed when a cluster is created: set ingester.shard-groups={} \
+                     (or start on a new directory)",
+                    dir.display(),
+                    recorded.shard_groups,
+                    recorded.shard_groups
+                ));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let body = serde_json::to_vec(&Sharding {
+                shard_groups: groups,
+            })
+            .map_err(|e| e.to_string())?;
+            crate::files::write_atomic(&path, &body).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
 /// A node snapshots the groups that keep its oldest segment alive once it has more
 /// segments than this (one idle group must not pin the log other groups wrote since).
 pub const MAX_SEGMENTS_BEFORE_SNAPSHOTS: usize = 8;
@@ -74,6 +117,7 @@ impl IngesterNode {
                 spec.members.len()
             ));
         }
+        check_shard_groups(&spec.dir, spec.groups)?;
         let engine = Arc::new(
             LogEngine::open(spec.dir.join("raftlog"), spec.log.clone())
                 .map_err(|e| e.to_string())?,
@@ -449,5 +493,20 @@ async fn snapshot_pinning_groups(
                 let _ = raft.trigger().snapshot().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_directory_keeps_the_shard_group_count_it_was_created_with() {
+        let dir = tempfile::tempdir().unwrap();
+        super::check_shard_groups(dir.path(), 4).unwrap();
+        super::check_shard_groups(dir.path(), 4).unwrap();
+        let e = super::check_shard_groups(dir.path(), 16).unwrap_err();
+        assert!(
+            e.contains("created with 4 shard groups") && e.contains("16"),
+            "{e}"
+        );
     }
 }
