@@ -126,8 +126,9 @@ impl RefBatch {
 impl WritePart {
     /// Encodes a write (on the caller's task, so writers encode in parallel): series
     /// `i` of `batch` is named by `ids[i]` where the leader's head holds it (see the
-    /// module's doc), else by its labels. The part keeps the decoding of its own bytes,
-    /// so the leader applies what its followers apply.
+    /// module's doc), else by its labels. The part keeps what its bytes decode to (built
+    /// from the same values, not decoded again), so the leader applies what its
+    /// followers decode.
     pub fn new(tenant: Tenant, batch: &WriteBatch, ids: &[Option<SeriesId>]) -> WritePart {
         debug_assert_eq!(batch.len(), ids.len());
         let mut e = Enc::default();
@@ -164,14 +165,26 @@ impl WritePart {
             }
         }
         put_metadata(&mut e, &batch.metadata);
-        let wire = Bytes::from(e.buf);
-        let mut d = Dec::new(&wire);
-        let body = Self::decode_refs(&mut d).expect("a part decodes from its own encoding");
+        let mut samples = Vec::with_capacity(batch.sample_count());
+        let ends = batch
+            .iter()
+            .map(|s| {
+                samples.extend_from_slice(s.samples);
+                samples.len() as u32
+            })
+            .collect();
+        let body = RefBatch {
+            ids: ids.to_vec(),
+            labeled,
+            ends,
+            samples,
+            metadata: batch.metadata.clone(),
+        };
         WritePart {
             tenant,
-            body: PartBody::Refs(body.1),
+            body: PartBody::Refs(body),
             form: TAG_WRITE_REFS,
-            wire,
+            wire: Bytes::from(e.buf),
         }
     }
 
@@ -448,6 +461,23 @@ mod tests {
         bytes
     }
 
+    /// A part's series as comparable values: name (id, or labels and hash), samples.
+    fn named(p: &WritePart) -> Vec<(String, Vec<(i64, u64)>)> {
+        let PartBody::Refs(r) = &p.body else {
+            panic!("not the refs form")
+        };
+        r.series()
+            .map(|(name, samples)| {
+                let name = match name {
+                    SeriesName::Id(id) => format!("id {id}"),
+                    SeriesName::Labels { labels, hash } => format!("{labels} {hash}"),
+                };
+                let samples = samples.iter().map(|s| (s.t, s.v.to_bits())).collect();
+                (name, samples)
+            })
+            .collect()
+    }
+
     fn labels(i: usize) -> Labels {
         Labels::from_pairs(&[
             ("__name__", "node_cpu_seconds_total"),
@@ -495,6 +525,13 @@ mod tests {
         assert_eq!(hash, batch.get(1).hash);
         assert_eq!(series[1].1[0].v.to_bits(), f64::NAN.to_bits());
         assert_eq!(series[1].1[1], Sample::new(-5, 0.5));
+        // What a part holds is what its bytes decode to.
+        let Command::Write(built) = &cmd else {
+            panic!("not a write")
+        };
+        for (b, d) in built.iter().zip(parts.iter()) {
+            assert_eq!(named(b), named(d));
+        }
         // A decoded entry encodes to the same bytes (its parts kept theirs).
         assert_eq!(encode(&back), bytes);
         let json = serde_json::to_vec(&cmd).unwrap();
