@@ -4,6 +4,7 @@
 //! hashes, logs and applies it without per-label allocations.
 
 use std::fmt;
+use std::sync::Arc;
 
 use xxhash_rust::xxh3::Xxh3;
 
@@ -28,14 +29,26 @@ struct SeriesSpan {
 /// A part number that takes no series (`WriteBatch::copy_into`).
 const SKIP: usize = usize::MAX;
 
-/// A validated write: series with sorted, unique labels and their samples.
+/// A batch's tables: the label bytes, label and series spans into them, the samples.
 #[derive(Clone, Default)]
-pub struct WriteBatch {
+struct Tables {
     /// Bytes holding every label name and value (valid UTF-8 where referenced).
     arena: Vec<u8>,
     labels: Vec<LabelSpan>,
     series: Vec<SeriesSpan>,
     samples: Vec<Sample>,
+}
+
+/// A validated write: series with sorted, unique labels and their samples.
+#[derive(Clone, Default)]
+pub struct WriteBatch {
+    tables: Arc<Tables>,
+    /// The series of `tables` this batch holds, in order (`None`: all of them). The
+    /// parts of a split share their batch's tables, so splitting a write by shard
+    /// group copies no label and no sample; a part's wire form is compacted instead.
+    select: Option<Arc<[u32]>>,
+    /// Samples of the selected series (with `select`).
+    selected_samples: usize,
     pub metadata: Vec<MetricMetadata>,
 }
 
@@ -50,19 +63,23 @@ pub struct WireForm {
     pub metadata: Vec<MetricMetadata>,
 }
 
-/// A batch's tables, borrowed, for its wire form (see [`WriteBatch::wire_parts`]).
+/// A batch's tables for its wire form (see [`WriteBatch::wire_parts`]): borrowed, or a
+/// compacted copy of a split's part.
 pub struct WireParts<'a> {
-    pub arena: &'a [u8],
-    labels: &'a [LabelSpan],
-    series: &'a [SeriesSpan],
-    pub samples: &'a [Sample],
+    batch: std::borrow::Cow<'a, WriteBatch>,
 }
 
 impl WireParts<'_> {
+    /// The label bytes.
+    pub fn arena(&self) -> &[u8] {
+        &self.batch.tables.arena
+    }
+
     /// Every label's four offsets, as little-endian `u32`s.
     pub fn label_offsets_le(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.labels.len() * 16);
-        for l in self.labels {
+        let labels = &self.batch.tables.labels;
+        let mut out = Vec::with_capacity(labels.len() * 16);
+        for l in labels {
             for o in [l.n0, l.n1, l.v0, l.v1] {
                 out.extend_from_slice(&o.to_le_bytes());
             }
@@ -72,8 +89,9 @@ impl WireParts<'_> {
 
     /// Each series' labels end and samples end, as little-endian `u32`s.
     pub fn series_ends_le(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.series.len() * 8);
-        for s in self.series {
+        let series = &self.batch.tables.series;
+        let mut out = Vec::with_capacity(series.len() * 8);
+        for s in series {
             out.extend_from_slice(&s.labels.1.to_le_bytes());
             out.extend_from_slice(&s.samples.1.to_le_bytes());
         }
@@ -82,8 +100,9 @@ impl WireParts<'_> {
 
     /// Each sample's timestamp and value bits, as little-endian `i64` and `u64`.
     pub fn samples_le(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.samples.len() * 16);
-        for s in self.samples {
+        let samples = &self.batch.tables.samples;
+        let mut out = Vec::with_capacity(samples.len() * 16);
+        for s in samples {
             out.extend_from_slice(&s.t.to_le_bytes());
             out.extend_from_slice(&s.v.to_bits().to_le_bytes());
         }
@@ -225,40 +244,62 @@ impl WriteBatch {
     /// [`WriteBatch::push_arena_series`] can reference labels inside it without copying.
     pub fn with_arena(arena: Vec<u8>) -> WriteBatch {
         WriteBatch {
-            arena,
+            tables: Arc::new(Tables {
+                arena,
+                ..Tables::default()
+            }),
             ..WriteBatch::default()
         }
     }
 
-    pub fn arena(&self) -> &[u8] {
-        &self.arena
+    /// The tables, to add series to: only a whole batch is built on, never a part.
+    fn tables_mut(&mut self) -> &mut Tables {
+        assert!(
+            self.select.is_none(),
+            "series are added to a whole batch, not to a part of one"
+        );
+        Arc::make_mut(&mut self.tables)
+    }
+
+    /// The index in the tables of the batch's `i`-th series.
+    fn index(&self, i: usize) -> usize {
+        match &self.select {
+            Some(s) => s[i] as usize,
+            None => i,
+        }
+    }
+
+    /// The batch's series' spans, in order.
+    fn spans(&self) -> impl Iterator<Item = &SeriesSpan> + '_ {
+        (0..self.len()).map(move |i| &self.tables.series[self.index(i)])
     }
 
     /// Adds a series whose labels are ranges of the arena. The caller guarantees the
     /// ranges are in bounds, valid UTF-8, sorted by name and unique.
     pub fn push_arena_series(&mut self, labels: &[ArenaLabel], samples: &[Sample]) {
-        let l0 = self.labels.len() as u32;
+        let t = self.tables_mut();
+        let l0 = t.labels.len() as u32;
         for l in labels {
-            self.labels.push(LabelSpan {
+            t.labels.push(LabelSpan {
                 n0: l.name.0,
                 n1: l.name.1,
                 v0: l.value.0,
                 v1: l.value.1,
             });
         }
-        let l1 = self.labels.len() as u32;
-        let s0 = self.samples.len() as u32;
-        self.samples.extend_from_slice(samples);
-        let s1 = self.samples.len() as u32;
-        let arena = &self.arena;
-        let spans = &self.labels[l0 as usize..l1 as usize];
+        let l1 = t.labels.len() as u32;
+        let s0 = t.samples.len() as u32;
+        t.samples.extend_from_slice(samples);
+        let s1 = t.samples.len() as u32;
+        let arena = &t.arena;
+        let spans = &t.labels[l0 as usize..l1 as usize];
         let hash = hash_label_bytes(spans.iter().map(|s| {
             (
                 &arena[s.n0 as usize..s.n1 as usize],
                 &arena[s.v0 as usize..s.v1 as usize],
             )
         }));
-        self.series.push(SeriesSpan {
+        t.series.push(SeriesSpan {
             labels: (l0, l1),
             samples: (s0, s1),
             hash,
@@ -274,7 +315,7 @@ impl WriteBatch {
         series: Vec<ArenaSeries>,
         samples: Vec<Sample>,
     ) -> WriteBatch {
-        let mut out = WriteBatch {
+        let mut out = Tables {
             arena,
             labels: labels
                 .into_iter()
@@ -287,7 +328,6 @@ impl WriteBatch {
                 .collect(),
             series: Vec::with_capacity(series.len()),
             samples,
-            metadata: Vec::new(),
         };
         let (mut l0, mut s0) = (0u32, 0u32);
         for s in series {
@@ -299,18 +339,22 @@ impl WriteBatch {
             l0 = s.labels_end;
             s0 = s.samples_end;
         }
-        out
+        WriteBatch {
+            tables: Arc::new(out),
+            ..WriteBatch::default()
+        }
     }
 
     /// Adds a series with owned labels (copied into the arena).
     pub fn push(&mut self, labels: &Labels, samples: &[Sample]) {
         let mut spans = Vec::with_capacity(labels.len());
+        let arena = &mut self.tables_mut().arena;
         for l in labels {
-            let n0 = self.arena.len() as u32;
-            self.arena.extend_from_slice(l.name.as_bytes());
-            let n1 = self.arena.len() as u32;
-            self.arena.extend_from_slice(l.value.as_bytes());
-            let v1 = self.arena.len() as u32;
+            let n0 = arena.len() as u32;
+            arena.extend_from_slice(l.name.as_bytes());
+            let n1 = arena.len() as u32;
+            arena.extend_from_slice(l.value.as_bytes());
+            let v1 = arena.len() as u32;
             spans.push(ArenaLabel {
                 name: (n0, n1),
                 value: (n1, v1),
@@ -330,34 +374,59 @@ impl WriteBatch {
     /// Bytes of its wire form (labels, their offsets, series ends, samples): what
     /// batching writes together bounds.
     pub fn wire_size(&self) -> usize {
-        self.arena.len() + self.labels.len() * 16 + self.series.len() * 8 + self.samples.len() * 16
+        let t = &self.tables;
+        if self.select.is_none() {
+            return t.arena.len() + t.labels.len() * 16 + t.series.len() * 8 + t.samples.len() * 16;
+        }
+        let labels: usize = self
+            .spans()
+            .map(|s| {
+                let own = Self::label_bytes(&t.labels[s.labels.0 as usize..s.labels.1 as usize]).1;
+                own + (s.labels.1 - s.labels.0) as usize * 16
+            })
+            .sum();
+        labels + self.len() * 8 + self.sample_count() * 16
     }
 
     /// The batch taken apart for its wire form, the arena moved out rather than
     /// copied, the tables as [`WriteBatch::from_wire`] reads them.
     pub fn into_wire(self) -> WireForm {
-        let w = self.wire_parts();
+        let whole = match self.select {
+            Some(_) => self.compacted(),
+            None => self,
+        };
+        let w = whole.wire_parts();
         let (label_offsets, series_ends, samples) =
             (w.label_offsets_le(), w.series_ends_le(), w.samples_le());
+        drop(w);
+        let arena = Arc::try_unwrap(whole.tables).map_or_else(|t| t.arena.clone(), |t| t.arena);
         WireForm {
-            arena: self.arena,
+            arena,
             label_offsets,
             series_ends,
             samples,
-            metadata: self.metadata,
+            metadata: whole.metadata,
         }
+    }
+
+    /// The batch as a whole batch of its own (a part of a split copied out), with its
+    /// metadata.
+    fn compacted(&self) -> WriteBatch {
+        let of = vec![0; self.len()];
+        let mut out = self.copy_into(1, &of, true).pop().unwrap_or_default();
+        out.metadata = self.metadata.clone();
+        out
     }
 
     /// The batch's tables as a wire form carries them: the arena, each label's
     /// `[name start, name end, value start, value end)` offsets, each series' label and
     /// sample end, and the samples. [`WriteBatch::from_wire`] is the inverse.
     pub fn wire_parts(&self) -> WireParts<'_> {
-        WireParts {
-            arena: &self.arena,
-            labels: &self.labels,
-            series: &self.series,
-            samples: &self.samples,
-        }
+        let batch = match self.select {
+            Some(_) => std::borrow::Cow::Owned(self.compacted()),
+            None => std::borrow::Cow::Borrowed(self),
+        };
+        WireParts { batch }
     }
 
     /// Rebuilds a batch from its wire form, checking everything (it came from the
@@ -436,26 +505,45 @@ impl WriteBatch {
             (l0, s0) = (l1, s1);
         }
         Ok(WriteBatch {
-            arena,
-            labels,
-            series,
-            samples,
-            metadata: Vec::new(),
+            tables: Arc::new(Tables {
+                arena,
+                labels,
+                series,
+                samples,
+            }),
+            ..WriteBatch::default()
         })
     }
 
-    /// The batch split into `parts` batches: series `i` goes to part `part_of(i)`
-    /// (labels copied into that part's arena, hashes kept). Metadata is not carried
-    /// over. Each part is sized first, so nothing is copied twice by growing.
+    /// The batch split into `parts` batches: series `i` goes to part `part_of(i)`.
+    /// The parts share this batch's tables (nothing is copied; a part's wire form is
+    /// compacted when it is encoded). Metadata is not carried over.
     pub fn split(&self, parts: usize, part_of: impl Fn(usize) -> usize) -> Vec<WriteBatch> {
-        let of: Vec<usize> = (0..self.series.len()).map(part_of).collect();
-        self.copy_into(parts, &of, true)
+        let guess = self.len() / parts.max(1) + 1;
+        let mut selected: Vec<Vec<u32>> = (0..parts).map(|_| Vec::with_capacity(guess)).collect();
+        let mut samples = vec![0usize; parts];
+        for i in 0..self.len() {
+            let (p, at) = (part_of(i), self.index(i));
+            let s = &self.tables.series[at];
+            selected[p].push(at as u32);
+            samples[p] += (s.samples.1 - s.samples.0) as usize;
+        }
+        selected
+            .into_iter()
+            .zip(samples)
+            .map(|(select, n)| WriteBatch {
+                tables: self.tables.clone(),
+                select: Some(select.into()),
+                selected_samples: n,
+                metadata: Vec::new(),
+            })
+            .collect()
     }
 
     /// The labels (and no samples) of the series `keep` selects, in order, as a batch of
     /// their own (hashes kept).
     pub fn labels_of(&self, keep: impl Fn(usize) -> bool) -> WriteBatch {
-        let of: Vec<usize> = (0..self.series.len())
+        let of: Vec<usize> = (0..self.len())
             .map(|i| if keep(i) { 0 } else { SKIP })
             .collect();
         self.copy_into(1, &of, false).pop().unwrap_or_default()
@@ -481,8 +569,10 @@ impl WriteBatch {
         }
     }
 
-    /// Copies series `i` into part `of[i]` (none for `SKIP`), with its samples or not.
+    /// Copies the batch's series `i` into part `of[i]` (none for `SKIP`), with its
+    /// samples or not, into tables of their own.
     fn copy_into(&self, parts: usize, of: &[usize], samples: bool) -> Vec<WriteBatch> {
+        let src = &*self.tables;
         #[derive(Clone, Copy, Default)]
         struct Size {
             arena: usize,
@@ -491,37 +581,36 @@ impl WriteBatch {
             samples: usize,
         }
         let mut sizes = vec![Size::default(); parts];
-        for (span, &p) in self.series.iter().zip(of) {
+        for (span, &p) in self.spans().zip(of) {
             let Some(z) = sizes.get_mut(p) else {
                 continue;
             };
-            let labels = &self.labels[span.labels.0 as usize..span.labels.1 as usize];
+            let labels = &src.labels[span.labels.0 as usize..span.labels.1 as usize];
             z.arena += Self::label_bytes(labels).1;
             z.labels += labels.len();
             z.series += 1;
             z.samples += (span.samples.1 - span.samples.0) as usize;
         }
-        let mut out: Vec<WriteBatch> = sizes
+        let mut out: Vec<Tables> = sizes
             .iter()
-            .map(|z| WriteBatch {
+            .map(|z| Tables {
                 arena: Vec::with_capacity(z.arena),
                 labels: Vec::with_capacity(z.labels),
                 series: Vec::with_capacity(z.series),
                 samples: Vec::with_capacity(if samples { z.samples } else { 0 }),
-                metadata: Vec::new(),
             })
             .collect();
-        for (span, &p) in self.series.iter().zip(of) {
+        for (span, &p) in self.spans().zip(of) {
             let Some(o) = out.get_mut(p) else {
                 continue;
             };
             let l0 = o.labels.len() as u32;
-            let labels = &self.labels[span.labels.0 as usize..span.labels.1 as usize];
+            let labels = &src.labels[span.labels.0 as usize..span.labels.1 as usize];
             match Self::label_bytes(labels) {
                 (Some(range), _) => {
                     // One copy of the bytes the labels lie in, their offsets moved.
                     let to = o.arena.len() as u32;
-                    o.arena.extend_from_slice(&self.arena[range.clone()]);
+                    o.arena.extend_from_slice(&src.arena[range.clone()]);
                     let at = |x: u32| x - range.start as u32 + to;
                     o.labels.extend(labels.iter().map(|l| LabelSpan {
                         n0: at(l.n0),
@@ -534,10 +623,10 @@ impl WriteBatch {
                     for l in labels {
                         let n0 = o.arena.len() as u32;
                         o.arena
-                            .extend_from_slice(&self.arena[l.n0 as usize..l.n1 as usize]);
+                            .extend_from_slice(&src.arena[l.n0 as usize..l.n1 as usize]);
                         let n1 = o.arena.len() as u32;
                         o.arena
-                            .extend_from_slice(&self.arena[l.v0 as usize..l.v1 as usize]);
+                            .extend_from_slice(&src.arena[l.v0 as usize..l.v1 as usize]);
                         o.labels.push(LabelSpan {
                             n0,
                             n1,
@@ -550,7 +639,7 @@ impl WriteBatch {
             let s0 = o.samples.len() as u32;
             if samples {
                 o.samples.extend_from_slice(
-                    &self.samples[span.samples.0 as usize..span.samples.1 as usize],
+                    &src.samples[span.samples.0 as usize..span.samples.1 as usize],
                 );
             }
             o.series.push(SeriesSpan {
@@ -559,35 +648,47 @@ impl WriteBatch {
                 hash: span.hash,
             });
         }
-        out
+        out.into_iter()
+            .map(|t| WriteBatch {
+                tables: Arc::new(t),
+                ..WriteBatch::default()
+            })
+            .collect()
     }
 
     pub fn len(&self) -> usize {
-        self.series.len()
+        match &self.select {
+            Some(s) => s.len(),
+            None => self.tables.series.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
+        self.len() == 0
     }
 
     pub fn sample_count(&self) -> usize {
-        self.samples.len()
+        match &self.select {
+            Some(_) => self.selected_samples,
+            None => self.tables.samples.len(),
+        }
     }
 
     pub fn get(&self, i: usize) -> BatchSeries<'_> {
-        let s = self.series[i];
+        let t = &*self.tables;
+        let s = t.series[self.index(i)];
         BatchSeries {
             labels: LabelsRef {
-                arena: &self.arena,
-                spans: &self.labels[s.labels.0 as usize..s.labels.1 as usize],
+                arena: &t.arena,
+                spans: &t.labels[s.labels.0 as usize..s.labels.1 as usize],
             },
-            samples: &self.samples[s.samples.0 as usize..s.samples.1 as usize],
+            samples: &t.samples[s.samples.0 as usize..s.samples.1 as usize],
             hash: s.hash,
         }
     }
 
     pub fn iter(&self) -> impl ExactSizeIterator<Item = BatchSeries<'_>> + '_ {
-        (0..self.series.len()).map(move |i| self.get(i))
+        (0..self.len()).map(move |i| self.get(i))
     }
 }
 
@@ -626,7 +727,7 @@ mod tests {
         ]);
         let w = batch.wire_parts();
         let (offsets, ends, samples) = (w.label_offsets_le(), w.series_ends_le(), w.samples_le());
-        let back = WriteBatch::from_wire(w.arena.to_vec(), &offsets, &ends, &samples).unwrap();
+        let back = WriteBatch::from_wire(w.arena().to_vec(), &offsets, &ends, &samples).unwrap();
         assert_eq!(back.len(), 2);
         assert!(back.get(1).labels.eq_labels(&b));
         assert_eq!(back.get(1).hash, b.hash64());
@@ -638,22 +739,24 @@ mod tests {
         let off = |v: &[u32]| v.iter().flat_map(|o| o.to_le_bytes()).collect::<Vec<u8>>();
         assert!(WriteBatch::from_wire(vec![], &off(&[0, 5, 0, 0]), &off(&[1, 0]), &[]).is_err());
         assert!(
-            WriteBatch::from_wire(w.arena.to_vec(), &offsets, &off(&[9, 1]), &samples).is_err()
+            WriteBatch::from_wire(w.arena().to_vec(), &offsets, &off(&[9, 1]), &samples).is_err()
         );
-        assert!(WriteBatch::from_wire(w.arena.to_vec(), &offsets[..15], &ends, &samples).is_err());
+        assert!(
+            WriteBatch::from_wire(w.arena().to_vec(), &offsets[..15], &ends, &samples).is_err()
+        );
         // The two labels of the first series swapped.
         let mut twisted = offsets[16..32].to_vec();
         twisted.extend_from_slice(&offsets[..16]);
         twisted.extend_from_slice(&offsets[32..]);
         assert!(
-            WriteBatch::from_wire(w.arena.to_vec(), &twisted, &ends, &samples).is_err(),
+            WriteBatch::from_wire(w.arena().to_vec(), &twisted, &ends, &samples).is_err(),
             "unsorted labels"
         );
         // An offset inside the two bytes of "é".
-        let last = w.arena.len() as u32;
+        let last = w.arena().len() as u32;
         let mut split_char = offsets.clone();
         split_char[offsets.len() - 8..offsets.len() - 4].copy_from_slice(&(last - 1).to_le_bytes());
-        assert!(WriteBatch::from_wire(w.arena.to_vec(), &split_char, &ends, &samples).is_err());
+        assert!(WriteBatch::from_wire(w.arena().to_vec(), &split_char, &ends, &samples).is_err());
         let parts = batch.split(2, |i| 1 - i);
         assert_eq!((parts[0].len(), parts[1].len()), (1, 1));
         assert!(parts[0].get(0).labels.eq_labels(&b));
@@ -665,7 +768,34 @@ mod tests {
         assert_eq!((labels.len(), labels.sample_count()), (1, 0));
         assert!(labels.get(0).labels.eq_labels(&b));
         assert_eq!(labels.get(0).hash, b.hash64());
-        assert_eq!(labels.arena.len(), "__name__upjobbzoneé".len());
+        assert_eq!(labels.tables.arena.len(), "__name__upjobbzoneé".len());
+        // A split's parts share the tables; each one's wire form holds only its own
+        // series, and rebuilds to the same batch.
+        assert!(Arc::ptr_eq(&parts[0].tables, &batch.tables));
+        assert_eq!(
+            parts[1].wire_size(),
+            "__name__upjoba".len() + 2 * 16 + 8 + 16
+        );
+        for (part, l, samples) in [(&parts[0], &b, 2), (&parts[1], &a, 1)] {
+            let w = part.wire_parts();
+            assert!(w.arena().len() < batch.tables.arena.len());
+            let back = WriteBatch::from_wire(
+                w.arena().to_vec(),
+                &w.label_offsets_le(),
+                &w.series_ends_le(),
+                &w.samples_le(),
+            )
+            .unwrap();
+            assert_eq!((back.len(), back.sample_count()), (1, samples));
+            assert!(back.get(0).labels.eq_labels(l));
+            let owned = part.clone().into_wire();
+            assert_eq!(owned.arena, w.arena());
+        }
+        // A part of a part.
+        let again = parts[0].split(2, |_| 1);
+        assert_eq!((again[0].len(), again[1].len()), (0, 1));
+        assert!(again[1].get(0).labels.eq_labels(&b));
+        assert_eq!(again[1].sample_count(), 2);
         assert!(batch.labels_of(|_| false).is_empty());
     }
 }

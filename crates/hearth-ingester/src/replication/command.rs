@@ -143,7 +143,7 @@ impl WritePart {
         } else {
             let mut t = Enc::default();
             let w = labeled.wire_parts();
-            t.bytes(w.arena);
+            t.bytes(w.arena());
             t.bytes(&w.label_offsets_le());
             t.bytes(&w.series_ends_le());
             e.bytes(&lz4_flex::block::compress_prepend_size(&t.buf));
@@ -194,7 +194,7 @@ impl WritePart {
         let mut e = Enc::default();
         let w = batch.wire_parts();
         e.str(tenant.as_str());
-        e.bytes(w.arena);
+        e.bytes(w.arena());
         e.bytes(&w.label_offsets_le());
         e.bytes(&w.series_ends_le());
         e.bytes(&w.samples_le());
