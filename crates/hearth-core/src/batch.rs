@@ -381,7 +381,11 @@ impl WriteBatch {
         let labels: usize = self
             .spans()
             .map(|s| {
-                let own = Self::label_bytes(&t.labels[s.labels.0 as usize..s.labels.1 as usize]).1;
+                let own = Self::label_bytes(
+                    &t.arena,
+                    &t.labels[s.labels.0 as usize..s.labels.1 as usize],
+                )
+                .1;
                 own + (s.labels.1 - s.labels.0) as usize * 16
             })
             .sum();
@@ -550,10 +554,11 @@ impl WriteBatch {
     }
 
     /// How a series' labels are copied: the one arena range they lie in when it holds
-    /// little else (a decoded request's series: its labels and their framing), else
-    /// label by label (labels spread over the arena, as symbols of a table are); and the
-    /// bytes the copy takes.
-    fn label_bytes(labels: &[LabelSpan]) -> (Option<std::ops::Range<usize>>, usize) {
+    /// little else (a decoded request's series: its labels and their framing) and is
+    /// valid UTF-8 as a whole (a wire form's arena must be: framing bytes of a label
+    /// longer than 127 bytes are not), else label by label (labels spread over the
+    /// arena, as symbols of a table are); and the bytes the copy takes.
+    fn label_bytes(arena: &[u8], labels: &[LabelSpan]) -> (Option<std::ops::Range<usize>>, usize) {
         let (mut lo, mut hi, mut own) = (u32::MAX, 0u32, 0usize);
         for l in labels {
             lo = lo.min(l.n0).min(l.v0);
@@ -561,7 +566,12 @@ impl WriteBatch {
             own += (l.n1 - l.n0 + l.v1 - l.v0) as usize;
         }
         let range = (lo as usize)..(hi as usize);
-        if lo <= hi && range.len() <= 2 * own + 64 {
+        if lo <= hi
+            && range.len() <= 2 * own + 64
+            && arena
+                .get(range.clone())
+                .is_some_and(|b| std::str::from_utf8(b).is_ok())
+        {
             let n = range.len();
             (Some(range), n)
         } else {
@@ -586,7 +596,7 @@ impl WriteBatch {
                 continue;
             };
             let labels = &src.labels[span.labels.0 as usize..span.labels.1 as usize];
-            z.arena += Self::label_bytes(labels).1;
+            z.arena += Self::label_bytes(&src.arena, labels).1;
             z.labels += labels.len();
             z.series += 1;
             z.samples += (span.samples.1 - span.samples.0) as usize;
@@ -606,7 +616,7 @@ impl WriteBatch {
             };
             let l0 = o.labels.len() as u32;
             let labels = &src.labels[span.labels.0 as usize..span.labels.1 as usize];
-            match Self::label_bytes(labels) {
+            match Self::label_bytes(&src.arena, labels) {
                 (Some(range), _) => {
                     // One copy of the bytes the labels lie in, their offsets moved.
                     let to = o.arena.len() as u32;
@@ -790,6 +800,41 @@ mod tests {
             assert!(back.get(0).labels.eq_labels(l));
             let owned = part.clone().into_wire();
             assert_eq!(owned.arena, w.arena());
+        }
+        // Labels lying among bytes that are not UTF-8 (a request's framing: the length
+        // of a label longer than 127 bytes) are copied label by label, so a part's wire
+        // form still rebuilds.
+        let long = "v".repeat(200);
+        let mut arena = b"\x0a__name__\x12up\x0a".to_vec();
+        arena.extend_from_slice(&[0xc8, 0x01]); // varint 200: not UTF-8
+        arena.extend_from_slice(b"job");
+        arena.extend_from_slice(long.as_bytes());
+        let mut framed = WriteBatch::with_arena(arena);
+        framed.push_arena_series(
+            &[
+                ArenaLabel {
+                    name: (1, 9),
+                    value: (10, 12),
+                },
+                ArenaLabel {
+                    name: (15, 18),
+                    value: (18, 218),
+                },
+            ],
+            &[Sample::new(1, 1.0)],
+        );
+        let want = Labels::from_pairs(&[("__name__", "up"), ("job", &long)]);
+        assert!(framed.get(0).labels.eq_labels(&want));
+        for part in [framed.split(1, |_| 0).remove(0), framed.labels_of(|_| true)] {
+            let w = part.wire_parts();
+            let back = WriteBatch::from_wire(
+                w.arena().to_vec(),
+                &w.label_offsets_le(),
+                &w.series_ends_le(),
+                &w.samples_le(),
+            )
+            .unwrap();
+            assert!(back.get(0).labels.eq_labels(&want));
         }
         // A part of a part.
         let again = parts[0].split(2, |_| 1);
