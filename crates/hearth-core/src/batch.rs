@@ -786,20 +786,24 @@ mod tests {
             parts[1].wire_size(),
             "__name__upjoba".len() + 2 * 16 + 8 + 16
         );
-        for (part, l, samples) in [(&parts[0], &b, 2), (&parts[1], &a, 1)] {
+        // A batch rebuilt from its wire form.
+        let rebuilt = |part: &WriteBatch| {
             let w = part.wire_parts();
-            assert!(w.arena().len() < batch.tables.arena.len());
             let back = WriteBatch::from_wire(
                 w.arena().to_vec(),
                 &w.label_offsets_le(),
                 &w.series_ends_le(),
                 &w.samples_le(),
-            )
-            .unwrap();
+            );
+            (back.unwrap(), w.arena().to_vec())
+        };
+        for (part, l, samples) in [(&parts[0], &b, 2), (&parts[1], &a, 1)] {
+            let (back, arena) = rebuilt(part);
+            assert!(arena.len() < batch.tables.arena.len());
             assert_eq!((back.len(), back.sample_count()), (1, samples));
             assert!(back.get(0).labels.eq_labels(l));
             let owned = part.clone().into_wire();
-            assert_eq!(owned.arena, w.arena());
+            assert_eq!(owned.arena, arena);
         }
         // Labels lying among bytes that are not UTF-8 (a request's framing: the length
         // of a label longer than 127 bytes) are copied label by label, so a part's wire
@@ -826,15 +830,7 @@ mod tests {
         let want = Labels::from_pairs(&[("__name__", "up"), ("job", &long)]);
         assert!(framed.get(0).labels.eq_labels(&want));
         for part in [framed.split(1, |_| 0).remove(0), framed.labels_of(|_| true)] {
-            let w = part.wire_parts();
-            let back = WriteBatch::from_wire(
-                w.arena().to_vec(),
-                &w.label_offsets_le(),
-                &w.series_ends_le(),
-                &w.samples_le(),
-            )
-            .unwrap();
-            assert!(back.get(0).labels.eq_labels(&want));
+            assert!(rebuilt(&part).0.get(0).labels.eq_labels(&want));
         }
         // A part of a part.
         let again = parts[0].split(2, |_| 1);
