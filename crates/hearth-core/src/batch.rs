@@ -1,7 +1,9 @@
 //! A write batch in one flat allocation: label bytes in an arena (often the decompressed
 //! request body itself, so decoding copies no string), label and series tables of
 //! offsets, and the samples in one vector. A distributor builds it once; the ingester
-//! hashes, logs and applies it without per-label allocations.
+//! hashes, logs and applies it without per-label allocations. Splitting it (by shard
+//! group) gives parts that share those tables and select their series by index; a part
+//! is copied out only when it is encoded.
 
 use std::fmt;
 use std::sync::Arc;
