@@ -11,9 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use hearth_core::{Labels, Sample, Tenant, WriteBatch};
-use hearth_ingester::replication::{
-    raft_config, LocalRouter, LogEngine, LogEngineOptions, Replica, ReplicaOptions, ReplicaSpec,
-};
+use hearth_ingester::replication::{LogEngine, LogEngineOptions, Replica, ReplicaOptions};
 use hearth_ingester::HeadOptions;
 
 fn wait_durable(e: &LogEngine, group: u32, entries: Vec<(u64, Bytes)>) {
@@ -91,35 +89,7 @@ fn start_group(
     dir: &std::path::Path,
     opts: ReplicaOptions,
 ) -> Replica {
-    let router = LocalRouter::default();
-    rt.block_on(async {
-        let engine =
-            Arc::new(LogEngine::open(dir.join("log"), LogEngineOptions::default()).unwrap());
-        let spec = ReplicaSpec {
-            group: 0,
-            id: 1,
-            dir: dir.join("group"),
-            head: HeadOptions::default(),
-            raft: raft_config("bench").unwrap(),
-            opts,
-        };
-        let r = Replica::start(spec, engine, router.factory(0, 1))
-            .await
-            .unwrap();
-        r.initialize(
-            [(1, openraft::BasicNode::new("local"))]
-                .into_iter()
-                .collect(),
-        )
-        .await
-        .unwrap();
-        r.raft()
-            .wait(Some(Duration::from_secs(30)))
-            .current_leader(1, "leader")
-            .await
-            .unwrap();
-        r
-    })
+    rt.block_on(Replica::start_alone(dir, opts)).unwrap()
 }
 
 fn one_replica_group(c: &mut Criterion) {

@@ -373,27 +373,6 @@ impl WriteBatch {
         b
     }
 
-    /// Bytes of its wire form (labels, their offsets, series ends, samples): what
-    /// batching writes together bounds.
-    pub fn wire_size(&self) -> usize {
-        let t = &self.tables;
-        if self.select.is_none() {
-            return t.arena.len() + t.labels.len() * 16 + t.series.len() * 8 + t.samples.len() * 16;
-        }
-        let labels: usize = self
-            .spans()
-            .map(|s| {
-                let own = Self::label_bytes(
-                    &t.arena,
-                    &t.labels[s.labels.0 as usize..s.labels.1 as usize],
-                )
-                .1;
-                own + (s.labels.1 - s.labels.0) as usize * 16
-            })
-            .sum();
-        labels + self.len() * 8 + self.sample_count() * 16
-    }
-
     /// The batch taken apart for its wire form, the arena moved out rather than
     /// copied, the tables as [`WriteBatch::from_wire`] reads them.
     pub fn into_wire(self) -> WireForm {
@@ -784,10 +763,6 @@ mod tests {
         // A split's parts share the tables; each one's wire form holds only its own
         // series, and rebuilds to the same batch.
         assert!(Arc::ptr_eq(&parts[0].tables, &batch.tables));
-        assert_eq!(
-            parts[1].wire_size(),
-            "__name__upjoba".len() + 2 * 16 + 8 + 16
-        );
         // A batch rebuilt from its wire form.
         let rebuilt = |part: &WriteBatch| {
             let w = part.wire_parts();

@@ -920,9 +920,22 @@ impl Head {
         }
         let mut out = PushOutcome::default();
         let mut unresolved = Vec::new();
-        for (i, (name, samples)) in series.enumerate() {
+        let series: Vec<_> = series.collect();
+        // The series named by id, under one read of the id index (no series is created
+        // or collected by id here: ids named were handed out before this write).
+        let by_id: Vec<Option<Arc<MemSeries>>> = {
+            let all = th.series.read();
+            series
+                .iter()
+                .map(|(name, _)| match name {
+                    SeriesName::Id(id) => all.get(*id).cloned(),
+                    SeriesName::Labels { .. } => None,
+                })
+                .collect()
+        };
+        for (i, ((name, samples), found)) in series.into_iter().zip(by_id).enumerate() {
             let ms = match name {
-                SeriesName::Id(id) => match th.series(id) {
+                SeriesName::Id(_) => match found {
                     Some(ms) => ms,
                     None => {
                         unresolved.push(i as u32);

@@ -6,14 +6,9 @@
 
 use std::sync::Arc;
 
-use std::time::Duration;
-
 use futures::TryStreamExt;
 use hearth_core::{Labels, Sample, Tenant, WriteBatch};
-use hearth_ingester::replication::{
-    raft_config, LocalRouter, LogEngine, LogEngineOptions, Replica, ReplicaOptions, ReplicaSpec,
-};
-use hearth_ingester::HeadOptions;
+use hearth_ingester::replication::{Replica, ReplicaOptions};
 use hearth_ingester::{ShippedTo, Shipper};
 use hearth_storage::testing::WatchedBucket;
 use hearth_storage::{BlockWriter, BucketStore};
@@ -35,32 +30,11 @@ async fn files(bucket: &WatchedBucket) -> usize {
 
 /// A one-replica shard group (as the single process runs four), its leader elected.
 async fn one_replica(dir: &std::path::Path) -> Arc<Replica> {
-    let router = LocalRouter::default();
-    let engine = Arc::new(LogEngine::open(dir.join("log"), LogEngineOptions::default()).unwrap());
-    let spec = ReplicaSpec {
-        group: 0,
-        id: 1,
-        dir: dir.join("group"),
-        head: HeadOptions::default(),
-        raft: raft_config("ship-retry").unwrap(),
-        opts: ReplicaOptions::default(),
-    };
-    let r = Replica::start(spec, engine, router.factory(0, 1))
-        .await
-        .unwrap();
-    r.initialize(
-        [(1, openraft::BasicNode::new("local"))]
-            .into_iter()
-            .collect(),
+    Arc::new(
+        Replica::start_alone(dir, ReplicaOptions::default())
+            .await
+            .unwrap(),
     )
-    .await
-    .unwrap();
-    r.raft()
-        .wait(Some(Duration::from_secs(30)))
-        .current_leader(1, "leader")
-        .await
-        .unwrap();
-    Arc::new(r)
 }
 
 async fn write_hours(db: &Replica, hours: i64) {

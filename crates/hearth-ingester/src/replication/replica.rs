@@ -215,6 +215,36 @@ impl Replica {
         })
     }
 
+    /// A group of one replica on `dir` (its log engine in `dir/log`, its snapshots in
+    /// `dir/group`), initialized and leading, talking to no one: what the tests and
+    /// benches of a single group start.
+    pub async fn start_alone(
+        dir: &std::path::Path,
+        opts: ReplicaOptions,
+    ) -> Result<Replica, String> {
+        let engine = Arc::new(
+            LogEngine::open(dir.join("log"), Default::default()).map_err(|e| e.to_string())?,
+        );
+        let spec = ReplicaSpec {
+            group: 0,
+            id: 1,
+            dir: dir.join("group"),
+            head: HeadOptions::default(),
+            raft: raft_config("alone")?,
+            opts,
+        };
+        let router = super::LocalRouter::default();
+        let r = Replica::start(spec, engine, router.factory(0, 1)).await?;
+        r.initialize([(1, BasicNode::new("local"))].into_iter().collect())
+            .await?;
+        r.raft()
+            .wait(Some(Duration::from_secs(30)))
+            .current_leader(1, "leader")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(r)
+    }
+
     /// Makes a brand-new group of these voters (replica id and address each).
     pub async fn initialize(&self, voters: BTreeMap<u64, BasicNode>) -> Result<(), String> {
         self.raft
