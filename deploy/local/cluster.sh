@@ -64,8 +64,14 @@ hearth_bin() {
   echo "$target/release/hearth"
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+# N distinct free ports, one per line: every socket is held until all are chosen, so
+# no port is handed out twice (one bind-and-release per port can get the same port back).
+free_ports() {
+  python3 -c 'import socket, sys
+ss = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in ss:
+    s.bind(("127.0.0.1", 0))
+print("\n".join(str(s.getsockname()[1]) for s in ss))' "$1"
 }
 
 pid_of() { cat "$DIR/$1.pid" 2>/dev/null || true; }
@@ -97,18 +103,20 @@ is_ingester() { local n; for n in "${INGESTERS[@]}"; do [ "$n" = "$1" ] && retur
 # Allocates every port once and keeps them, so restarts of one process keep its address.
 ports() {
   if [ ! -f "$DIR/ports.env" ]; then
+    local free i=0
+    mapfile -t free < <(free_ports $((2 * ${#ALL[@]} + ${#INGESTERS[@]} * ${#INGESTERS[@]} + 2)))
     {
       for n in "${ALL[@]}"; do
-        echo "HTTP_${n//-/_}=$(free_port)"
-        echo "GRPC_${n//-/_}=$(free_port)"
+        echo "HTTP_${n//-/_}=${free[i++]}"
+        echo "GRPC_${n//-/_}=${free[i++]}"
       done
       for a in "${INGESTERS[@]}"; do
         for b in "${INGESTERS[@]}"; do
-          [ "$a" = "$b" ] || echo "LINK_${a//-/_}_to_${b//-/_}=$(free_port)"
+          [ "$a" = "$b" ] || echo "LINK_${a//-/_}_to_${b//-/_}=${free[i++]}"
         done
       done
-      echo "S3_PORT=$(free_port)"
-      echo "LINK_bucket=$(free_port)"
+      echo "S3_PORT=${free[i++]}"
+      echo "LINK_bucket=${free[i++]}"
     } > "$DIR/ports.env"
   fi
   # shellcheck disable=SC1091
