@@ -190,16 +190,28 @@ impl Ingester for GroupRouter {
     async fn push(&self, tenant: &Tenant, batch: WriteBatch) -> Result<PushOutcome, PushError> {
         let parts = split_by_group(tenant, &batch, self.placement.groups());
         drop(batch);
-        if self.placement.replication_factor() == 1 {
+        let answers = if self.placement.replication_factor() == 1 {
             let calls = parts
                 .into_iter()
                 .map(|(g, part)| self.push_alone(g, tenant, part));
-            return PushOutcome::combine(futures::future::join_all(calls).await);
-        }
-        let calls = parts
+            futures::future::join_all(calls).await
+        } else {
+            let calls = parts
+                .iter()
+                .map(|(g, part)| self.push_part(*g, tenant, part));
+            futures::future::join_all(calls).await
+        };
+        // A group that refused its part (say, "not stored") speaks for that part only:
+        // when another group stored its own, the write as a whole is stored in part.
+        let stored_elsewhere = answers
             .iter()
-            .map(|(g, part)| self.push_part(*g, tenant, part));
-        PushOutcome::combine(futures::future::join_all(calls).await)
+            .any(|a| a.as_ref().is_ok_and(|o| o.samples_written > 0));
+        PushOutcome::combine(answers.into_iter().map(|a| match a {
+            Err(PushError::Unavailable(m)) if stored_elsewhere => Err(PushError::Unavailable(
+                format!("{m} (other shard groups stored their parts: the write's outcome is unknown, retry)"),
+            )),
+            other => other,
+        }))
     }
 }
 
