@@ -665,6 +665,18 @@ impl WriteBatch {
         }
     }
 
+    /// Heap bytes its tables and metadata hold (the tables whole, even when shared with
+    /// other views): what a cache of batches charges for one.
+    pub fn heap_size(&self) -> usize {
+        let t = &*self.tables;
+        t.arena.capacity()
+            + t.labels.capacity() * std::mem::size_of::<LabelSpan>()
+            + t.series.capacity() * std::mem::size_of::<SeriesSpan>()
+            + t.samples.capacity() * std::mem::size_of::<Sample>()
+            + self.select.as_ref().map_or(0, |s| s.len() * 4)
+            + self.metadata.capacity() * std::mem::size_of::<MetricMetadata>()
+    }
+
     pub fn get(&self, i: usize) -> BatchSeries<'_> {
         let t = &*self.tables;
         let s = t.series[self.index(i)];

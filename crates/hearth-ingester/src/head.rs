@@ -920,32 +920,28 @@ impl Head {
         }
         let mut out = PushOutcome::default();
         let mut unresolved = Vec::new();
-        let series: Vec<_> = series.collect();
-        // The series named by id, under one read of the id index (no series is created
-        // or collected by id here: ids named were handed out before this write).
-        let by_id: Vec<Option<Arc<MemSeries>>> = {
+        let mut labeled = Vec::new();
+        {
+            // The series named by id, under one read of the id index: nothing but this
+            // apply creates or collects series, and ids named were handed out before
+            // this write. A series appears once per write, or every time by the same
+            // kind of name, so appending the labeled ones after changes no outcome.
             let all = th.series.read();
-            series
-                .iter()
-                .map(|(name, _)| match name {
-                    SeriesName::Id(id) => all.get(*id).cloned(),
-                    SeriesName::Labels { .. } => None,
-                })
-                .collect()
-        };
-        for (i, ((name, samples), found)) in series.into_iter().zip(by_id).enumerate() {
-            let ms = match name {
-                SeriesName::Id(_) => match found {
-                    Some(ms) => ms,
-                    None => {
-                        unresolved.push(i as u32);
-                        continue;
-                    }
-                },
-                SeriesName::Labels { labels, hash } => match th.lookup(hash, &labels) {
-                    Some(ms) => ms,
-                    None => th.create(hash, &labels.to_labels(), None),
-                },
+            for (i, (name, samples)) in series.enumerate() {
+                match name {
+                    SeriesName::Id(id) => match all.get(id) {
+                        Some(ms) => self
+                            .append_samples(&th, ms, samples, &mut out, &|| ms.labels.to_string()),
+                        None => unresolved.push(i as u32),
+                    },
+                    SeriesName::Labels { labels, hash } => labeled.push((labels, hash, samples)),
+                }
+            }
+        }
+        for (labels, hash, samples) in labeled {
+            let ms = match th.lookup(hash, &labels) {
+                Some(ms) => ms,
+                None => th.create(hash, &labels.to_labels(), None),
             };
             self.append_samples(&th, &ms, samples, &mut out, &|| ms.labels.to_string());
         }

@@ -31,6 +31,9 @@ impl LogData for Payload {
     fn decode(bytes: Bytes) -> Result<Self, String> {
         Ok(Payload(bytes.to_vec()))
     }
+    fn heap_size(&self) -> usize {
+        self.0.capacity()
+    }
 }
 
 openraft::declare_raft_types!(

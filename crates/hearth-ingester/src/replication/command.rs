@@ -131,23 +131,26 @@ impl WritePart {
     /// followers decode.
     pub fn new(tenant: Tenant, batch: &WriteBatch, ids: &[Option<SeriesId>]) -> WritePart {
         debug_assert_eq!(batch.len(), ids.len());
-        let mut e = Enc::default();
-        e.buf
-            .reserve(16 + batch.len() * 4 + batch.sample_count() * 10);
-        e.str(tenant.as_str());
-        e.uvarint(batch.len() as u64);
         // The labels of the series named by labels, as the first form's tables.
         let labeled = batch.labels_of(|i| ids.get(i).copied().flatten().is_none());
-        if labeled.is_empty() {
-            e.bytes(&[]);
-        } else {
+        let label_section = (!labeled.is_empty()).then(|| {
             let mut t = Enc::default();
             let w = labeled.wire_parts();
             t.bytes(w.arena());
             t.bytes(&w.label_offsets_le());
             t.bytes(&w.series_ends_le());
-            e.bytes(&lz4_flex::block::compress_prepend_size(&t.buf));
-        }
+            lz4_flex::block::compress_prepend_size(&t.buf)
+        });
+        let label_len = label_section.as_ref().map_or(0, Vec::len);
+        let mut e = Enc::default();
+        // Enough for ids below 2^21 and timestamp steps below 2^20 ms (what a stream
+        // of scrapes has), so the buffer is not grown (and left half empty) by doubling.
+        e.buf.reserve(
+            32 + tenant.as_str().len() + label_len + batch.len() * 4 + batch.sample_count() * 11,
+        );
+        e.str(tenant.as_str());
+        e.uvarint(batch.len() as u64);
+        e.bytes(label_section.as_deref().unwrap_or(&[]));
         for (s, id) in batch.iter().zip(ids) {
             e.uvarint(id.map_or(0, |id| id as u64 + 1));
             e.uvarint(s.samples.len() as u64);
@@ -205,6 +208,22 @@ impl WritePart {
     /// Bytes of its encoding: what batching and replication messages are bounded by.
     pub fn wire_len(&self) -> usize {
         self.wire.len()
+    }
+
+    /// Heap bytes it holds: its encoding and what that decodes to.
+    pub fn heap_size(&self) -> usize {
+        use std::mem::size_of;
+        let body = match &self.body {
+            PartBody::Labels(batch) => batch.heap_size(),
+            PartBody::Refs(r) => {
+                r.ids.capacity() * size_of::<Option<SeriesId>>()
+                    + r.ends.capacity() * size_of::<u32>()
+                    + r.samples.capacity() * size_of::<Sample>()
+                    + r.labeled.heap_size()
+                    + r.metadata.capacity() * size_of::<MetricMetadata>()
+            }
+        };
+        size_of::<WritePart>() + self.wire.len() + body
     }
 
     /// Applies the part to `head` (see [`Head::apply_named`]).
@@ -430,6 +449,13 @@ impl LogData for Command {
                 Err(_) => Err(bad("shipping record")),
             },
             t => Err(bad(&format!("unknown command {t}"))),
+        }
+    }
+
+    fn heap_size(&self) -> usize {
+        match self {
+            Command::Write(parts) => parts.iter().map(WritePart::heap_size).sum(),
+            Command::Control(_) => 0,
         }
     }
 }

@@ -33,6 +33,8 @@ use super::log_engine::{durable, EngineError, GroupId, LogEngine};
 pub trait LogData: Sized {
     fn encode(&self, out: &mut Vec<u8>);
     fn decode(bytes: Bytes) -> Result<Self, String>;
+    /// Heap bytes it holds decoded: what the window of recent entries charges for it.
+    fn heap_size(&self) -> usize;
 }
 
 const TAG_BLANK: u8 = 0;
@@ -74,31 +76,35 @@ impl LogProgress {
 /// The newest entries as openraft appended them, so applying them (and sending them to
 /// followers) reads them back without decoding their bytes again: they are read
 /// within milliseconds of being appended. A contiguous window of indexes, bounded in
-/// encoded bytes; what it holds is always also in the engine.
+/// the heap bytes its entries hold decoded (a few times their encoded size: charging
+/// encoded bytes once let it hold 4x its budget); what it holds is always also in the
+/// engine, whose cache keeps the encoded bytes.
 struct Recent<C: RaftTypeConfig> {
-    entries: VecDeque<(Entry<C>, usize)>,
+    /// Each entry with its encoded and its decoded size.
+    entries: VecDeque<(Entry<C>, usize, usize)>,
+    /// Decoded bytes of `entries`.
     bytes: usize,
     budget: usize,
 }
 
 impl<C: RaftTypeConfig<Entry = Entry<C>>> Recent<C> {
     fn first(&self) -> Option<u64> {
-        self.entries.front().map(|(e, _)| e.log_id.index)
+        self.entries.front().map(|(e, _, _)| e.log_id.index)
     }
 
-    fn push(&mut self, e: Entry<C>, len: usize) {
+    fn push(&mut self, e: Entry<C>, len: usize, heap: usize) {
         let follows = self
             .entries
             .back()
-            .is_none_or(|(b, _)| b.log_id.index + 1 == e.log_id.index);
+            .is_none_or(|(b, _, _)| b.log_id.index + 1 == e.log_id.index);
         if !follows {
             self.entries.clear();
             self.bytes = 0;
         }
-        self.bytes += len;
-        self.entries.push_back((e, len));
+        self.bytes += heap;
+        self.entries.push_back((e, len, heap));
         while self.bytes > self.budget && self.entries.len() > 1 {
-            let (_, n) = self.entries.pop_front().expect("not empty");
+            let (_, _, n) = self.entries.pop_front().expect("not empty");
             self.bytes -= n;
         }
     }
@@ -108,9 +114,9 @@ impl<C: RaftTypeConfig<Entry = Entry<C>>> Recent<C> {
         while self
             .entries
             .back()
-            .is_some_and(|(e, _)| e.log_id.index >= from)
+            .is_some_and(|(e, _, _)| e.log_id.index >= from)
         {
-            let (_, n) = self.entries.pop_back().expect("not empty");
+            let (_, _, n) = self.entries.pop_back().expect("not empty");
             self.bytes -= n;
         }
     }
@@ -120,9 +126,9 @@ impl<C: RaftTypeConfig<Entry = Entry<C>>> Recent<C> {
         while self
             .entries
             .front()
-            .is_some_and(|(e, _)| e.log_id.index <= upto)
+            .is_some_and(|(e, _, _)| e.log_id.index <= upto)
         {
-            let (_, n) = self.entries.pop_front().expect("not empty");
+            let (_, _, n) = self.entries.pop_front().expect("not empty");
             self.bytes -= n;
         }
     }
@@ -141,8 +147,8 @@ impl<C: RaftTypeConfig> Clone for GroupLogStore<C> {
 }
 
 impl<C: RaftTypeConfig> GroupLogStore<C> {
-    /// A group's log in `engine`; its recent window holds as many encoded bytes as the
-    /// engine's cache of the group.
+    /// A group's log in `engine`; its recent window holds as many decoded bytes as the
+    /// engine's cache of the group holds encoded.
     pub fn new(engine: Arc<LogEngine>, group: GroupId, max_read_bytes: usize) -> Self {
         let budget = engine.cache_bytes_per_group();
         GroupLogStore {
@@ -339,7 +345,7 @@ where
                 return Ok(out);
             };
             if next >= first {
-                for (e, len) in recent.entries.iter().skip((next - first) as usize) {
+                for (e, len, _) in recent.entries.iter().skip((next - first) as usize) {
                     if e.log_id.index >= end || (!out.is_empty() && bytes + len > max_bytes) {
                         return Ok(out);
                     }
@@ -473,7 +479,11 @@ where
             let b = encode_entry(&e)
                 .map_err(|err| StorageIOError::write_log_entry(e.log_id.clone(), &io_err(err)))?;
             raw.push((e.log_id.index, b.clone()));
-            decoded.push((e, b.len()));
+            let heap = match &e.payload {
+                EntryPayload::Normal(d) => d.heap_size(),
+                _ => b.len(),
+            };
+            decoded.push((e, b.len(), heap));
         }
         if raw.is_empty() {
             callback.log_io_completed(Ok(()));
@@ -506,8 +516,8 @@ where
                 }),
             )?;
             self.progress.appended.fetch_max(last, Ordering::AcqRel);
-            for (e, len) in decoded.take().into_iter().flatten() {
-                recent.push(e, len);
+            for (e, len, heap) in decoded.take().into_iter().flatten() {
+                recent.push(e, len, heap);
             }
             Ok(())
         })
@@ -531,5 +541,41 @@ where
         })
         .await
         .map_err(engine_write_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replication::state_machine::ShardConfig;
+    use openraft::CommittedLeaderId;
+
+    fn entry(index: u64) -> Entry<ShardConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    #[test]
+    fn the_recent_window_is_bounded_by_what_its_entries_hold_decoded() {
+        let mut recent = Recent::<ShardConfig> {
+            entries: VecDeque::new(),
+            bytes: 0,
+            budget: 1_000,
+        };
+        // 100 bytes encoded, 400 decoded: charged by what they hold, two fit.
+        for i in 1..=10 {
+            recent.push(entry(i), 100, 400);
+        }
+        assert_eq!(recent.entries.len(), 2);
+        assert_eq!(recent.bytes, 800);
+        assert_eq!(recent.first(), Some(9));
+        // One entry bigger than the budget stays alone (a read always finds the newest).
+        recent.push(entry(11), 100, 5_000);
+        assert_eq!(recent.entries.len(), 1);
+        assert_eq!(recent.first(), Some(11));
+        recent.truncate(11);
+        assert_eq!((recent.entries.len(), recent.bytes), (0, 0));
     }
 }
