@@ -262,12 +262,22 @@ impl Shipper {
         let done = self.upload_sealed(tenant, before).await?;
         match &self.shipped_to {
             ShippedTo::Gateways { after } => {
+                // The wait runs from when the newest block became visible: a leader
+                // that found its predecessor's blocks in the bucket waits only what
+                // is left of it (by the bucket's clock against this node's; the wait's
+                // margin covers their skew).
+                let newest = done.iter().map(|b| b.visible_since).max();
+                let waited = newest.map_or(*after, |v| {
+                    std::time::SystemTime::now()
+                        .duration_since(v)
+                        .unwrap_or_default()
+                });
                 self.pending.lock().insert(
                     tenant.clone(),
                     PendingRelease {
                         before,
                         blocks: block_ids(&done),
-                        at: std::time::Instant::now() + *after,
+                        at: std::time::Instant::now() + after.saturating_sub(waited),
                     },
                 );
             }
@@ -369,6 +379,13 @@ impl Shipper {
                 continue;
             }
             let ulid = block_id(&scope, tenant, start, end, &series);
+            // Shipped whole already (by a leader before this one, or an attempt whose
+            // last step failed): taken as it is, not uploaded and checked again.
+            if let Some(found) = self.writer.find_shipped(tenant, &ulid).await? {
+                info!(tenant = %tenant, block = %ulid, "block already in the bucket; not uploaded again");
+                done.push(found);
+                continue;
+            }
             let shipped = self
                 .writer
                 .ship_as(

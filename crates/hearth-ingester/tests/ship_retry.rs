@@ -2,7 +2,10 @@
 //! files are checked before meta.json is written (a failed check leaves nothing
 //! visible), and a retry of a sealed range writes the same block under the same ULID
 //! (block ids come from the sealed data itself), so even a block that became visible
-//! before its attempt failed is overwritten, not duplicated. The bucket is hearth-storage's test bucket, failing one chosen request.
+//! before its attempt failed is not duplicated: it is found whole (a block gets its
+//! meta.json only once checked) and taken as it is. A new leader resumes its
+//! predecessor's upload the same way. The bucket is hearth-storage's test bucket,
+//! failing one chosen request.
 
 use std::sync::Arc;
 
@@ -81,8 +84,8 @@ async fn failed_attempts_leave_no_copies() {
     let visible = bucket.committed_blocks().await;
     assert_eq!(visible.len(), 1);
 
-    // 3. The retry ships the three 2 h blocks, the first under the same ULID: three
-    //    blocks, no copy, and the first attempt's files were overwritten in place.
+    // 3. The retry ships the three 2 h blocks, the first under the same ULID (found
+    //    whole in the bucket, so taken as it is): three blocks, no copy.
     let shipped = shipper.flush().await.unwrap();
     assert_eq!(shipped.len(), 3);
     let now = bucket.committed_blocks().await;
@@ -171,5 +174,61 @@ async fn shipped_data_stays_in_the_head_until_the_gateways_have_synced() {
     assert_eq!(samples_in_head(), 3 * 2 * 60);
     assert_eq!(bucket.committed_blocks().await.len(), 2, "no block twice");
     drop(shipper);
+    Arc::try_unwrap(db).ok().unwrap().shutdown().await;
+}
+
+/// A leader that takes over a group whose previous leader uploaded blocks and died
+/// before logging Shipped (its wait for the gateways lived in its memory) finds the
+/// blocks in the bucket: it uploads nothing again and waits only what is left of the
+/// wait since they became visible, so a group whose leader keeps changing still ships.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_resumes_an_upload_without_repeating_it_or_its_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = one_replica(dir.path()).await;
+    let bucket = Arc::new(WatchedBucket::default());
+    let wait = std::time::Duration::from_millis(1_500);
+    let leader = || {
+        Shipper::new(
+            db.clone(),
+            Arc::new(BlockWriter::new(bucket.clone())),
+            ShippedTo::Gateways { after: wait },
+            2 * HOUR,
+        )
+    };
+    write_hours(&db, 6).await;
+    let t = Tenant::anonymous();
+    let puts = |calls: Vec<(&'static str, String)>| calls.iter().filter(|c| c.0 == "put").count();
+
+    // The first leader uploads two blocks, then is gone before its wait is over.
+    let first = leader();
+    assert_eq!(first.ship_due().await.unwrap().len(), 2);
+    assert!(
+        puts(bucket.take_calls()) >= 2 * 3,
+        "two blocks of three files"
+    );
+    drop(first);
+
+    // The next one finds both blocks: nothing uploaded, nothing dropped yet (the
+    // gateways may not have seen them).
+    let second = leader();
+    assert_eq!(second.ship_due().await.unwrap().len(), 2);
+    assert_eq!(puts(bucket.take_calls()), 0, "no block uploaded again");
+    assert_eq!(db.head().tenant(&t).unwrap().shipped_before(), i64::MIN);
+    tokio::time::sleep(wait).await;
+    drop(second);
+
+    // A third takes over once the wait since the upload is over: it releases the data
+    // at its next round instead of waiting the whole time again.
+    let third = leader();
+    assert_eq!(third.ship_due().await.unwrap().len(), 2);
+    third.ship_due().await.unwrap();
+    assert_eq!(
+        db.head().tenant(&t).unwrap().shipped_before(),
+        BASE + 4 * HOUR,
+        "shipped without a second full wait"
+    );
+    assert_eq!(puts(bucket.take_calls()), 0, "no block uploaded again");
+    assert_eq!(bucket.committed_blocks().await.len(), 2, "no block twice");
+    drop(third);
     Arc::try_unwrap(db).ok().unwrap().shutdown().await;
 }

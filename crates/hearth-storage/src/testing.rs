@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use object_store::memory::InMemory;
 use object_store::path::Path;
+use object_store::ObjectStoreExt;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
     PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
@@ -15,7 +16,7 @@ use object_store::{
 use parking_lot::Mutex;
 
 /// An in-memory bucket that records requests as (operation, path) and can fail the
-/// next GET of a path ending with a given suffix.
+/// next GET of an object whose path ends with a given suffix.
 #[derive(Debug, Default)]
 pub struct WatchedBucket {
     inner: InMemory,
@@ -30,7 +31,7 @@ impl WatchedBucket {
         std::mem::take(&mut *self.calls.lock())
     }
 
-    /// The next GET of a path that ends with `suffix` fails (once).
+    /// The next GET of an existing object whose path ends with `suffix` fails (once).
     pub fn fail_next_get_of(&self, suffix: &str) {
         *self.fail_get_of.lock() = Some(suffix.to_string());
     }
@@ -85,7 +86,10 @@ impl ObjectStore for WatchedBucket {
     }
     async fn get_opts(&self, l: &Path, o: GetOptions) -> Result<GetResult> {
         self.log("get", l);
-        let fail = {
+        // Only a read of what exists fails (a lookup of a missing object is not the
+        // read the test means to break).
+        let exists = self.fail_get_of.lock().is_some() && self.inner.head(l).await.is_ok();
+        let fail = exists && {
             let mut f = self.fail_get_of.lock();
             let hit = f.as_deref().is_some_and(|s| l.as_ref().ends_with(s));
             hit && f.take().is_some()

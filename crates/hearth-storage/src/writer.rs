@@ -19,6 +19,9 @@ use hearth_core::Tenant;
 pub struct Shipped {
     pub meta: BlockMeta,
     pub reader: Arc<BlockReader>,
+    /// When its meta.json was written: from then on readers that list the bucket can
+    /// see it.
+    pub visible_since: std::time::SystemTime,
 }
 
 pub struct BlockWriter {
@@ -100,7 +103,42 @@ impl BlockWriter {
                 meta.ulid
             )));
         }
-        Ok(Shipped { meta, reader })
+        Ok(Shipped {
+            meta,
+            reader,
+            visible_since: std::time::SystemTime::now(),
+        })
+    }
+
+    /// The block an earlier attempt shipped under `ulid`, if the bucket holds it: its
+    /// meta.json is written only after its files were read back and checked, so a
+    /// block with one was shipped whole (and, its id coming from its data, holds what
+    /// shipping it again would write). Lets a new leader resume its predecessor's
+    /// upload instead of repeating it.
+    pub async fn find_shipped(
+        &self,
+        tenant: &Tenant,
+        ulid: &str,
+    ) -> Result<Option<Shipped>, BlockError> {
+        let Some((meta, visible_since)) =
+            crate::block::reader::read_meta_written(&self.bucket, tenant, ulid).await?
+        else {
+            return Ok(None);
+        };
+        if meta.ulid != ulid || meta.hearth.tenant != tenant.as_str() {
+            return Err(BlockError::Format(format!(
+                "block {ulid} of tenant {tenant}: its meta.json names block {} of tenant {}",
+                meta.ulid, meta.hearth.tenant
+            )));
+        }
+        let reader = Arc::new(
+            BlockReader::open_cached(self.bucket.clone(), meta.clone(), self.pages.clone()).await?,
+        );
+        Ok(Some(Shipped {
+            meta,
+            reader,
+            visible_since,
+        }))
     }
 }
 

@@ -43,13 +43,26 @@ pub async fn read_meta(
     tenant: &Tenant,
     ulid: &str,
 ) -> Result<Option<BlockMeta>, BlockError> {
+    Ok(read_meta_written(store, tenant, ulid)
+        .await?
+        .map(|(meta, _)| meta))
+}
+
+/// [`read_meta`], with when the bucket says its meta.json was written (when the block
+/// became visible).
+pub async fn read_meta_written(
+    store: &Arc<dyn ObjectStore>,
+    tenant: &Tenant,
+    ulid: &str,
+) -> Result<Option<(BlockMeta, std::time::SystemTime)>, BlockError> {
     let path = block_dir(tenant, ulid).clone().join(META_FILE);
     match store.get(&path).await {
         Ok(r) => {
+            let written = std::time::SystemTime::from(r.meta.last_modified);
             let bytes = r.bytes().await?;
             let meta: BlockMeta = serde_json::from_slice(&bytes)
                 .map_err(|e| BlockError::Format(format!("{path}: {e}")))?;
-            Ok(Some(meta))
+            Ok(Some((meta, written)))
         }
         Err(object_store::Error::NotFound { .. }) => Ok(None),
         Err(e) => Err(e.into()),
