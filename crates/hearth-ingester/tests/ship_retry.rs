@@ -40,6 +40,21 @@ async fn one_replica(dir: &std::path::Path) -> Arc<Replica> {
     )
 }
 
+/// A shipper as a replicated group's leader runs it: the head keeps shipped data for
+/// `wait` after its blocks became visible.
+fn shipping_to_gateways(
+    db: &Arc<Replica>,
+    bucket: &Arc<WatchedBucket>,
+    wait: std::time::Duration,
+) -> Shipper {
+    Shipper::new(
+        db.clone(),
+        Arc::new(BlockWriter::new(bucket.clone())),
+        ShippedTo::Gateways { after: wait },
+        2 * HOUR,
+    )
+}
+
 async fn write_hours(db: &Replica, hours: i64) {
     let t = Tenant::anonymous();
     for k in 0..hours * 60 {
@@ -120,12 +135,7 @@ async fn shipped_data_stays_in_the_head_until_the_gateways_have_synced() {
     let db = one_replica(dir.path()).await;
     let bucket = Arc::new(WatchedBucket::default());
     let wait = std::time::Duration::from_millis(500);
-    let shipper = Shipper::new(
-        db.clone(),
-        Arc::new(BlockWriter::new(bucket.clone())),
-        ShippedTo::Gateways { after: wait },
-        2 * HOUR,
-    );
+    let shipper = shipping_to_gateways(&db, &bucket, wait);
     write_hours(&db, 6).await;
     let t = Tenant::anonymous();
     let samples_in_head = || -> usize {
@@ -187,14 +197,7 @@ async fn a_new_leader_resumes_an_upload_without_repeating_it_or_its_wait() {
     let db = one_replica(dir.path()).await;
     let bucket = Arc::new(WatchedBucket::default());
     let wait = std::time::Duration::from_millis(1_500);
-    let leader = || {
-        Shipper::new(
-            db.clone(),
-            Arc::new(BlockWriter::new(bucket.clone())),
-            ShippedTo::Gateways { after: wait },
-            2 * HOUR,
-        )
-    };
+    let leader = || shipping_to_gateways(&db, &bucket, wait);
     write_hours(&db, 6).await;
     let t = Tenant::anonymous();
     let puts = |calls: Vec<(&'static str, String)>| calls.iter().filter(|c| c.0 == "put").count();
