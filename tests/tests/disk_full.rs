@@ -93,6 +93,8 @@ async fn full_disk_answers_503_and_loses_nothing_acknowledged() {
     eprintln!("filled the tmpfs with {filled} bytes");
     for _ in 0..40 {
         let (status, body) = push(&client, &url, request(i, base), content).await;
+        // Shown with a failure: what each write was answered while the disk was full.
+        eprintln!("step {i}: {status} {body}");
         match status {
             204 => acked.push(i),
             503 => {

@@ -28,7 +28,8 @@ pub use limits::{Overrides, TenantLimits};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use queryable::{
     ChunkEncoding, EncodedChunk, Ingester, IngesterStatus, MetricMetadata, PushError, PushOutcome,
-    Queryable, SelectHints, Series, SeriesData, SeriesStream, StorageError, TsdbStatus,
+    Queryable, SelectHints, Series, SeriesData, SeriesStream, StorageError, TsdbStatus, NOT_STORED,
+    OUTCOME_UNKNOWN,
 };
 pub use ring::Ring;
 pub use sample::{is_stale_nan, Sample, STALE_NAN_BITS};

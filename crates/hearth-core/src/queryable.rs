@@ -157,6 +157,15 @@ impl PushOutcome {
     }
 }
 
+/// The words an unavailable write's message carries when nothing of it was stored (it
+/// was refused before being proposed): only then may a write of several parts be
+/// answered "not stored". Any other failure may have stored part of it.
+pub const NOT_STORED: &str = "was not stored";
+
+/// The words a message carries when a write may or may not be stored (a retry of the
+/// same samples is harmless either way).
+pub const OUTCOME_UNKNOWN: &str = "outcome is unknown";
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PushError {
     /// The ingester cannot take the write now (remote-write senders retry: 503).
@@ -167,6 +176,13 @@ pub enum PushError {
     RateLimited(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl PushError {
+    /// Whether it says nothing of the write was stored (see [`NOT_STORED`]).
+    pub fn not_stored(&self) -> bool {
+        matches!(self, PushError::Unavailable(m) if m.contains(NOT_STORED))
+    }
 }
 
 /// The write seam: a durable, acknowledged write of a batch.

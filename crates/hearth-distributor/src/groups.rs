@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use hearth_core::shard::{split_by_group, GroupIngester, GroupPushError, Placement};
-use hearth_core::{Ingester, PushError, PushOutcome, Tenant, WriteBatch};
+use hearth_core::{
+    Ingester, PushError, PushOutcome, Tenant, WriteBatch, NOT_STORED, OUTCOME_UNKNOWN,
+};
 use tracing::debug;
 
 /// How long a part keeps looking for its group's leader, and how long it waits between
@@ -132,7 +134,7 @@ impl GroupRouter {
             );
             let answer = attempt.await.unwrap_or_else(|_| {
                 Err(PushError::Unavailable(format!(
-                    "{name} did not answer within {:?}",
+                    "{name} did not answer within {:?} (the write's outcome is unknown)",
                     self.opts.attempt_timeout
                 ))
                 .into())
@@ -201,15 +203,24 @@ impl Ingester for GroupRouter {
                 .map(|(g, part)| self.push_part(*g, tenant, part));
             futures::future::join_all(calls).await
         };
-        // A group that refused its part (say, "not stored") speaks for that part only:
-        // when another group stored its own, the write as a whole is stored in part.
-        let stored_elsewhere = answers
-            .iter()
-            .any(|a| a.as_ref().is_ok_and(|o| o.samples_written > 0));
+        // A group that refused its part ("not stored") speaks for that part only: the
+        // write as a whole is not stored only when no other part was stored or may be
+        // (an outcome unknown, a timeout). Otherwise its outcome is unknown, whichever
+        // group's message is passed on.
+        let nothing_stored = answers.iter().all(|a| match a {
+            Ok(o) => o.samples_written == 0,
+            Err(e) => e.not_stored(),
+        });
         PushOutcome::combine(answers.into_iter().map(|a| match a {
-            Err(PushError::Unavailable(m)) if stored_elsewhere => Err(PushError::Unavailable(
-                format!("{m} (other shard groups stored their parts: the write's outcome is unknown, retry)"),
-            )),
+            Err(e @ PushError::Unavailable(_)) if e.not_stored() && !nothing_stored => {
+                let PushError::Unavailable(m) = e else {
+                    unreachable!()
+                };
+                Err(PushError::Unavailable(format!(
+                    "{} (other shard groups' parts may be stored: the write's {OUTCOME_UNKNOWN}, retry)",
+                    m.replace(NOT_STORED, "was refused")
+                )))
+            }
             other => other,
         }))
     }
@@ -230,6 +241,8 @@ mod tests {
         down: Mutex<bool>,
         /// Takes calls and never answers (a paused process).
         paused: Mutex<bool>,
+        /// Per group, the 503 it answers instead of taking the part.
+        refuses: Mutex<std::collections::HashMap<u32, String>>,
         answered: AtomicUsize,
         calls: AtomicUsize,
     }
@@ -242,6 +255,7 @@ mod tests {
                 named: Mutex::new(None),
                 down: Mutex::new(false),
                 paused: Mutex::new(false),
+                refuses: Mutex::new(Default::default()),
                 answered: AtomicUsize::new(0),
                 calls: AtomicUsize::new(0),
             })
@@ -262,6 +276,9 @@ mod tests {
             }
             if *self.down.lock().unwrap() {
                 return Err(PushError::Unavailable(format!("node {} is down", self.member)).into());
+            }
+            if let Some(m) = self.refuses.lock().unwrap().get(&group) {
+                return Err(PushError::Unavailable(m.clone()).into());
             }
             if self.leads.lock().unwrap().contains(&group) {
                 self.answered.fetch_add(1, Ordering::Relaxed);
@@ -312,6 +329,46 @@ mod tests {
                 attempt_timeout: Duration::from_millis(100),
             },
         )
+    }
+
+    /// A write is answered "not stored" only when no part of it is or may be stored:
+    /// one group's refusal beside another's unknown outcome (or stored part) makes the
+    /// whole write's outcome unknown, whichever group's message is passed on.
+    #[tokio::test]
+    async fn a_refused_part_beside_one_that_may_be_stored_leaves_the_outcome_unknown() {
+        let node = FakeNode::new(0);
+        *node.leads.lock().unwrap() = vec![0, 1, 2, 3];
+        let router = GroupRouter::new(
+            vec![("n0".into(), node.clone() as Arc<dyn GroupIngester>)],
+            4,
+            1,
+            RouterOptions::default(),
+        );
+        let refusal =
+            |g: u32| format!("group {g}: the disk is full; the write {NOT_STORED}, retry");
+        let unknown = format!("group 0: the disk is full; the write's {OUTCOME_UNKNOWN}, retry");
+        let tenant = Tenant::anonymous();
+        let answer = |refuses: Vec<(u32, String)>| {
+            *node.refuses.lock().unwrap() = refuses.into_iter().collect();
+            router.push(&tenant, write())
+        };
+        // Every part refused: not stored (the last group's message).
+        let e = answer((0..4).map(|g| (g, refusal(g))).collect())
+            .await
+            .unwrap_err();
+        assert!(e.not_stored(), "{e}");
+        // Group 0's outcome unknown, the rest refused: unknown.
+        let mut mixed: Vec<_> = (1..4).map(|g| (g, refusal(g))).collect();
+        mixed.push((0, unknown.clone()));
+        let e = answer(mixed).await.unwrap_err();
+        assert!(!e.not_stored(), "{e}");
+        assert!(e.to_string().contains(OUTCOME_UNKNOWN), "{e}");
+        // Group 0 stored its part, the rest refused: unknown.
+        let e = answer((1..4).map(|g| (g, refusal(g))).collect())
+            .await
+            .unwrap_err();
+        assert!(!e.not_stored(), "{e}");
+        assert!(e.to_string().contains(OUTCOME_UNKNOWN), "{e}");
     }
 
     #[tokio::test]

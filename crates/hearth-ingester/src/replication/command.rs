@@ -514,6 +514,34 @@ mod tests {
     }
 
     #[test]
+    fn a_split_part_encodes_only_its_own_series() {
+        let series: Vec<(Labels, Vec<Sample>)> = (0..16)
+            .map(|i| (labels(i), vec![Sample::new(1_000 + i as i64, i as f64)]))
+            .collect();
+        let batch = WriteBatch::from_series(&series);
+        let t = Tenant::anonymous();
+        let parts = hearth_core::shard::split_by_group(&t, &batch, 4);
+        let mut total = 0;
+        for (g, part) in &parts {
+            for ids in [
+                vec![None; part.len()],
+                (0..part.len()).map(|i| Some(i as u32)).collect(),
+            ] {
+                let w = WritePart::new(t.clone(), part, &ids);
+                let cmd = Command::write(vec![w]);
+                let back = Command::decode(Bytes::from(encode(&cmd))).unwrap();
+                let Command::Write(ps) = back else { panic!() };
+                let n = named(&ps[0]);
+                assert_eq!(n.len(), part.len(), "group {g}");
+                let samples: usize = n.iter().map(|(_, s)| s.len()).sum();
+                assert_eq!(samples, part.sample_count());
+            }
+            total += part.len();
+        }
+        assert_eq!(total, 16);
+    }
+
+    #[test]
     fn a_write_entry_round_trips_through_log_and_serde() {
         let a = Labels::from_pairs(&[("__name__", "up"), ("job", "a")]);
         let b = Labels::from_pairs(&[("__name__", "up"), ("job", "b")]);

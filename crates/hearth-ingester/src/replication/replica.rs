@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_core::shard::GroupPushError;
-use hearth_core::{PushError, PushOutcome, StorageError, Tenant, WriteBatch};
+use hearth_core::{PushError, PushOutcome, StorageError, Tenant, WriteBatch, NOT_STORED};
 use openraft::error::ClientWriteError;
 use openraft::network::RaftNetworkFactory;
 use openraft::{BasicNode, Config, Raft, ServerState};
@@ -617,7 +617,7 @@ async fn snapshot_when_log_grows(
 /// proposed, so it is not stored.
 fn disk_refusal(group: GroupId, why: &Option<String>) -> String {
     format!(
-        "group {group}: the write-ahead log cannot write ({}); the write was not stored, retry",
+        "group {group}: the write-ahead log cannot write ({}); the write {NOT_STORED}, retry",
         why.as_deref().unwrap_or("the disk refuses writes")
     )
 }
@@ -697,7 +697,9 @@ async fn propose(
             // entry was never appended here, or was cut by a newer leader's log.
             let unavailable = |m: String| GroupPushError::Push(PushError::Unavailable(m));
             let result: Result<_, GroupPushError> = match answer {
-                Err(fatal) => Err(unavailable(format!("group {group}: {fatal}"))),
+                Err(fatal) => Err(unavailable(format!(
+                    "group {group}: {fatal}; the write's outcome is unknown, retry"
+                ))),
                 Ok(rx) => {
                     // A leader cut off from its quorum would hold the write until it
                     // hears of a newer leader, which a partition delays for its length.
@@ -734,7 +736,9 @@ async fn propose(
                                 leader: f.leader_id,
                             })
                         }
-                        Ok(Ok(Err(e))) => Err(unavailable(format!("group {group}: {e}"))),
+                        Ok(Ok(Err(e))) => Err(unavailable(format!(
+                            "group {group}: {e}; the write's outcome is unknown, retry"
+                        ))),
                         Ok(Ok(Ok(resp))) => Ok(resp.data.0),
                     }
                 }
