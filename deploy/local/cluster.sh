@@ -9,8 +9,11 @@
 #   deploy/local/cluster.sh down         stop every process (SIGTERM, then SIGKILL after 15 s)
 #   deploy/local/cluster.sh status       each process: PID, whether it runs and is ready;
 #                                        then every shard group's replicas (hearth cluster status)
-#   deploy/local/cluster.sh start NODE   start NODE (e.g. ingester-2) again on its data,
-#                                        as `up` did; returns once it is ready
+#   deploy/local/cluster.sh start NODE [--no-wait]
+#                                        start NODE (e.g. ingester-2) again on its data,
+#                                        as `up` did; returns once it is ready (at once
+#                                        with --no-wait)
+#   deploy/local/cluster.sh wait NODE    returns once NODE is ready
 #   deploy/local/cluster.sh stop NODE    stop NODE gracefully (SIGTERM)
 #   deploy/local/cluster.sh kill NODE    kill -9 NODE; returns once it is gone
 #   deploy/local/cluster.sh partition NODE [--asymmetric]
@@ -329,6 +332,18 @@ case "$cmd" in
     ports
     running "$2" && die "$2 already runs"
     launch "$2"
+    if [ "${3:-}" = --no-wait ]; then
+      echo "$2: started (PID $(pid_of "$2"))"
+    else
+      wait_ready "$2"
+      echo "$2: ready (PID $(pid_of "$2"))"
+    fi
+    ;;
+  wait)
+    [ -n "${2:-}" ] || die "wait NODE"
+    [ -f "$DIR/$2.cmd" ] || die "$2: no such process in $DIR (run up first)"
+    DIR=$(cd "$DIR" && pwd)
+    ports
     wait_ready "$2"
     echo "$2: ready (PID $(pid_of "$2"))"
     ;;
@@ -385,7 +400,7 @@ case "$cmd" in
     echo "$2: reaches its peers again"
     ;;
   *)
-    sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -9,11 +9,13 @@
 //!    acknowledged sample, one fault after another: kill -9 of a node (the leader of
 //!    some groups, a follower of the others), a node cut off from its peers and healed,
 //!    an asymmetric partition (the node can send but not hear) healed, a node paused
-//!    (SIGSTOP) for 20 s, the bucket unreachable for 2 minutes with a node killed while its
-//!    uploads hang, and kill -9 of every ingester at once followed by a restart of
-//!    all. Every group ships all along (10 s blocks), so the faults hit seals, uploads,
-//!    `Shipped` records and the snapshots after them, and most answers come from blocks. During every single-node fault the other two keep a quorum of every group,
-//!    so writes must go on being acknowledged. After each fault both queriers return
+//!    (SIGSTOP) for 20 s, kill -9 of a group's leader while it streams a snapshot to a
+//!    node that was down (`SnapshotKill`), the bucket unreachable for 2 minutes with a
+//!    node killed while its uploads hang, and kill -9 of every ingester at once
+//!    followed by a restart of all. Every group ships all along (10 s blocks), so the
+//!    faults hit seals, uploads, `Shipped` records and the snapshots after them, and
+//!    most answers come from blocks. During every single-node fault the other two keep
+//!    a quorum of every group, so writes must go on being acknowledged. After each fault both queriers return
 //!    every acknowledged sample; at the end every series is returned once, holding
 //!    every acknowledged sample and nothing that was never sent. The longest write gap
 //!    each writer saw in each fault is printed (an outcome to read, not asserted).
@@ -447,6 +449,19 @@ async fn faults_under_load(c: &Cluster) {
         || signal(paused, libc::SIGCONT),
     )
     .await;
+    let snapshot_to = SnapshotKill::default();
+    scenario(
+        &load,
+        "kill -9 of a leader while it streams a snapshot to ingester-2",
+        // The group whose leader dies commits again only once ingester-2 (which needs
+        // a snapshot) has caught up with the new leader.
+        false,
+        || snapshot_to.fault(c),
+        Duration::from_secs(5),
+        || snapshot_to.recover(c),
+    )
+    .await;
+    snapshot_to.check(c).await;
     scenario(
         &load,
         "the bucket unreachable for 2 minutes, ingester-3 killed mid-upload",
@@ -506,6 +521,216 @@ async fn faults_under_load(c: &Cluster) {
     eprintln!("every one of {ok} acknowledged writes returned exactly once by both queriers");
     let in_heads = replicas_agree(c).await;
     eprintln!("{in_heads} samples in the heads (writers' and Prometheus')");
+}
+
+/// The size of a group's current snapshot (its checkpoint file) in the group's
+/// directory on a node.
+fn snapshot_size(group_dir: &Path) -> u64 {
+    let sub = std::fs::read_to_string(group_dir.join("current")).unwrap();
+    std::fs::read_dir(group_dir.join(sub.trim()))
+        .unwrap()
+        .flatten()
+        .find(|f| f.file_name().to_string_lossy().starts_with("checkpoint."))
+        .map(|f| f.metadata().unwrap().len())
+        .unwrap()
+}
+
+async fn cluster_status(c: &Cluster) -> serde_json::Value {
+    let url = format!("{}/api/v1/status/cluster", c.query[0]);
+    let v = get_json(&reqwest::Client::new(), &url).await;
+    assert_eq!(v["status"], "success", "{v}");
+    v["data"].clone()
+}
+
+/// The replica of `group` on `node` in a cluster status.
+fn replica_on<'a>(
+    status: &'a serde_json::Value,
+    group: u64,
+    node: &str,
+) -> Option<&'a serde_json::Value> {
+    status["groups"]
+        .as_array()?
+        .iter()
+        .find(|g| g["group"] == group)?["replicas"]
+        .as_array()?
+        .iter()
+        .find(|r| {
+            r["node"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(&format!("{node} (")))
+        })
+}
+
+/// kill -9 of a group's leader in the middle of streaming a snapshot: ingester-2 is
+/// killed until groups have shipped and purged their logs past what it holds (a
+/// snapshot follows every `Shipped`), then restarted behind a slow link, so its
+/// leaders stream it their snapshots at 16 KiB/s; once a snapshot file is arriving
+/// (`incoming-*` in the group's directory), the group's leader is killed (and
+/// ingester-2 cut off for a moment, so the dead leader's kernel cannot finish the
+/// stream for it), then the link is healed. ingester-2 then catches up from the new leader (its log, or its snapshot
+/// when it purged past what ingester-2 holds); the half-received snapshot must leave
+/// nothing behind.
+#[derive(Default)]
+struct SnapshotKill {
+    /// (group, the node killed mid-stream, its PID)
+    killed: Mutex<Option<(u64, String, i32)>>,
+}
+
+impl SnapshotKill {
+    fn fault(&self, c: &Cluster) {
+        tokio::runtime::Handle::current().block_on(async {
+            let before = cluster_status(c).await;
+            c.run(&["kill", "ingester-2"]);
+            // ingester-2's newest log index per group, when it died.
+            let held: HashMap<u64, u64> = (0..16u64)
+                .filter_map(|g| {
+                    let r = replica_on(&before, g, "ingester-2")?;
+                    Some((g, r["lastLogIndex"].as_u64().unwrap_or(0)))
+                })
+                .collect();
+            // Shipping (so snapshots) moves on only where leaders stay put; groups
+            // whose leadership just moved wait for the gateways again.
+            let deadline = Instant::now() + Duration::from_secs(150);
+            loop {
+                let now = cluster_status(c).await;
+                let purged = held
+                    .iter()
+                    .filter(|(g, last)| {
+                        ["ingester-1", "ingester-3"].iter().any(|n| {
+                            replica_on(&now, **g, n)
+                                .and_then(|r| r["snapshotIndex"].as_u64())
+                                .is_some_and(|s| s > **last)
+                        })
+                    })
+                    .count();
+                // Most groups, ideally: what the leaders then send ingester-2 is mostly
+                // snapshots, not a backlog of entries that would crowd the slow link.
+                // One is enough for the scenario.
+                if purged >= 12 || (purged >= 1 && Instant::now() >= deadline) {
+                    eprintln!("{purged} groups snapshotted past ingester-2's log");
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no group snapshotted past ingester-2's log in 150 s"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+        c.run(&["slow", "ingester-2"]);
+        // Not waiting for it to be ready: behind the slow link its groups' entries and
+        // snapshots queue on one connection, and it may take minutes.
+        c.run(&["start", "ingester-2", "--no-wait"]);
+        let groups = c.dir.path().join("ingester-2/groups");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // (group, bytes received so far)
+        let (group, received) = loop {
+            let arriving = std::fs::read_dir(&groups).unwrap().flatten().find_map(|g| {
+                let file = std::fs::read_dir(g.path())
+                    .ok()?
+                    .flatten()
+                    .find(|f| f.file_name().to_string_lossy().starts_with("incoming-"))?;
+                let group = g.file_name().to_string_lossy().parse::<u64>().ok()?;
+                Some((group, file.metadata().ok()?.len()))
+            });
+            if let Some(found) = arriving {
+                break found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no snapshot started streaming to ingester-2 in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let status = tokio::runtime::Handle::current().block_on(cluster_status(c));
+        let g = status["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["group"] == group)
+            .unwrap();
+        let leader = g["leaderNode"].as_str().unwrap_or_default();
+        let node = ["ingester-1", "ingester-3"]
+            .into_iter()
+            .find(|n| leader.starts_with(&format!("{n} (")))
+            .unwrap_or_else(|| {
+                panic!("group {group} streams a snapshot but its leader is {leader:?}")
+            });
+        // The snapshot being sent: the leader's current checkpoint. Far from whole at
+        // the slow link's pace, so the kill lands mid-stream.
+        let sending = snapshot_size(&c.dir.path().join(format!("{node}/groups/{group}")));
+        assert!(
+            received + 4096 < sending,
+            "group {group}: {received} of {sending} bytes already received"
+        );
+        let pid = c.pid(node);
+        // kill -9 at once, then ingester-2 cut off (which closes the proxy's
+        // connections to it): a killed process' kernel still sends what it had
+        // buffered, a whole small snapshot, where a crashed machine's would not. At
+        // the slow link's pace little of the rest arrives before the cut.
+        signal(pid, libc::SIGKILL);
+        c.run(&["partition", "ingester-2"]);
+        eprintln!("group {group}: its leader {node} killed with {received} of the {sending} bytes of its snapshot sent to ingester-2");
+        *self.killed.lock().unwrap() = Some((group, node.to_string(), pid));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while unsafe { libc::kill(pid, 0) } == 0 {
+            assert!(Instant::now() < deadline, "{node} survived kill -9");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // At full speed again, ingester-2 catches up from the new leaders before they
+        // purge past it again.
+        c.run(&["heal", "ingester-2"]);
+    }
+
+    fn recover(&self, c: &Cluster) {
+        let (_, node, _) = self.killed.lock().unwrap().clone().unwrap();
+        c.run(&["start", &node]);
+        c.run(&["wait", "ingester-2"]);
+    }
+
+    /// ingester-2's replica of the group caught up with the new leader, from its log or
+    /// its snapshot, never from the killed leader's (its stream broke), and no file of
+    /// the broken stream is left.
+    async fn check(&self, c: &Cluster) {
+        let (group, _, killed_pid) = self.killed.lock().unwrap().clone().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = cluster_status(c).await;
+            let caught_up = replica_on(&status, group, "ingester-2")
+                .is_some_and(|r| r["lag"] == 0 && !r["appliedIndex"].is_null());
+            if caught_up {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ingester-2's replica of group {group} did not catch up: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let dir = c.dir.path().join(format!("ingester-2/groups/{group}"));
+        let left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|f| f.file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with("incoming-"))
+            .collect();
+        assert!(left.is_empty(), "{}: {left:?} left behind", dir.display());
+        // The snapshot the replica holds now: built by itself, or received; a
+        // snapshot's id names the process that built it (`built-<pid>-<n>`).
+        let current = std::fs::read_to_string(dir.join("current")).unwrap();
+        let meta: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.join(current.trim()).join("meta.json")).unwrap(),
+        )
+        .unwrap();
+        let id = meta["meta"]["snapshot_id"].as_str().unwrap().to_string();
+        assert!(
+            !id.starts_with(&format!("built-{killed_pid}-")),
+            "group {group}: ingester-2 installed {id}, the killed leader's snapshot: its stream was not broken"
+        );
+        eprintln!(
+            "group {group}: ingester-2 caught up with the new leader (its snapshot now: {id})"
+        );
+    }
 }
 
 /// Once the writes stopped, every group's three replicas reach the same applied index
