@@ -212,10 +212,7 @@ impl Ingester for GroupRouter {
             Err(e) => e.not_stored(),
         });
         PushOutcome::combine(answers.into_iter().map(|a| match a {
-            Err(e @ PushError::Unavailable(_)) if e.not_stored() && !nothing_stored => {
-                let PushError::Unavailable(m) = e else {
-                    unreachable!()
-                };
+            Err(PushError::Unavailable(m)) if !nothing_stored && m.contains(NOT_STORED) => {
                 Err(PushError::Unavailable(format!(
                     "{} (other shard groups' parts may be stored: the write's {OUTCOME_UNKNOWN}, retry)",
                     m.replace(NOT_STORED, "was refused")

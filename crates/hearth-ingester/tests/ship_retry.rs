@@ -40,6 +40,11 @@ async fn one_replica(dir: &std::path::Path) -> Arc<Replica> {
     )
 }
 
+/// How many of `calls` were PUTs.
+fn puts(calls: Vec<(&'static str, String)>) -> usize {
+    calls.iter().filter(|c| c.0 == "put").count()
+}
+
 /// A shipper as a replicated group's leader runs it: the head keeps shipped data for
 /// `wait` after its blocks became visible.
 fn shipping_to_gateways(
@@ -161,7 +166,6 @@ async fn shipped_data_stays_in_the_head_until_the_gateways_have_synced() {
     assert_eq!(bucket.committed_blocks().await.len(), 2);
     assert_eq!(samples_in_head(), 3 * 6 * 60, "nothing dropped yet");
     assert_eq!(db.head().tenant(&t).unwrap().shipped_before(), i64::MIN);
-    let puts = |calls: Vec<(&'static str, String)>| calls.iter().filter(|c| c.0 == "put").count();
     assert!(
         puts(bucket.take_calls()) >= 2 * 3,
         "two blocks of three files"
@@ -200,7 +204,6 @@ async fn a_new_leader_resumes_an_upload_without_repeating_it_or_its_wait() {
     let leader = || shipping_to_gateways(&db, &bucket, wait);
     write_hours(&db, 6).await;
     let t = Tenant::anonymous();
-    let puts = |calls: Vec<(&'static str, String)>| calls.iter().filter(|c| c.0 == "put").count();
 
     // The first leader uploads two blocks, then is gone before its wait is over.
     let first = leader();
